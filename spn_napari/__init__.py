@@ -1,0 +1,47 @@
+"""spn-napari: pixel masks from image-level tags (Superpixel Pooling Network, SP-CAM, napari).
+
+The public engine API, imported lazily so ``import spn_napari`` stays light (napari imports it
+to find the plugin)::
+
+    import spn_napari as spn
+    spn.write_demo_dataset("demo-data")
+    project = spn.init_project("proj", "demo-data")
+    spn.run(spn.compute_superpixels(project))
+    spn.run(spn.train_spn(project, spn.TrainConfig(epochs=30)))
+    spn.run(spn.make_pseudo_labels(project, spn.PseudoLabelConfig(method="sp-cam")))
+    print(spn.evaluate_labels(project, "pseudo/sp-cam")["miou"])
+
+Every long call is a generator of :class:`Event`; iterate it (or ``spn.run`` it) to do the work,
+stop iterating to cancel.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+__version__ = "0.1.0"
+
+_API = {
+    "Project": "store", "is_project": "store",
+    "read_dataset": "data.readers", "write_demo_dataset": "data.synthetic",
+    "SuperpixelConfig": "superpixels", "compute_superpixels": "superpixels",
+    "TrainConfig": "train", "train_spn": "train", "load_spn": "train",
+    "PseudoLabelConfig": "inference", "make_pseudo_labels": "inference", "evidence_maps": "inference",
+    "image_evidence": "inference",
+    "threshold_maps": "cam", "evaluate_labels": "evaluate", "export_labels": "export",
+    "Event": "events", "run": "pipeline", "init_project": "pipeline", "run_demo": "pipeline",
+    "SpnError": "errors", "DatasetError": "errors", "ProjectError": "errors", "WeightsError": "errors",
+    "build_spn": "models.spn", "superpixel_pool": "ops.superpixel_pool",
+}
+
+__all__ = sorted(_API)
+
+
+def __getattr__(name: str):
+    if name in _API:
+        return getattr(importlib.import_module(f".{_API[name]}", __name__), name)
+    raise AttributeError(f"module 'spn_napari' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_API))

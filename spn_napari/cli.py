@@ -1,0 +1,270 @@
+"""``spn-napari`` / ``python -m spn_napari``: every engine step from the command line.
+
+User errors print one line (``spn-napari: error: FILE: problem — fix``) and exit 2, without a
+traceback. Long commands show a progress bar on a terminal, or with ``--progress jsonl`` print
+one JSON object a line — the stream the GUI's child process reads.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+import time
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+from .errors import SpnError
+
+EXIT_USAGE = 2
+EXIT_CANCELLED = 130
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one line, exit 2 (argparse prints usage too)
+        print(f"spn-napari: error: {message} — see `{self.prog} --help`.", file=sys.stderr)
+        raise SystemExit(EXIT_USAGE)
+
+
+class _Progress:
+    """Consumes engine events: a tqdm bar (terminal), JSON lines, or nothing."""
+
+    def __init__(self, mode: str, desc: str) -> None:
+        if mode == "auto":
+            mode = "bar" if sys.stderr.isatty() else "none"
+        self.mode, self.desc, self.bar = mode, desc, None
+
+    def __call__(self, events: Iterable) -> object | None:
+        last = None
+        try:
+            for ev in events:
+                last = ev
+                self.show(ev)
+        finally:
+            self.close()
+        return last
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+    def show(self, ev) -> None:
+        if self.mode == "jsonl":
+            print(ev.to_json(), flush=True)
+        elif self.mode == "bar" and ev.total:
+            if self.bar is None:
+                from tqdm import tqdm
+                self.bar = tqdm(total=ev.total, desc=self.desc, file=sys.stderr, dynamic_ncols=True)
+            self.bar.n = ev.step
+            if "loss" in ev.data:
+                self.bar.set_postfix(loss=f"{ev.data['loss']:.3f}", refresh=False)
+            self.bar.refresh()
+
+
+def _project(path: str):
+    from .store import Project
+    return Project(path)
+
+
+def _positive(flag: str, value: int) -> int:
+    if value < 1:
+        raise SpnError(f"{flag} {value}: must be at least 1.")
+    return value
+
+
+# ---- commands ------------------------------------------------------------------------------
+def cmd_demo_data(a: argparse.Namespace) -> int:
+    from .data.synthetic import write_demo_dataset
+    _positive("--n", a.n)
+    if a.size < 32:
+        raise SpnError(f"--size {a.size}: images must be at least 32 pixels.")
+    out = write_demo_dataset(a.out, n=a.n, size=a.size, seed=a.seed)
+    print(f"wrote {a.n} demo images to {out}", file=sys.stderr)
+    return 0
+
+
+def cmd_init(a: argparse.Namespace) -> int:
+    from .data.readers import read_dataset
+    from .events import Event
+    from .store import Project
+    dataset = read_dataset(a.source)
+    show = _Progress(a.progress, "import")
+    try:
+        Project.create(a.project, dataset, progress=lambda i, n: show.show(Event("image", i, n)))
+    finally:
+        show.close()
+    print(f"created project {a.project} from {dataset.layout} data set {a.source}: "
+          f"{len(dataset.items)} images, {len(dataset.classes)} classes", file=sys.stderr)
+    return 0
+
+
+def cmd_superpixels(a: argparse.Namespace) -> int:
+    from .superpixels import SuperpixelConfig, compute_superpixels
+    project = _project(a.project)
+    cfg = SuperpixelConfig(n_segments=_positive("--n-segments", a.n_segments), compactness=a.compactness)
+    last = _Progress(a.progress, "superpixels")(compute_superpixels(project, cfg, workers=a.workers))
+    print(f"superpixels: {last.data['mean_superpixels']:.0f} per image on average", file=sys.stderr)
+    return 0
+
+
+def cmd_train_spn(a: argparse.Namespace) -> int:
+    from .train import TrainConfig, default_threads, train_spn
+    default_threads()
+    project = _project(a.project)
+    encoder = a.encoder or ("vgg16" if a.weights else "small")
+    if encoder not in ("small", "vgg16"):
+        raise SpnError(f"--encoder {encoder}: unknown encoder — use small or vgg16.")
+    if a.weights and encoder != "vgg16":
+        raise SpnError("--weights: a weights file is a VGG-16 state dict — use it with --encoder vgg16.")
+    cfg = TrainConfig(epochs=_positive("--epochs", a.epochs), batch_size=_positive("--batch-size", a.batch_size),
+                      lr=a.lr, encoder=encoder, weights=a.weights, device=a.device, seed=a.seed,
+                      workers=a.workers)
+    last = _Progress(a.progress, "train SPN")(train_spn(project, cfg))
+    print(f"trained SPN in {last.data['seconds']:.0f} s", file=sys.stderr)
+    return 0
+
+
+def cmd_pseudo_labels(a: argparse.Namespace) -> int:
+    from .inference import PseudoLabelConfig, check_method, make_pseudo_labels
+    from .train import default_threads
+    default_threads()
+    check_method(a.method)
+    project = _project(a.project)
+    cfg = PseudoLabelConfig(method=a.method, device=a.device, threshold=a.threshold,
+                            classes=a.classes, multi_scale=a.multi_scale)
+    last = _Progress(a.progress, f"{a.method} labels")(make_pseudo_labels(project, cfg))
+    print(f"wrote {a.method} pseudo-labels in {last.data['seconds']:.0f} s", file=sys.stderr)
+    return 0
+
+
+def cmd_evaluate(a: argparse.Namespace) -> int:
+    from .evaluate import evaluate_labels
+    from .inference import check_method
+    project = _project(a.project)
+    result = {"method": check_method(a.method), **evaluate_labels(project, f"pseudo/{a.method}")}
+    if a.json:
+        print(json.dumps(result))
+    else:
+        print(f"{a.method}: mIoU {result['miou']:.3f} over {result['images']} images")
+        for name, iou in result["per_class"].items():
+            print(f"  {name:>16s}  {'—' if iou is None else f'{iou:.3f}'}")
+    return 0
+
+
+def cmd_export(a: argparse.Namespace) -> int:
+    from .export import export_labels
+    from .inference import check_method
+    project = _project(a.project)
+    out = export_labels(project, a.out, kind=f"pseudo/{check_method(a.method)}", fmt=a.format)
+    print(f"exported {len(project)} label masks to {out}", file=sys.stderr)
+    return 0
+
+
+def cmd_demo(a: argparse.Namespace) -> int:
+    """The whole round-0 pipeline on generated data, ending with the CAM vs SP-CAM table."""
+    from .pipeline import run_demo
+    run_demo(Path(a.out), n=a.n, size=a.size, epochs=a.epochs, seed=a.seed, device=a.device,
+             progress=a.progress)
+    return 0
+
+
+# ---- parser --------------------------------------------------------------------------------
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="spn-napari", description=__doc__.splitlines()[0])
+    p.add_argument("--version", action="version", version=_version())
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    def add(name: str, fn, help: str, *, progress: bool = True) -> argparse.ArgumentParser:
+        sp = sub.add_parser(name, help=help, description=help)
+        sp.set_defaults(fn=fn)
+        if progress:
+            sp.add_argument("--progress", choices=("auto", "bar", "jsonl", "none"), default="auto",
+                            help="progress display (default: a bar on a terminal)")
+        return sp
+
+    s = add("demo", cmd_demo, "generate demo data and run the whole pipeline: init, superpixels, "
+            "train SPN, SP-CAM and CAM pseudo-labels, evaluation table")
+    s.add_argument("out", nargs="?", default="spn-demo", help="working folder (default ./spn-demo)")
+    s.add_argument("--n", type=int, default=200)
+    s.add_argument("--size", type=int, default=160)
+    s.add_argument("--epochs", type=int, default=None, help="SPN epochs (default: TrainConfig's)")
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--device", default="auto")
+
+    s = add("demo-data", cmd_demo_data, "write a generated data set (generic layout, with ground truth)",
+            progress=False)
+    s.add_argument("out")
+    s.add_argument("--n", type=int, default=200)
+    s.add_argument("--size", type=int, default=160)
+    s.add_argument("--seed", type=int, default=0)
+
+    s = add("init", cmd_init, "create a project from a data set folder (generic or VOC layout)")
+    s.add_argument("project")
+    s.add_argument("--from", dest="source", required=True, metavar="DATASET_DIR")
+
+    s = add("superpixels", cmd_superpixels, "compute SLIC superpixels for every image")
+    s.add_argument("project")
+    s.add_argument("--n-segments", type=int, default=300)
+    s.add_argument("--compactness", type=float, default=10.0)
+    s.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
+
+    s = add("train-spn", cmd_train_spn, "train the superpixel pooling network on the image tags")
+    s.add_argument("project")
+    s.add_argument("--encoder", default=None, help="small (default) or vgg16 (default with --weights)")
+    s.add_argument("--weights", default=None, metavar="FILE", help="torchvision VGG-16 state dict file")
+    s.add_argument("--epochs", type=int, default=30)
+    s.add_argument("--batch-size", type=int, default=8)
+    s.add_argument("--lr", type=float, default=1e-3)
+    s.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--workers", type=int, default=0, help="data loader processes")
+
+    s = add("pseudo-labels", cmd_pseudo_labels, "write round-0 pseudo-labels from the trained SPN")
+    s.add_argument("project")
+    s.add_argument("--method", default="sp-cam", help="sp-cam (default) or cam")
+    s.add_argument("--device", default="auto")
+    s.add_argument("--threshold", type=float, default=0.5, help="fraction of each class map's max")
+    s.add_argument("--classes", default="tags", help="tags (default) or predicted")
+    s.add_argument("--multi-scale", action="store_true", help="max-pool evidence over all training sides")
+
+    s = add("evaluate", cmd_evaluate, "mIoU of pseudo-labels against the project's ground truth",
+            progress=False)
+    s.add_argument("project")
+    s.add_argument("--method", default="sp-cam")
+    s.add_argument("--json", action="store_true", help="print one JSON object")
+
+    s = add("export", cmd_export, "export label masks", progress=False)
+    s.add_argument("project")
+    s.add_argument("out")
+    s.add_argument("--format", default="png", help="png, voc or zarr")
+    s.add_argument("--method", default="sp-cam")
+    return p
+
+
+def _version() -> str:
+    from . import __version__
+    return f"spn-napari {__version__}"
+
+
+def _interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt  # SIGTERM cancels like Ctrl-C: generators unwind, partial work is discarded
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        return args.fn(args)
+    except SpnError as exc:
+        print(f"spn-napari: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print(f"spn-napari: cancelled at {time.strftime('%H:%M:%S')}; the project keeps its last "
+              f"completed step.", file=sys.stderr)
+        return EXIT_CANCELLED
+
+
+if __name__ == "__main__":
+    sys.exit(main())

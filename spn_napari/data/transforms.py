@@ -1,0 +1,73 @@
+"""Geometry shared by training and inference: fit an image into a square canvas of a given side.
+
+The image is resized (aspect kept) so its longer side equals ``side`` and placed at the top-left
+of a ``side × side`` canvas; the rest is padding (zero after normalisation, superpixel label -1,
+left out of every pooling). This is the paper's "pad to square, resize to a random side".
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+__all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "fit_to_canvas", "normalise", "auto_scales", "compact_labels"]
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+PAPER_SCALES = (250, 300, 350, 400, 450, 500)
+
+
+def normalise(image: np.ndarray) -> Tensor:
+    """(H, W, 3) uint8 -> (3, H, W) float32, ImageNet mean/std (what VGG weights expect)."""
+    x = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float().div_(255)
+    mean = torch.tensor(IMAGENET_MEAN)[:, None, None]
+    std = torch.tensor(IMAGENET_STD)[:, None, None]
+    return (x - mean) / std
+
+
+def compact_labels(sp: Tensor) -> tuple[Tensor, int]:
+    """Relabel non-negative labels to 0..N-1 (resizing can drop tiny superpixels); -1 stays."""
+    valid = sp >= 0
+    uniq, inv = torch.unique(sp[valid], return_inverse=True)
+    out = torch.full_like(sp, -1)
+    out[valid] = inv
+    return out, int(uniq.numel())
+
+
+def fit_to_canvas(image: np.ndarray, sp: np.ndarray | None, side: int, *, flip: bool = False
+                  ) -> tuple[Tensor, Tensor | None, int]:
+    """image (H, W, 3) uint8, sp (H, W) int -> x (3, side, side), sp (side, side) int64, N."""
+    h, w = image.shape[:2]
+    scale = side / max(h, w)
+    nh, nw = max(1, round(h * scale)), max(1, round(w * scale))
+    x = normalise(image)
+    if flip:
+        x = x.flip(-1)
+    x = F.interpolate(x[None], size=(nh, nw), mode="bilinear", align_corners=False, antialias=scale < 1)[0]
+    canvas = x.new_zeros(3, side, side)
+    canvas[:, :nh, :nw] = x
+    if sp is None:
+        return canvas, None, 0
+    s = torch.from_numpy(np.ascontiguousarray(sp)).long()
+    if flip:
+        s = s.flip(-1)
+    s = F.interpolate(s[None, None].float(), size=(nh, nw), mode="nearest-exact")[0, 0].long()
+    sp_canvas = torch.full((side, side), -1, dtype=torch.long)
+    sp_canvas[:nh, :nw] = s
+    sp_canvas, n = compact_labels(sp_canvas)
+    return canvas, sp_canvas, n
+
+
+def auto_scales(sides: list[int], *, base: tuple[int, ...] = PAPER_SCALES, multiple: int = 16) -> tuple[int, ...]:
+    """The paper's sides, scaled down for small images so the median image maps to the middle.
+
+    VOC-sized images (longer side ~500) keep 250..500; 160-pixel images get roughly 110..225.
+    """
+    median = float(np.median(sides)) if sides else 500.0
+    factor = min(1.0, median / (0.5 * (base[0] + base[-1])))
+    if factor == 1.0:
+        return tuple(base)
+    out = sorted({max(2 * multiple, int(round(s * factor / multiple)) * multiple) for s in base})
+    return tuple(out)

@@ -1,0 +1,1 @@
+"""Networks: encoders (VGG-16, a small CPU one), SPN and (later) DecoupledNet."""

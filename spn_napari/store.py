@@ -1,0 +1,377 @@
+"""The project on disk: per-image zarr arrays plus one JSON manifest, every write atomic.
+
+Layout of a project folder::
+
+    project.json   format version, classes, colours, images (name, size, tags, source),
+                   settings, and the manifest of committed artifacts
+    data.zarr/     images/NNNNNN (H, W, 3) uint8, gt/NNNNNN (H, W) uint8, and one group per
+                   artifact version, e.g. ``superpixels.3f2a9c/NNNNNN`` (H, W) int32
+    checkpoints/   model files named after their artifact version
+
+An artifact (superpixels, an SPN checkpoint, CAMs, pseudo-labels) is written under a fresh,
+unique name and becomes visible only when ``project.json`` is atomically replaced to point at it
+(temp file + fsync + ``os.replace``). A process killed at any instant therefore leaves the last
+committed state readable; half-written groups are invisible and swept later. Artifacts record
+the versions they were computed from, so recomputing superpixels drops what depended on them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import secrets
+import shutil
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import zarr
+
+from .errors import ProjectError
+
+__all__ = ["FORMAT_VERSION", "Project", "ArtifactWriter", "is_project", "atomic_write_bytes", "atomic_write_json"]
+
+FORMAT = "spn-napari-project"
+FORMAT_VERSION = 1
+MANIFEST = "project.json"
+ZARR = "data.zarr"
+
+# Distinct, colour-blind-friendly class colours (background is transparent in napari).
+PALETTE = ["#e6194b", "#3cb44b", "#4363d8", "#f58231", "#911eb4", "#46f0f0", "#f032e6", "#bcf60c",
+           "#fabebe", "#008080", "#e6beff", "#9a6324", "#fffac8", "#800000", "#aaffc3", "#808000",
+           "#ffd8b1", "#000075", "#808080", "#ffe119"]
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Replace ``path`` with ``data`` so that readers see the old or the new file, never a mix."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+    with contextlib.suppress(OSError):  # make the rename itself durable
+        dfd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dfd)
+        finally:
+            os.close(dfd)
+
+
+def atomic_write_json(path: Path, obj: Any) -> None:
+    atomic_write_bytes(path, (json.dumps(obj, indent=1, sort_keys=False) + "\n").encode())
+
+
+@contextlib.contextmanager
+def _locked(root: Path) -> Iterator[None]:
+    """Serialise read-modify-write of the manifest between processes (GUI and a training child)."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - Windows: writers are rare enough to go unlocked
+        yield
+        return
+    with open(root / ".lock", "a+b") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def is_project(path: Path | str) -> bool:
+    return (Path(path) / MANIFEST).is_file() and (Path(path) / ZARR).is_dir()
+
+
+def _key(i: int) -> str:
+    return f"{i:06d}"
+
+
+@dataclass(frozen=True)
+class ImageInfo:
+    name: str
+    height: int
+    width: int
+    tags: tuple[int, ...]  # 0-based class indices
+    has_gt: bool
+
+
+class Project:
+    """An open project folder. Cheap to open; reads pixels one image at a time."""
+
+    def __init__(self, root: Path | str) -> None:
+        self.root = Path(root)
+        if not self.root.exists():
+            raise ProjectError(f"{self.root}: no such project folder — create one with "
+                               f"`spn-napari init {self.root} --from DATASET_DIR`.")
+        if not is_project(self.root):
+            raise ProjectError(f"{self.root}: not an spn-napari project (no {MANIFEST} and {ZARR}) — "
+                               f"create one with `spn-napari init {self.root} --from DATASET_DIR`.")
+        self._meta = self._read_manifest()
+        self._images = [ImageInfo(d["name"], d["height"], d["width"], tuple(d["tags"]), d["has_gt"])
+                        for d in self._meta["images"]]
+
+    # ---- manifest ------------------------------------------------------------------------
+    def _read_manifest(self) -> dict:
+        path = self.root / MANIFEST
+        try:
+            meta = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise ProjectError(f"{path}: unreadable project manifest ({exc}) — restore it from a "
+                               f"backup or re-create the project with `spn-napari init`.") from None
+        if meta.get("format") != FORMAT:
+            raise ProjectError(f"{path}: not an spn-napari project manifest — point to a folder "
+                               f"made by `spn-napari init`.")
+        if int(meta.get("format_version", 0)) > FORMAT_VERSION:
+            raise ProjectError(f"{path}: project format {meta['format_version']} is newer than this "
+                               f"spn-napari understands ({FORMAT_VERSION}) — upgrade spn-napari.")
+        return meta
+
+    def reload(self) -> None:
+        """Re-read the manifest (another process, e.g. a training child, may have committed)."""
+        self._meta = self._read_manifest()
+
+    @contextlib.contextmanager
+    def _update(self) -> Iterator[dict]:
+        """Lock, re-read, let the caller edit the manifest, then commit it atomically."""
+        with _locked(self.root):
+            meta = self._read_manifest()
+            yield meta
+            atomic_write_json(self.root / MANIFEST, meta)
+            self._meta = meta
+
+    # ---- static facts ----------------------------------------------------------------------
+    @property
+    def classes(self) -> tuple[str, ...]:
+        return tuple(self._meta["classes"])
+
+    @property
+    def colors(self) -> tuple[str, ...]:
+        return tuple(self._meta["colors"])
+
+    @property
+    def images(self) -> list[ImageInfo]:
+        return self._images
+
+    def __len__(self) -> int:
+        return len(self._images)
+
+    @property
+    def has_ground_truth(self) -> bool:
+        return any(im.has_gt for im in self._images)
+
+    @property
+    def settings(self) -> dict:
+        return dict(self._meta.get("settings", {}))
+
+    def set_settings(self, **values: Any) -> None:
+        with self._update() as meta:
+            meta.setdefault("settings", {}).update(values)
+
+    def tag_matrix(self) -> np.ndarray:
+        """(n_images, C) float32 multi-hot image-level tags."""
+        out = np.zeros((len(self), len(self.classes)), np.float32)
+        for i, im in enumerate(self._images):
+            out[i, list(im.tags)] = 1
+        return out
+
+    # ---- pixels ----------------------------------------------------------------------------
+    def _array(self, group: str, i: int) -> zarr.Array:
+        return zarr.open_array(self.root / ZARR, path=f"{group}/{_key(i)}", mode="r")
+
+    def image(self, i: int) -> np.ndarray:
+        """(H, W, 3) uint8."""
+        return self._array("images", i)[...]
+
+    def ground_truth(self, i: int) -> np.ndarray | None:
+        """(H, W) uint8: 0 background, c+1 class c, 255 ignore; None without a mask. Never for training."""
+        return self._array("gt", i)[...] if self._images[i].has_gt else None
+
+    # ---- artifacts -------------------------------------------------------------------------
+    def artifact(self, kind: str) -> dict | None:
+        """The committed entry of ``kind`` (e.g. 'superpixels', 'spn', 'pseudo/sp-cam'), or None."""
+        return self._meta.get("artifacts", {}).get(kind)
+
+    def require(self, kind: str, hint: str) -> dict:
+        entry = self.artifact(kind)
+        if entry is None:
+            raise ProjectError(f"{self.root}: no {kind} in this project yet — run `{hint}` first.")
+        return entry
+
+    def read(self, kind: str, i: int) -> np.ndarray:
+        """Image i's array of a per-image artifact, e.g. ``read('superpixels', 3)`` (H, W) int32."""
+        entry = self.require(kind, f"spn-napari ... {self.root}")
+        return self._array(entry["group"], i)[...]
+
+    def file(self, kind: str) -> Path:
+        """Path of a file artifact (a checkpoint)."""
+        return self.root / self.require(kind, f"spn-napari ... {self.root}")["file"]
+
+    def writer(self, kind: str, *, depends: tuple[str, ...] = (), meta: dict | None = None) -> "ArtifactWriter":
+        """Start a new version of a per-image artifact; it is visible only after ``commit()``."""
+        return ArtifactWriter(self, kind, depends=depends, meta=meta or {})
+
+    def commit_file(self, kind: str, data: bytes, *, suffix: str, depends: tuple[str, ...] = (),
+                    meta: dict | None = None) -> Path:
+        """Write a file artifact (e.g. a checkpoint) atomically and make it current."""
+        version = _new_version(kind)
+        rel = Path("checkpoints") / f"{version}{suffix}"
+        atomic_write_bytes(self.root / rel, data)
+        self._commit(kind, {"file": str(rel)}, depends, meta or {}, version)
+        return self.root / rel
+
+    def _commit(self, kind: str, where: dict, depends: tuple[str, ...], meta: dict, version: str) -> None:
+        with self._update() as manifest:
+            arts = manifest.setdefault("artifacts", {})
+            missing = [d for d in depends if d not in arts]
+            if missing:
+                raise ProjectError(f"{self.root}: {kind} needs {', '.join(missing)}, which is gone — "
+                                   f"recompute it and run again.")
+            old = arts.get(kind)
+            arts[kind] = {**where, "version": version, "created": time.time(), "meta": meta,
+                          "depends": {d: arts[d]["version"] for d in depends}}
+            dropped = _drop_dependents(arts, kind)
+        for entry in ([old] if old else []) + dropped:
+            self._delete_data(entry)
+
+    def _delete_data(self, entry: dict) -> None:
+        if "group" in entry:
+            shutil.rmtree(self.root / ZARR / entry["group"], ignore_errors=True)
+        if "file" in entry:
+            with contextlib.suppress(FileNotFoundError):
+                (self.root / entry["file"]).unlink()
+
+    def sweep(self) -> list[str]:
+        """Delete half-written artifact groups and files no manifest entry points at."""
+        self.reload()
+        live = {e.get("group") for e in self._meta.get("artifacts", {}).values()}
+        live_files = {Path(e["file"]).name for e in self._meta.get("artifacts", {}).values() if "file" in e}
+        gone = []
+        for p in (self.root / ZARR).iterdir():
+            if "." in p.name and p.is_dir() and p.name not in live and _older_than(p, 3600):
+                shutil.rmtree(p, ignore_errors=True)
+                gone.append(p.name)
+        for p in (self.root / "checkpoints").glob("*"):
+            if p.name not in live_files and _older_than(p, 3600):
+                p.unlink()
+                gone.append(p.name)
+        return gone
+
+    # ---- creation --------------------------------------------------------------------------
+    @classmethod
+    def create(cls, root: Path | str, dataset, progress: Callable[[int, int], None] | None = None) -> "Project":
+        """Import ``dataset`` (a validated data set) into a new project folder at ``root``.
+
+        Written into a temporary sibling folder that is renamed into place at the end, so a
+        failure (a corrupt image, a mask of the wrong size) leaves no project behind.
+        """
+        from .data.images import load_image, load_mask
+
+        root = Path(root)
+        if root.exists() and (not root.is_dir() or any(root.iterdir())):
+            raise ProjectError(f"{root}: already exists and is not empty — choose a new project folder "
+                               f"or delete this one first.")
+        root.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{root.name}.creating-", dir=root.parent))
+        try:
+            group = zarr.open_group(tmp / ZARR, mode="w")
+            images_g, gt_g = group.require_group("images"), group.require_group("gt")
+            infos = []
+            for i, item in enumerate(dataset.items):
+                img = load_image(item.image_path)
+                _put(images_g, i, img)
+                has_gt = item.mask_path is not None
+                if has_gt:
+                    _put(gt_g, i, load_mask(item.mask_path, img.shape[:2]))
+                infos.append({"name": item.name, "height": int(img.shape[0]), "width": int(img.shape[1]),
+                              "tags": list(item.tags), "has_gt": has_gt, "source": str(item.image_path)})
+                if progress:
+                    progress(i + 1, len(dataset.items))
+            (tmp / "checkpoints").mkdir()
+            n = len(dataset.classes)
+            atomic_write_json(tmp / MANIFEST, {
+                "format": FORMAT, "format_version": FORMAT_VERSION, "created": time.time(),
+                "source": {"path": str(dataset.root), "layout": dataset.layout},
+                "classes": list(dataset.classes),
+                "colors": [PALETTE[c % len(PALETTE)] for c in range(n)],
+                "settings": {}, "artifacts": {}, "images": infos})
+            if root.exists():
+                root.rmdir()  # empty, checked above
+            os.rename(tmp, root)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        return cls(root)
+
+
+class ArtifactWriter:
+    """Writes one version of a per-image artifact; ``commit()`` makes it current atomically."""
+
+    def __init__(self, project: Project, kind: str, *, depends: tuple[str, ...], meta: dict) -> None:
+        self.project, self.kind, self.depends, self.meta = project, kind, depends, meta
+        self.version = _new_version(kind)
+        self._group = zarr.open_group(project.root / ZARR, mode="a").require_group(self.version)
+        self._written: set[int] = set()
+
+    def put(self, i: int, array: np.ndarray) -> None:
+        _put(self._group, i, array)
+        self._written.add(i)
+
+    def commit(self) -> None:
+        missing = len(self.project) - len(self._written)
+        if missing:
+            raise RuntimeError(f"{self.kind}: {missing} images not written; call put() for each first")
+        self.project._commit(self.kind, {"group": self.version}, self.depends, self.meta, self.version)
+
+    def abort(self) -> None:
+        shutil.rmtree(self.project.root / ZARR / self.version, ignore_errors=True)
+
+    def __enter__(self) -> "ArtifactWriter":
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.commit()
+        else:
+            self.abort()
+
+
+def _new_version(kind: str) -> str:
+    return f"{kind.replace('/', '-')}.{secrets.token_hex(4)}"
+
+
+def _put(group: zarr.Group, i: int, array: np.ndarray) -> None:
+    arr = group.create_array(_key(i), shape=array.shape, dtype=array.dtype, chunks=array.shape,
+                             overwrite=True)
+    arr[...] = array
+
+
+def _drop_dependents(arts: dict, changed: str) -> list[dict]:
+    """Remove (transitively) every artifact computed from an older version of ``changed``."""
+    dropped, stale = [], {changed}
+    while True:
+        more = [k for k, e in arts.items() if any(d in stale and arts.get(d, {}).get("version") != v
+                                                  for d, v in e.get("depends", {}).items())
+                or any(d in stale and d not in arts for d in e.get("depends", {}))]
+        if not more:
+            return dropped
+        for k in more:
+            dropped.append(arts.pop(k))
+            stale.add(k)
+
+
+def _older_than(path: Path, seconds: float) -> bool:
+    try:
+        return time.time() - path.stat().st_mtime > seconds
+    except FileNotFoundError:
+        return False
