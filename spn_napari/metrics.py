@@ -14,12 +14,13 @@ def confusion_matrix(pred: np.ndarray, gt: np.ndarray, n_labels: int, ignore: in
 
     Pixels whose ground truth is ``ignore`` are skipped; predictions outside 0..n_labels-1 are an error.
     """
-    pred, gt = np.asarray(pred).ravel(), np.asarray(gt).ravel()
+    pred, gt = np.asarray(pred), np.asarray(gt)
     if pred.shape != gt.shape:
-        raise ValueError(f"prediction has {pred.size} pixels, ground truth {gt.size}")
+        raise ValueError(f"prediction of shape {pred.shape}, ground truth {gt.shape}")
+    pred, gt = pred.ravel(), gt.ravel()
     keep = gt != ignore
     p, g = pred[keep].astype(np.int64), gt[keep].astype(np.int64)
-    if p.size and (p.max() >= n_labels or p.min() < 0 or g.max() >= n_labels):
+    if p.size and (p.max() >= n_labels or p.min() < 0 or g.max() >= n_labels or g.min() < 0):
         raise ValueError(f"labels outside 0..{n_labels - 1}")
     return np.bincount(g * n_labels + p, minlength=n_labels * n_labels).reshape(n_labels, n_labels)
 

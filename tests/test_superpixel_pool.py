@@ -256,3 +256,16 @@ def test_cuda_matches_cpu(shape):
     torch.testing.assert_close(f_gpu.grad.cpu(), f_cpu.grad, rtol=1e-10, atol=1e-10)
     out32 = superpixel_pool(feat.float().cuda(), sp.cuda(), n_sp)
     torch.testing.assert_close(out32.double().cpu(), out_cpu.detach(), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_half_precision_pools_in_float32(dtype):
+    feat = torch.full((1, 1, 256, 256), 2.0, dtype=dtype)
+    out = superpixel_pool(feat, torch.zeros(1, 256, 256, dtype=torch.long), [1])
+    assert out.dtype == torch.float32 and out.item() == 2.0  # no count rounding, no overflow
+
+
+def test_label_outside_its_image_count_is_refused():
+    sp = torch.tensor([[[0, 0], [0, 3]], [[0, 0], [1, 1]]])
+    with pytest.raises(ValueError, match="n_sp"):
+        superpixel_pool(torch.ones(2, 1, 2, 2), sp, [2, 2])

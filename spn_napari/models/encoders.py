@@ -15,7 +15,7 @@ from torch import Tensor, nn
 __all__ = ["ConvEncoder", "SMALL_CFG", "VGG16_CFG", "build_encoder"]
 
 VGG16_CFG: tuple = (64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M")
-SMALL_CFG: tuple = (16, 16, "M", 32, 32, "M", 64, 64, "M", 128, 128, "M", 128, 128, "M")
+SMALL_CFG: tuple = (16, "M", 32, "M", 64, 64, "M", 128, 128, "M", 128, 128, "M")
 
 
 class ConvEncoder(nn.Module):

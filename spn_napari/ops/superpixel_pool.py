@@ -52,7 +52,8 @@ def superpixel_pool(feat: Tensor, sp: Tensor, n_sp: Sequence[int] | Tensor) -> T
         n_sp: B superpixel counts.
     Returns:
         (sum(n_sp), K): image 0's superpixels in label order, then image 1's, ...
-        A label that covers no pixel gets a zero row.
+        A label that covers no pixel gets a zero row. Half-precision input is pooled (and
+        returned) in float32.
     """
     if feat.dim() != 4 or sp.dim() != 3 or feat.shape[0] != sp.shape[0]:
         raise ValueError(f"superpixel_pool: feat (B,K,h,w) and sp (B,H,W) expected, got "
@@ -64,6 +65,10 @@ def superpixel_pool(feat: Tensor, sp: Tensor, n_sp: Sequence[int] | Tensor) -> T
     counts_sp = _as_counts(n_sp, feat.device)
     n_max = int(counts_sp.max()) if counts_sp.numel() else 0
     sp = sp.long()
+    if bool((sp.amax(dim=(1, 2)) >= counts_sp).any()):
+        raise ValueError(f"superpixel_pool: a label is >= its image's count n_sp={counts_sp.tolist()}")
+    if feat.dtype in (torch.float16, torch.bfloat16):
+        feat = feat.float()  # sums and pixel counts overflow or round in half precision
     dump = b * n_max  # one extra row collects ignored (negative-label) pixels
     rows = torch.arange(b, device=feat.device)[:, None, None] * n_max + sp  # (B, H, W)
     rows = torch.where(sp < 0, dump, rows).reshape(-1)
