@@ -18,7 +18,8 @@ How, for each N in --sizes (projects in --workdir are reused when present, so re
      the same inference side (the checkpoint's scales), so only N differs.
   3. `python -m spn_napari pseudo-labels WORKDIR/proj-N --progress none --device D` as a child
      process, reaped with os.wait4 to get that child's own rusage: ru_maxrss (KiB on Linux) is
-     its peak resident set size. Wall seconds and images/s are measured around the same child.
+     its peak resident set size. Wall seconds and images/s are measured around the same child
+     (they include its start-up: about the import row's seconds).
 A baseline child that only imports the pseudo-labels code path (torch included) is measured the
 same way, so the table also shows the part of the peak that the command adds on top of imports.
 Setup steps are not timed and their memory is not measured.

@@ -148,5 +148,7 @@ def load_spn(project: Project, device: torch.device) -> tuple[SPN, dict]:
 
 
 def default_threads() -> None:
-    """Use every core for intra-op parallelism (torch defaults to physical cores only)."""
-    torch.set_num_threads(max(1, os.cpu_count() or 1))
+    """Use every core for intra-op parallelism (torch defaults to physical cores only),
+    unless the user chose a number with OMP_NUM_THREADS."""
+    if not os.environ.get("OMP_NUM_THREADS"):
+        torch.set_num_threads(max(1, os.cpu_count() or 1))

@@ -62,12 +62,12 @@ def save(tmp_path):
 
 # ---------------------------------------------------------------- shapes
 
-@pytest.mark.parametrize("encoder, h, w, cz", [
-    ("small", 250, 250, 128),
-    ("small", 250, 170, 128),
-    ("vgg16", 100, 72, 512),
+@pytest.mark.parametrize("encoder, h, w, cz, stride", [
+    ("small", 250, 250, 128, 16),
+    ("small", 250, 170, 128, 16),
+    ("vgg16", 100, 72, 512, 32),
 ])
-def test_output_shapes(encoder, h, w, cz):
+def test_output_shapes(encoder, h, w, cz, stride):
     torch.manual_seed(0)
     n_classes, n_sp = 4, [5, 9]
     model = build_spn(n_classes, encoder=encoder).eval()
@@ -79,9 +79,10 @@ def test_output_shapes(encoder, h, w, cz):
     assert out.top.shape == (2, n_classes)
     assert out.bottom.shape == (2, n_classes)
     assert out.pooled.shape == (sum(n_sp), cz)  # K == pool5 channels == Cz for both encoders
-    assert out.z.shape == (2, cz, h // 32, w // 32)  # 250 -> 7: the pools floor
+    assert model.encoder.stride == stride
+    assert out.z.shape == (2, cz, h // stride, w // stride)  # the pools floor: 250 -> 15 at stride 16
     assert z.shape == out.z.shape
-    assert feat.shape == (2, model.encoder.pool5_channels, h // 16, w // 16)
+    assert feat.shape == (2, model.encoder.pool5_channels, h // (stride // 2), w // (stride // 2))
     assert all(torch.isfinite(t).all() for t in (out.top, out.bottom, out.pooled, out.z))
 
 
@@ -109,9 +110,9 @@ def test_vgg16_features_match_torchvision_layout():
     assert enc.pool5_channels == 512 and enc.z_channels == 512
 
 
-def test_small_encoder_has_four_pools_before_pool5():
-    enc = build_encoder("small")
-    assert sum(isinstance(m, nn.MaxPool2d) for m in enc.features) == 4
+def test_small_encoder_has_three_pools_before_pool5():
+    enc = build_encoder("small")  # output stride 16: three pools, then pool5
+    assert sum(isinstance(m, nn.MaxPool2d) for m in enc.features) == 3
     assert not isinstance(enc.features[-1], nn.MaxPool2d)
     assert enc.pool5.return_indices
 
@@ -322,7 +323,7 @@ def test_superpixel_scores_cam_and_decomposition():
     np.testing.assert_allclose(scores.numpy(), pooled @ wt.T, rtol=1e-5, atol=1e-5)  # no bias
 
     b, cz, hz, wz = z.shape
-    assert cam.shape == (b, n_classes, hz, wz) == (2, n_classes, 3, 4)
+    assert cam.shape == (b, n_classes, hz, wz) == (2, n_classes, 6, 8)  # stride 16
     ref = np.zeros((b, n_classes, hz, wz))
     for i in range(b):
         for c in range(n_classes):

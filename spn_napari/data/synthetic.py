@@ -55,8 +55,8 @@ _PARTS: tuple[tuple[tuple[float, float, float], str], ...] = (
 )
 _MIN_PART_RADIUS = 5.0  # px: parts at least ~10 px across when the object allows it
 _SHARE_TARGET = (0.09, 0.14)  # sampled target, inside PART_SHARE_RANGE with a margin
-_SINGLE_SCALE = (0.34, 0.46)  # body length / mean image side, one object
-_MULTI_SCALE = (0.28, 0.40)  # the same with 2-3 objects
+_SINGLE_SCALE = (0.60, 0.80)  # body length / mean image side, one object
+_MULTI_SCALE = (0.42, 0.56)  # the same with 2-3 objects
 
 
 @dataclass(frozen=True)

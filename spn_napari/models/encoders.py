@@ -15,7 +15,9 @@ from torch import Tensor, nn
 __all__ = ["ConvEncoder", "SMALL_CFG", "VGG16_CFG", "build_encoder"]
 
 VGG16_CFG: tuple = (64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M")
-SMALL_CFG: tuple = (16, "M", 32, "M", 64, 64, "M", 128, 128, "M", 128, 128, "M")
+# Output stride 16 (three pools + pool5): on ~160-pixel images a stride-32 grid is 5×5 and the
+# upsampler's 3×3 deconvs would see the whole image, leaving SP-CAM nothing local to pool.
+SMALL_CFG: tuple = (16, "M", 32, "M", 64, 64, "M", 128, 128, "M")
 
 
 class ConvEncoder(nn.Module):
@@ -49,6 +51,7 @@ class ConvEncoder(nn.Module):
             nn.ReLU(inplace=True),
         )
         self.z_channels = z_channels
+        self.stride = 2 ** sum(v == "M" for v in cfg)  # input pixels per cell of z (32 for VGG-16)
         self.frozen = False
 
     def freeze_features(self) -> None:
@@ -65,14 +68,17 @@ class ConvEncoder(nn.Module):
         return self
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor, torch.Size]:
-        """x (B, 3, H, W) -> z (B, Cz, H/32, W/32), pool5 switches (B, C5, H/32, W/32), pre-pool size."""
+        """x (B, 3, H, W) -> z (B, Cz, H/s, W/s), pool5 switches (B, C5, H/s, W/s), pre-pool size.
+
+        s = ``self.stride``: 32 for VGG-16, 16 for the small encoder."""
         c5 = self.features(x)  # (B, C5, H/16, W/16)
         p5, switches = self.pool5(c5)  # (B, C5, H/32, W/32) x2
         return self.extra(p5), switches, c5.shape[-2:]
 
 
 def build_encoder(name: str) -> ConvEncoder:
-    """'vgg16' (512 channels, torchvision layout) or 'small' (BN, 128 channels, CPU-friendly)."""
+    """'vgg16' (512 channels, stride 32, torchvision layout) or 'small' (BN, 128 channels,
+    stride 16, CPU-friendly)."""
     if name == "vgg16":
         return ConvEncoder(cfg=VGG16_CFG, batch_norm=False, z_channels=512)
     if name == "small":

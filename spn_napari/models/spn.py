@@ -1,9 +1,9 @@
 """The Superpixel Pooling Network (Kwak, Hong, Han, AAAI 2017).
 
-    image (B,3,H,W) ─ encoder ─ z (B,Cz,H/32,W/32) ─ GAP ─ bottom FC ─ (B,C)
+    image (B,3,H,W) ─ encoder ─ z (B,Cz,H/s,W/s) ─ GAP ─ bottom FC ─ (B,C)      s = 32 (VGG-16), 16 (small)
                           │ pool5 switches
                           └ upsampler: deconv, deconv, unpool(switches), deconv, deconv
-                               F (B,K,H/16,W/16) ─ superpixel pool ─ (ΣN,K) ─ mean ─ top FC ─ (B,C)
+                               F (B,K,2H/s,2W/s) ─ superpixel pool ─ (ΣN,K) ─ mean ─ top FC ─ (B,C)
 
 Loss: the sum over classes of binary logistic losses, on both branches. SP-CAM reuses the top FC
 on every superpixel's pooled feature; the CAM baseline applies the bottom FC per location of z.
@@ -39,7 +39,7 @@ class SPNOutput:
     top: Tensor  # (B, C) logits of the superpixel branch
     bottom: Tensor  # (B, C) logits of the GAP(z) branch
     pooled: Tensor  # (ΣN, K) superpixel features
-    z: Tensor  # (B, Cz, H/32, W/32)
+    z: Tensor  # (B, Cz, H/s, W/s), s the encoder's stride
 
 
 def _deconv(cin: int, cout: int) -> nn.Sequential:
@@ -56,7 +56,7 @@ class Upsampler(nn.Module):
         self.post = nn.Sequential(_deconv(pool_channels, k), _deconv(k, k))
 
     def forward(self, z: Tensor, switches: Tensor, size: torch.Size) -> Tensor:
-        # z (B, Cz, h, w); switches (B, C5, h, w) -> (B, K, H/16, W/16)
+        # z (B, Cz, h, w); switches (B, C5, h, w) -> (B, K, 2h, 2w) (the pre-pool5 size)
         return self.post(self.unpool(self.pre(z), switches, output_size=size))
 
 
@@ -73,7 +73,7 @@ class SPN(nn.Module):
         self.bottom = nn.Linear(self.encoder.z_channels, cfg.n_classes)
 
     def features(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        """x (B, 3, H, W) normalised -> z (B, Cz, H/32, W/32), F (B, K, H/16, W/16)."""
+        """x (B, 3, H, W) normalised -> z (B, Cz, H/s, W/s), F (B, K, 2H/s, 2W/s)."""
         z, switches, size = self.encoder(x)
         return z, self.upsampler(z, switches, size)
 
