@@ -221,3 +221,16 @@ def test_steps_out_of_order_name_the_missing_step(demo_dir, tmp_path, capsys):
     assert_user_error(code, err, "superpixels")
     code, _, err = cli(capsys, "evaluate", tmp_path / "p")
     assert_user_error(code, err, "pseudo/sp-cam")
+
+
+def test_demo_runs_the_whole_pipeline_and_reports_both_methods(tmp_path, capsys):
+    code, out, err = cli(capsys, "demo", tmp_path / "demo", "--n", "6", "--size", "64", "--epochs", "1",
+                         "--progress", "none")
+    assert code == 0, err
+    summary = json.loads((tmp_path / "demo" / "demo_results.json").read_text())
+    project = Project(summary["project"])
+    for method in ("cam", "sp-cam"):
+        from spn_napari.evaluate import evaluate_labels
+        assert summary["methods"][method]["miou"] == pytest.approx(
+            evaluate_labels(project, f"pseudo/{method}")["miou"])
+        assert method in out

@@ -298,7 +298,7 @@ def _place_objects(
         full_body, full_part = np.zeros((h, w), bool), np.zeros((h, w), bool)
         full_body[box], full_part[box] = body, part
         u, v = shape["u"], shape["v"]
-        body_paint = _body_texture(rng, u / shape["a"], u, v)
+        body_paint = _body_texture(rng, u / shape["a"], u, v, label)
         part_paint = _part_texture(rng, label, u - shape["pu"], v - shape["pv"], shape["r"])
         obj = DemoObject(label=label, body=full_body, part=full_part)
         placed.append((obj, box, body_paint, part_paint))
@@ -380,16 +380,18 @@ def _object_shape(
 
 
 def _body_texture(
-    rng: np.random.Generator, un: np.ndarray, u: np.ndarray, v: np.ndarray
+    rng: np.random.Generator, un: np.ndarray, u: np.ndarray, v: np.ndarray, label: int
 ) -> np.ndarray:
-    """(3, h, w) body paint: one warm colour with a fine stripe or dot texture (class-agnostic).
+    """(3, h, w) body paint: one warm colour with a fine stripe or dot texture.
 
-    ``u``/``v`` are pixel coordinates along/across the body axis, ``un`` is ``u`` over the
-    semi-major axis (for a gentle shading along the body)."""
+    The body is shared between classes: its colour is drawn alike for all of them, and its
+    texture (stripes or dots) is shared by a pair of classes — a body says "one of these two",
+    only the small part says which. ``u``/``v`` are pixel coordinates along/across the body
+    axis, ``un`` is ``u`` over the semi-major axis (for a gentle shading along the body)."""
     base = _body_colour(rng)
     dark = base * np.float32(rng.uniform(0.7, 0.82))
     period = rng.uniform(3.0, 5.0)
-    if rng.random() < 0.5:
+    if label % 2 == 0:
         a = rng.uniform(0, np.pi)
         k = 2 * np.pi / period
         pat = np.cos(np.float32(k * np.cos(a)) * u + np.float32(k * np.sin(a)) * v) > 0
