@@ -63,8 +63,8 @@ def save(tmp_path):
 # ---------------------------------------------------------------- shapes
 
 @pytest.mark.parametrize("encoder, h, w, cz, stride", [
-    ("small", 250, 250, 128, 16),
-    ("small", 250, 170, 128, 16),
+    ("small", 250, 250, 128, 8),
+    ("small", 250, 170, 128, 8),
     ("vgg16", 100, 72, 512, 32),
 ])
 def test_output_shapes(encoder, h, w, cz, stride):
@@ -78,9 +78,9 @@ def test_output_shapes(encoder, h, w, cz, stride):
         z, feat = model.features(x)
     assert out.top.shape == (2, n_classes)
     assert out.bottom.shape == (2, n_classes)
-    assert out.pooled.shape == (sum(n_sp), cz)  # K == pool5 channels == Cz for both encoders
+    assert out.pooled.shape == (sum(n_sp), model.encoder.pool5_channels)  # K = pool5's channels
     assert model.encoder.stride == stride
-    assert out.z.shape == (2, cz, h // stride, w // stride)  # the pools floor: 250 -> 15 at stride 16
+    assert out.z.shape == (2, cz, h // stride, w // stride)  # the pools floor: 250 -> 31 at stride 8
     assert z.shape == out.z.shape
     assert feat.shape == (2, model.encoder.pool5_channels, h // (stride // 2), w // (stride // 2))
     assert all(torch.isfinite(t).all() for t in (out.top, out.bottom, out.pooled, out.z))
@@ -110,9 +110,9 @@ def test_vgg16_features_match_torchvision_layout():
     assert enc.pool5_channels == 512 and enc.z_channels == 512
 
 
-def test_small_encoder_has_three_pools_before_pool5():
-    enc = build_encoder("small")  # output stride 16: three pools, then pool5
-    assert sum(isinstance(m, nn.MaxPool2d) for m in enc.features) == 3
+def test_small_encoder_has_two_pools_before_pool5():
+    enc = build_encoder("small")  # output stride 8: two pools, then pool5
+    assert sum(isinstance(m, nn.MaxPool2d) for m in enc.features) == 2
     assert not isinstance(enc.features[-1], nn.MaxPool2d)
     assert enc.pool5.return_indices
 
@@ -323,7 +323,7 @@ def test_superpixel_scores_cam_and_decomposition():
     np.testing.assert_allclose(scores.numpy(), pooled @ wt.T, rtol=1e-5, atol=1e-5)  # no bias
 
     b, cz, hz, wz = z.shape
-    assert cam.shape == (b, n_classes, hz, wz) == (2, n_classes, 6, 8)  # stride 16
+    assert cam.shape == (b, n_classes, hz, wz) == (2, n_classes, 12, 16)  # stride 8
     ref = np.zeros((b, n_classes, hz, wz))
     for i in range(b):
         for c in range(n_classes):

@@ -1,6 +1,6 @@
 """The Superpixel Pooling Network (Kwak, Hong, Han, AAAI 2017).
 
-    image (B,3,H,W) ─ encoder ─ z (B,Cz,H/s,W/s) ─ GAP ─ bottom FC ─ (B,C)      s = 32 (VGG-16), 16 (small)
+    image (B,3,H,W) ─ encoder ─ z (B,Cz,H/s,W/s) ─ GAP ─ bottom FC ─ (B,C)      s = 32 (VGG-16), 8 (small)
                           │ pool5 switches
                           └ upsampler: deconv, deconv, unpool(switches), deconv, deconv
                                F (B,K,2H/s,2W/s) ─ superpixel pool ─ (ΣN,K) ─ mean ─ top FC ─ (B,C)
