@@ -35,7 +35,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import time
 from dataclasses import asdict
@@ -47,23 +46,14 @@ import torch.nn.functional as F
 from spn_napari.cam import paint_superpixels, threshold_maps
 from spn_napari.data.synthetic import generate_demo_image
 from spn_napari.data.transforms import auto_scales, fit_to_canvas
-from spn_napari.inference import image_evidence
+from spn_napari.inference import image_evidence, label_canvas
 from spn_napari.models.spn import build_spn
 from spn_napari.ops import superpixel_pool
 from spn_napari.superpixels import SuperpixelConfig, slic_labels
 
+from _machine import cpu_model  # benchmarks/ is on sys.path when run as a script
+
 GOAL_S = 1.5  # per image, CPU, small encoder, 500x500
-
-
-def cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as fh:
-            for line in fh:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def machine(device: torch.device) -> dict:
@@ -106,12 +96,8 @@ def mask_parts(model, image, sp, sides, device, tags) -> tuple[np.ndarray, dict]
     """image_evidence's body with perf_counter around its parts (same calls, same order)."""
     t = {"forward": 0.0, "pooling+scores": 0.0, "paint+threshold": 0.0}
     t0 = time.perf_counter()
-    h, w = image.shape[:2]
-    side_full = max(h, w)
-    n = int(sp.max()) + 1
-    sp_canvas = torch.full((1, side_full, side_full), -1, dtype=torch.long)
-    sp_canvas[0, :h, :w] = torch.from_numpy(sp.astype(np.int64))
-    sp_canvas = sp_canvas.to(device)
+    sp_canvas, n = label_canvas(sp, device)
+    side_full = sp_canvas.shape[-1]
     sync(device)
     t["pooling+scores"] += time.perf_counter() - t0
     scores, cams, probs = [], [], []

@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import statistics
 import time
 
@@ -38,6 +37,8 @@ import torch
 import torch.nn.functional as F
 
 from spn_napari.ops.superpixel_pool import superpixel_pool
+
+from _machine import cpu_model  # benchmarks/ is on sys.path when run as a script
 
 CASES = {
     "lowres": dict(b=8, k=128, h=16, w=16, hh=256, ww=256, n=300),
@@ -48,14 +49,7 @@ CASES = {
 def device_name(device: torch.device) -> str:
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
-    try:
-        with open("/proc/cpuinfo") as fh:
-            for line in fh:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
+    return cpu_model()
 
 
 def voronoi_superpixels(b: int, hh: int, ww: int, n: int, g: torch.Generator) -> tuple[torch.Tensor, list[int]]:

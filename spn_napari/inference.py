@@ -27,7 +27,7 @@ from .data.transforms import fit_to_canvas
 from .train import load_spn, resolve_device
 
 __all__ = ["PseudoLabelConfig", "Evidence", "image_evidence", "make_pseudo_labels", "evidence_maps",
-           "check_method"]
+           "check_method", "label_canvas"]
 
 
 def check_method(method: str) -> str:
@@ -52,6 +52,17 @@ class Evidence:
     probs: np.ndarray  # (C,) image-level class probabilities (top branch)
 
 
+def label_canvas(sp: np.ndarray, device: torch.device) -> tuple[torch.Tensor, int]:
+    """sp (H, W) labels 0..N-1 -> (1, L, L) int64 on ``device``, L = max(H, W), -1 as padding; N.
+
+    The square canvas the network's features cover at full resolution (image at the top-left).
+    """
+    h, w = sp.shape
+    canvas = torch.full((1, max(h, w), max(h, w)), -1, dtype=torch.long)
+    canvas[0, :h, :w] = torch.from_numpy(sp.astype(np.int64))
+    return canvas.to(device), int(sp.max()) + 1
+
+
 @torch.no_grad()
 def image_evidence(model: SPN, image: np.ndarray, sp: np.ndarray, sides: Iterable[int],
                    device: torch.device) -> Evidence:
@@ -59,12 +70,8 @@ def image_evidence(model: SPN, image: np.ndarray, sp: np.ndarray, sides: Iterabl
 
     image (H, W, 3) uint8, sp (H, W) int labels 0..N-1.
     """
-    h, w = image.shape[:2]
-    side_full = max(h, w)
-    n = int(sp.max()) + 1
-    sp_canvas = torch.full((1, side_full, side_full), -1, dtype=torch.long)
-    sp_canvas[0, :h, :w] = torch.from_numpy(sp.astype(np.int64))
-    sp_canvas = sp_canvas.to(device)
+    sp_canvas, n = label_canvas(sp, device)  # (1, L, L), L = max(H, W)
+    side_full = sp_canvas.shape[-1]
     scores, cams, probs = [], [], []
     for side in sides:
         x, _, _ = fit_to_canvas(image, None, side)
