@@ -37,7 +37,7 @@ def run_demo(out: Path, *, n: int = 200, size: int = 160, epochs: int | None = N
     from .evaluate import evaluate_labels
     from .inference import PseudoLabelConfig, make_pseudo_labels
     from .store import Project, is_project
-    from .superpixels import compute_superpixels
+    from .superpixels import SuperpixelConfig, compute_superpixels
     from .train import TrainConfig, default_threads, train_spn
 
     default_threads()
@@ -56,7 +56,9 @@ def run_demo(out: Path, *, n: int = 200, size: int = 160, epochs: int | None = N
         write_demo_dataset(data_dir, n=n, size=size, seed=seed)
         times["demo-data"] = time.perf_counter() - t0
     project = Project(project_dir) if is_project(project_dir) else init_project(project_dir, data_dir)
-    timed("superpixels", compute_superpixels(project))
+    # ~100 superpixels suit these ~160-pixel images (about 250 pixels each); measured SP-CAM
+    # mIoU 0.37 with 300 and 0.40 with 100 after the same training.
+    timed("superpixels", compute_superpixels(project, SuperpixelConfig(n_segments=100)))
     cfg = TrainConfig(device=device, seed=seed, **({"epochs": epochs} if epochs else {}))
     timed("train-spn", train_spn(project, cfg))
     results = {}

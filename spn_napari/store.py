@@ -210,12 +210,17 @@ class Project:
 
     def read(self, kind: str, i: int) -> np.ndarray:
         """Image i's array of a per-image artifact, e.g. ``read('superpixels', 3)`` (H, W) int32."""
-        entry = self.require(kind, f"spn-napari ... {self.root}")
-        return self._array(entry["group"], i)[...]
+        return self._array(self.require(kind, self._maker(kind))["group"], i)[...]
 
     def file(self, kind: str) -> Path:
         """Path of a file artifact (a checkpoint)."""
-        return self.root / self.require(kind, f"spn-napari ... {self.root}")["file"]
+        return self.root / self.require(kind, self._maker(kind))["file"]
+
+    def _maker(self, kind: str) -> str:
+        """The command that makes artifact ``kind`` (for error messages)."""
+        step = {"superpixels": "superpixels", "spn": "train-spn"}.get(kind, "pseudo-labels")
+        method = f" --method {kind.split('/', 1)[1]}" if kind.startswith(("pseudo/", "cams/")) else ""
+        return f"spn-napari {step} {self.root}{method}"
 
     def writer(self, kind: str, *, depends: tuple[str, ...] = (), meta: dict | None = None) -> "ArtifactWriter":
         """Start a new version of a per-image artifact; it is visible only after ``commit()``."""
