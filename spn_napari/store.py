@@ -362,17 +362,17 @@ def _put(group: zarr.Group, i: int, array: np.ndarray) -> None:
 
 
 def _drop_dependents(arts: dict, changed: str) -> list[dict]:
-    """Remove (transitively) every artifact computed from an older version of ``changed``."""
+    """Remove (transitively) every artifact computed from another version of ``changed``."""
     dropped, stale = [], {changed}
-    while True:
-        more = [k for k, e in arts.items() if any(d in stale and arts.get(d, {}).get("version") != v
-                                                  for d, v in e.get("depends", {}).items())
-                or any(d in stale and d not in arts for d in e.get("depends", {}))]
-        if not more:
-            return dropped
+
+    def outdated(entry: dict) -> bool:
+        return any(d in stale and arts.get(d, {}).get("version") != v for d, v in entry.get("depends", {}).items())
+
+    while more := [k for k, e in arts.items() if outdated(e)]:
         for k in more:
             dropped.append(arts.pop(k))
             stale.add(k)
+    return dropped
 
 
 def _older_than(path: Path, seconds: float) -> bool:

@@ -11,7 +11,7 @@ import io
 import os
 import time
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 
 import numpy as np
 import torch
@@ -42,7 +42,6 @@ class TrainConfig:
     amp: bool = True  # mixed precision on CUDA (bf16 where supported)
     workers: int = 0  # DataLoader worker processes
     seed: int = 0
-    extra: dict = field(default_factory=dict)
 
 
 def resolve_device(name: str) -> torch.device:
@@ -93,7 +92,7 @@ def train_spn(project: Project, cfg: TrainConfig = TrainConfig()) -> Iterator[Ev
     encoder = "vgg16" if cfg.weights else cfg.encoder
     model = build_spn(len(project.classes), encoder=encoder, weights=cfg.weights).to(device)
     scales = _scales(project, cfg)
-    data = SuperpixelImages(project, seed=cfg.seed)
+    data = SuperpixelImages(project)
     sampler = MultiScaleBatches(len(project), batch_size=cfg.batch_size, scales=scales, seed=cfg.seed)
     loader = DataLoader(data, batch_sampler=sampler, collate_fn=collate, num_workers=cfg.workers,
                         persistent_workers=cfg.workers > 0)

@@ -21,8 +21,8 @@ __all__ = ["SuperpixelImages", "MultiScaleBatches", "collate"]
 class SuperpixelImages(Dataset):
     """Item (i, side) -> {x (3,S,S), sp (S,S), n, target (C,), index}; reads the store lazily."""
 
-    def __init__(self, project: Project, *, flip: bool = True, seed: int = 0) -> None:
-        self.root, self.flip, self.seed = project.root, flip, seed
+    def __init__(self, project: Project, *, flip: bool = True) -> None:
+        self.root, self.flip = project.root, flip
         self.targets = torch.from_numpy(project.tag_matrix())
         self._project: Project | None = None
 
