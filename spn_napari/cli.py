@@ -120,10 +120,24 @@ def cmd_train_spn(a: argparse.Namespace) -> int:
         raise SpnError("--weights: a weights file is a VGG-16 state dict — use it with --encoder vgg16.")
     cfg = TrainConfig(epochs=_positive("--epochs", a.epochs), batch_size=_positive("--batch-size", a.batch_size),
                       lr=a.lr, encoder=encoder, weights=a.weights, device=a.device, seed=a.seed,
-                      workers=a.workers)
+                      workers=a.workers, scales=_scales(a.scales))
     last = _Progress(a.progress, "train SPN")(train_spn(project, cfg))
     print(f"trained SPN in {last.data['seconds']:.0f} s", file=sys.stderr)
     return 0
+
+
+def _scales(text: str | None) -> tuple[int, ...] | None:
+    """'250,300,350' -> (250, 300, 350); None keeps the automatic, data-scaled set."""
+    if not text:
+        return None
+    try:
+        sides = tuple(sorted({int(v) for v in text.split(",") if v.strip()}))
+    except ValueError:
+        sides = ()
+    if not sides or min(sides) < 32:
+        raise SpnError(f"--scales {text}: expected canvas sides of at least 32 pixels separated by "
+                       f"commas, e.g. --scales 250,300,350,400,450,500.")
+    return sides
 
 
 def cmd_pseudo_labels(a: argparse.Namespace) -> int:
@@ -217,6 +231,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--epochs", type=int, default=30)
     s.add_argument("--batch-size", type=int, default=8)
     s.add_argument("--lr", type=float, default=1e-3)
+    s.add_argument("--scales", default=None, metavar="S1,S2,…",
+                   help="canvas sides for multi-scale training (default: the paper's 250..500, "
+                        "scaled to the data's median image size)")
     s.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--workers", type=int, default=0, help="data loader processes")

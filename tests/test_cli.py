@@ -234,3 +234,18 @@ def test_demo_runs_the_whole_pipeline_and_reports_both_methods(tmp_path, capsys)
         assert summary["methods"][method]["miou"] == pytest.approx(
             evaluate_labels(project, f"pseudo/{method}")["miou"])
         assert method in out
+
+
+@pytest.mark.parametrize("scales", ["abc", "16,64", ","])
+def test_bad_scales(trained, capsys, scales):
+    before = tree_state(trained)
+    code, _, err = cli(capsys, "train-spn", trained, "--scales", scales, "--progress", "none")
+    assert_user_error(code, err, f"--scales {scales}")
+    assert tree_state(trained) == before
+
+
+def test_scales_reach_training(sp_project, capsys):
+    code, out, err = cli(capsys, "train-spn", sp_project.root, "--epochs", "1", "--scales", "64,48",
+                         "--progress", "jsonl")
+    assert code == 0, err
+    assert json.loads(out.splitlines()[0])["scales"] == [48, 64]
