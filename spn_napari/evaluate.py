@@ -17,7 +17,7 @@ def evaluate_labels(project: Project, kind: str) -> dict:
     if not project.has_ground_truth:
         raise ProjectError(f"{project.root}: this project has no ground-truth masks — import a data set "
                            f"with masks/ (or VOC SegmentationClass/) to evaluate.")
-    project.require(kind, f"spn-napari pseudo-labels {project.root}")
+    project.require(kind)
     names = ["background", *project.classes]
     meter = ConfusionMeter(len(names))
     count = 0

@@ -41,7 +41,7 @@ def export_labels(project: Project, out: Path | str, *, kind: str, fmt: str = "p
     """
     if fmt not in FORMATS:
         raise SpnError(f"--format {fmt}: unknown format — use one of {', '.join(FORMATS)}.")
-    project.require(kind, f"spn-napari pseudo-labels {project.root}")
+    project.require(kind)
     out = Path(out)
     if out.exists() and any(out.iterdir()):
         raise SpnError(f"{out}: already exists and is not empty — choose a new output folder.")

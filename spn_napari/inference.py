@@ -106,7 +106,7 @@ def make_pseudo_labels(project: Project, cfg: PseudoLabelConfig = PseudoLabelCon
     check_method(cfg.method)
     if cfg.classes not in ("tags", "predicted"):
         raise SpnError(f"--classes {cfg.classes}: use 'tags' or 'predicted'.")
-    project.require("spn", f"spn-napari train-spn {project.root}")
+    project.require("spn")
     device = resolve_device(cfg.device)
     model, ckpt = load_spn(project, device)
     scales = sorted(ckpt["scales"])

@@ -202,19 +202,20 @@ class Project:
         """The committed entry of ``kind`` (e.g. 'superpixels', 'spn', 'pseudo/sp-cam'), or None."""
         return self._meta.get("artifacts", {}).get(kind)
 
-    def require(self, kind: str, hint: str) -> dict:
+    def require(self, kind: str) -> dict:
+        """The committed entry of ``kind``; a ProjectError naming the command that makes it."""
         entry = self.artifact(kind)
         if entry is None:
-            raise ProjectError(f"{self.root}: no {kind} in this project yet — run `{hint}` first.")
+            raise ProjectError(f"{self.root}: no {kind} in this project yet — run `{self._maker(kind)}` first.")
         return entry
 
     def read(self, kind: str, i: int) -> np.ndarray:
         """Image i's array of a per-image artifact, e.g. ``read('superpixels', 3)`` (H, W) int32."""
-        return self._array(self.require(kind, self._maker(kind))["group"], i)[...]
+        return self._array(self.require(kind)["group"], i)[...]
 
     def file(self, kind: str) -> Path:
         """Path of a file artifact (a checkpoint)."""
-        return self.root / self.require(kind, self._maker(kind))["file"]
+        return self.root / self.require(kind)["file"]
 
     def _maker(self, kind: str) -> str:
         """The command that makes artifact ``kind`` (for error messages)."""

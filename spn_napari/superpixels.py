@@ -7,7 +7,6 @@ from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass
 from multiprocessing import get_context
-from pathlib import Path
 
 import numpy as np
 from skimage.segmentation import slic
@@ -77,4 +76,4 @@ def compute_superpixels(project: Project, cfg: SuperpixelConfig = SuperpixelConf
 
 def superpixel_counts(project: Project) -> list[int]:
     """Superpixels per image of the current version."""
-    return list(project.require("superpixels", f"spn-napari superpixels {Path(project.root)}")["meta"]["n_superpixels"])
+    return list(project.require("superpixels")["meta"]["n_superpixels"])

@@ -86,7 +86,7 @@ def train_spn(project: Project, cfg: TrainConfig = TrainConfig()) -> Iterator[Ev
 
     Yields 'step' events (loss) and one 'epoch' event per epoch, then 'done'.
     """
-    project.require("superpixels", f"spn-napari superpixels {project.root}")
+    project.require("superpixels")
     device = resolve_device(cfg.device)
     seed_everything(cfg.seed)
     encoder = "vgg16" if cfg.weights else cfg.encoder
