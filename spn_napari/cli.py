@@ -16,6 +16,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from .errors import SpnError
+from .pipeline import run
 
 EXIT_USAGE = 2
 EXIT_CANCELLED = 130
@@ -36,14 +37,10 @@ class _Progress:
         self.mode, self.desc, self.bar = mode, desc, None
 
     def __call__(self, events: Iterable) -> object | None:
-        last = None
         try:
-            for ev in events:
-                last = ev
-                self.show(ev)
+            return run(events, self.show)
         finally:
             self.close()
-        return last
 
     def close(self) -> None:
         if self.bar is not None:
