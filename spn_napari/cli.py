@@ -173,6 +173,85 @@ def cmd_export(a: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_import_corrections(a: argparse.Namespace) -> int:
+    from .corrections import import_corrections
+    project = _project(a.project)
+    last = _Progress(a.progress, "import corrections")(import_corrections(project, a.dir, review=a.review))
+    print(f"imported {last.data['images']} correction masks ({a.review})", file=sys.stderr)
+    return 0
+
+
+def _round_config(a: argparse.Namespace):
+    from .rounds import RoundConfig
+    return RoundConfig(epochs=_positive("--epochs", a.epochs), batch_size=_positive("--batch-size", a.batch_size),
+                       lr=a.lr, device=a.device, seed=a.seed, workers=a.workers, scales=_scales(a.scales),
+                       start_from=a.start_from)
+
+
+def cmd_round(a: argparse.Namespace) -> int:
+    from .rounds import run_round
+    from .train import default_threads
+    default_threads()
+    project = _project(a.project)
+    last = _Progress(a.progress, "round")(run_round(project, _round_config(a)))
+    m = last.data["metrics"]
+    miou = f", mIoU {m['miou']:.3f}" if m.get("miou") is not None else ""
+    print(f"round {last.data['round']} done in {last.data['seconds']:.0f} s{miou}; it is now current",
+          file=sys.stderr)
+    return 0
+
+
+def cmd_history(a: argparse.Namespace) -> int:
+    from .rounds import current_round, history
+    project = _project(a.project)
+    rows, cur = history(project), current_round(project)
+    if a.json:
+        print(json.dumps({"current": cur, "rounds": [{k: v for k, v in r.items() if k != "uncertainty"}
+                                                      for r in rows]}))
+        return 0
+    if not rows:
+        print(f"no rounds yet — run `spn-napari round {project.root}`")
+        return 0
+    print(f"{'':2s}{'round':>5s} {'parent':>6s} {'mIoU':>6s} {'unrev.':>6s} {'changed':>7s} {'corr.':>5s} {'time s':>7s}")
+    for r in rows:
+        m = r["metrics"]
+        f = lambda v, spec: "—" if v is None else format(v, spec)  # noqa: E731
+        print(f"{'*' if r['round'] == cur else ' ':2s}{r['round']:>5d} {f(r['parent'], 'd'):>6s} "
+              f"{f(m.get('miou'), '.3f'):>6s} {f(m.get('miou_unreviewed'), '.3f'):>6s} "
+              f"{f(m.get('changed'), '.3f'):>7s} {m.get('corrected', 0):>5d} {r['seconds']:>7.0f}")
+    return 0
+
+
+def cmd_rollback(a: argparse.Namespace) -> int:
+    from .rounds import rollback
+    entry = rollback(_project(a.project), a.to)
+    print(f"round {entry['round']} is current again (later rounds are kept)", file=sys.stderr)
+    return 0
+
+
+def cmd_simulate(a: argparse.Namespace) -> int:
+    from .simulate import SimulateConfig, simulate
+    from .train import default_threads
+    default_threads()
+    project = _project(a.project)
+    if a.rounds < 1:
+        raise SpnError(f"--rounds {a.rounds}: must be at least 1.")
+    cfg = SimulateConfig(rounds=a.rounds, correct_fraction=a.correct_fraction, select=a.select, seed=a.seed,
+                         full_supervision=not a.no_full, round=_round_config(a))
+    res = _Progress(a.progress, "simulate")(simulate(project, cfg, work=a.work)).data
+    if a.json:
+        print(json.dumps(res))
+        return 0
+    f = lambda v: "—" if v is None else f"{v:.3f}"  # noqa: E731
+    print(f"start (round 0, {a.start_from}): mIoU {f(res['start_miou'])}")
+    print(f"{'round':>5s} {'mIoU':>6s} {'unrev.':>6s} {'model':>6s} {'corrected':>9s} {'changed':>7s} {'time s':>7s}")
+    for r in res["rounds"]:
+        print(f"{r['round']:>5d} {f(r['miou']):>6s} {f(r['miou_unreviewed']):>6s} {f(r['miou_model']):>6s} "
+              f"{r['corrected']:>9d} {f(r['changed']):>7s} {r['seconds']:>7.0f}")
+    print(f"full supervision: mIoU {f(res['full_supervision_miou'])}   (work copy: {res['work']})")
+    return 0
+
+
 def cmd_demo(a: argparse.Namespace) -> int:
     """The whole round-0 pipeline on generated data, ending with the CAM vs SP-CAM table."""
     from .pipeline import run_demo
@@ -254,7 +333,51 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("out")
     s.add_argument("--format", default="png", help="png, voc or zarr")
     s.add_argument("--method", default="sp-cam")
+
+    s = add("import-corrections", cmd_import_corrections,
+            "import correction masks (DIR/NAME.png: 0 background, i class i, 255 not set)")
+    s.add_argument("project")
+    s.add_argument("dir")
+    s.add_argument("--review", default="reviewed", choices=("reviewed", "unreviewed", "rejected"),
+                   help="review status given to the imported images (default reviewed)")
+
+    s = add("round", cmd_round, "train a DecoupledNet on the current labels and corrections; its "
+            "predictions become the next round's labels")
+    _round_args(s)
+
+    s = add("simulate", cmd_simulate, "simulated annotator: correct a share of the images with their ground "
+            "truth before each round, on a copy of the project; mIoU per round and the full-supervision bound")
+    _round_args(s)
+    s.add_argument("--rounds", type=int, default=3)
+    s.add_argument("--correct-fraction", type=float, default=0.1, help="share of all images corrected per round")
+    s.add_argument("--select", default="random", help="random (default) or uncertain")
+    s.add_argument("--work", default=None, help="folder for the project copy (default: PROJECT-simulate-TIME)")
+    s.add_argument("--no-full", action="store_true", help="skip the full-supervision upper bound")
+    s.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+
+    s = add("history", cmd_history, "list the rounds with their metrics (* = current)", progress=False)
+    s.add_argument("project")
+    s.add_argument("--json", action="store_true", help="print one JSON object")
+
+    s = add("rollback", cmd_rollback, "make an earlier round current again (later rounds are kept)",
+            progress=False)
+    s.add_argument("project")
+    s.add_argument("--to", type=int, required=True, metavar="R")
     return p
+
+
+def _round_args(s: argparse.ArgumentParser) -> None:
+    from .rounds import RoundConfig
+    d = RoundConfig()
+    s.add_argument("project")
+    s.add_argument("--epochs", type=int, default=d.epochs)
+    s.add_argument("--batch-size", type=int, default=d.batch_size)
+    s.add_argument("--lr", type=float, default=d.lr)
+    s.add_argument("--scales", default=None, metavar="S1,S2,…", help="canvas sides (default: the SPN's)")
+    s.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    s.add_argument("--seed", type=int, default=d.seed)
+    s.add_argument("--workers", type=int, default=0, help="data loader processes")
+    s.add_argument("--start-from", default=d.start_from, help="round 0's pseudo-labels: sp-cam (default) or cam")
 
 
 def _version() -> str:

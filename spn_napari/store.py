@@ -42,6 +42,7 @@ MANIFEST = "project.json"
 ZARR = "data.zarr"
 
 # Distinct, colour-blind-friendly class colours (background is transparent in napari).
+REVIEW_STATES = ("unreviewed", "reviewed", "rejected")
 PALETTE = ["#e6194b", "#3cb44b", "#4363d8", "#f58231", "#911eb4", "#46f0f0", "#f032e6", "#bcf60c",
            "#fabebe", "#008080", "#e6beff", "#9a6324", "#fffac8", "#800000", "#aaffc3", "#808000",
            "#ffd8b1", "#000075", "#808080", "#ffe119"]
@@ -196,6 +197,57 @@ class Project:
     def ground_truth(self, i: int) -> np.ndarray | None:
         """(H, W) uint8: 0 background, c+1 class c, 255 ignore; None without a mask. Never for training."""
         return self._array("gt", i)[...] if self._images[i].has_gt else None
+
+    # ---- corrections and review ------------------------------------------------------------
+    def review(self, i: int) -> str:
+        """Image i's review status: 'unreviewed', 'reviewed' or 'rejected'."""
+        return self._meta["images"][i].get("review", "unreviewed")
+
+    def set_review(self, i: int, status: str) -> None:
+        if status not in REVIEW_STATES:
+            raise ProjectError(f"review status {status!r}: use one of {', '.join(REVIEW_STATES)}.")
+        with self._update() as meta:
+            meta["images"][i]["review"] = status
+
+    def correction(self, i: int) -> tuple[np.ndarray, np.ndarray] | None:
+        """Image i's correction: labels (H, W) uint8 and which pixels a person set (H, W) bool."""
+        where = self._meta["images"][i].get("correction")
+        if where is None:
+            return None
+        return (zarr.open_array(self.root / ZARR, path=f"{where}/labels", mode="r")[...],
+                zarr.open_array(self.root / ZARR, path=f"{where}/set", mode="r")[...])
+
+    def check_correction(self, i: int, labels: np.ndarray, set_mask: np.ndarray, source: str = "") -> None:
+        """Raise ProjectError (naming ``source``) unless the arrays fit image i and the class list."""
+        info, what = self._images[i], source or f"correction of {self._images[i].name}"
+        for name, a in (("labels", labels), ("set mask", set_mask)):
+            if a.shape != (info.height, info.width):
+                raise ProjectError(f"{what}: {name} is {a.shape[1] if a.ndim > 1 else '?'}x{a.shape[0]} (WxH) "
+                                   f"but the image is {info.width}x{info.height} — save it at the image's size.")
+        used = np.asarray(labels)[np.asarray(set_mask, bool)]
+        if used.size and int(used.max()) > len(self.classes):
+            raise ProjectError(f"{what}: class value {int(used.max())} is not in classes.txt (0 background, "
+                               f"1..{len(self.classes)}, 255 not set) — fix the mask's values.")
+
+    def save_correction(self, i: int, labels: np.ndarray, set_mask: np.ndarray, *,
+                        review: str | None = None) -> None:
+        """Store image i's correction (replacing the previous one) atomically, optionally its review."""
+        labels, set_mask = np.asarray(labels, np.uint8), np.asarray(set_mask, bool)
+        self.check_correction(i, labels, set_mask)
+        if review is not None and review not in REVIEW_STATES:
+            raise ProjectError(f"review status {review!r}: use one of {', '.join(REVIEW_STATES)}.")
+        where = f"corrections/{_key(i)}.{secrets.token_hex(4)}"
+        group = zarr.open_group(self.root / ZARR, mode="a").require_group(where)
+        group.create_array("labels", shape=labels.shape, dtype=np.uint8, chunks=labels.shape)[...] = labels
+        group.create_array("set", shape=set_mask.shape, dtype=bool, chunks=set_mask.shape)[...] = set_mask
+        with self._update() as meta:
+            entry = meta["images"][i]
+            old = entry.get("correction")
+            entry["correction"] = where
+            if review is not None:
+                entry["review"] = review
+        if old:
+            shutil.rmtree(self.root / ZARR / old, ignore_errors=True)
 
     # ---- artifacts -------------------------------------------------------------------------
     def artifact(self, kind: str) -> dict | None:

@@ -24,7 +24,7 @@ from .events import Event
 from .models.spn import SPN, SPNConfig, build_spn, spn_loss
 from .store import Project
 
-__all__ = ["TrainConfig", "train_spn", "resolve_device", "load_spn", "seed_everything", "autocast"]
+__all__ = ["TrainConfig", "train_spn", "fit", "resolve_device", "load_spn", "seed_everything", "autocast"]
 
 
 @dataclass(frozen=True)
@@ -96,35 +96,19 @@ def train_spn(project: Project, cfg: TrainConfig = TrainConfig()) -> Iterator[Ev
     sampler = MultiScaleBatches(len(project), batch_size=cfg.batch_size, scales=scales, seed=cfg.seed)
     loader = DataLoader(data, batch_sampler=sampler, collate_fn=collate, num_workers=cfg.workers,
                         persistent_workers=cfg.workers > 0)
-    opt = torch.optim.AdamW(model.trainable_parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    steps = cfg.epochs * len(sampler)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=max(1, steps), pct_start=0.15)
-    use_amp = cfg.amp and device.type == "cuda"
-    t0, step = time.perf_counter(), 0
-    yield Event("start", 0, steps, {"device": str(device), "scales": list(scales), "images": len(project),
-                                     "encoder": encoder})
-    for epoch in range(cfg.epochs):
-        sampler.set_epoch(epoch)
-        model.train()
-        losses, correct, seen = [], 0.0, 0
-        for batch in loader:
-            x, sp = batch["x"].to(device, non_blocking=True), batch["sp"].to(device, non_blocking=True)
-            target = batch["target"].to(device)
-            with autocast(device, use_amp):
-                out = model(x, sp, batch["n"].to(device))
-            loss = spn_loss(out, target)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
-            step += 1
-            losses.append(loss.item())
-            correct += ((out.top.detach() > 0) == (target > 0.5)).float().mean(1).sum().item()
-            seen += len(x)
-            yield Event("step", step, steps, {"loss": losses[-1], "epoch": epoch + 1})
-        yield Event("epoch", epoch + 1, cfg.epochs,
-                    {"loss": float(np.mean(losses)), "tag_accuracy": correct / max(1, seen),
-                     "seconds": time.perf_counter() - t0})
+    yield Event("start", 0, cfg.epochs * len(sampler),
+                {"device": str(device), "scales": list(scales), "images": len(project), "encoder": encoder})
+
+    def step(batch: dict) -> tuple[torch.Tensor, dict]:
+        x, sp = batch["x"].to(device, non_blocking=True), batch["sp"].to(device, non_blocking=True)
+        target = batch["target"].to(device)
+        with autocast(device, cfg.amp):
+            out = model(x, sp, batch["n"].to(device))
+        hits = ((out.top.detach() > 0) == (target > 0.5)).float().mean(1).sum().item()
+        return spn_loss(out, target), {"tag_accuracy": (hits, len(x))}
+
+    t0 = time.perf_counter()
+    yield from fit(model, loader, sampler, step, epochs=cfg.epochs, lr=cfg.lr, weight_decay=cfg.weight_decay)
     buf = io.BytesIO()
     torch.save(model.to("cpu").to_checkpoint(train_config=asdict(cfg), scales=list(scales),
                                              classes=list(project.classes)), buf)
@@ -132,6 +116,43 @@ def train_spn(project: Project, cfg: TrainConfig = TrainConfig()) -> Iterator[Ev
                         meta={"encoder": encoder, "epochs": cfg.epochs, "seconds": time.perf_counter() - t0,
                               "scales": list(scales)})
     yield Event("done", cfg.epochs, cfg.epochs, {"seconds": time.perf_counter() - t0})
+
+
+def fit(model: torch.nn.Module, loader, sampler, step, *, epochs: int, lr: float,
+        weight_decay: float) -> Iterator[Event]:
+    """The optimisation loop every trainer shares: AdamW with a one-cycle schedule.
+
+    ``step(batch) -> (loss, {name: (sum, count)})`` runs the forward pass; the counts become
+    per-epoch averages in the 'epoch' events. Yields a 'step' event per batch.
+    """
+    opt = torch.optim.AdamW(model.trainable_parameters(), lr=lr, weight_decay=weight_decay)
+    steps = epochs * len(sampler)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=max(1, steps), pct_start=0.15)
+    t0, n = time.perf_counter(), 0
+    for epoch in range(epochs):
+        sampler.set_epoch(epoch)
+        model.train()
+        losses, stats = [], {}
+        for batch in loader:
+            try:
+                loss, extra = step(batch)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+            except torch.cuda.OutOfMemoryError:
+                bs = len(batch["x"])
+                raise SpnError(f"out of GPU memory at batch size {bs} — try --batch-size {max(1, bs // 2)}"
+                               f"{' or smaller --scales' if bs == 1 else ''}.") from None
+            sched.step()
+            n += 1
+            losses.append(loss.item())
+            for k, (a, b) in extra.items():
+                s = stats.setdefault(k, [0.0, 0])
+                s[0], s[1] = s[0] + a, s[1] + b
+            yield Event("step", n, steps, {"loss": losses[-1], "epoch": epoch + 1})
+        yield Event("epoch", epoch + 1, epochs,
+                    {"loss": float(np.mean(losses)) if losses else float("nan"),
+                     **{k: a / max(1, b) for k, (a, b) in stats.items()}, "seconds": time.perf_counter() - t0})
 
 
 def load_spn(project: Project, device: torch.device) -> tuple[SPN, dict]:

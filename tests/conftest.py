@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from spn_napari.cli import main
 from spn_napari.data.readers import read_dataset
 from spn_napari.data.synthetic import write_demo_dataset
 from spn_napari.pipeline import run
@@ -40,3 +41,45 @@ def tree_state(root: Path) -> dict[str, bytes]:
     """Every file's bytes under root (to prove a failed command changed nothing)."""
     return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()
             and p.name != ".lock"}
+
+
+def cli(capsys, *args) -> tuple[int, str, str]:
+    """Run the command line in-process: (exit status, stdout, stderr)."""
+    try:
+        code = main([str(a) for a in args])
+    except SystemExit as exc:  # argparse's own exits
+        code = exc.code
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def assert_user_error(code: int, err: str, *needles: str) -> None:
+    """Exit 2, exactly one stderr line starting 'spn-napari: error:' that names every needle."""
+    assert code == 2, err
+    lines = [ln for ln in err.splitlines() if ln.strip()]
+    assert len(lines) == 1, err
+    assert lines[0].startswith("spn-napari: error: ") and "Traceback" not in err
+    for n in needles:
+        assert n in lines[0], (n, lines[0])
+
+
+@pytest.fixture(scope="session")
+def _labelled_project(tmp_path_factory, _sp_project) -> Path:
+    """A project with a 1-epoch SPN and SP-CAM + CAM pseudo-labels."""
+    from spn_napari.inference import PseudoLabelConfig, make_pseudo_labels
+    from spn_napari.train import TrainConfig, train_spn
+    root = tmp_path_factory.mktemp("labelled") / "project"
+    shutil.copytree(_sp_project, root)
+    project = Project(root)
+    run(train_spn(project, TrainConfig(epochs=1, batch_size=4, device="cpu")))
+    for method in ("cam", "sp-cam"):
+        run(make_pseudo_labels(project, PseudoLabelConfig(method=method, device="cpu")))
+    return root
+
+
+@pytest.fixture
+def labelled_project(_labelled_project, tmp_path) -> Project:
+    """A fresh copy of a project with an SPN and pseudo-labels, for tests that write to it."""
+    dst = tmp_path / "labelled"
+    shutil.copytree(_labelled_project, dst)
+    return Project(dst)

@@ -17,27 +17,9 @@ import pytest
 import torch
 from PIL import Image
 
-from conftest import tree_state
+from conftest import assert_user_error, cli, tree_state
 from spn_napari.cli import main
 from spn_napari.store import Project
-
-
-def cli(capsys, *args: str) -> tuple[int, str, str]:
-    try:
-        code = main([str(a) for a in args])
-    except SystemExit as exc:  # argparse's own exits
-        code = exc.code
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def assert_user_error(code: int, err: str, *needles: str) -> None:
-    assert code == 2, err
-    lines = [ln for ln in err.splitlines() if ln.strip()]
-    assert len(lines) == 1, err
-    assert lines[0].startswith("spn-napari: error: ") and "Traceback" not in err
-    for n in needles:
-        assert n in lines[0], (n, lines[0])
 
 
 @pytest.fixture(scope="module")

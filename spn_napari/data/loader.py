@@ -10,12 +10,14 @@ from collections.abc import Iterator, Sequence
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch.utils.data import Dataset, Sampler
 
 from ..store import Project
-from .transforms import fit_to_canvas
+from ..models.decoupled import IGNORE
+from .transforms import fit_mask_to_canvas, fit_to_canvas
 
-__all__ = ["SuperpixelImages", "MultiScaleBatches", "collate"]
+__all__ = ["SuperpixelImages", "FigureGroundSamples", "MultiScaleBatches", "collate"]
 
 
 class SuperpixelImages(Dataset):
@@ -41,12 +43,41 @@ class SuperpixelImages(Dataset):
         return {"x": x, "sp": sp, "n": n, "target": self.targets[i], "index": i}
 
 
+class FigureGroundSamples(Dataset):
+    """DecoupledNet's samples: (image, one of its classes) -> that class's figure-ground target.
+
+    Item (j, side, flip) -> {x (3,S,S), target (S,S) int64 1 figure / 0 ground / 255 ignore,
+    mask (C,) one-hot class, index}. ``samples[j] = (i, c)``; image i's label map comes from
+    ``target_of(project, i)`` (the round's targets: pseudo-labels with corrections applied).
+    """
+
+    def __init__(self, project: Project, samples: Sequence[tuple[int, int]], target_of, *,
+                 flip: bool = True) -> None:
+        self.root, self.samples, self.target_of, self.flip = project.root, list(samples), target_of, flip
+        self.n_classes = len(project.classes)
+        self._project: Project | None = None
+
+    _p = SuperpixelImages._p
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, key: tuple[int, int, bool]) -> dict:
+        j, side, flip = key
+        i, c = self.samples[j]
+        p = self._p()
+        flip = flip and self.flip
+        x, _, _ = fit_to_canvas(p.image(i), None, side, flip=flip)
+        labels = fit_mask_to_canvas(self.target_of(p, i), side, flip=flip)  # (S, S), 255 padding
+        target = torch.where(labels == IGNORE, IGNORE, (labels == c + 1).long())
+        return {"x": x, "target": target, "mask": F.one_hot(torch.tensor(c), self.n_classes).float(),
+                "index": i}
+
+
 def collate(items: list[dict]) -> dict:
-    return {"x": torch.stack([it["x"] for it in items]),  # (B, 3, S, S)
-            "sp": torch.stack([it["sp"] for it in items]),  # (B, S, S)
-            "n": torch.tensor([it["n"] for it in items]),  # (B,)
-            "target": torch.stack([it["target"] for it in items]),  # (B, C)
-            "index": torch.tensor([it["index"] for it in items])}
+    """Stack tensors, tensor-ify ints: x (B,3,S,S), sp (B,S,S), n (B,), target (B,C) or (B,S,S)..."""
+    return {k: torch.stack([it[k] for it in items]) if isinstance(items[0][k], torch.Tensor)
+            else torch.tensor([it[k] for it in items]) for k in items[0]}
 
 
 class MultiScaleBatches(Sampler[list[tuple[int, int, bool]]]):

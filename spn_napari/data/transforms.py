@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-__all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "fit_to_canvas", "normalise", "auto_scales", "compact_labels"]
+__all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "fit_to_canvas", "fit_mask_to_canvas", "normalise", "auto_scales", "compact_labels"]
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -36,12 +36,33 @@ def compact_labels(sp: Tensor) -> tuple[Tensor, int]:
     return out, int(uniq.numel())
 
 
+def _resize_nearest(a: np.ndarray, size: tuple[int, int], flip: bool) -> Tensor:
+    t = torch.from_numpy(np.ascontiguousarray(a)).long()
+    if flip:
+        t = t.flip(-1)
+    return F.interpolate(t[None, None].float(), size=size, mode="nearest-exact")[0, 0].long()
+
+
+def _fitted_size(h: int, w: int, side: int) -> tuple[int, int]:
+    scale = side / max(h, w)
+    return max(1, round(h * scale)), max(1, round(w * scale))
+
+
+def fit_mask_to_canvas(mask: np.ndarray, side: int, *, flip: bool = False, fill: int = 255) -> Tensor:
+    """mask (H, W) class values -> (side, side) int64, placed as fit_to_canvas places its image;
+    the padding gets ``fill``."""
+    nh, nw = _fitted_size(*mask.shape[:2], side)
+    out = torch.full((side, side), fill, dtype=torch.long)
+    out[:nh, :nw] = _resize_nearest(mask, (nh, nw), flip)
+    return out
+
+
 def fit_to_canvas(image: np.ndarray, sp: np.ndarray | None, side: int, *, flip: bool = False
                   ) -> tuple[Tensor, Tensor | None, int]:
     """image (H, W, 3) uint8, sp (H, W) int -> x (3, side, side), sp (side, side) int64, N."""
     h, w = image.shape[:2]
     scale = side / max(h, w)
-    nh, nw = max(1, round(h * scale)), max(1, round(w * scale))
+    nh, nw = _fitted_size(h, w, side)
     x = normalise(image)
     if flip:
         x = x.flip(-1)
@@ -50,12 +71,8 @@ def fit_to_canvas(image: np.ndarray, sp: np.ndarray | None, side: int, *, flip: 
     canvas[:, :nh, :nw] = x
     if sp is None:
         return canvas, None, 0
-    s = torch.from_numpy(np.ascontiguousarray(sp)).long()
-    if flip:
-        s = s.flip(-1)
-    s = F.interpolate(s[None, None].float(), size=(nh, nw), mode="nearest-exact")[0, 0].long()
     sp_canvas = torch.full((side, side), -1, dtype=torch.long)
-    sp_canvas[:nh, :nw] = s
+    sp_canvas[:nh, :nw] = _resize_nearest(sp, (nh, nw), flip)
     sp_canvas, n = compact_labels(sp_canvas)
     return canvas, sp_canvas, n
 

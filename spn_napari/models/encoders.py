@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 __all__ = ["ConvEncoder", "SMALL_CFG", "VGG16_CFG", "build_encoder"]
@@ -67,6 +68,33 @@ class ConvEncoder(nn.Module):
         if self.frozen:
             self.features.eval()  # frozen BN statistics stay fixed too
         return self
+
+    @property
+    def stages(self) -> list[list[int]]:
+        """Conv widths between pools, e.g. [[16], [32], [64, 64]] for the small encoder."""
+        out: list[list[int]] = [[]]
+        for m in self.features:
+            if isinstance(m, nn.Conv2d):
+                out[-1].append(m.out_channels)
+            elif isinstance(m, nn.MaxPool2d):
+                out.append([])
+        return out
+
+    def encode(self, x: Tensor) -> tuple[Tensor, list[tuple[Tensor, torch.Size]]]:
+        """x (B, 3, H, W) -> pool5 output (B, C5, H/s, W/s) and every pool's (switches, input size),
+        first pool first: what a DeconvNet decoder unpools with."""
+        switches = []
+        for m in self.features:
+            if isinstance(m, nn.MaxPool2d):
+                size = x.shape[-2:]
+                x, idx = F.max_pool2d(x, m.kernel_size, m.stride, return_indices=True)
+                switches.append((idx, size))
+            else:
+                x = m(x)
+        size = x.shape[-2:]
+        p5, idx = self.pool5(x)
+        switches.append((idx, size))
+        return p5, switches
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor, torch.Size]:
         """x (B, 3, H, W) -> z (B, Cz, H/s, W/s), pool5 switches (B, C5, H/s, W/s), pre-pool size.

@@ -1,0 +1,154 @@
+"""DecoupledNet (Hong, Noh, Han, NIPS 2015): classification, bridge, per-class figure-ground segmentation.
+
+    image ─ encoder (the SPN's, frozen) ─ p5 (B,C5,h,w) ─ extra conv ─ GAP ─ cls FC ─ scores (B,C)
+                       │ switches of every pool
+    bridge: ∂(Σ_c m_c·score_c)/∂p5 for a class mask m: the backward pass of the chosen class
+            scores down to pool5, through the cls FC, the GAP and the extra conv's ReLU/BN masks
+    seg net: [BN(p5), BN(bridge)] ─ 7×7 conv ─ 1×1 ─ 7×7 deconv ─ (unpool + deconvs) per encoder
+             stage, mirrored ─ 1×1 ─ (B, 2, H, W) ground / figure of the masked classes
+
+The classification net is the SPN's encoder and bottom classifier, frozen, so a round trains only
+the segmentation net and the bridge reads the same class evidence the SPN learned. Inference runs
+one pass per identified class (its figure probability) plus one with all of them (background),
+normalises across those maps and takes the argmax.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import asdict, dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from .encoders import ConvEncoder, build_encoder
+
+__all__ = ["DecoupledConfig", "DecoupledNet", "SegmentationNet", "decoupled_loss", "IGNORE"]
+
+IGNORE = 255
+"""Target value left out of the loss (padding, unlabelled pixels)."""
+
+
+@dataclass(frozen=True)
+class DecoupledConfig:
+    """What fixes the network's shape; stored in every checkpoint."""
+
+    n_classes: int
+    encoder: str = "small"  # "small" | "vgg16"
+
+
+def _block(cin: int, cout: int, k: int, *, transposed: bool = False) -> nn.Sequential:
+    conv = (nn.ConvTranspose2d if transposed else nn.Conv2d)(cin, cout, k, padding=k // 2)
+    return nn.Sequential(conv, nn.BatchNorm2d(cout), nn.ReLU(inplace=True))
+
+
+class SegmentationNet(nn.Module):
+    """DeconvNet-style figure-ground decoder mirroring the encoder's conv stages.
+
+    ``stages`` are the encoder's conv widths between pools (``ConvEncoder.stages``); each is
+    undone by an unpooling with that pool's switches followed by one deconv per conv.
+    """
+
+    def __init__(self, *, stages: list[list[int]], wide: int) -> None:
+        super().__init__()
+        c5 = stages[-1][-1]
+        self.bn_feat, self.bn_bridge = nn.BatchNorm2d(c5), nn.BatchNorm2d(c5)
+        self.fc = nn.Sequential(_block(2 * c5, wide, 7), _block(wide, wide, 1),
+                                _block(wide, c5, 7, transposed=True))
+        blocks = []
+        for i in reversed(range(len(stages))):
+            ins = list(reversed(stages[i]))
+            outs = ins[1:] + [stages[i - 1][-1] if i > 0 else stages[0][0]]
+            blocks.append(nn.Sequential(*[_block(a, b, 3, transposed=True) for a, b in zip(ins, outs)]))
+        self.blocks = nn.ModuleList(blocks)
+        self.score = nn.Conv2d(stages[0][0], 2, 1)
+
+    def forward(self, p5: Tensor, bridge: Tensor, switches: list[tuple[Tensor, torch.Size]]) -> Tensor:
+        # p5, bridge (B, C5, h, w); switches first pool first -> (B, 2, H, W) logits (ground, figure)
+        h = self.fc(torch.cat([self.bn_feat(p5), self.bn_bridge(bridge)], 1))
+        for block, (idx, size) in zip(self.blocks, reversed(switches)):
+            h = block(F.max_unpool2d(h, idx, 2, 2, output_size=size))
+        return self.score(h)
+
+
+class DecoupledNet(nn.Module):
+    """Frozen classification net + bridge + trainable segmentation net."""
+
+    def __init__(self, cfg: DecoupledConfig, encoder: ConvEncoder | None = None) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.encoder = encoder or build_encoder(cfg.encoder)
+        self.cls = nn.Linear(self.encoder.z_channels, cfg.n_classes)
+        c5 = self.encoder.pool5_channels
+        self.seg = SegmentationNet(stages=self.encoder.stages, wide=min(4 * c5, 1024))
+        for p in [*self.encoder.parameters(), *self.cls.parameters()]:
+            p.requires_grad_(False)
+
+    @classmethod
+    def from_spn(cls, spn: nn.Module) -> "DecoupledNet":
+        """Round 1's net: the SPN's encoder and bottom classifier as the classification net."""
+        net = cls(DecoupledConfig(n_classes=spn.cfg.n_classes, encoder=spn.cfg.encoder),
+                  encoder=copy.deepcopy(spn.encoder))
+        net.cls.load_state_dict(spn.bottom.state_dict())
+        for p in [*net.encoder.parameters(), *net.cls.parameters()]:
+            p.requires_grad_(False)
+        return net
+
+    def train(self, mode: bool = True) -> "DecoupledNet":
+        super().train(mode)
+        self.encoder.eval()  # frozen: fixed BN statistics, and samples stay independent for the bridge
+        return self
+
+    def classify(self, p5: Tensor) -> Tensor:
+        """p5 (B, C5, h, w) -> (B, C) class scores (logits)."""
+        return self.cls(self.encoder.extra(p5).mean((2, 3)))
+
+    def bridge(self, p5: Tensor, class_mask: Tensor) -> Tensor:
+        """Class-specific activation (B, C5, h, w): ∂(Σ_c mask_c · score_c)/∂p5, times h·w so the
+        map does not shrink with the canvas. class_mask (B, C) float, 1 for the chosen classes."""
+        with torch.enable_grad():
+            p = p5.detach().requires_grad_(True)
+            scores = self.classify(p)
+            (g,) = torch.autograd.grad((scores * class_mask.to(scores.dtype)).sum(), p)
+        return g * (p.shape[-1] * p.shape[-2])
+
+    def forward(self, x: Tensor, class_mask: Tensor) -> Tensor:
+        """x (B, 3, H, W), class_mask (B, C) -> (B, 2, H, W) ground/figure logits of the masked classes."""
+        with torch.no_grad():
+            p5, switches = self.encoder.encode(x)
+        return self.seg(p5, self.bridge(p5, class_mask), switches)
+
+    @torch.no_grad()
+    def segment(self, x: Tensor, classes: list[int]) -> Tensor:
+        """x (1, 3, H, W), the identified classes -> (1 + len(classes), H, W) probabilities.
+
+        Row 0 is background (ground of the pass with all identified classes), row k + 1 the figure
+        of ``classes[k]`` (its own pass); the rows are normalised to sum to 1 at every pixel.
+        """
+        k = len(classes)
+        if k == 0:
+            return x.new_ones(1, *x.shape[-2:])
+        masks = x.new_zeros(k + 1, self.cfg.n_classes)  # (K+1, C)
+        masks[0, classes] = 1
+        masks[torch.arange(1, k + 1), classes] = 1
+        p5, switches = self.encoder.encode(x)
+        rep = lambda t: t.expand(k + 1, *t.shape[1:]).contiguous()  # noqa: E731 - one image, K+1 masks
+        logits = self.seg(rep(p5), self.bridge(rep(p5), masks), [(rep(i), s) for i, s in switches])
+        probs = logits.float().softmax(1)  # (K+1, 2, H, W)
+        out = torch.cat([probs[:1, 0], probs[1:, 1]])  # (K+1, H, W)
+        return out / out.sum(0, keepdim=True).clamp_min(1e-12)
+
+    def trainable_parameters(self) -> list[nn.Parameter]:
+        return [p for p in self.parameters() if p.requires_grad]
+
+    def to_checkpoint(self, **extra) -> dict:
+        return {"format": "spn-napari/decoupled", "version": 1, "config": asdict(self.cfg),
+                "state_dict": self.state_dict(), **extra}
+
+
+def decoupled_loss(logits: Tensor, target: Tensor) -> Tensor:
+    """Softmax loss of (B, 2, H, W) logits against (B, H, W) targets in {0, 1, IGNORE}."""
+    if not (target != IGNORE).any():
+        return logits.sum() * 0.0
+    return F.cross_entropy(logits.float(), target.long(), ignore_index=IGNORE)

@@ -1,0 +1,291 @@
+"""Refinement rounds: DecoupledNet trained on the current labels with people's corrections on top.
+
+Round 0 is the SPN's pseudo-labels (SP-CAM by default). Round k ≥ 1 trains a DecoupledNet — from
+the SPN's encoder and classifier for the first, from the parent round's net after that — on the
+parent round's labels with every corrected pixel overriding them (rejected images left out), and
+its predictions become round k's labels. Every round is kept in the project: its checkpoint,
+labels, config, seed and metrics. ``rollback`` makes an earlier round current again; the next
+round then grows from it, and later rounds stay in the history.
+
+The labels a user sees and exports (:func:`current_labels`) are the current round's, with the
+corrections painted over them.
+"""
+
+from __future__ import annotations
+
+import io
+import time
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+
+from .cam import upsample_cam
+from .data.loader import FigureGroundSamples, MultiScaleBatches, collate
+from .data.transforms import fit_to_canvas
+from .errors import ProjectError, SpnError
+from .events import Event
+from .metrics import ConfusionMeter
+from .models.decoupled import IGNORE, DecoupledConfig, DecoupledNet, decoupled_loss
+from .store import Project
+from .train import _scales, autocast, fit, load_spn, resolve_device, seed_everything
+
+__all__ = ["RoundConfig", "run_round", "history", "rollback", "current_round", "current_labels",
+           "training_target", "load_decoupled", "predict_labels", "labels_kind"]
+
+
+@dataclass(frozen=True)
+class RoundConfig:
+    """DecoupledNet training settings for one round; stored with the round."""
+
+    epochs: int = 10  # ~20 s each on the 200-image demo, 2 CPU cores
+    batch_size: int = 8
+    lr: float = 2e-3
+    weight_decay: float = 1e-4
+    scales: tuple[int, ...] | None = None  # canvas sides; None: the SPN's (scaled to the data)
+    device: str = "auto"
+    amp: bool = True
+    workers: int = 0
+    seed: int = 0
+    start_from: str = "sp-cam"  # round 0's labels: the pseudo-labels of this method
+
+
+def labels_kind(r: int) -> str:
+    return f"round/{r}/labels"
+
+
+def _model_kind(r: int) -> str:
+    return f"round/{r}/model"
+
+
+def history(project: Project) -> list[dict]:
+    """Every round's record, oldest first: round, parent, created, config, metrics, seconds."""
+    return [dict(r) for r in project._meta.get("rounds", [])]
+
+
+def current_round(project: Project) -> int | None:
+    """The round whose labels are current (None before the first round)."""
+    return project._meta.get("current_round")
+
+
+def _round(project: Project, r: int) -> dict:
+    for entry in history(project):
+        if entry["round"] == r:
+            return entry
+    have = ", ".join(str(e["round"]) for e in history(project)) or "none yet"
+    raise ProjectError(f"{project.root}: there is no round {r} (rounds: {have}) — "
+                       f"see `spn-napari history {project.root}`.")
+
+
+def rollback(project: Project, r: int) -> dict:
+    """Make round r current again (nothing is deleted); returns its record."""
+    entry = _round(project, r)
+    with project._update() as meta:
+        meta["current_round"] = r
+    return entry
+
+
+def _base_kind(project: Project) -> str:
+    r = current_round(project)
+    if r is not None:
+        return labels_kind(r)
+    kinds = [k for k in ("pseudo/sp-cam", "pseudo/cam") if project.artifact(k)]
+    if not kinds:
+        raise ProjectError(f"{project.root}: no pseudo-labels in this project yet — run "
+                           f"`spn-napari pseudo-labels {project.root}` first.")
+    return kinds[0]
+
+
+def _with_corrections(project: Project, i: int, labels: np.ndarray) -> np.ndarray:
+    corr = project.correction(i)
+    if corr is None:
+        return labels
+    fixed, set_mask = corr
+    return np.where(set_mask, fixed, labels).astype(np.uint8)
+
+
+def current_labels(project: Project, i: int) -> np.ndarray:
+    """(H, W) uint8 labels of image i as the user sees them: the current round's (or the
+    pseudo-labels before any round) with the image's corrected pixels painted over them."""
+    return _with_corrections(project, i, project.read(_base_kind(project), i))
+
+
+def training_target(project: Project, i: int, base_kind: str | None = None) -> np.ndarray | None:
+    """Image i's target for the next round: ``base_kind``'s labels (default: the current ones),
+    corrected pixels overriding them pixel for pixel; None when the image is rejected."""
+    if project.review(i) == "rejected":
+        return None
+    return _with_corrections(project, i, project.read(base_kind or _base_kind(project), i))
+
+
+def _current_target(project: Project, i: int) -> np.ndarray:
+    """FigureGroundSamples' target reader (module level, so loader workers can pickle it)."""
+    target = training_target(project, i)
+    return np.full((project.images[i].height, project.images[i].width), IGNORE, np.uint8) if target is None else target
+
+
+def load_decoupled(project: Project, r: int, device: torch.device) -> tuple[DecoupledNet, dict]:
+    """Round r's DecoupledNet (eval mode) and its checkpoint dict."""
+    path = project.file(_model_kind(r))
+    ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    if list(ckpt.get("classes", [])) != list(project.classes):
+        raise SpnError(f"{path}: checkpoint classes {ckpt.get('classes')} differ from the project's "
+                       f"{list(project.classes)} — start again from `spn-napari train-spn {project.root}`.")
+    model = DecoupledNet(DecoupledConfig(**ckpt["config"]))
+    model.load_state_dict(ckpt["state_dict"])
+    return model.to(device).eval(), ckpt
+
+
+@torch.no_grad()
+def predict_labels(model: DecoupledNet, image: np.ndarray, classes, side: int,
+                   device: torch.device) -> tuple[np.ndarray, float]:
+    """One image's labels (H, W) uint8 and its uncertainty (mean of 1 - the winning probability)."""
+    h, w = image.shape[:2]
+    classes = sorted(int(c) for c in classes)
+    x, _, _ = fit_to_canvas(image, None, side)
+    probs = model.segment(x[None].to(device), classes)  # (1+K, side, side)
+    probs = upsample_cam(probs.cpu().numpy(), h, w)  # (1+K, H, W)
+    lut = np.array([0] + [c + 1 for c in classes], np.uint8)
+    return lut[probs.argmax(0)], float(1.0 - probs.max(0).mean())
+
+
+def _score(project: Project, labels_of, images: list[int]) -> dict | None:
+    names = ["background", *project.classes]
+    meter, n = ConfusionMeter(len(names)), 0
+    for i in images:
+        gt = project.ground_truth(i)
+        if gt is not None:
+            meter.add(labels_of(i), gt)
+            n += 1
+    if n == 0:
+        return None
+    s = meter.summary(names)
+    return {"miou": s["miou"], "per_class": s["per_class"], "images": n}
+
+
+def round_metrics(project: Project, r: int, parent: int | None) -> dict:
+    """mIoU of the project's labels with round r current (corrections applied) over all images
+    and over the images nobody corrected; the share of pixels changed since the parent round."""
+    kind = labels_kind(r)
+    n = len(project)
+    corrected = [i for i in range(n) if project.correction(i) is not None or project.review(i) == "reviewed"]
+    untouched = sorted(set(range(n)) - set(corrected))
+    out: dict = {"corrected": len(corrected)}
+    full = _score(project, lambda i: _with_corrections(project, i, project.read(kind, i)), list(range(n)))
+    if full is not None:
+        raw = _score(project, lambda i: project.read(kind, i), untouched)
+        model = _score(project, lambda i: project.read(kind, i), list(range(n)))
+        out.update(miou=full["miou"], per_class=full["per_class"], miou_unreviewed=raw and raw["miou"],
+                   miou_model=model["miou"])
+    if parent is not None:
+        diff = total = 0
+        for i in range(n):
+            a, b = project.read(kind, i), project.read(labels_kind(parent), i)
+            diff += int((a != b).sum())
+            total += a.size
+        out["changed"] = diff / max(1, total)
+    return out
+
+
+def _add_round(project: Project, entry: dict) -> None:
+    with project._update() as meta:
+        meta["rounds"] = [e for e in meta.get("rounds", []) if e["round"] != entry["round"]] + [entry]
+        meta["current_round"] = entry["round"]
+
+
+def _round0_source(project: Project, method: str) -> str:
+    if method not in ("sp-cam", "cam"):
+        raise SpnError(f"--start-from {method}: use sp-cam or cam.")
+    source = f"pseudo/{method}"
+    if project.artifact(source) is None:
+        raise ProjectError(f"{project.root}: no {method} pseudo-labels in this project yet — run "
+                           f"`spn-napari pseudo-labels {project.root} --method {method}` first.")
+    return source
+
+
+def _ensure_round0(project: Project, method: str) -> None:
+    """Record the SPN's pseudo-labels as round 0 (a copy, so re-running the SPN cannot change it)."""
+    if history(project):
+        return
+    source = _round0_source(project, method)
+    with project.writer(labels_kind(0), meta={"source": source}) as w:
+        for i in range(len(project)):
+            w.put(i, project.read(source, i))
+    entry = {"round": 0, "parent": None, "created": time.time(), "model": "spn", "config": {"start_from": method},
+             "seed": None, "seconds": 0.0, "uncertainty": None}
+    entry["metrics"] = round_metrics(project, 0, None)
+    _add_round(project, entry)
+
+
+def run_round(project: Project, cfg: RoundConfig = RoundConfig()) -> Iterator[Event]:
+    """Train round k's DecoupledNet, predict every image's labels, commit and make round k current.
+
+    Yields the training's 'start'/'step'/'epoch' events, 'image' events while predicting, and
+    'done' with the round's record. Stopping the generator leaves the project as it was.
+    """
+    device = resolve_device(cfg.device)
+    parent = current_round(project)
+    if parent is None:
+        _round0_source(project, cfg.start_from)  # checked before anything is written
+    seed_everything(cfg.seed)
+    if not parent:
+        spn, ckpt = load_spn(project, torch.device("cpu"))
+        model = DecoupledNet.from_spn(spn)
+    else:
+        model, ckpt = load_decoupled(project, parent, torch.device("cpu"))
+    scales = tuple(cfg.scales) if cfg.scales else (tuple(ckpt.get("scales", ())) or _scales(project, cfg))
+    model = model.to(device)
+    _ensure_round0(project, cfg.start_from)
+    parent = current_round(project)
+    k = max(e["round"] for e in history(project)) + 1
+    samples = []
+    for i, info in enumerate(project.images):
+        if project.review(i) == "rejected":
+            continue
+        present = set(info.tags)
+        corr = project.correction(i)
+        if corr is not None:  # a class a person painted counts even when the tags lack it
+            present |= {int(v) - 1 for v in np.unique(corr[0][corr[1]]) if 0 < v <= len(project.classes)}
+        samples += [(i, c) for c in sorted(present)]
+    if not samples:
+        raise ProjectError(f"{project.root}: no image is left to train on (all rejected or untagged) — "
+                           f"mark some images unreviewed or reviewed.")
+    data = FigureGroundSamples(project, samples, _current_target)
+    sampler = MultiScaleBatches(len(samples), batch_size=cfg.batch_size, scales=scales, seed=cfg.seed)
+    loader = DataLoader(data, batch_sampler=sampler, collate_fn=collate, num_workers=cfg.workers,
+                        persistent_workers=cfg.workers > 0)
+    t0 = time.perf_counter()
+    yield Event("start", 0, cfg.epochs * len(sampler), {"round": k, "parent": parent, "device": str(device),
+                                                        "samples": len(samples), "scales": list(scales)})
+
+    def step(batch: dict) -> tuple[torch.Tensor, dict]:
+        x, target = batch["x"].to(device), batch["target"].to(device)
+        with autocast(device, cfg.amp):
+            logits = model(x, batch["mask"].to(device))
+        valid = target != IGNORE
+        hits = ((logits.detach().argmax(1) == target) & valid).sum().item()
+        return decoupled_loss(logits, target), {"pixel_accuracy": (hits, int(valid.sum()))}
+
+    yield from fit(model, loader, sampler, step, epochs=cfg.epochs, lr=cfg.lr, weight_decay=cfg.weight_decay)
+
+    model.eval()
+    side = sorted(scales)[len(scales) // 2]
+    uncertainty = []
+    with project.writer(labels_kind(k), meta={"parent": parent}) as w:
+        for i, info in enumerate(project.images):
+            labels, u = predict_labels(model, project.image(i), info.tags, side, device)
+            w.put(i, labels)
+            uncertainty.append(round(u, 5))
+            yield Event("image", i + 1, len(project))
+    buf = io.BytesIO()
+    torch.save(model.to("cpu").to_checkpoint(classes=list(project.classes), scales=list(scales),
+                                             round=k, parent=parent), buf)
+    project.commit_file(_model_kind(k), buf.getvalue(), suffix=".pt")
+    entry = {"round": k, "parent": parent, "created": time.time(), "model": _model_kind(k),
+             "config": {**asdict(cfg), "scales": list(scales)}, "seed": cfg.seed,
+             "seconds": time.perf_counter() - t0, "uncertainty": uncertainty}
+    entry["metrics"] = round_metrics(project, k, parent)
+    _add_round(project, entry)
+    yield Event("done", k, k, {key: v for key, v in entry.items() if key != "uncertainty"})

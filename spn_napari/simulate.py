@@ -1,0 +1,116 @@
+"""Simulated annotator: how fast do corrections pay off? `spn-napari simulate PROJECT`.
+
+Each round a share of the not-yet-reviewed images is "corrected" with its ground truth (picked at
+random, or those whose current labels are least certain), then a refinement round runs. At the end
+the same segmentation net is trained once on the full ground truth: the upper bound. It runs on a
+copy of the project, so the project's own corrections and rounds are never touched.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+
+from .errors import ProjectError, SpnError
+from .events import Event
+from .inference import evidence_maps
+from .rounds import RoundConfig, _ensure_round0, current_round, history, rollback, run_round
+from .store import Project
+
+__all__ = ["SimulateConfig", "simulate", "SELECT"]
+
+SELECT = ("random", "uncertain")
+
+
+@dataclass(frozen=True)
+class SimulateConfig:
+    rounds: int = 3
+    correct_fraction: float = 0.1  # of all images, corrected before each round
+    select: str = "random"  # "random" | "uncertain"
+    seed: int = 0
+    full_supervision: bool = True  # also train once on the full ground truth (the upper bound)
+    round: RoundConfig = field(default_factory=RoundConfig)
+
+
+def _sp_cam_uncertainty(project: Project, i: int, method: str) -> float:
+    """Round 0: mean over pixels of how close the best tagged class's max-normalised score is to
+    the 50 % threshold (1 at the threshold, 0 at 0 or at the max)."""
+    maps = evidence_maps(project, i, method)  # (C, H, W)
+    tags = list(project.images[i].tags)
+    if not tags:
+        return 0.0
+    peak = np.maximum(maps[tags].reshape(len(tags), -1).max(1), 1e-12)[:, None, None]
+    best = np.clip(maps[tags] / peak, 0, 1).max(0)  # (H, W)
+    return float(1.0 - np.abs(2 * best - 1).mean())
+
+
+def _uncertainty(project: Project, method: str) -> list[float]:
+    entry = next(e for e in history(project) if e["round"] == current_round(project))
+    if entry.get("uncertainty"):
+        return list(entry["uncertainty"])
+    return [_sp_cam_uncertainty(project, i, method) for i in range(len(project))]
+
+
+def _pick(project: Project, count: int, cfg: SimulateConfig, rng: np.random.Generator) -> list[int]:
+    todo = [i for i in range(len(project)) if project.review(i) == "unreviewed" and project.correction(i) is None]
+    todo = [i for i in todo if project.images[i].has_gt]
+    if cfg.select == "random":
+        return sorted(rng.permutation(todo)[:count].tolist())
+    u = _uncertainty(project, cfg.round.start_from)
+    return sorted(sorted(todo, key=lambda i: -u[i])[:count])
+
+
+def _correct_with_truth(project: Project, images: list[int]) -> None:
+    for i in images:
+        gt = project.ground_truth(i)
+        project.save_correction(i, np.where(gt == 255, 0, gt), gt != 255, review="reviewed")
+
+
+def simulate(project: Project, cfg: SimulateConfig = SimulateConfig(), *, work: Path | str | None = None
+             ) -> Iterator[Event]:
+    """Run the simulation on a copy of ``project`` at ``work`` (default: PROJECT-simulate-TIME).
+
+    Yields each round's events (data tagged with "sim_round") and 'done' whose data is the
+    result: {"start_miou", "rounds": [{"round", "miou", "miou_unreviewed", "corrected",
+    "changed", "seconds"}, ...], "full_supervision_miou", "work"}.
+    """
+    if cfg.select not in SELECT:
+        raise SpnError(f"--select {cfg.select}: use random or uncertain.")
+    if not 0 < cfg.correct_fraction <= 1:
+        raise SpnError(f"--correct-fraction {cfg.correct_fraction}: use a share in (0, 1], e.g. 0.1.")
+    if not project.has_ground_truth:
+        raise ProjectError(f"{project.root}: this project has no ground-truth masks, so there is nothing to "
+                           f"simulate corrections with — import a data set with masks/ (e.g. the demo data).")
+    work = Path(work) if work else project.root.with_name(f"{project.root.name}-simulate-{time.strftime('%Y%m%d-%H%M%S')}")
+    if work.exists():
+        raise SpnError(f"{work}: already exists — choose another --work folder.")
+    shutil.copytree(project.root, work)
+    sim = Project(work)
+    _ensure_round0(sim, cfg.round.start_from)
+    start = next(e for e in history(sim) if e["round"] == current_round(sim))
+    rng = np.random.default_rng(cfg.seed)
+    per_round = max(1, round(cfg.correct_fraction * len(sim)))
+    rows = []
+    for r in range(cfg.rounds):
+        _correct_with_truth(sim, _pick(sim, per_round, cfg, rng))
+        t0 = time.perf_counter()
+        for ev in run_round(sim, cfg.round):
+            yield Event(ev.event, ev.step, ev.total, {**ev.data, "sim_round": r + 1})
+        m = history(sim)[-1]["metrics"]
+        rows.append({"round": r + 1, "miou": m["miou"], "miou_unreviewed": m["miou_unreviewed"],
+                     "miou_model": m["miou_model"], "corrected": m["corrected"], "changed": m["changed"],
+                     "seconds": time.perf_counter() - t0})
+    result = {"start_miou": start["metrics"]["miou"], "rounds": rows, "full_supervision_miou": None,
+              "select": cfg.select, "correct_fraction": cfg.correct_fraction, "work": str(work)}
+    if cfg.full_supervision:
+        rollback(sim, 0)  # the upper bound starts where round 1 started: from the SPN
+        _correct_with_truth(sim, [i for i in range(len(sim)) if sim.images[i].has_gt])
+        for ev in run_round(sim, replace(cfg.round)):
+            yield Event(ev.event, ev.step, ev.total, {**ev.data, "sim_round": "full"})
+        result["full_supervision_miou"] = history(sim)[-1]["metrics"]["miou_model"]
+    yield Event("done", cfg.rounds, cfg.rounds, result)

@@ -1,0 +1,304 @@
+"""Corrections, review status, the targets a round trains on, rounds, rollback, simulate, and
+their bad inputs (exit 2, one line, project unchanged)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from conftest import assert_user_error, cli, tree_state
+from spn_napari.corrections import import_corrections
+from spn_napari.data.loader import FigureGroundSamples
+from spn_napari.errors import SpnError
+from spn_napari.models.decoupled import IGNORE
+from spn_napari.pipeline import run
+from spn_napari.rounds import (RoundConfig, current_labels, current_round, history, labels_kind, rollback,
+                               run_round, training_target)
+from spn_napari.simulate import SimulateConfig, simulate
+from spn_napari.store import Project
+
+FAST = RoundConfig(epochs=1, batch_size=4, device="cpu", scales=(48, 64))
+
+
+def _stroke(project: Project, i: int, value: int) -> tuple[np.ndarray, np.ndarray]:
+    info = project.images[i]
+    labels = np.full((info.height, info.width), value, np.uint8)
+    set_mask = np.zeros((info.height, info.width), bool)
+    set_mask[5:20, 3:30] = True
+    return labels, set_mask
+
+
+# ---- corrections in the store ----------------------------------------------------------------
+def test_corrections_and_review_survive_reopening(labelled_project):
+    p = labelled_project
+    labels, set_mask = _stroke(p, 2, 3)
+    p.save_correction(2, labels, set_mask, review="reviewed")
+    p.save_correction(2, labels, set_mask)  # replacing keeps one version and the status
+    p.set_review(4, "rejected")
+    q = Project(p.root)
+    got_labels, got_set = q.correction(2)
+    np.testing.assert_array_equal(got_labels, labels)
+    np.testing.assert_array_equal(got_set, set_mask)
+    assert (q.review(2), q.review(4), q.review(0)) == ("reviewed", "rejected", "unreviewed")
+    assert q.correction(0) is None
+    assert len([d for d in (p.root / "data.zarr" / "corrections").iterdir() if d.is_dir()]) == 1
+
+
+def test_targets_corrected_pixels_override_and_rejected_images_are_left_out(labelled_project):
+    p = labelled_project
+    base = p.read("pseudo/sp-cam", 1)
+    labels, set_mask = _stroke(p, 1, 4)
+    p.save_correction(1, labels, set_mask, review="reviewed")
+    p.set_review(3, "rejected")
+    target = training_target(p, 1)
+    np.testing.assert_array_equal(target[set_mask], 4)
+    np.testing.assert_array_equal(target[~set_mask], base[~set_mask])
+    assert training_target(p, 3) is None
+    np.testing.assert_array_equal(training_target(p, 0), p.read("pseudo/sp-cam", 0))
+    np.testing.assert_array_equal(current_labels(p, 1), target)
+
+    # what the data loader hands the net: the class's figure (1), ground (0), padding ignored
+    info = p.images[1]
+    side = max(info.height, info.width)  # scale 1: the canvas holds the target pixel for pixel
+    item = FigureGroundSamples(p, [(1, 3)], lambda proj, i: training_target(proj, i))[(0, side, False)]
+    t = item["target"].numpy()
+    np.testing.assert_array_equal(t[:info.height, :info.width], (target == 4).astype(np.int64))
+    assert (t[info.height:] == IGNORE).all() and (t[:, info.width:] == IGNORE).all()
+    assert item["mask"].tolist() == [0, 0, 0, 1]
+
+
+def test_a_round_trains_on_the_corrected_targets_and_skips_rejected_images(labelled_project, monkeypatch):
+    p = labelled_project
+    p.set_review(0, "rejected")
+    labels, set_mask = _stroke(p, 1, 2)
+    p.save_correction(1, labels, set_mask, review="reviewed")
+    seen = []
+    orig = FigureGroundSamples.__getitem__
+
+    def spy(self, key):
+        item = orig(self, key)
+        seen.append((item["index"], int(item["mask"].argmax())))
+        return item
+    monkeypatch.setattr(FigureGroundSamples, "__getitem__", spy)
+    run(run_round(p, FAST))
+    assert 0 not in {i for i, _ in seen}
+    assert (1, 1) in seen  # class 2 (index 1) was painted on image 1, so it is trained on
+    expected = {(i, c) for i, info in enumerate(p.images) if i != 0 for c in info.tags} | {(1, 1)}
+    assert set(seen) == expected
+
+
+# ---- import-corrections ------------------------------------------------------------------------
+def _write_mask(folder, name, array):
+    folder.mkdir(exist_ok=True)
+    Image.fromarray(array.astype(np.uint8), mode="L").save(folder / f"{name}.png")
+
+
+def test_import_corrections_from_a_mask_folder(labelled_project, tmp_path, capsys):
+    p = labelled_project
+    info = p.images[5]
+    mask = np.full((info.height, info.width), 255, np.uint8)
+    mask[:10, :10] = 1
+    mask[10:12] = 0
+    _write_mask(tmp_path / "fix", info.name, mask)
+    code, _, err = cli(capsys, "import-corrections", p.root, tmp_path / "fix", "--progress", "none")
+    assert code == 0, err
+    q = Project(p.root)
+    labels, set_mask = q.correction(5)
+    np.testing.assert_array_equal(set_mask, mask != 255)
+    np.testing.assert_array_equal(labels[set_mask], mask[set_mask])
+    assert q.review(5) == "reviewed"
+
+
+@pytest.mark.parametrize("case", ["wrong_size", "bad_value", "unknown_name", "empty"])
+def test_bad_correction_masks(labelled_project, tmp_path, capsys, case):
+    p = labelled_project
+    good = p.images[0]
+    folder = tmp_path / "fix"
+    folder.mkdir()
+    _write_mask(folder, good.name, np.zeros((good.height, good.width)))  # valid; must not be imported
+    if case == "wrong_size":
+        _write_mask(folder, p.images[1].name, np.zeros((good.height + 3, good.width)))
+    elif case == "bad_value":
+        _write_mask(folder, p.images[1].name, np.full((p.images[1].height, p.images[1].width), 9))
+    elif case == "unknown_name":
+        _write_mask(folder, "no_such_image", np.zeros((4, 4)))
+    else:
+        for f in folder.iterdir():
+            f.unlink()
+    before = tree_state(p.root)
+    code, _, err = cli(capsys, "import-corrections", p.root, folder, "--progress", "none")
+    needle = {"wrong_size": f"{p.images[1].name}.png", "bad_value": "value 9",
+              "unknown_name": "no_such_image.png", "empty": str(folder)}[case]
+    assert_user_error(code, err, needle)
+    assert tree_state(p.root) == before
+
+
+# ---- rounds, history, rollback -----------------------------------------------------------------
+def test_round_records_everything_and_rollback_keeps_later_rounds(labelled_project, capsys):
+    p = labelled_project
+    code, _, err = cli(capsys, "round", p.root, "--epochs", "1", "--batch-size", "4", "--scales", "48,64",
+                       "--device", "cpu", "--progress", "none")
+    assert code == 0, err
+    p.reload()
+    r0, r1 = history(p)
+    assert (r0["round"], r1["round"], r1["parent"], current_round(p)) == (0, 1, 0, 1)
+    np.testing.assert_array_equal(p.read(labels_kind(0), 3), p.read("pseudo/sp-cam", 3))
+    assert p.file("round/1/model").exists()
+    assert r1["seed"] == 0 and r1["config"]["epochs"] == 1 and len(r1["uncertainty"]) == len(p)
+    m = r1["metrics"]
+    for key in ("miou", "miou_unreviewed", "miou_model", "per_class", "changed", "corrected"):
+        assert key in m
+    # 'changed' is the share of pixels that differ from the parent round
+    diff = sum(int((p.read(labels_kind(1), i) != p.read(labels_kind(0), i)).sum()) for i in range(len(p)))
+    total = sum(im.height * im.width for im in p.images)
+    assert m["changed"] == pytest.approx(diff / total)
+
+    code, out, _ = cli(capsys, "history", p.root, "--json")
+    assert json.loads(out)["current"] == 1
+    code, _, err = cli(capsys, "rollback", p.root, "--to", "0")
+    assert code == 0, err
+    p.reload()
+    assert current_round(p) == 0
+    np.testing.assert_array_equal(current_labels(p, 2), p.read(labels_kind(0), 2))
+    run(run_round(p, FAST))
+    assert [(e["round"], e["parent"]) for e in history(p)] == [(0, None), (1, 0), (2, 0)]
+    assert p.file("round/1/model").exists()  # round 1 kept
+
+
+def test_same_seed_gives_the_same_labels(_labelled_project, tmp_path):
+    import shutil
+    labels = []
+    for name in ("a", "b"):
+        shutil.copytree(_labelled_project, tmp_path / name)
+        p = Project(tmp_path / name)
+        run(run_round(p, FAST))
+        labels.append([p.read(labels_kind(1), i) for i in range(len(p))])
+    for a, b in zip(*labels):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_cancelled_round_leaves_the_project_as_it_was(labelled_project):
+    p = labelled_project
+    run(run_round(p, FAST))
+    before = tree_state(p.root)
+    events = run_round(p, RoundConfig(epochs=3, batch_size=2, device="cpu", scales=(48,)))
+    for ev in events:
+        if ev.event == "step" and ev.step == 2:
+            break
+    events.close()
+    p.reload()
+    assert [e["round"] for e in history(p)] == [0, 1] and current_round(p) == 1
+    assert tree_state(p.root) == before
+
+
+def test_sigterm_stops_a_round_and_keeps_the_last_one(labelled_project):
+    p = labelled_project
+    run(run_round(p, FAST))
+    before = tree_state(p.root)
+    proc = subprocess.Popen([sys.executable, "-m", "spn_napari", "round", str(p.root), "--epochs", "50",
+                             "--batch-size", "2", "--device", "cpu", "--progress", "jsonl"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "OMP_NUM_THREADS": "1"})
+    for line in proc.stdout:
+        if json.loads(line)["event"] == "step":
+            break
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert "cancelled" in err
+    p.reload()
+    assert current_round(p) == 1
+    assert tree_state(p.root) == before
+
+
+# ---- bad input -------------------------------------------------------------------------------
+def test_round_before_pseudo_labels(sp_project, capsys):
+    before = tree_state(sp_project.root)
+    code, _, err = cli(capsys, "round", sp_project.root, "--progress", "none")
+    assert_user_error(code, err, "pseudo-labels", str(sp_project.root))
+    assert tree_state(sp_project.root) == before
+
+
+def test_rollback_to_a_round_that_does_not_exist(labelled_project, capsys):
+    run(run_round(labelled_project, FAST))
+    before = tree_state(labelled_project.root)
+    code, _, err = cli(capsys, "rollback", labelled_project.root, "--to", "7")
+    assert_user_error(code, err, "round 7", "0, 1")
+    assert tree_state(labelled_project.root) == before
+
+
+def test_checkpoint_from_a_different_class_list(labelled_project, capsys):
+    p = labelled_project
+    path = p.file("spn")
+    ckpt = torch.load(path, weights_only=True)
+    ckpt["classes"] = ["cat", "dog", "cow", "emu"]
+    torch.save(ckpt, path)
+    before = tree_state(p.root)
+    code, _, err = cli(capsys, "round", p.root, "--progress", "none")
+    assert_user_error(code, err, str(path), "cat")
+    assert tree_state(p.root) == before
+
+
+def test_simulate_without_ground_truth(labelled_project, capsys):
+    import json as _json
+    manifest = labelled_project.root / "project.json"
+    meta = _json.loads(manifest.read_text())
+    for im in meta["images"]:
+        im["has_gt"] = False
+    manifest.write_text(_json.dumps(meta))
+    before = tree_state(labelled_project.root)
+    code, _, err = cli(capsys, "simulate", labelled_project.root, "--progress", "none")
+    assert_user_error(code, err, "ground-truth")
+    assert tree_state(labelled_project.root) == before
+
+
+def test_out_of_gpu_memory_names_a_batch_size(labelled_project, monkeypatch, capsys):
+    from spn_napari.models import decoupled
+
+    def oom(self, *a, **k):
+        raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+    monkeypatch.setattr(decoupled.DecoupledNet, "forward", oom)
+    code, _, err = cli(capsys, "round", labelled_project.root, "--batch-size", "8", "--progress", "none")
+    assert_user_error(code, err, "out of GPU memory", "--batch-size 4")
+
+
+# ---- simulate ---------------------------------------------------------------------------------
+@pytest.mark.parametrize("select", ["random", "uncertain"])
+def test_simulate_corrects_a_share_per_round_on_a_copy(labelled_project, tmp_path, capsys, select):
+    before = tree_state(labelled_project.root)
+    code, out, err = cli(capsys, "simulate", labelled_project.root, "--rounds", "2", "--correct-fraction", "0.2",
+                         "--select", select, "--epochs", "1", "--batch-size", "4", "--scales", "48,64",
+                         "--work", tmp_path / "sim", "--json", "--progress", "none")
+    assert code == 0, err
+    res = json.loads(out)
+    assert [r["corrected"] for r in res["rounds"]] == [2, 4]
+    assert res["full_supervision_miou"] is not None and 0 <= res["start_miou"] <= 1
+    sim = Project(tmp_path / "sim")
+    corrected = [i for i in range(len(sim)) if sim.correction(i) is not None]
+    assert len(corrected) == len(sim)  # the full-supervision run corrects every image
+    assert tree_state(labelled_project.root) == before
+
+
+def test_simulate_uncertain_picks_the_least_certain_images(labelled_project, tmp_path):
+    from spn_napari.simulate import _sp_cam_uncertainty
+    p = labelled_project
+    u = [_sp_cam_uncertainty(p, i, "sp-cam") for i in range(len(p))]
+    events = simulate(p, SimulateConfig(rounds=1, correct_fraction=0.3, select="uncertain", full_supervision=False,
+                                        round=FAST), work=tmp_path / "sim")
+    run(events)
+    sim = Project(tmp_path / "sim")
+    picked = sorted(i for i in range(len(sim)) if sim.correction(i) is not None)
+    assert picked == sorted(np.argsort(-np.asarray(u), kind="stable")[:3].tolist())
+
+
+def test_simulate_rejects_a_bad_fraction(labelled_project):
+    with pytest.raises(SpnError, match="correct-fraction"):
+        run(simulate(labelled_project, SimulateConfig(correct_fraction=0)))
