@@ -15,13 +15,11 @@ import torch
 from PIL import Image
 
 from conftest import assert_user_error, cli, tree_state
-from spn_napari.corrections import import_corrections
 from spn_napari.data.loader import FigureGroundSamples
 from spn_napari.errors import SpnError
 from spn_napari.models.decoupled import IGNORE
 from spn_napari.pipeline import run
-from spn_napari.rounds import (RoundConfig, current_labels, current_round, history, labels_kind, rollback,
-                               run_round, training_target)
+from spn_napari.rounds import (RoundConfig, current_labels, current_round, history, labels_kind, run_round, training_target)
 from spn_napari.simulate import SimulateConfig, simulate
 from spn_napari.store import Project
 
