@@ -115,12 +115,22 @@ def cmd_train_spn(a: argparse.Namespace) -> int:
         raise SpnError(f"--encoder {encoder}: unknown encoder — use small or vgg16.")
     if a.weights and encoder != "vgg16":
         raise SpnError("--weights: a weights file is a VGG-16 state dict — use it with --encoder vgg16.")
+    device, progress = _distributed(a)
     cfg = TrainConfig(epochs=_positive("--epochs", a.epochs), batch_size=_positive("--batch-size", a.batch_size),
-                      lr=a.lr, encoder=encoder, weights=a.weights, device=a.device, seed=a.seed,
-                      workers=a.workers, scales=_scales(a.scales))
-    last = _Progress(a.progress, "train SPN")(train_spn(project, cfg))
-    print(f"trained SPN in {last.data['seconds']:.0f} s", file=sys.stderr)
+                      lr=a.lr, encoder=encoder, weights=a.weights, device=device, seed=a.seed,
+                      workers=a.workers, scales=_scales(a.scales), state=a.state)
+    last = _Progress(progress, "train SPN")(train_spn(project, cfg))
+    if progress != "none" or a.progress == "none":
+        print(f"trained SPN in {last.data['seconds']:.0f} s", file=sys.stderr)
     return 0
+
+
+def _distributed(a: argparse.Namespace) -> tuple[str, str]:
+    """Join torchrun's process group when launched by it (a no-op otherwise): the device to use,
+    and the progress display (only rank 0 shows one)."""
+    from . import distributed
+    device = distributed.init_from_env(a.device)
+    return device, (a.progress if distributed.is_main() else "none")
 
 
 def _scales(text: str | None) -> tuple[int, ...] | None:
@@ -181,11 +191,11 @@ def cmd_import_corrections(a: argparse.Namespace) -> int:
     return 0
 
 
-def _round_config(a: argparse.Namespace):
+def _round_config(a: argparse.Namespace, device: str | None = None):
     from .rounds import RoundConfig
     return RoundConfig(epochs=_positive("--epochs", a.epochs), batch_size=_positive("--batch-size", a.batch_size),
-                       lr=a.lr, device=a.device, seed=a.seed, workers=a.workers, scales=_scales(a.scales),
-                       start_from=a.start_from)
+                       lr=a.lr, device=device or a.device, seed=a.seed, workers=a.workers,
+                       scales=_scales(a.scales), start_from=a.start_from, state=getattr(a, "state", None))
 
 
 def cmd_round(a: argparse.Namespace) -> int:
@@ -193,7 +203,10 @@ def cmd_round(a: argparse.Namespace) -> int:
     from .train import default_threads
     default_threads()
     project = _project(a.project)
-    last = _Progress(a.progress, "round")(run_round(project, _round_config(a)))
+    device, progress = _distributed(a)
+    last = _Progress(progress, "round")(run_round(project, _round_config(a, device)))
+    if "metrics" not in last.data:  # not rank 0 of a torchrun job
+        return 0
     m = last.data["metrics"]
     miou = f", mIoU {m['miou']:.3f}" if m.get("miou") is not None else ""
     print(f"round {last.data['round']} done in {last.data['seconds']:.0f} s{miou}; it is now current",
@@ -313,6 +326,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--workers", type=int, default=0, help="data loader processes")
+    _state_arg(s)
 
     s = add("pseudo-labels", cmd_pseudo_labels, "write round-0 pseudo-labels from the trained SPN")
     s.add_argument("project")
@@ -344,6 +358,7 @@ def build_parser() -> argparse.ArgumentParser:
     s = add("round", cmd_round, "train a DecoupledNet on the current labels and corrections; its "
             "predictions become the next round's labels")
     _round_args(s)
+    _state_arg(s)
 
     s = add("simulate", cmd_simulate, "simulated annotator: correct a share of the images with their ground "
             "truth before each round, on a copy of the project; mIoU per round and the full-supervision bound")
@@ -364,6 +379,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("project")
     s.add_argument("--to", type=int, required=True, metavar="R")
     return p
+
+
+def _state_arg(s: argparse.ArgumentParser) -> None:
+    s.add_argument("--state", default=None, metavar="FILE",
+                   help="training-state file: resume from it when it exists, rewrite it after every epoch")
 
 
 def _round_args(s: argparse.ArgumentParser) -> None:
@@ -401,6 +421,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"spn-napari: cancelled at {time.strftime('%H:%M:%S')}; the project keeps its last "
               f"completed step.", file=sys.stderr)
         return EXIT_CANCELLED
+    finally:
+        if "spn_napari.distributed" in sys.modules:  # leave torchrun's process group cleanly
+            sys.modules["spn_napari.distributed"].shutdown()
 
 
 if __name__ == "__main__":

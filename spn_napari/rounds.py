@@ -22,6 +22,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
+from . import distributed
 from .cam import upsample_cam
 from .data.loader import FigureGroundSamples, MultiScaleBatches, collate
 from .data.transforms import fit_to_canvas
@@ -50,6 +51,7 @@ class RoundConfig:
     workers: int = 0
     seed: int = 0
     start_from: str = "sp-cam"  # round 0's labels: the pseudo-labels of this method
+    state: str | None = None  # training-state file: resume from it if present, rewrite it every epoch
 
 
 def labels_kind(r: int) -> str:
@@ -237,7 +239,10 @@ def run_round(project: Project, cfg: RoundConfig = RoundConfig()) -> Iterator[Ev
         model, ckpt = load_decoupled(project, parent, torch.device("cpu"))
     scales = tuple(cfg.scales) if cfg.scales else (tuple(ckpt.get("scales", ())) or _scales(project, cfg))
     model = model.to(device)
-    _ensure_round0(project, cfg.start_from)
+    if distributed.is_main():
+        _ensure_round0(project, cfg.start_from)
+    distributed.barrier()
+    project.reload()
     parent = current_round(project)
     k = max(e["round"] for e in history(project)) + 1
     samples = []
@@ -252,8 +257,11 @@ def run_round(project: Project, cfg: RoundConfig = RoundConfig()) -> Iterator[Ev
     if not samples:
         raise ProjectError(f"{project.root}: no image is left to train on (all rejected or untagged) — "
                            f"mark some images unreviewed or reviewed.")
+    net = distributed.wrap(model, device)
+    rank, world = distributed.rank_world()
     data = FigureGroundSamples(project, samples, _current_target)
-    sampler = MultiScaleBatches(len(samples), batch_size=cfg.batch_size, scales=scales, seed=cfg.seed)
+    sampler = MultiScaleBatches(len(samples), batch_size=cfg.batch_size, scales=scales, seed=cfg.seed,
+                                rank=rank, world=world, drop_last=world > 1)
     loader = DataLoader(data, batch_sampler=sampler, collate_fn=collate, num_workers=cfg.workers,
                         persistent_workers=cfg.workers > 0)
     t0 = time.perf_counter()
@@ -263,12 +271,17 @@ def run_round(project: Project, cfg: RoundConfig = RoundConfig()) -> Iterator[Ev
     def step(batch: dict) -> tuple[torch.Tensor, dict]:
         x, target = batch["x"].to(device), batch["target"].to(device)
         with autocast(device, cfg.amp):
-            logits = model(x, batch["mask"].to(device))
+            logits = net(x, batch["mask"].to(device))
         valid = target != IGNORE
         hits = ((logits.detach().argmax(1) == target) & valid).sum().item()
         return decoupled_loss(logits, target), {"pixel_accuracy": (hits, int(valid.sum()))}
 
-    yield from fit(model, loader, sampler, step, epochs=cfg.epochs, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    yield from fit(model, loader, sampler, step, epochs=cfg.epochs, lr=cfg.lr, weight_decay=cfg.weight_decay,
+                   state=cfg.state)
+    if not distributed.is_main():  # rank 0 predicts and commits; the others wait for it
+        distributed.barrier()
+        yield Event("done", k, k, {"round": k, "rank": rank})
+        return
 
     model.eval()
     side = sorted(scales)[len(scales) // 2]
@@ -288,4 +301,5 @@ def run_round(project: Project, cfg: RoundConfig = RoundConfig()) -> Iterator[Ev
              "seconds": time.perf_counter() - t0, "uncertainty": uncertainty}
     entry["metrics"] = round_metrics(project, k, parent)
     _add_round(project, entry)
+    distributed.barrier()
     yield Event("done", k, k, {key: v for key, v in entry.items() if key != "uncertainty"})

@@ -12,17 +12,19 @@ import os
 import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
+from . import distributed
 from .data.loader import MultiScaleBatches, SuperpixelImages, collate
 from .data.transforms import auto_scales
 from .errors import SpnError
 from .events import Event
 from .models.spn import SPN, SPNConfig, build_spn, spn_loss
-from .store import Project
+from .store import Project, atomic_write_bytes
 
 __all__ = ["TrainConfig", "train_spn", "fit", "resolve_device", "load_spn", "seed_everything", "autocast"]
 
@@ -42,6 +44,7 @@ class TrainConfig:
     amp: bool = True  # mixed precision on CUDA (bf16 where supported)
     workers: int = 0  # DataLoader worker processes
     seed: int = 0
+    state: str | None = None  # training-state file: resume from it if present, rewrite it every epoch
 
 
 def resolve_device(name: str) -> torch.device:
@@ -91,9 +94,12 @@ def train_spn(project: Project, cfg: TrainConfig = TrainConfig()) -> Iterator[Ev
     seed_everything(cfg.seed)
     encoder = "vgg16" if cfg.weights else cfg.encoder
     model = build_spn(len(project.classes), encoder=encoder, weights=cfg.weights).to(device)
+    net = distributed.wrap(model, device)
+    rank, world = distributed.rank_world()
     scales = _scales(project, cfg)
     data = SuperpixelImages(project)
-    sampler = MultiScaleBatches(len(project), batch_size=cfg.batch_size, scales=scales, seed=cfg.seed)
+    sampler = MultiScaleBatches(len(project), batch_size=cfg.batch_size, scales=scales, seed=cfg.seed,
+                                rank=rank, world=world, drop_last=world > 1)
     loader = DataLoader(data, batch_sampler=sampler, collate_fn=collate, num_workers=cfg.workers,
                         persistent_workers=cfg.workers > 0)
     yield Event("start", 0, cfg.epochs * len(sampler),
@@ -103,33 +109,52 @@ def train_spn(project: Project, cfg: TrainConfig = TrainConfig()) -> Iterator[Ev
         x, sp = batch["x"].to(device, non_blocking=True), batch["sp"].to(device, non_blocking=True)
         target = batch["target"].to(device)
         with autocast(device, cfg.amp):
-            out = model(x, sp, batch["n"].to(device))
+            out = net(x, sp, batch["n"].to(device))
         hits = ((out.top.detach() > 0) == (target > 0.5)).float().mean(1).sum().item()
         return spn_loss(out, target), {"tag_accuracy": (hits, len(x))}
 
     t0 = time.perf_counter()
-    yield from fit(model, loader, sampler, step, epochs=cfg.epochs, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    yield from fit(model, loader, sampler, step, epochs=cfg.epochs, lr=cfg.lr, weight_decay=cfg.weight_decay,
+                   state=cfg.state)
+    if not distributed.is_main():
+        distributed.barrier()
+        yield Event("done", cfg.epochs, cfg.epochs, {"seconds": time.perf_counter() - t0, "rank": rank})
+        return
     buf = io.BytesIO()
     torch.save(model.to("cpu").to_checkpoint(train_config=asdict(cfg), scales=list(scales),
                                              classes=list(project.classes)), buf)
     project.commit_file("spn", buf.getvalue(), suffix=".pt", depends=("superpixels",),
                         meta={"encoder": encoder, "epochs": cfg.epochs, "seconds": time.perf_counter() - t0,
                               "scales": list(scales)})
+    distributed.barrier()
     yield Event("done", cfg.epochs, cfg.epochs, {"seconds": time.perf_counter() - t0})
 
 
 def fit(model: torch.nn.Module, loader, sampler, step, *, epochs: int, lr: float,
-        weight_decay: float) -> Iterator[Event]:
+        weight_decay: float, state: Path | str | None = None) -> Iterator[Event]:
     """The optimisation loop every trainer shares: AdamW with a one-cycle schedule.
 
-    ``step(batch) -> (loss, {name: (sum, count)})`` runs the forward pass; the counts become
-    per-epoch averages in the 'epoch' events. Yields a 'step' event per batch.
+    ``step(batch) -> (loss, {name: (sum, count)})`` runs the forward pass (through the DDP
+    wrapper when distributed); the counts become per-epoch averages in the 'epoch' events.
+    Yields a 'step' event per batch. With ``state``, training resumes from that file when it
+    exists and rank 0 rewrites it (atomically) after every epoch: model, optimiser, schedule.
     """
     opt = torch.optim.AdamW(model.trainable_parameters(), lr=lr, weight_decay=weight_decay)
     steps = epochs * len(sampler)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=max(1, steps), pct_start=0.15)
-    t0, n = time.perf_counter(), 0
-    for epoch in range(epochs):
+    t0, n, start = time.perf_counter(), 0, 0
+    if state is not None and Path(state).exists():
+        saved = torch.load(state, map_location="cpu", weights_only=True)
+        if saved.get("epochs") != epochs or saved.get("steps") != steps:
+            raise SpnError(f"{state}: a training state for {saved.get('epochs')} epochs of "
+                           f"{saved.get('steps')} steps, not {epochs} of {steps} — delete it or use the same settings.")
+        model.load_state_dict(saved["model"])
+        opt.load_state_dict(saved["optimizer"])
+        sched.load_state_dict(saved["schedule"])
+        start = saved["epoch"]
+        n = start * len(sampler)
+        yield Event("resume", n, steps, {"epoch": start, "state": str(state)})
+    for epoch in range(start, epochs):
         sampler.set_epoch(epoch)
         model.train()
         losses, stats = [], {}
@@ -150,6 +175,11 @@ def fit(model: torch.nn.Module, loader, sampler, step, *, epochs: int, lr: float
                 s = stats.setdefault(k, [0.0, 0])
                 s[0], s[1] = s[0] + a, s[1] + b
             yield Event("step", n, steps, {"loss": losses[-1], "epoch": epoch + 1})
+        if state is not None and distributed.is_main():
+            buf = io.BytesIO()
+            torch.save({"epoch": epoch + 1, "epochs": epochs, "steps": steps, "model": model.state_dict(),
+                        "optimizer": opt.state_dict(), "schedule": sched.state_dict()}, buf)
+            atomic_write_bytes(Path(state), buf.getvalue())
         yield Event("epoch", epoch + 1, epochs,
                     {"loss": float(np.mean(losses)) if losses else float("nan"),
                      **{k: a / max(1, b) for k, (a, b) in stats.items()}, "seconds": time.perf_counter() - t0})

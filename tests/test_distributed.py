@@ -1,0 +1,105 @@
+"""torchrun + DistributedDataParallel on 2 CPU processes (gloo), and resuming from a training state.
+
+Reference for DDP: one process runs the same global batch as the two ranks' shards (the
+sampler's own slicing) and averages their gradients before one AdamW step. Each shard is
+batch-normalised on its own in both runs: PyTorch's SyncBatchNorm is GPU-only, so on CPU that is
+what DDP computes (on GPUs the trainers switch to SyncBatchNorm).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from spn_napari.data.loader import MultiScaleBatches, SuperpixelImages, collate
+from spn_napari.data.readers import read_dataset
+from spn_napari.models.spn import build_spn, spn_loss
+from spn_napari.pipeline import run
+from spn_napari.store import Project
+from spn_napari.superpixels import SuperpixelConfig, compute_superpixels
+from spn_napari.train import TrainConfig, _scales, seed_everything, train_spn
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def four(tmp_path_factory, demo_dir) -> Project:
+    """A 4-image project: one global batch of 2 images × 2 ranks, so one optimiser step."""
+    ds = read_dataset(demo_dir)
+    project = Project.create(tmp_path_factory.mktemp("ddp") / "p", dataclasses.replace(ds, items=ds.items[:4]))
+    run(compute_superpixels(project, SuperpixelConfig(n_segments=30), workers=1))
+    return project
+
+
+def test_two_gloo_processes_equal_one_process_on_the_same_global_batch(four, tmp_path):
+    """After one step, AdamW's first moment is (1 - beta1) × the gradient: it must be the gradient of the
+    mean loss over both shards (which a wrong shard or a sum instead of a mean would break)."""
+    state = tmp_path / "state.pt"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+    r = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+                        str(ROOT / "trainers" / "train_spn.py"), str(four.root), "--epochs", "1",
+                        "--batch-size", "2", "--device", "cpu", "--progress", "none", "--state", str(state)],
+                       env=env, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+    four.reload()
+    ddp = torch.load(four.file("spn"), weights_only=True)["state_dict"]
+    moments = torch.load(state, weights_only=True)["optimizer"]["state"]
+
+    cfg = TrainConfig(epochs=1, batch_size=2)
+    data, scales = SuperpixelImages(four), _scales(four, cfg)
+    shards = []
+    for rank in (0, 1):
+        sampler = MultiScaleBatches(len(four), batch_size=2, scales=scales, seed=cfg.seed, rank=rank, world=2,
+                                    drop_last=True)
+        (keys,) = list(sampler)
+        shards.append(collate([data[k] for k in keys]))
+
+    def gradients(batches):
+        """The trainer's initial model (same seed); gradient of the mean of the shards' losses."""
+        seed_everything(cfg.seed)
+        model = build_spn(len(four.classes))
+        model.train()
+        loss = sum(spn_loss(model(b["x"], b["sp"], b["n"]), b["target"]) for b in batches) / len(batches)
+        loss.backward()
+        return {n: p.grad for n, p in model.named_parameters() if p.requires_grad}, model
+
+    grads, model = gradients(shards)
+    names = list(grads)
+    # the one-cycle schedule sets AdamW's beta1 for the first step (its momentum cycling)
+    opt = torch.optim.AdamW(model.trainable_parameters(), lr=cfg.lr)
+    torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=1, pct_start=0.15)
+    w = 1 - opt.param_groups[0]["betas"][0]
+    assert len(moments) == len(names)
+    for k, name in enumerate(names):
+        torch.testing.assert_close(moments[k]["exp_avg"], w * grads[name], rtol=1e-3, atol=1e-8, msg=name)
+    only0, _ = gradients(shards[:1])  # control: the other shard's gradient must matter
+    assert max(float((moments[k]["exp_avg"] - w * only0[n]).abs().max()) for k, n in enumerate(names)) > 1e-5
+    # rank 0 saved the common initial model after one (tiny, warm-up) step
+    for name, p in model.named_parameters():
+        torch.testing.assert_close(ddp[name], p.detach(), rtol=0, atol=1e-4, msg=name)
+
+
+def test_resuming_from_the_state_file_equals_an_uninterrupted_run(four, tmp_path):
+    cfg = TrainConfig(epochs=2, batch_size=2, device="cpu")
+    run(train_spn(four, cfg))
+    straight = torch.load(four.file("spn"), weights_only=True)["state_dict"]
+
+    state = tmp_path / "spn.state.pt"
+    events = train_spn(four, dataclasses.replace(cfg, state=str(state)))
+    for ev in events:
+        if ev.event == "epoch" and ev.step == 1:
+            break  # interrupted after the first epoch
+    events.close()
+    assert state.exists()
+    resumed_events = list(train_spn(four, dataclasses.replace(cfg, state=str(state))))
+    assert resumed_events[1].event == "resume" and resumed_events[1].data["epoch"] == 1
+    four.reload()
+    resumed = torch.load(four.file("spn"), weights_only=True)["state_dict"]
+    for name, v in straight.items():
+        torch.testing.assert_close(resumed[name], v, msg=name)
