@@ -162,23 +162,31 @@ def cmd_pseudo_labels(a: argparse.Namespace) -> int:
 
 def cmd_evaluate(a: argparse.Namespace) -> int:
     from .evaluate import evaluate_labels
-    from .inference import check_method
     project = _project(a.project)
-    result = {"method": check_method(a.method), **evaluate_labels(project, f"pseudo/{a.method}")}
+    kind = _labels_kind(a)
+    result = {"method": a.method if a.round is None else f"round {a.round}", **evaluate_labels(project, kind)}
     if a.json:
         print(json.dumps(result))
     else:
-        print(f"{a.method}: mIoU {result['miou']:.3f} over {result['images']} images")
+        print(f"{result['method']}: mIoU {result['miou']:.3f} over {result['images']} images")
         for name, iou in result["per_class"].items():
             print(f"  {name:>16s}  {'—' if iou is None else f'{iou:.3f}'}")
     return 0
 
 
+def _labels_kind(a: argparse.Namespace) -> str | None:
+    """--round R, or --method sp-cam|cam|current -> the artifact to read (None: current labels)."""
+    from .inference import check_method
+    from .rounds import labels_kind
+    if a.round is not None:
+        return labels_kind(a.round)
+    return None if a.method == "current" else f"pseudo/{check_method(a.method)}"
+
+
 def cmd_export(a: argparse.Namespace) -> int:
     from .export import export_labels
-    from .inference import check_method
     project = _project(a.project)
-    out = export_labels(project, a.out, kind=f"pseudo/{check_method(a.method)}", fmt=a.format)
+    out = export_labels(project, a.out, kind=_labels_kind(a), fmt=a.format)
     print(f"exported {len(project)} label masks to {out}", file=sys.stderr)
     return 0
 
@@ -268,8 +276,8 @@ def cmd_simulate(a: argparse.Namespace) -> int:
 def cmd_demo(a: argparse.Namespace) -> int:
     """The whole round-0 pipeline on generated data, ending with the CAM vs SP-CAM table."""
     from .pipeline import run_demo
-    run_demo(Path(a.out), n=a.n, size=a.size, epochs=a.epochs, seed=a.seed, device=a.device,
-             progress=a.progress)
+    run_demo(Path(a.out), n=a.n, size=a.size, epochs=a.epochs, round_epochs=a.round_epochs, seed=a.seed,
+             device=a.device, progress=a.progress)
     return 0
 
 
@@ -288,11 +296,12 @@ def build_parser() -> argparse.ArgumentParser:
         return sp
 
     s = add("demo", cmd_demo, "generate demo data and run the whole pipeline: init, superpixels, "
-            "train SPN, SP-CAM and CAM pseudo-labels, evaluation table")
+            "train SPN, SP-CAM and CAM pseudo-labels, one refinement round, evaluation table")
     s.add_argument("out", nargs="?", default="spn-demo", help="working folder (default ./spn-demo)")
     s.add_argument("--n", type=int, default=200)
     s.add_argument("--size", type=int, default=160)
     s.add_argument("--epochs", type=int, default=None, help="SPN epochs (default: TrainConfig's)")
+    s.add_argument("--round-epochs", type=int, default=None, help="DecoupledNet epochs (default: RoundConfig's)")
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--device", default="auto")
 
@@ -339,14 +348,18 @@ def build_parser() -> argparse.ArgumentParser:
     s = add("evaluate", cmd_evaluate, "mIoU of pseudo-labels against the project's ground truth",
             progress=False)
     s.add_argument("project")
-    s.add_argument("--method", default="sp-cam")
+    s.add_argument("--method", default="sp-cam", help="sp-cam (default), cam, or current: the current "
+                   "round's labels with corrections")
+    s.add_argument("--round", type=int, default=None, metavar="R", help="a round's labels (see history)")
     s.add_argument("--json", action="store_true", help="print one JSON object")
 
     s = add("export", cmd_export, "export label masks", progress=False)
     s.add_argument("project")
     s.add_argument("out")
     s.add_argument("--format", default="png", help="png, voc or zarr")
-    s.add_argument("--method", default="sp-cam")
+    s.add_argument("--method", default="current", help="current (default: the current round's labels with "
+                   "corrections; the pseudo-labels before any round), sp-cam or cam")
+    s.add_argument("--round", type=int, default=None, metavar="R", help="a round's labels instead")
 
     s = add("import-corrections", cmd_import_corrections,
             "import correction masks (DIR/NAME.png: 0 background, i class i, 255 not set)")

@@ -10,6 +10,7 @@ import zarr
 from PIL import Image
 
 from .errors import SpnError
+from .rounds import labels_reader
 from .store import Project
 
 __all__ = ["FORMATS", "export_labels", "label_palette"]
@@ -32,8 +33,9 @@ def _png(path: Path, labels: np.ndarray, palette: list[int]) -> None:
     im.save(path)
 
 
-def export_labels(project: Project, out: Path | str, *, kind: str, fmt: str = "png") -> Path:
-    """Write artifact ``kind`` (e.g. 'pseudo/sp-cam') for every image to ``out``.
+def export_labels(project: Project, out: Path | str, *, kind: str | None = None, fmt: str = "png") -> Path:
+    """Write artifact ``kind`` (e.g. 'pseudo/sp-cam', 'round/2/labels') for every image to ``out``;
+    ``kind=None``: the current labels, corrections included (what the user sees).
 
     png: ``out/NAME.png`` palette masks (value = class index, 0 background) + ``classes.txt``;
     voc: ``JPEGImages/``, ``SegmentationClass/``, ``ImageSets/Segmentation/train.txt``;
@@ -41,7 +43,7 @@ def export_labels(project: Project, out: Path | str, *, kind: str, fmt: str = "p
     """
     if fmt not in FORMATS:
         raise SpnError(f"--format {fmt}: unknown format — use one of {', '.join(FORMATS)}.")
-    project.require(kind)
+    read = labels_reader(project, kind)
     out = Path(out)
     if out.exists() and any(out.iterdir()):
         raise SpnError(f"{out}: already exists and is not empty — choose a new output folder.")
@@ -50,15 +52,15 @@ def export_labels(project: Project, out: Path | str, *, kind: str, fmt: str = "p
     names = [im.name for im in project.images]
     if fmt == "zarr":
         group = zarr.open_group(out, mode="w")
-        group.attrs.update({"classes": list(project.classes), "labels": kind})
+        group.attrs.update({"classes": list(project.classes), "labels": kind or "current"})
         for i, name in enumerate(names):
-            lab = project.read(kind, i)
+            lab = read(i)
             group.create_array(name, shape=lab.shape, dtype=lab.dtype, chunks=lab.shape)[...] = lab
         return out
     mask_dir = out / "SegmentationClass" if fmt == "voc" else out
     mask_dir.mkdir(parents=True, exist_ok=True)
     for i, name in enumerate(names):
-        _png(mask_dir / f"{name}.png", project.read(kind, i), pal)
+        _png(mask_dir / f"{name}.png", read(i), pal)
         if fmt == "voc":
             (out / "JPEGImages").mkdir(exist_ok=True)
             Image.fromarray(project.image(i)).save(out / "JPEGImages" / f"{name}.jpg", quality=95)
@@ -67,5 +69,5 @@ def export_labels(project: Project, out: Path | str, *, kind: str, fmt: str = "p
         sets = out / "ImageSets" / "Segmentation"
         sets.mkdir(parents=True)
         (sets / "train.txt").write_text("".join(f"{n}\n" for n in names), encoding="utf-8")
-    (out / "export.json").write_text(json.dumps({"labels": kind, "classes": list(project.classes)}) + "\n")
+    (out / "export.json").write_text(json.dumps({"labels": kind or "current", "classes": list(project.classes)}) + "\n")
     return out

@@ -33,7 +33,7 @@ from .models.decoupled import IGNORE, DecoupledConfig, DecoupledNet, decoupled_l
 from .store import Project
 from .train import _scales, autocast, fit, load_spn, resolve_device, seed_everything
 
-__all__ = ["RoundConfig", "run_round", "history", "rollback", "current_round", "current_labels",
+__all__ = ["RoundConfig", "run_round", "labels_reader", "history", "rollback", "current_round", "current_labels",
            "training_target", "load_decoupled", "predict_labels", "labels_kind"]
 
 
@@ -112,6 +112,15 @@ def current_labels(project: Project, i: int) -> np.ndarray:
     """(H, W) uint8 labels of image i as the user sees them: the current round's (or the
     pseudo-labels before any round) with the image's corrected pixels painted over them."""
     return _with_corrections(project, i, project.read(_base_kind(project), i))
+
+
+def labels_reader(project: Project, kind: str | None):
+    """i -> (H, W) labels: of artifact ``kind``, or the current labels when ``kind`` is None."""
+    if kind is None:
+        _base_kind(project)  # fails early, naming the missing step
+        return lambda i: current_labels(project, i)
+    project.require(kind)
+    return lambda i: project.read(kind, i)
 
 
 def training_target(project: Project, i: int, base_kind: str | None = None) -> np.ndarray | None:

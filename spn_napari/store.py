@@ -271,6 +271,8 @@ class Project:
 
     def _maker(self, kind: str) -> str:
         """The command that makes artifact ``kind`` (for error messages)."""
+        if kind.startswith("round/"):
+            return f"spn-napari round {self.root}"
         step = {"superpixels": "superpixels", "spn": "train-spn"}.get(kind, "pseudo-labels")
         method = f" --method {kind.split('/', 1)[1]}" if kind.startswith(("pseudo/", "cams/")) else ""
         return f"spn-napari {step} {self.root}{method}"

@@ -205,17 +205,22 @@ def test_steps_out_of_order_name_the_missing_step(demo_dir, tmp_path, capsys):
     assert_user_error(code, err, "pseudo/sp-cam")
 
 
-def test_demo_runs_the_whole_pipeline_and_reports_both_methods(tmp_path, capsys):
-    code, out, err = cli(capsys, "demo", tmp_path / "demo", "--n", "6", "--size", "64", "--epochs", "1",
-                         "--progress", "none")
+def test_demo_runs_the_whole_pipeline_and_reports_every_method(tmp_path, capsys):
+    from spn_napari.evaluate import evaluate_labels
+    args = ("demo", tmp_path / "demo", "--n", "6", "--size", "64", "--epochs", "1", "--round-epochs", "1",
+            "--progress", "none")
+    code, out, err = cli(capsys, *args)
     assert code == 0, err
     summary = json.loads((tmp_path / "demo" / "demo_results.json").read_text())
     project = Project(summary["project"])
-    for method in ("cam", "sp-cam"):
-        from spn_napari.evaluate import evaluate_labels
-        assert summary["methods"][method]["miou"] == pytest.approx(
-            evaluate_labels(project, f"pseudo/{method}")["miou"])
+    for method, kind in (("cam", "pseudo/cam"), ("sp-cam", "pseudo/sp-cam"), ("sp-cam+dn", "round/1/labels")):
+        assert summary["methods"][method]["miou"] == pytest.approx(evaluate_labels(project, kind)["miou"])
         assert method in out
+    # a second run finds rounds in the project and recomputes nothing
+    before = tree_state(project.root)
+    code, out2, err = cli(capsys, *args)
+    assert code == 0 and "nothing was recomputed" in err
+    assert tree_state(project.root) == before and "sp-cam+dn" in out2
 
 
 @pytest.mark.parametrize("scales", ["abc", "16,64", ","])

@@ -300,3 +300,22 @@ def test_simulate_uncertain_picks_the_least_certain_images(labelled_project, tmp
 def test_simulate_rejects_a_bad_fraction(labelled_project):
     with pytest.raises(SpnError, match="correct-fraction"):
         run(simulate(labelled_project, SimulateConfig(correct_fraction=0)))
+
+
+# ---- what export and evaluate read ---------------------------------------------------------------
+def test_export_gives_the_current_labels_with_corrections(labelled_project, tmp_path, capsys):
+    p = labelled_project
+    run(run_round(p, FAST))
+    labels, set_mask = _stroke(p, 0, 2)
+    p.save_correction(0, labels, set_mask, review="reviewed")
+    code, _, err = cli(capsys, "export", p.root, tmp_path / "out", "--format", "png")
+    assert code == 0, err
+    for i in (0, 1):
+        got = np.asarray(Image.open(tmp_path / "out" / f"{p.images[i].name}.png"))
+        expected = np.where(set_mask, labels, p.read(labels_kind(1), i)) if i == 0 else p.read(labels_kind(1), i)
+        np.testing.assert_array_equal(got, expected)
+    code, out, err = cli(capsys, "evaluate", p.root, "--round", "1", "--json")
+    assert code == 0, err
+    assert json.loads(out)["miou"] == pytest.approx(history(p)[1]["metrics"]["miou_model"])
+    code, _, err = cli(capsys, "evaluate", p.root, "--round", "9", "--json")
+    assert_user_error(code, err, "round/9", "spn-napari round")
