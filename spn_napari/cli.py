@@ -203,7 +203,8 @@ def _round_config(a: argparse.Namespace, device: str | None = None):
     from .rounds import RoundConfig
     return RoundConfig(epochs=_positive("--epochs", a.epochs), batch_size=_positive("--batch-size", a.batch_size),
                        lr=a.lr, device=device or a.device, seed=a.seed, workers=a.workers,
-                       scales=_scales(a.scales), start_from=a.start_from, state=getattr(a, "state", None))
+                       scales=_scales(a.scales), start_from=a.start_from, state=getattr(a, "state", None),
+                       reviewed_weight=_positive("--reviewed-weight", a.reviewed_weight))
 
 
 def cmd_round(a: argparse.Namespace) -> int:
@@ -411,6 +412,8 @@ def _round_args(s: argparse.ArgumentParser) -> None:
     s.add_argument("--seed", type=int, default=d.seed)
     s.add_argument("--workers", type=int, default=0, help="data loader processes")
     s.add_argument("--start-from", default=d.start_from, help="round 0's pseudo-labels: sp-cam (default) or cam")
+    s.add_argument("--reviewed-weight", type=int, default=d.reviewed_weight,
+                   help=f"draw corrected images this many times as often as the others (default {d.reviewed_weight})")
 
 
 def _version() -> str:

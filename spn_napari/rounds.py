@@ -52,6 +52,7 @@ class RoundConfig:
     seed: int = 0
     start_from: str = "sp-cam"  # round 0's labels: the pseudo-labels of this method
     state: str | None = None  # training-state file: resume from it if present, rewrite it every epoch
+    reviewed_weight: int = 5  # a corrected image is drawn this many times as often as the others
 
 
 def labels_kind(r: int) -> str:
@@ -254,7 +255,7 @@ def run_round(project: Project, cfg: RoundConfig = RoundConfig()) -> Iterator[Ev
     project.reload()
     parent = current_round(project)
     k = max(e["round"] for e in history(project)) + 1
-    samples = []
+    samples, distinct = [], 0
     for i, info in enumerate(project.images):
         if project.review(i) == "rejected":
             continue
@@ -262,15 +263,19 @@ def run_round(project: Project, cfg: RoundConfig = RoundConfig()) -> Iterator[Ev
         corr = project.correction(i)
         if corr is not None:  # a class a person painted counts even when the tags lack it
             present |= {int(v) - 1 for v in np.unique(corr[0][corr[1]]) if 0 < v <= len(project.classes)}
-        samples += [(i, c) for c in sorted(present)]
+        repeat = cfg.reviewed_weight if (corr is not None or project.review(i) == "reviewed") else 1
+        samples += [(i, c) for c in sorted(present)] * repeat
+        distinct += len(present)
     if not samples:
         raise ProjectError(f"{project.root}: no image is left to train on (all rejected or untagged) — "
                            f"mark some images unreviewed or reviewed.")
     net = distributed.wrap(model, device)
     rank, world = distributed.rank_world()
     data = FigureGroundSamples(project, samples, _current_target)
+    # Corrected images are listed reviewed_weight times, and each epoch draws as many samples as
+    # there are distinct ones: clean labels weigh more while an epoch costs the same.
     sampler = MultiScaleBatches(len(samples), batch_size=cfg.batch_size, scales=scales, seed=cfg.seed,
-                                rank=rank, world=world, drop_last=world > 1)
+                                rank=rank, world=world, drop_last=world > 1, epoch_size=distinct)
     loader = DataLoader(data, batch_sampler=sampler, collate_fn=collate, num_workers=cfg.workers,
                         persistent_workers=cfg.workers > 0)
     t0 = time.perf_counter()

@@ -3,6 +3,7 @@ their bad inputs (exit 2, one line, project unchanged)."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import signal
@@ -15,7 +16,7 @@ import torch
 from PIL import Image
 
 from conftest import assert_user_error, cli, tree_state
-from spn_napari.data.loader import FigureGroundSamples
+from spn_napari.data.loader import FigureGroundSamples, MultiScaleBatches
 from spn_napari.errors import SpnError
 from spn_napari.models.decoupled import IGNORE
 from spn_napari.pipeline import run
@@ -86,11 +87,39 @@ def test_a_round_trains_on_the_corrected_targets_and_skips_rejected_images(label
         seen.append((item["index"], int(item["mask"].argmax())))
         return item
     monkeypatch.setattr(FigureGroundSamples, "__getitem__", spy)
-    run(run_round(p, FAST))
+    run(run_round(p, dataclasses.replace(FAST, reviewed_weight=1)))  # weight 1: every sample once an epoch
     assert 0 not in {i for i, _ in seen}
     assert (1, 1) in seen  # class 2 (index 1) was painted on image 1, so it is trained on
     expected = {(i, c) for i, info in enumerate(p.images) if i != 0 for c in info.tags} | {(1, 1)}
     assert set(seen) == expected
+
+
+def test_corrected_images_are_drawn_more_often_at_the_same_epoch_cost(labelled_project, monkeypatch):
+    p = labelled_project
+    labels, set_mask = _stroke(p, 1, p.images[1].tags[0] + 1)
+    p.save_correction(1, labels, set_mask, review="reviewed")
+    seen = []
+    orig = FigureGroundSamples.__getitem__
+    monkeypatch.setattr(FigureGroundSamples, "__getitem__", lambda self, key: seen.append(self.samples[key[0]][0])
+                        or orig(self, key))
+    epochs = 6
+    run(run_round(p, dataclasses.replace(FAST, epochs=epochs, reviewed_weight=5)))
+    distinct = sum(len(info.tags) for info in p.images)
+    assert len(seen) == epochs * distinct  # an epoch costs what it did without weighting
+    counts = np.bincount(seen, minlength=len(p))
+    others = [counts[i] / len(p.images[i].tags) for i in range(len(p)) if i != 1]
+    assert counts[1] / len(p.images[1].tags) > 2.5 * np.mean(others)
+
+
+def test_sampler_epoch_size_draws_a_fresh_subset():
+    s = MultiScaleBatches(20, batch_size=3, scales=(32,), seed=1, epoch_size=7)
+    firsts = []
+    for epoch in range(3):
+        s.set_epoch(epoch)
+        idx = [i for batch in s for i, _, _ in batch]
+        assert len(idx) == len(set(idx)) == 7 and set(idx) <= set(range(20))
+        firsts.append(tuple(idx))
+    assert len(set(firsts)) == 3 and len(s) == 3
 
 
 # ---- import-corrections ------------------------------------------------------------------------

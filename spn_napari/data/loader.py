@@ -88,8 +88,9 @@ class MultiScaleBatches(Sampler[list[tuple[int, int, bool]]]):
     """
 
     def __init__(self, n: int, *, batch_size: int, scales: Sequence[int], seed: int = 0,
-                 rank: int = 0, world: int = 1, drop_last: bool = False) -> None:
+                 rank: int = 0, world: int = 1, drop_last: bool = False, epoch_size: int | None = None) -> None:
         self.n, self.batch_size, self.scales = n, batch_size, tuple(scales)
+        self.epoch_size = min(n, epoch_size or n)  # a fresh random subset of this size every epoch
         self.seed, self.rank, self.world, self.drop_last = seed, rank, world, drop_last
         self.epoch = 0
 
@@ -98,9 +99,9 @@ class MultiScaleBatches(Sampler[list[tuple[int, int, bool]]]):
 
     def _global_batches(self) -> list[np.ndarray]:
         rng = np.random.default_rng([self.seed, self.epoch])
-        order = rng.permutation(self.n)
+        order = rng.permutation(self.n)[:self.epoch_size]
         gb = self.batch_size * self.world
-        cut = (self.n // gb) * gb if self.drop_last else self.n
+        cut = (self.epoch_size // gb) * gb if self.drop_last else self.epoch_size
         return [order[s:s + gb] for s in range(0, cut, gb)]
 
     def __len__(self) -> int:
