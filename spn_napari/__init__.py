@@ -10,6 +10,8 @@ to find the plugin)::
     spn.run(spn.train_spn(project, spn.TrainConfig(epochs=30)))
     spn.run(spn.make_pseudo_labels(project, spn.PseudoLabelConfig(method="sp-cam")))
     print(spn.evaluate_labels(project, "pseudo/sp-cam")["miou"])
+    project.save_correction(0, labels, set_mask, review="reviewed")   # an annotator's fix
+    spn.run(spn.run_round(project, spn.RoundConfig()))                # DecoupledNet round
 
 Every long call is a generator of :class:`Event`; iterate it (or ``spn.run`` it) to do the work,
 stop iterating to cancel.
@@ -32,6 +34,10 @@ _API = {
     "Event": "events", "run": "pipeline", "init_project": "pipeline", "run_demo": "pipeline",
     "SpnError": "errors", "DatasetError": "errors", "ProjectError": "errors", "WeightsError": "errors",
     "build_spn": "models.spn", "superpixel_pool": "ops.superpixel_pool",
+    "RoundConfig": "rounds", "run_round": "rounds", "history": "rounds", "rollback": "rounds",
+    "current_round": "rounds", "current_labels": "rounds", "training_target": "rounds",
+    "import_corrections": "corrections", "SimulateConfig": "simulate", "simulate": "simulate",
+    "DecoupledNet": "models.decoupled",
 }
 
 __all__ = sorted(_API)

@@ -26,10 +26,11 @@ NOT_SET = 255
 
 
 def import_corrections(project: Project, folder: Path | str, *, review: str = "reviewed") -> Iterator[Event]:
-    """Read every mask in ``folder``, check them all, then store them (each image atomically).
+    """Read every mask in ``folder``, check them all, then store them one image at a time.
 
-    Nothing is written unless every file names an image of the project, has its size and only
-    holds class values of classes.txt or 255. Imported images get the review status ``review``.
+    Nothing is written unless every file names an image of the project (once), has its size and
+    only holds class values of classes.txt or 255. Each image's save is atomic; an import stopped
+    half-way keeps the images already saved. Imported images get the review status ``review``.
     """
     folder = Path(folder)
     if not folder.is_dir():
@@ -39,8 +40,11 @@ def import_corrections(project: Project, folder: Path | str, *, review: str = "r
     if not files:
         raise DatasetError(f"{folder}: no mask images (.png, .tif, …) here — save one mask per corrected "
                            f"image, named like the image.")
-    plan = []
+    plan, seen = [], {}
     for path in files:
+        if path.stem in seen:
+            raise DatasetError(f"{path}: a second mask for {path.stem!r} (also {seen[path.stem].name}) — keep one.")
+        seen[path.stem] = path
         i = index.get(path.stem)
         if i is None:
             raise DatasetError(f"{path}: no image named {path.stem!r} in project {project.root} — name each "

@@ -3,11 +3,13 @@
 Under ``torchrun`` the environment names this process's rank; :func:`init_from_env` joins the
 process group (NCCL on GPUs, gloo on CPU) and picks the local GPU. Training loops ask
 :func:`rank_world` for the data shard and wrap their model with :func:`wrap`; only rank 0 writes
-to the project. Outside torchrun all of this is a no-op (rank 0 of 1).
+to the project. Outside torchrun all of this is a no-op (rank 0 of 1). Resuming with ``--state`` on several
+machines needs the state file on a filesystem they share.
 """
 
 from __future__ import annotations
 
+import datetime
 import os
 
 import torch
@@ -27,7 +29,8 @@ def init_from_env(device: str = "auto") -> str:
         local = int(os.environ.get("LOCAL_RANK", "0"))
         torch.cuda.set_device(local)
         device = f"cuda:{local}"
-    dist.init_process_group("nccl" if use_cuda else "gloo")
+    # Rank 0 alone predicts and commits while the others wait at a barrier: allow it hours.
+    dist.init_process_group("nccl" if use_cuda else "gloo", timeout=datetime.timedelta(hours=6))
     return device
 
 

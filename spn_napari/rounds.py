@@ -31,7 +31,7 @@ from .events import Event
 from .metrics import ConfusionMeter
 from .models.decoupled import IGNORE, DecoupledConfig, DecoupledNet, decoupled_loss
 from .store import Project
-from .train import _scales, autocast, fit, load_spn, resolve_device, seed_everything
+from .train import _scales, autocast, drop_state, fit, load_spn, resolve_device, seed_everything
 
 __all__ = ["RoundConfig", "run_round", "labels_reader", "history", "rollback", "current_round", "current_labels",
            "training_target", "load_decoupled", "predict_labels", "labels_kind"]
@@ -130,6 +130,19 @@ def training_target(project: Project, i: int, base_kind: str | None = None) -> n
     if project.review(i) == "rejected":
         return None
     return _with_corrections(project, i, project.read(base_kind or _base_kind(project), i))
+
+
+def present_classes(project: Project, i: int) -> list[int]:
+    """Image i's classes (0-based): its tags, plus any class a person painted in its correction."""
+    present = set(project.images[i].tags)
+    corr = project.correction(i)
+    if corr is not None:
+        present |= {int(v) - 1 for v in np.unique(corr[0][corr[1]]) if 0 < v <= len(project.classes)}
+    return sorted(present)
+
+
+def _corrections_version(project: Project) -> list:
+    return [im.get("correction") for im in project._meta["images"]]
 
 
 def _current_target(project: Project, i: int) -> np.ndarray:
@@ -235,7 +248,8 @@ def run_round(project: Project, cfg: RoundConfig = RoundConfig()) -> Iterator[Ev
     """Train round k's DecoupledNet, predict every image's labels, commit and make round k current.
 
     Yields the training's 'start'/'step'/'epoch' events, 'image' events while predicting, and
-    'done' with the round's record. Stopping the generator leaves the project as it was.
+    'done' with the round's record. Stopping the generator leaves the rounds as they were (the
+    first call records round 0, the pseudo-labels, before it trains).
     """
     device = resolve_device(cfg.device)
     parent = current_round(project)
@@ -256,15 +270,12 @@ def run_round(project: Project, cfg: RoundConfig = RoundConfig()) -> Iterator[Ev
     parent = current_round(project)
     k = max(e["round"] for e in history(project)) + 1
     samples, distinct = [], 0
-    for i, info in enumerate(project.images):
+    for i in range(len(project)):
         if project.review(i) == "rejected":
             continue
-        present = set(info.tags)
-        corr = project.correction(i)
-        if corr is not None:  # a class a person painted counts even when the tags lack it
-            present |= {int(v) - 1 for v in np.unique(corr[0][corr[1]]) if 0 < v <= len(project.classes)}
-        repeat = cfg.reviewed_weight if (corr is not None or project.review(i) == "reviewed") else 1
-        samples += [(i, c) for c in sorted(present)] * repeat
+        present = present_classes(project, i)
+        repeat = cfg.reviewed_weight if project.correction(i) is not None else 1
+        samples += [(i, c) for c in present] * repeat
         distinct += len(present)
     if not samples:
         raise ProjectError(f"{project.root}: no image is left to train on (all rejected or untagged) — "
@@ -291,7 +302,9 @@ def run_round(project: Project, cfg: RoundConfig = RoundConfig()) -> Iterator[Ev
         return decoupled_loss(logits, target), {"pixel_accuracy": (hits, int(valid.sum()))}
 
     yield from fit(model, loader, sampler, step, epochs=cfg.epochs, lr=cfg.lr, weight_decay=cfg.weight_decay,
-                   state=cfg.state)
+                   state=cfg.state, fingerprint={"trainer": "decoupled", "round": k, "parent": parent,
+                                                 "samples": len(samples), "weight": cfg.reviewed_weight,
+                                                 "corrections": _corrections_version(project), "seed": cfg.seed})
     if not distributed.is_main():  # rank 0 predicts and commits; the others wait for it
         distributed.barrier()
         yield Event("done", k, k, {"round": k, "rank": rank})
@@ -302,7 +315,7 @@ def run_round(project: Project, cfg: RoundConfig = RoundConfig()) -> Iterator[Ev
     uncertainty = []
     with project.writer(labels_kind(k), meta={"parent": parent}) as w:
         for i, info in enumerate(project.images):
-            labels, u = predict_labels(model, project.image(i), info.tags, side, device)
+            labels, u = predict_labels(model, project.image(i), present_classes(project, i), side, device)
             w.put(i, labels)
             uncertainty.append(round(u, 5))
             yield Event("image", i + 1, len(project))
@@ -313,7 +326,9 @@ def run_round(project: Project, cfg: RoundConfig = RoundConfig()) -> Iterator[Ev
     entry = {"round": k, "parent": parent, "created": time.time(), "model": _model_kind(k),
              "config": {**asdict(cfg), "scales": list(scales)}, "seed": cfg.seed,
              "seconds": time.perf_counter() - t0, "uncertainty": uncertainty}
+    project.reload()  # corrections saved meanwhile (the GUI) count in the metrics
     entry["metrics"] = round_metrics(project, k, parent)
     _add_round(project, entry)
+    drop_state(cfg.state)
     distributed.barrier()
     yield Event("done", k, k, {key: v for key, v in entry.items() if key != "uncertainty"})

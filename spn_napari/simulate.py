@@ -19,7 +19,8 @@ import numpy as np
 from .errors import ProjectError, SpnError
 from .events import Event
 from .inference import evidence_maps
-from .rounds import RoundConfig, _ensure_round0, current_round, history, rollback, run_round
+from .rounds import (RoundConfig, _ensure_round0, _round0_source, current_round, history, rollback,
+                     round_metrics, run_round)
 from .store import Project
 
 __all__ = ["SimulateConfig", "simulate", "SELECT"]
@@ -71,6 +72,21 @@ def _correct_with_truth(project: Project, images: list[int]) -> None:
         project.save_correction(i, np.where(gt == 255, 0, gt), gt != 255, review="reviewed")
 
 
+def _reset(sim: Project) -> None:
+    """The copy starts like a fresh project: no corrections, nothing reviewed, round 0 current."""
+    with sim._update() as meta:
+        for im in meta["images"]:
+            im.pop("correction", None)
+            im.pop("review", None)
+    if history(sim):
+        rollback(sim, 0)
+
+
+def _round_zero(sim: Project) -> dict:
+    """Round 0's metrics recomputed without corrections (the copy may have had some when it was made)."""
+    return {"metrics": round_metrics(sim, 0, None)}
+
+
 def simulate(project: Project, cfg: SimulateConfig = SimulateConfig(), *, work: Path | str | None = None
              ) -> Iterator[Event]:
     """Run the simulation on a copy of ``project`` at ``work`` (default: PROJECT-simulate-TIME).
@@ -86,13 +102,17 @@ def simulate(project: Project, cfg: SimulateConfig = SimulateConfig(), *, work: 
     if not project.has_ground_truth:
         raise ProjectError(f"{project.root}: this project has no ground-truth masks, so there is nothing to "
                            f"simulate corrections with — import a data set with masks/ (e.g. the demo data).")
-    work = Path(work) if work else project.root.with_name(f"{project.root.name}-simulate-{time.strftime('%Y%m%d-%H%M%S')}")
+    if not history(project):
+        _round0_source(project, cfg.round.start_from)  # fail before copying anything
+    root = project.root.resolve()
+    work = Path(work) if work else root.with_name(f"{root.name}-simulate-{time.strftime('%Y%m%d-%H%M%S')}")
     if work.exists():
         raise SpnError(f"{work}: already exists — choose another --work folder.")
     shutil.copytree(project.root, work)
     sim = Project(work)
+    _reset(sim)
     _ensure_round0(sim, cfg.round.start_from)
-    start = next(e for e in history(sim) if e["round"] == current_round(sim))
+    start = _round_zero(sim)
     rng = np.random.default_rng(cfg.seed)
     per_round = max(1, round(cfg.correct_fraction * len(sim)))
     rows = []

@@ -211,11 +211,18 @@ class Project:
 
     def correction(self, i: int) -> tuple[np.ndarray, np.ndarray] | None:
         """Image i's correction: labels (H, W) uint8 and which pixels a person set (H, W) bool."""
-        where = self._meta["images"][i].get("correction")
-        if where is None:
-            return None
-        return (zarr.open_array(self.root / ZARR, path=f"{where}/labels", mode="r")[...],
-                zarr.open_array(self.root / ZARR, path=f"{where}/set", mode="r")[...])
+        for attempt in (0, 1):
+            where = self._meta["images"][i].get("correction")
+            if where is None:
+                return None
+            try:
+                return (zarr.open_array(self.root / ZARR, path=f"{where}/labels", mode="r")[...],
+                        zarr.open_array(self.root / ZARR, path=f"{where}/set", mode="r")[...])
+            except FileNotFoundError:
+                if attempt:
+                    raise
+                self.reload()  # replaced by a newer save since this manifest was read
+        return None
 
     def check_correction(self, i: int, labels: np.ndarray, set_mask: np.ndarray, source: str = "") -> None:
         """Raise ProjectError (naming ``source``) unless the arrays fit image i and the class list."""
@@ -319,6 +326,12 @@ class Project:
         gone = []
         for p in (self.root / ZARR).iterdir():
             if "." in p.name and p.is_dir() and p.name not in live and _older_than(p, 3600):
+                shutil.rmtree(p, ignore_errors=True)
+                gone.append(p.name)
+        live_corr = {im.get("correction") for im in self._meta["images"]}
+        corr_dir = self.root / ZARR / "corrections"
+        for p in corr_dir.iterdir() if corr_dir.exists() else ():
+            if p.is_dir() and f"corrections/{p.name}" not in live_corr and _older_than(p, 3600):
                 shutil.rmtree(p, ignore_errors=True)
                 gone.append(p.name)
         for p in (self.root / "checkpoints").glob("*"):

@@ -115,7 +115,8 @@ def train_spn(project: Project, cfg: TrainConfig = TrainConfig()) -> Iterator[Ev
 
     t0 = time.perf_counter()
     yield from fit(model, loader, sampler, step, epochs=cfg.epochs, lr=cfg.lr, weight_decay=cfg.weight_decay,
-                   state=cfg.state)
+                   state=cfg.state, fingerprint={"trainer": "spn", "superpixels": project.require("superpixels")["version"],
+                                                 "images": len(project), "encoder": encoder, "seed": cfg.seed})
     if not distributed.is_main():
         distributed.barrier()
         yield Event("done", cfg.epochs, cfg.epochs, {"seconds": time.perf_counter() - t0, "rank": rank})
@@ -126,28 +127,43 @@ def train_spn(project: Project, cfg: TrainConfig = TrainConfig()) -> Iterator[Ev
     project.commit_file("spn", buf.getvalue(), suffix=".pt", depends=("superpixels",),
                         meta={"encoder": encoder, "epochs": cfg.epochs, "seconds": time.perf_counter() - t0,
                               "scales": list(scales)})
+    drop_state(cfg.state)
     distributed.barrier()
     yield Event("done", cfg.epochs, cfg.epochs, {"seconds": time.perf_counter() - t0})
 
 
+def drop_state(state: str | None) -> None:
+    """A training state is only for resuming: gone once its result is committed."""
+    if state:
+        Path(state).unlink(missing_ok=True)
+
+
 def fit(model: torch.nn.Module, loader, sampler, step, *, epochs: int, lr: float,
-        weight_decay: float, state: Path | str | None = None) -> Iterator[Event]:
+        weight_decay: float, state: Path | str | None = None, fingerprint: dict | None = None) -> Iterator[Event]:
     """The optimisation loop every trainer shares: AdamW with a one-cycle schedule.
 
     ``step(batch) -> (loss, {name: (sum, count)})`` runs the forward pass (through the DDP
     wrapper when distributed); the counts become per-epoch averages in the 'epoch' events.
     Yields a 'step' event per batch. With ``state``, training resumes from that file when it
     exists and rank 0 rewrites it (atomically) after every epoch: model, optimiser, schedule.
+    ``fingerprint`` (what is being trained, on what) must match the file's to resume; callers
+    delete the file once their result is committed.
     """
+    if len(sampler) == 0:
+        raise SpnError(f"no complete batch of {sampler.batch_size} × {sampler.world} process(es) in "
+                       f"{sampler.epoch_size} samples — use a smaller --batch-size.")
     opt = torch.optim.AdamW(model.trainable_parameters(), lr=lr, weight_decay=weight_decay)
     steps = epochs * len(sampler)
+    fingerprint = {**(fingerprint or {}), "epochs": epochs, "steps": steps, "lr": lr,
+                   "batch_size": sampler.batch_size, "world": sampler.world}
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=max(1, steps), pct_start=0.15)
     t0, n, start = time.perf_counter(), 0, 0
     if state is not None and Path(state).exists():
         saved = torch.load(state, map_location="cpu", weights_only=True)
-        if saved.get("epochs") != epochs or saved.get("steps") != steps:
-            raise SpnError(f"{state}: a training state for {saved.get('epochs')} epochs of "
-                           f"{saved.get('steps')} steps, not {epochs} of {steps} — delete it or use the same settings.")
+        if saved.get("fingerprint") != fingerprint:
+            diff = sorted(k for k in fingerprint if saved.get("fingerprint", {}).get(k) != fingerprint[k])
+            raise SpnError(f"--state {state}: saved by another training run (differs in {', '.join(diff)}) "
+                           f"— delete it, or resume with the same command and settings.")
         model.load_state_dict(saved["model"])
         opt.load_state_dict(saved["optimizer"])
         sched.load_state_dict(saved["schedule"])
@@ -177,7 +193,7 @@ def fit(model: torch.nn.Module, loader, sampler, step, *, epochs: int, lr: float
             yield Event("step", n, steps, {"loss": losses[-1], "epoch": epoch + 1})
         if state is not None and distributed.is_main():
             buf = io.BytesIO()
-            torch.save({"epoch": epoch + 1, "epochs": epochs, "steps": steps, "model": model.state_dict(),
+            torch.save({"epoch": epoch + 1, "fingerprint": fingerprint, "model": model.state_dict(),
                         "optimizer": opt.state_dict(), "schedule": sched.state_dict()}, buf)
             atomic_write_bytes(Path(state), buf.getvalue())
         yield Event("epoch", epoch + 1, epochs,

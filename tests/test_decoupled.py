@@ -39,7 +39,20 @@ def test_shapes(net, h, w):
     torch.testing.assert_close(probs.sum(0), torch.ones(h, w))
 
 
-def test_classification_net_is_the_spns_and_stays_frozen(net):
+def test_classification_net_is_the_spns_bottom_branch():
+    """classify(pool5) reproduces the SPN's bottom-branch logits (eval mode) on the same image."""
+    torch.manual_seed(4)
+    spn = build_spn(C).eval()
+    net = DecoupledNet.from_spn(spn).eval()
+    x = torch.randn(2, 3, 64, 64)
+    sp = torch.zeros(2, 64, 64, dtype=torch.long)
+    with torch.no_grad():
+        expected = spn(x, sp, [1, 1]).bottom
+        got = net.classify(net.encoder.encode(x)[0])
+    torch.testing.assert_close(got, expected)
+
+
+def test_classification_net_stays_frozen(net):
     spn_like = net.cls.weight.clone()
     x = torch.randn(2, 3, 48, 48)
     decoupled_loss(net(x, torch.eye(C)[:2]), torch.randint(0, 2, (2, 48, 48))).backward()

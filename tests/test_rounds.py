@@ -348,3 +348,46 @@ def test_export_gives_the_current_labels_with_corrections(labelled_project, tmp_
     assert json.loads(out)["miou"] == pytest.approx(history(p)[1]["metrics"]["miou_model"])
     code, _, err = cli(capsys, "evaluate", p.root, "--round", "9", "--json")
     assert_user_error(code, err, "round/9", "spn-napari round")
+
+
+# ---- training states, empty epochs, painted classes ---------------------------------------------
+def test_state_file_resumes_only_its_own_run_and_is_gone_after_the_commit(labelled_project, tmp_path):
+    p = labelled_project
+    state = tmp_path / "round.state.pt"
+    cfg = dataclasses.replace(FAST, epochs=2, state=str(state))
+    events = run_round(p, cfg)
+    for ev in events:
+        if ev.event == "epoch":
+            break
+    events.close()
+    assert state.exists()
+    with pytest.raises(SpnError, match="differs in"):  # another setting: not this run's state
+        run(run_round(p, dataclasses.replace(cfg, lr=0.5)))
+    evs = list(run_round(p, cfg))
+    assert any(e.event == "resume" for e in evs)
+    assert not state.exists()  # committed: the state is gone, so a later round starts afresh
+
+
+def test_no_complete_batch_is_a_clear_error():
+    """One process keeps the last partial batch; several processes drop it, and may have none."""
+    sampler = MultiScaleBatches(10, batch_size=8, scales=(32,), world=2, drop_last=True)
+    from spn_napari.train import fit
+    with pytest.raises(SpnError, match="smaller --batch-size"):
+        next(fit(torch.nn.Linear(1, 1), [], sampler, None, epochs=1, lr=1e-3, weight_decay=0))
+
+
+def test_a_painted_class_missing_from_the_tags_is_predicted_too(labelled_project, monkeypatch):
+    import spn_napari.rounds as rounds
+    p = labelled_project
+    i = next(k for k, im in enumerate(p.images) if 3 not in im.tags)
+    labels, set_mask = _stroke(p, i, 4)  # class index 3, not among image i's tags
+    p.save_correction(i, labels, set_mask, review="reviewed")
+    asked = {}
+    orig = rounds.predict_labels
+
+    def spy(model, image, classes, side, device):
+        asked[len(asked)] = list(classes)
+        return orig(model, image, classes, side, device)
+    monkeypatch.setattr(rounds, "predict_labels", spy)
+    run(run_round(p, FAST))
+    assert asked[i] == sorted(set(p.images[i].tags) | {3})

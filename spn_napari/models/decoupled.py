@@ -107,11 +107,12 @@ class DecoupledNet(nn.Module):
     def bridge(self, p5: Tensor, class_mask: Tensor) -> Tensor:
         """Class-specific activation (B, C5, h, w): ∂(Σ_c mask_c · score_c)/∂p5, times h·w so the
         map does not shrink with the canvas. class_mask (B, C) float, 1 for the chosen classes."""
-        with torch.enable_grad():
-            p = p5.detach().requires_grad_(True)
+        # float32 outside autocast: the gradient through the GAP is ~1/(h·w), subnormal in fp16
+        with torch.enable_grad(), torch.autocast(p5.device.type, enabled=False):
+            p = p5.detach().to(torch.promote_types(p5.dtype, torch.float32)).requires_grad_(True)
             scores = self.classify(p)
             (g,) = torch.autograd.grad((scores * class_mask.to(scores.dtype)).sum(), p)
-        return g * (p.shape[-1] * p.shape[-2])
+        return (g * (p.shape[-1] * p.shape[-2])).to(p5.dtype)
 
     def forward(self, x: Tensor, class_mask: Tensor) -> Tensor:
         """x (B, 3, H, W), class_mask (B, C) -> (B, 2, H, W) ground/figure logits of the masked classes."""
