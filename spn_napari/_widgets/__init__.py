@@ -1,0 +1,1 @@
+"""Qt widgets for napari: the only part of spn_napari that imports Qt or napari."""

@@ -1,0 +1,138 @@
+"""The annotator's session over a project, without Qt: what the napari dock shows and edits.
+
+The dock widget (``_widgets/``) is a thin view over :class:`Annotator`: it asks for an image's
+layers (:meth:`Annotator.view`, cached so switching back is instant), applies the edit tools to a
+label array (:func:`superpixel_fill`, :func:`swap_class`) and hands the edited labels back to
+:meth:`Annotator.save`, which turns them into a correction — the pixels that differ from the
+model's labels, plus every pixel set before — and stores it atomically. Accepting an image keeps
+all its current labels as the person's (the whole image becomes set) and marks it reviewed.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import dataclass
+
+import numpy as np
+
+from .store import Project
+
+__all__ = ["Annotator", "ImageView", "superpixel_fill", "swap_class", "contours"]
+
+
+@dataclass
+class ImageView:
+    """Everything shown for one image; arrays are (H, W) unless noted."""
+
+    index: int
+    name: str
+    image: np.ndarray  # (H, W, 3) uint8
+    labels: np.ndarray  # uint8, the current labels with the image's corrections
+    base: np.ndarray  # uint8, the model's labels (current round or pseudo-labels)
+    set_mask: np.ndarray  # bool, pixels a person set
+    superpixels: np.ndarray | None  # int32 labels 0..N-1
+    evidence: dict[str, np.ndarray]  # method -> (C, H, W) float32 class maps
+
+
+def contours(sp: np.ndarray) -> np.ndarray:
+    """(H, W) bool: pixels whose right or lower neighbour lies in another superpixel."""
+    edge = np.zeros(sp.shape, bool)
+    edge[:, :-1] |= sp[:, :-1] != sp[:, 1:]
+    edge[:-1, :] |= sp[:-1, :] != sp[1:, :]
+    return edge
+
+
+def superpixel_fill(sp: np.ndarray, points) -> np.ndarray:
+    """(H, W) bool mask of every superpixel under the (row, col) ``points`` (a click or a drag)."""
+    ids = {int(sp[int(r), int(c)]) for r, c in points
+           if 0 <= int(r) < sp.shape[0] and 0 <= int(c) < sp.shape[1]}
+    return np.isin(sp, list(ids))
+
+
+def swap_class(labels: np.ndarray, a: int, b: int) -> np.ndarray:
+    """(H, W) bool mask of the pixels of class value ``a`` (to be set to ``b``)."""
+    return labels == a
+
+
+class Annotator:
+    """One project open for review. ``cache`` image views are kept for fast switching."""
+
+    def __init__(self, project: Project, *, cache: int = 8) -> None:
+        self.project = project
+        self._cache: OrderedDict[int, ImageView] = OrderedDict()
+        self._size = cache
+
+    # ---- the image list ------------------------------------------------------------------
+    def rows(self) -> list[dict]:
+        """One row per image: index, name, review status, tag names, confidence (None if unknown)."""
+        from .rounds import current_round, history
+        cur = current_round(self.project)
+        unc = next((e.get("uncertainty") for e in history(self.project) if e["round"] == cur), None)
+        names = self.project.classes
+        return [{"index": i, "name": im.name, "review": self.project.review(i),
+                 "tags": ", ".join(names[t] for t in im.tags),
+                 "confidence": None if not unc else round(1.0 - unc[i], 3)}
+                for i, im in enumerate(self.project.images)]
+
+    def next_unreviewed(self, after: int) -> int | None:
+        n = len(self.project)
+        for k in range(1, n + 1):
+            i = (after + k) % n
+            if self.project.review(i) == "unreviewed":
+                return i
+        return None
+
+    # ---- one image -----------------------------------------------------------------------
+    def view(self, i: int) -> ImageView:
+        if i in self._cache:
+            self._cache.move_to_end(i)
+            return self._cache[i]
+        from .rounds import _base_kind
+        p = self.project
+        base = p.read(_base_kind(p), i)
+        corr = p.correction(i)
+        set_mask = corr[1] if corr is not None else np.zeros(base.shape, bool)
+        labels = np.where(set_mask, corr[0], base).astype(np.uint8) if corr is not None else base.copy()
+        sp = p.read("superpixels", i) if p.artifact("superpixels") else None
+        evidence = {}
+        if sp is not None and p.artifact("cams/sp-cam"):
+            from .cam import paint_superpixels
+            evidence["sp-cam"] = paint_superpixels(p.read("cams/sp-cam", i), sp)
+        if p.artifact("cams/cam"):
+            from .cam import upsample_cam
+            evidence["cam"] = upsample_cam(p.read("cams/cam", i), *base.shape)
+        v = ImageView(i, p.images[i].name, p.image(i), labels, base, set_mask, sp, evidence)
+        self._cache[i] = v
+        while len(self._cache) > self._size:
+            self._cache.popitem(last=False)
+        return v
+
+    def forget(self) -> None:
+        """Drop cached views (after a round or a reload changed the labels)."""
+        self._cache.clear()
+        self.project.reload()
+
+    # ---- saving ----------------------------------------------------------------------------
+    def save(self, i: int, labels: np.ndarray, *, review: str | None = None, accept_all: bool = False) -> bool:
+        """Store ``labels`` as image i's correction when they differ from what is saved (or when
+        the review status changes); returns whether anything was written."""
+        v = self.view(i)
+        labels = np.asarray(labels, np.uint8)
+        set_mask = np.ones_like(v.set_mask) if accept_all else (v.set_mask | (labels != v.base))
+        changed = not (np.array_equal(set_mask, v.set_mask) and np.array_equal(labels, v.labels))
+        if not changed and (review is None or review == self.project.review(i)):
+            return False
+        if set_mask.any():
+            self.project.save_correction(i, np.where(set_mask, labels, 0), set_mask, review=review)
+        elif review is not None:
+            self.project.set_review(i, review)
+        v.labels, v.set_mask = labels.copy(), set_mask
+        return True
+
+    def accept(self, i: int, labels: np.ndarray) -> None:
+        """The person approves the image as it is labelled now: all its pixels become theirs."""
+        self.save(i, labels, review="reviewed", accept_all=True)
+
+    def reject(self, i: int, labels: np.ndarray) -> None:
+        """Leave the image out of training (its edits so far are kept)."""
+        self.save(i, labels, review="rejected")

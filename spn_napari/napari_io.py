@@ -1,0 +1,104 @@
+"""napari contributions without Qt: the project reader, the labels writer and the sample project.
+
+The reader opens a project folder (or its ``project.json``) as layers of its first image to
+review; the dock widget (Plugins › SPN annotator) then browses, edits and trains. A folder that is
+not a project is declined (``None``), as napari expects, so other readers can try it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+__all__ = ["get_reader", "read_project_layers", "write_labels", "sample_project", "layer_specs"]
+
+
+def _project_root(path) -> Path | None:
+    from .store import is_project
+    if isinstance(path, (list, tuple)):
+        path = path[0] if len(path) == 1 else None
+    if path is None:
+        return None
+    p = Path(path)
+    if p.name == "project.json":
+        p = p.parent
+    return p if is_project(p) else None
+
+
+def get_reader(path):
+    """npe2 reader hook: a function for spn-napari projects, None for anything else."""
+    root = _project_root(path)
+    return None if root is None else (lambda _path: read_project_layers(root))
+
+
+def layer_specs(project, view) -> list[tuple]:
+    """napari LayerData tuples for one image view: image, superpixel contours, SP-CAM / CAM maps
+    of the image's first tag, and the labels with the project's class names and colours."""
+    from .annotator import contours
+    names = ["background", *project.classes]
+    colors = {0: "transparent", None: "transparent",
+              **{c + 1: col for c, col in enumerate(project.colors)}}
+    meta = {"spn_project": str(project.root), "spn_image": view.index}
+    layers = [(view.image, {"name": "image", "rgb": True, "metadata": meta}, "image")]
+    if view.superpixels is not None:
+        layers.append((contours(view.superpixels).astype(np.uint8),
+                       {"name": "superpixels", "opacity": 0.5, "colormap": {1: "white", 0: "transparent", None: "transparent"},
+                        "metadata": meta}, "labels"))
+    tag = project.images[view.index].tags[0] if project.images[view.index].tags else 0
+    for method, maps in view.evidence.items():
+        layers.append((maps[tag], {"name": method.upper(), "colormap": "inferno", "opacity": 0.5,
+                                   "blending": "additive", "visible": method == "sp-cam", "metadata": meta}, "image"))
+    layers.append((view.labels.copy(), {"name": "labels", "opacity": 0.6, "colormap": colors,
+                                        "features": {"index": list(range(len(names))), "class": names},
+                                        "metadata": meta}, "labels"))
+    return layers
+
+
+def read_project_layers(root) -> list[tuple]:
+    from .annotator import Annotator
+    from .store import Project
+    ann = Annotator(Project(root))
+    first = ann.next_unreviewed(len(ann.project) - 1)
+    return layer_specs(ann.project, ann.view(0 if first is None else first))
+
+
+def write_labels(path: str, data, meta: dict) -> list[str]:
+    """npe2 writer hook: a labels layer as a palette PNG mask (0 background, i class i)."""
+    from PIL import Image
+    from .export import label_palette
+    from .store import PALETTE
+    arr = np.asarray(data)
+    if arr.max(initial=0) > 255 or arr.min(initial=0) < 0:
+        raise ValueError(f"{path}: label values must lie in 0..255 to be saved as a PNG mask")
+    path = path if path.lower().endswith(".png") else f"{path}.png"
+    im = Image.fromarray(arr.astype(np.uint8), mode="P")
+    im.putpalette(label_palette(tuple(PALETTE)))
+    im.save(path)
+    return [path]
+
+
+def sample_project() -> list[tuple]:
+    """npe2 sample data: a small demo project, generated and trained once (about a minute on a
+    CPU), cached under ~/.cache/spn-napari/sample-project, then opened like a project folder."""
+    import os
+    from .pipeline import run, init_project
+    from .store import is_project
+    cache = Path(os.environ.get("SPN_NAPARI_CACHE", Path.home() / ".cache" / "spn-napari"))
+    root = cache / "sample-project"
+    if not is_project(root) or not (root / "ready").exists():
+        from .data.synthetic import write_demo_dataset
+        from .inference import PseudoLabelConfig, make_pseudo_labels
+        from .superpixels import SuperpixelConfig, compute_superpixels
+        from .train import TrainConfig, train_spn
+        import shutil
+        shutil.rmtree(cache / "sample-data", ignore_errors=True)
+        shutil.rmtree(root, ignore_errors=True)
+        data = write_demo_dataset(cache / "sample-data", n=24, size=128, seed=0)
+        project = init_project(root, data)
+        run(compute_superpixels(project, SuperpixelConfig(n_segments=80)))
+        run(train_spn(project, TrainConfig(epochs=8, batch_size=8)))
+        for method in ("cam", "sp-cam"):
+            run(make_pseudo_labels(project, PseudoLabelConfig(method=method)))
+        (root / "ready").write_text("sample project complete\n")
+    return read_project_layers(root)

@@ -1,0 +1,124 @@
+"""The napari plugin, driven headlessly (pytest-qt + napari's make_napari_viewer under Xvfb):
+manifest, reader, layers and class names, superpixel fill + undo, class swap, accept, saving on
+image switch, reopening in a new viewer, and a folder that is not a project."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from spn_napari.napari_io import get_reader, read_project_layers
+from spn_napari.store import Project
+
+pytest.importorskip("napari")
+from spn_napari._widgets.annotator_widget import AnnotatorWidget  # noqa: E402
+
+
+@pytest.fixture
+def widget(make_napari_viewer, labelled_project):
+    viewer = make_napari_viewer()
+    w = AnnotatorWidget(viewer)
+    viewer.window.add_dock_widget(w)
+    assert w.open_project(labelled_project.root, image=0)
+    yield w
+    w.timer.stop()
+
+
+def test_manifest_validates():
+    r = subprocess.run([sys.executable, "-m", "npe2", "validate", "spn-napari"], capture_output=True, text=True)
+    assert r.returncode == 0 and "valid" in r.stdout, r.stdout + r.stderr
+
+
+def test_reader_takes_projects_only(labelled_project, tmp_path):
+    assert get_reader(str(tmp_path)) is None
+    assert get_reader(str(labelled_project.root / "project.json")) is not None
+    names = [kw["name"] for _, kw, _ in read_project_layers(labelled_project.root)]
+    assert names == ["image", "superpixels", "SP-CAM", "CAM", "labels"]
+
+
+def test_layers_and_class_names(widget, labelled_project):
+    v = widget.viewer
+    for name in ("image", "superpixels", "SP-CAM", "CAM", "labels"):
+        assert name in v.layers
+    labels = v.layers["labels"]
+    np.testing.assert_array_equal(labels.data, labelled_project.read("pseudo/sp-cam", 0))
+    assert list(labels.features["class"]) == ["background", *labelled_project.classes]
+    for c, colour in enumerate(labelled_project.colors):
+        rgba = labels.colormap.map(np.array([c + 1]))[0]
+        expected = [int(colour[k:k + 2], 16) / 255 for k in (1, 3, 5)]
+        np.testing.assert_allclose(rgba[:3], expected, atol=0.01)
+    sp = labelled_project.read("superpixels", 0)
+    edges = np.asarray(v.layers["superpixels"].data).astype(bool)
+    h, w = sp.shape
+    ref = np.zeros((h, w), bool)  # a pixel whose right or lower neighbour is another superpixel
+    for y in range(h):
+        for x in range(w):
+            ref[y, x] = (x + 1 < w and sp[y, x] != sp[y, x + 1]) or (y + 1 < h and sp[y, x] != sp[y + 1, x])
+    np.testing.assert_array_equal(edges, ref)
+
+
+def test_superpixel_fill_paints_exactly_one_superpixel_and_undoes(widget, labelled_project):
+    sp = labelled_project.read("superpixels", 0)
+    layer = widget.viewer.layers["labels"]
+    before = np.array(layer.data)
+    target = 3
+    # a superpixel not already of the target class
+    sid = next(s for s in np.unique(sp) if (before[sp == s] != target).any())
+    r, c = np.argwhere(sp == sid)[0]
+    widget.klass.setCurrentIndex(target)
+    widget.sp_fill.setChecked(True)
+    assert widget.fill_superpixels([(r, c)]) == int((sp == sid).sum())
+    after = np.asarray(layer.data)
+    np.testing.assert_array_equal(after[sp == sid], target)
+    np.testing.assert_array_equal(after[sp != sid], before[sp != sid])
+    layer.undo()
+    np.testing.assert_array_equal(np.asarray(layer.data), before)
+
+
+def test_swap_class_is_one_step(widget):
+    layer = widget.viewer.layers["labels"]
+    before = np.array(layer.data)
+    a = int(next(v for v in np.unique(before) if v > 0))
+    changed = widget.swap(a, 2 if a != 2 else 1)
+    assert changed == int((before == a).sum()) and not (np.asarray(layer.data) == a).any()
+    layer.undo()
+    np.testing.assert_array_equal(np.asarray(layer.data), before)
+
+
+def test_accept_saves_and_a_new_viewer_finds_the_correction(widget, labelled_project, make_napari_viewer):
+    sp = labelled_project.read("superpixels", 0)
+    widget.klass.setCurrentIndex(4)
+    r, c = np.argwhere(sp == sp[0, 0])[0]
+    widget.fill_superpixels([(r, c)])
+    painted = np.array(widget.viewer.layers["labels"].data)
+    widget.accept()  # saves, marks reviewed, moves on to the next unreviewed image
+    assert widget.current != 0
+    p = Project(labelled_project.root)
+    assert p.review(0) == "reviewed"
+    labels, set_mask = p.correction(0)
+    assert set_mask.all()
+    np.testing.assert_array_equal(labels, painted)
+
+    # an edit on another image is saved when the image is switched
+    shown = widget.current
+    sp2 = labelled_project.read("superpixels", shown)
+    base = np.asarray(widget.viewer.layers["labels"].data)[sp2 == sp2[0, 0]]
+    widget.klass.setCurrentIndex(next(v for v in (1, 2, 3, 4) if not (base == v).any()))
+    widget.fill_superpixels([(0, 0)])
+    edited = np.array(widget.viewer.layers["labels"].data)
+    widget.show_image(0)
+    again = AnnotatorWidget(make_napari_viewer())
+    assert again.open_project(labelled_project.root, image=shown)
+    np.testing.assert_array_equal(np.asarray(again.viewer.layers["labels"].data), edited)
+    assert (Project(labelled_project.root).correction(shown)[1] == (sp2 == sp2[0, 0])).all()
+    again.timer.stop()
+
+
+def test_a_folder_that_is_not_a_project_is_a_notification(widget, tmp_path):
+    shown = widget.current
+    assert not widget.open_project(tmp_path)
+    assert "not an spn-napari project" in widget.status.text()
+    assert widget.current == shown and "labels" in widget.viewer.layers  # still usable
