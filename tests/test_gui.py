@@ -122,3 +122,44 @@ def test_a_folder_that_is_not_a_project_is_a_notification(widget, tmp_path):
     assert not widget.open_project(tmp_path)
     assert "not an spn-napari project" in widget.status.text()
     assert widget.current == shown and "labels" in widget.viewer.layers  # still usable
+
+
+def test_rounds_run_in_a_child_process_and_cancel_cleanly(widget, labelled_project, qtbot):
+    """A short round runs to completion (new labels shown, history updated); a second one is
+    cancelled mid-training: the child is gone and the project is exactly as before."""
+    from conftest import tree_state
+    from spn_napari.rounds import history, labels_kind
+    widget.epochs.setValue(1)
+    widget.device.setCurrentText("cpu")
+    job = widget.run_step("round")
+    with qtbot.waitSignal(job.finished, timeout=300_000) as done:
+        pass
+    assert done.args[0], done.args[1]
+    p = Project(labelled_project.root)
+    assert [e["round"] for e in history(p)] == [0, 1]
+    np.testing.assert_array_equal(np.asarray(widget.viewer.layers["labels"].data),
+                                  p.read(labels_kind(1), widget.current))
+    assert widget.history.rowCount() == 2 and widget.history.item(1, 0).text() == "*1"
+
+    before = tree_state(labelled_project.root)
+    widget.epochs.setValue(50)
+    job = widget.run_step("round")
+    qtbot.waitUntil(lambda: job.last is not None and job.last.event == "step", timeout=300_000)
+    with qtbot.waitSignal(job.finished, timeout=60_000) as done:
+        widget.cancel()
+    assert not done.args[0] and "cancelled" in done.args[1]
+    assert not job.running()
+    assert tree_state(labelled_project.root) == before
+    assert widget.progress.value() == 0 and not widget.cancel_btn.isEnabled()
+
+
+def test_a_failing_child_is_a_notification_not_a_traceback(widget, labelled_project, qtbot):
+    widget.device.addItem("cuda:7")
+    widget.device.setCurrentText("cuda:7")  # no such GPU here: the child exits with a one-line error
+    job = widget.run_step("round")
+    with qtbot.waitSignal(job.finished, timeout=120_000) as done:
+        pass
+    ok, message = done.args
+    assert not ok and "cuda:7" in message and "Traceback" not in message
+    assert "cuda:7" in widget.status.text()
+    assert "labels" in widget.viewer.layers  # the viewer stays usable

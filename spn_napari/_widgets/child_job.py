@@ -1,0 +1,75 @@
+"""A CLI step in a child process, read through QProcess signals: the Qt event loop never waits."""
+
+from __future__ import annotations
+
+import time
+
+from qtpy.QtCore import QObject, QProcess, QTimer, Signal
+
+from ..jobs import error_message, parse_event
+
+CANCEL_GRACE_MS = 1500  # SIGTERM first (clean stop); SIGKILL if the child is still there after this
+
+
+class ChildJob(QObject):
+    """Runs ``argv``; emits ``progressed(Event)`` per JSON line, then ``finished(ok, message)``."""
+
+    progressed = Signal(object)
+    finished = Signal(bool, str)
+
+    def __init__(self, argv: list[str], parent=None) -> None:
+        super().__init__(parent)
+        self.argv, self.started_at, self.last = argv, None, None
+        self.cancelled = False
+        self._buf, self._err = b"", b""
+        self.proc = QProcess(self)
+        self.proc.setProgram(argv[0])
+        self.proc.setArguments(argv[1:])
+        self.proc.readyReadStandardOutput.connect(self._read_out)
+        self.proc.readyReadStandardError.connect(self._read_err)
+        self.proc.finished.connect(self._done)
+        self.proc.errorOccurred.connect(self._failed_to_start)
+
+    def start(self) -> None:
+        self.started_at = time.monotonic()
+        self.proc.start()
+
+    def running(self) -> bool:
+        return self.proc.state() != QProcess.ProcessState.NotRunning
+
+    def cancel(self) -> None:
+        if self.running():
+            self.cancelled = True
+            self.proc.terminate()  # SIGTERM: the CLI cancels cleanly
+            QTimer.singleShot(CANCEL_GRACE_MS, self._kill_if_alive)
+
+    def _kill_if_alive(self) -> None:
+        if self.running():
+            self.proc.kill()
+
+    def _read_out(self) -> None:
+        self._buf += bytes(self.proc.readAllStandardOutput())
+        *lines, self._buf = self._buf.split(b"\n")
+        for line in lines:
+            ev = parse_event(line.decode("utf-8", "replace"))
+            if ev is not None:
+                self.last = ev
+                self.progressed.emit(ev)
+
+    def _read_err(self) -> None:
+        self._err += bytes(self.proc.readAllStandardError())
+
+    def _done(self, code: int, status) -> None:
+        self._read_out()
+        self._read_err()
+        if self.cancelled:
+            self.finished.emit(False, "cancelled — the project keeps its last completed step")
+        elif code == 0 and status == QProcess.ExitStatus.NormalExit:
+            self.finished.emit(True, "")
+        else:
+            crashed = status != QProcess.ExitStatus.NormalExit
+            self.finished.emit(False, error_message(self._err.decode("utf-8", "replace"), -9 if crashed else code))
+
+    def _failed_to_start(self, error) -> None:
+        if error == QProcess.ProcessError.FailedToStart:
+            self.finished.emit(False, f"could not start {self.argv[0]}")

@@ -1,0 +1,68 @@
+"""Long work for the GUI, run as a child process: ``python -m spn_napari CMD ... --progress jsonl``.
+
+The child prints one JSON event a line (see :mod:`spn_napari.events`); the GUI reads them without
+blocking and cancels with SIGTERM, which the CLI turns into a clean stop (the project keeps its
+last completed step). A child process — not a thread — so cancelling frees its GPU memory at once
+and a crash or out-of-memory in training cannot take the viewer down.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+
+from .events import Event
+
+__all__ = ["STEPS", "command", "parse_event", "error_message", "devices"]
+
+STEPS = {
+    "superpixels": ["superpixels"],
+    "train-spn": ["train-spn"],
+    "pseudo-labels": ["pseudo-labels", "--method", "sp-cam"],
+    "cam-labels": ["pseudo-labels", "--method", "cam"],
+    "round": ["round"],
+}
+"""The GUI's buttons and the CLI commands they run."""
+
+_TAKES_DEVICE = {"train-spn", "pseudo-labels", "cam-labels", "round"}
+
+
+def command(step: str, project, *, device: str = "auto", extra: list[str] | None = None) -> list[str]:
+    """argv of the child process for one GUI step on ``project``."""
+    if step not in STEPS:
+        raise ValueError(f"unknown step {step!r}: one of {', '.join(STEPS)}")
+    argv = [sys.executable, "-m", "spn_napari", *STEPS[step], str(project), "--progress", "jsonl"]
+    if step in _TAKES_DEVICE:
+        argv += ["--device", device]
+    return argv + list(extra or [])
+
+
+def parse_event(line: str) -> Event | None:
+    """One stdout line -> Event, or None for anything that is not an event line."""
+    try:
+        d = json.loads(line)
+    except (json.JSONDecodeError, TypeError):
+        return None
+    if not isinstance(d, dict) or "event" not in d:
+        return None
+    step, total = d.pop("step", 0), d.pop("total", 0)
+    return Event(d.pop("event"), step, total, d)
+
+
+def error_message(stderr: str, code: int) -> str:
+    """What to tell the user when a child ends badly: its one-line error, or the last line of
+    an unexpected crash, never a whole traceback."""
+    lines = [ln.strip() for ln in stderr.splitlines() if ln.strip()]
+    for ln in reversed(lines):
+        if ln.startswith("spn-napari: error:"):
+            return ln.removeprefix("spn-napari: error:").strip()
+    if code in (-9, 137):
+        return "the job was killed (out of memory?) — try a smaller --batch-size or fewer images"
+    last = lines[-1] if lines else f"exit status {code}"
+    return f"the job failed: {last}"
+
+
+def devices() -> list[str]:
+    """'auto', 'cpu' and every visible CUDA device, for the GUI's device selector."""
+    import torch
+    return ["auto", "cpu", *[f"cuda:{k}" for k in range(torch.cuda.device_count())]]
