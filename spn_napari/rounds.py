@@ -52,7 +52,7 @@ class RoundConfig:
     seed: int = 0
     start_from: str = "sp-cam"  # round 0's labels: the pseudo-labels of this method
     state: str | None = None  # training-state file: resume from it if present, rewrite it every epoch
-    reviewed_weight: int = 5  # a corrected image is drawn this many times as often as the others
+    reviewed_weight: int = 10  # a corrected image is drawn this many times as often as the others
 
 
 def labels_kind(r: int) -> str:
