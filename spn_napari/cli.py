@@ -277,9 +277,21 @@ def cmd_simulate(a: argparse.Namespace) -> int:
 def cmd_demo(a: argparse.Namespace) -> int:
     """The whole round-0 pipeline on generated data, ending with the CAM vs SP-CAM table."""
     from .pipeline import run_demo
-    run_demo(Path(a.out), n=a.n, size=a.size, epochs=a.epochs, round_epochs=a.round_epochs, seed=a.seed,
-             device=a.device, progress=a.progress)
+    summary = run_demo(Path(a.out), n=a.n, size=a.size, epochs=a.epochs, round_epochs=a.round_epochs,
+                       seed=a.seed, device=a.device, progress=a.progress)
+    if a.open:
+        if not _has_display():
+            print(f"no display here, so napari was not opened; on a desktop run "
+                  f"`napari {summary['project']}` and dock Plugins › SPN annotator.", file=sys.stderr)
+        else:
+            from ._widgets.launch import open_viewer
+            open_viewer(summary["project"])
     return 0
+
+
+def _has_display() -> bool:
+    import os
+    return sys.platform in ("darwin", "win32") or bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
 
 
 # ---- parser --------------------------------------------------------------------------------
@@ -303,6 +315,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--size", type=int, default=160)
     s.add_argument("--epochs", type=int, default=None, help="SPN epochs (default: TrainConfig's)")
     s.add_argument("--round-epochs", type=int, default=None, help="DecoupledNet epochs (default: RoundConfig's)")
+    s.add_argument("--open", action="store_true", help="then open the project in napari with the annotator "
+                   "(one line instead when there is no display)")
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--device", default="auto")
 

@@ -205,7 +205,7 @@ def test_steps_out_of_order_name_the_missing_step(demo_dir, tmp_path, capsys):
     assert_user_error(code, err, "pseudo/sp-cam")
 
 
-def test_demo_runs_the_whole_pipeline_and_reports_every_method(tmp_path, capsys):
+def test_demo_runs_the_whole_pipeline_and_reports_every_method(tmp_path, capsys, monkeypatch):
     from spn_napari.evaluate import evaluate_labels
     args = ("demo", tmp_path / "demo", "--n", "6", "--size", "64", "--epochs", "1", "--round-epochs", "1",
             "--progress", "none")
@@ -216,10 +216,14 @@ def test_demo_runs_the_whole_pipeline_and_reports_every_method(tmp_path, capsys)
     for method, kind in (("cam", "pseudo/cam"), ("sp-cam", "pseudo/sp-cam"), ("sp-cam+dn", "round/1/labels")):
         assert summary["methods"][method]["miou"] == pytest.approx(evaluate_labels(project, kind)["miou"])
         assert method in out
-    # a second run finds rounds in the project and recomputes nothing
+    # a second run finds rounds in the project and recomputes nothing; without a display,
+    # --open says so in one line instead of opening napari
     before = tree_state(project.root)
-    code, out2, err = cli(capsys, *args)
+    monkeypatch.delenv("DISPLAY", raising=False)
+    monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
+    code, out2, err = cli(capsys, *args, "--open")
     assert code == 0 and "nothing was recomputed" in err
+    assert "no display here" in err and str(project.root) in err
     assert tree_state(project.root) == before and "sp-cam+dn" in out2
 
 
