@@ -133,9 +133,10 @@ def train_spn(project: Project, cfg: TrainConfig = TrainConfig()) -> Iterator[Ev
 
 
 def drop_state(state: str | None) -> None:
-    """A training state is only for resuming: gone once its result is committed."""
-    if state:
-        Path(state).unlink(missing_ok=True)
+    """A training state is only for resuming: once its result is committed it is renamed to
+    FILE.done (kept for inspection), so the next run with the same --state starts afresh."""
+    if state and Path(state).exists():
+        os.replace(state, f"{state}.done")
 
 
 def fit(model: torch.nn.Module, loader, sampler, step, *, epochs: int, lr: float,

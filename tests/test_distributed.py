@@ -49,7 +49,8 @@ def test_two_gloo_processes_equal_one_process_on_the_same_global_batch(four, tmp
     assert r.returncode == 0, r.stderr[-3000:]
     four.reload()
     ddp = torch.load(four.file("spn"), weights_only=True)["state_dict"]
-    moments = torch.load(state, weights_only=True)["optimizer"]["state"]
+    assert not state.exists()  # committed: renamed, so the next run starts afresh
+    moments = torch.load(f"{state}.done", weights_only=True)["optimizer"]["state"]
 
     cfg = TrainConfig(epochs=1, batch_size=2)
     data, scales = SuperpixelImages(four), _scales(four, cfg)

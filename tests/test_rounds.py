@@ -365,7 +365,7 @@ def test_state_file_resumes_only_its_own_run_and_is_gone_after_the_commit(labell
         run(run_round(p, dataclasses.replace(cfg, lr=0.5)))
     evs = list(run_round(p, cfg))
     assert any(e.event == "resume" for e in evs)
-    assert not state.exists()  # committed: the state is gone, so a later round starts afresh
+    assert not state.exists() and state.with_name(state.name + ".done").exists()  # a later round starts afresh
 
 
 def test_no_complete_batch_is_a_clear_error():
