@@ -118,7 +118,7 @@ def cmd_train_spn(a: argparse.Namespace) -> int:
     device, progress = _distributed(a)
     cfg = TrainConfig(epochs=_positive("--epochs", a.epochs), batch_size=_positive("--batch-size", a.batch_size),
                       lr=a.lr, encoder=encoder, weights=a.weights, device=device, seed=a.seed,
-                      workers=a.workers, scales=_scales(a.scales), state=a.state)
+                      workers=a.workers, scales=_scales(a.scales), state=a.state, compile=a.compile)
     last = _Progress(progress, "train SPN")(train_spn(project, cfg))
     if progress != "none" or a.progress == "none":
         print(f"trained SPN in {last.data['seconds']:.0f} s", file=sys.stderr)
@@ -204,7 +204,8 @@ def _round_config(a: argparse.Namespace, device: str | None = None):
     return RoundConfig(epochs=_positive("--epochs", a.epochs), batch_size=_positive("--batch-size", a.batch_size),
                        lr=a.lr, device=device or a.device, seed=a.seed, workers=a.workers,
                        scales=_scales(a.scales), start_from=a.start_from, state=getattr(a, "state", None),
-                       reviewed_weight=_positive("--reviewed-weight", a.reviewed_weight))
+                       reviewed_weight=_positive("--reviewed-weight", a.reviewed_weight),
+                       compile=getattr(a, "compile", False))
 
 
 def cmd_round(a: argparse.Namespace) -> int:
@@ -412,6 +413,8 @@ def build_parser() -> argparse.ArgumentParser:
 def _state_arg(s: argparse.ArgumentParser) -> None:
     s.add_argument("--state", default=None, metavar="FILE",
                    help="training-state file: resume from it when it exists, rewrite it after every epoch")
+    s.add_argument("--compile", action="store_true",
+                   help="torch.compile the conv stages (worth it on GPUs; compiling takes minutes on a CPU)")
 
 
 def _round_args(s: argparse.ArgumentParser) -> None:

@@ -31,7 +31,7 @@ from .events import Event
 from .metrics import ConfusionMeter
 from .models.decoupled import IGNORE, DecoupledConfig, DecoupledNet, decoupled_loss
 from .store import Project
-from .train import _scales, autocast, drop_state, fit, load_spn, resolve_device, seed_everything
+from .train import _scales, autocast, compile_convs, drop_state, fit, load_spn, resolve_device, seed_everything
 
 __all__ = ["RoundConfig", "run_round", "labels_reader", "history", "rollback", "current_round", "current_labels",
            "training_target", "load_decoupled", "predict_labels", "labels_kind"]
@@ -52,6 +52,7 @@ class RoundConfig:
     seed: int = 0
     start_from: str = "sp-cam"  # round 0's labels: the pseudo-labels of this method
     state: str | None = None  # training-state file: resume from it if present, rewrite it every epoch
+    compile: bool = False  # torch.compile the segmentation net's conv stages
     reviewed_weight: int = 10  # a corrected image is drawn this many times as often as the others
 
 
@@ -280,6 +281,8 @@ def run_round(project: Project, cfg: RoundConfig = RoundConfig()) -> Iterator[Ev
     if not samples:
         raise ProjectError(f"{project.root}: no image is left to train on (all rejected or untagged) — "
                            f"mark some images unreviewed or reviewed.")
+    if cfg.compile:
+        compile_convs(model.seg)
     net = distributed.wrap(model, device)
     rank, world = distributed.rank_world()
     data = FigureGroundSamples(project, samples, _current_target)

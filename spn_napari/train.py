@@ -45,6 +45,7 @@ class TrainConfig:
     workers: int = 0  # DataLoader worker processes
     seed: int = 0
     state: str | None = None  # training-state file: resume from it if present, rewrite it every epoch
+    compile: bool = False  # torch.compile the conv stages (worth it on GPUs; minutes of compiling on a CPU)
 
 
 def resolve_device(name: str) -> torch.device:
@@ -94,6 +95,8 @@ def train_spn(project: Project, cfg: TrainConfig = TrainConfig()) -> Iterator[Ev
     seed_everything(cfg.seed)
     encoder = "vgg16" if cfg.weights else cfg.encoder
     model = build_spn(len(project.classes), encoder=encoder, weights=cfg.weights).to(device)
+    if cfg.compile:
+        compile_convs(model.encoder, model.upsampler)
     net = distributed.wrap(model, device)
     rank, world = distributed.rank_world()
     scales = _scales(project, cfg)
@@ -130,6 +133,13 @@ def train_spn(project: Project, cfg: TrainConfig = TrainConfig()) -> Iterator[Ev
     drop_state(cfg.state)
     distributed.barrier()
     yield Event("done", cfg.epochs, cfg.epochs, {"seconds": time.perf_counter() - t0})
+
+
+def compile_convs(*modules: torch.nn.Module) -> None:
+    """torch.compile in place (state-dict keys unchanged); only the conv stages, whose shapes are
+    fixed per canvas side — superpixel pooling has data-dependent sizes and stays eager."""
+    for m in modules:
+        m.compile(dynamic=False)
 
 
 def drop_state(state: str | None) -> None:

@@ -104,3 +104,24 @@ def test_resuming_from_the_state_file_equals_an_uninterrupted_run(four, tmp_path
     resumed = torch.load(four.file("spn"), weights_only=True)["state_dict"]
     for name, v in straight.items():
         torch.testing.assert_close(resumed[name], v, msg=name)
+
+
+def test_compile_keeps_outputs_and_checkpoint_keys(four):
+    """--compile (torch.compile of the conv stages): same features as eager mode, and a training
+    run with it commits a checkpoint that loads into a plain SPN."""
+    import copy
+
+    from spn_napari.train import compile_convs, load_spn
+    torch.manual_seed(0)
+    eager = build_spn(4).eval()
+    compiled = copy.deepcopy(eager)
+    compile_convs(compiled.encoder, compiled.upsampler)
+    x = torch.randn(2, 3, 48, 48)
+    with torch.no_grad():
+        for a, b in zip(eager.features(x), compiled.features(x)):
+            torch.testing.assert_close(b, a, rtol=1e-4, atol=1e-5)
+    assert compiled.state_dict().keys() == eager.state_dict().keys()
+    run(train_spn(four, TrainConfig(epochs=1, batch_size=2, device="cpu", scales=(48,), compile=True)))
+    four.reload()
+    model, _ = load_spn(four, torch.device("cpu"))
+    assert model.state_dict().keys() == eager.state_dict().keys()
