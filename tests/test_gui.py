@@ -163,3 +163,17 @@ def test_a_failing_child_is_a_notification_not_a_traceback(widget, labelled_proj
     assert not ok and "cuda:7" in message and "Traceback" not in message
     assert "cuda:7" in widget.status.text()
     assert "labels" in widget.viewer.layers  # the viewer stays usable
+
+
+def test_a_project_from_a_newer_format_is_a_notification(widget, labelled_project, tmp_path):
+    import json
+    import shutil
+    newer = tmp_path / "newer"
+    shutil.copytree(labelled_project.root, newer)
+    meta = json.loads((newer / "project.json").read_text())
+    meta["format_version"] = 99
+    (newer / "project.json").write_text(json.dumps(meta))
+    shown = widget.current
+    assert not widget.open_project(newer)
+    assert "newer" in widget.status.text() and "upgrade" in widget.status.text()
+    assert widget.current == shown and widget.annotator.project.root == labelled_project.root
