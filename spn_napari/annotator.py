@@ -87,12 +87,12 @@ class Annotator:
         if i in self._cache:
             self._cache.move_to_end(i)
             return self._cache[i]
-        from .rounds import _base_kind
+        from .rounds import _base_kind, apply_correction
         p = self.project
         base = p.read(_base_kind(p), i)
         corr = p.correction(i)
         set_mask = corr[1] if corr is not None else np.zeros(base.shape, bool)
-        labels = np.where(set_mask, corr[0], base).astype(np.uint8) if corr is not None else base.copy()
+        labels = apply_correction(base.copy(), corr)
         sp = p.read("superpixels", i) if p.artifact("superpixels") else None
         evidence = {}
         if sp is not None and p.artifact("cams/sp-cam"):

@@ -31,7 +31,7 @@ from .events import Event
 from .metrics import ConfusionMeter
 from .models.decoupled import IGNORE, DecoupledConfig, DecoupledNet, decoupled_loss
 from .store import Project
-from .train import _scales, autocast, compile_convs, drop_state, fit, load_spn, resolve_device, seed_everything
+from .train import _scales, autocast, compile_convs, drop_state, fit, load_checkpoint, load_spn, resolve_device, seed_everything
 
 __all__ = ["RoundConfig", "run_round", "labels_reader", "history", "rollback", "current_round", "current_labels",
            "training_target", "load_decoupled", "predict_labels", "labels_kind"]
@@ -102,12 +102,16 @@ def _base_kind(project: Project) -> str:
     return kinds[0]
 
 
-def _with_corrections(project: Project, i: int, labels: np.ndarray) -> np.ndarray:
-    corr = project.correction(i)
+def apply_correction(labels: np.ndarray, corr: tuple[np.ndarray, np.ndarray] | None) -> np.ndarray:
+    """``labels`` with a correction's set pixels painted over them (``corr`` from Project.correction)."""
     if corr is None:
         return labels
     fixed, set_mask = corr
     return np.where(set_mask, fixed, labels).astype(np.uint8)
+
+
+def _with_corrections(project: Project, i: int, labels: np.ndarray) -> np.ndarray:
+    return apply_correction(labels, project.correction(i))
 
 
 def current_labels(project: Project, i: int) -> np.ndarray:
@@ -154,11 +158,7 @@ def _current_target(project: Project, i: int) -> np.ndarray:
 
 def load_decoupled(project: Project, r: int, device: torch.device) -> tuple[DecoupledNet, dict]:
     """Round r's DecoupledNet (eval mode) and its checkpoint dict."""
-    path = project.file(_model_kind(r))
-    ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    if list(ckpt.get("classes", [])) != list(project.classes):
-        raise SpnError(f"{path}: checkpoint classes {ckpt.get('classes')} differ from the project's "
-                       f"{list(project.classes)} — start again from `spn-napari train-spn {project.root}`.")
+    ckpt = load_checkpoint(project, _model_kind(r), f"start again from `spn-napari train-spn {project.root}`")
     model = DecoupledNet(DecoupledConfig(**ckpt["config"]))
     model.load_state_dict(ckpt["state_dict"])
     return model.to(device).eval(), ckpt
@@ -177,40 +177,36 @@ def predict_labels(model: DecoupledNet, image: np.ndarray, classes, side: int,
     return lut[probs.argmax(0)], float(1.0 - probs.max(0).mean())
 
 
-def _score(project: Project, labels_of, images: list[int]) -> dict | None:
+def round_metrics(project: Project, r: int, parent: int | None) -> dict:
+    """mIoU of the project's labels with round r current (corrections applied) over all images,
+    over the images nobody corrected, and of the model's own labels; the share of pixels changed
+    since the parent round. One pass: each image's labels, correction and truth are read once."""
     names = ["background", *project.classes]
-    meter, n = ConfusionMeter(len(names)), 0
-    for i in images:
+    full, model, raw = (ConfusionMeter(len(names)) for _ in range(3))
+    n_gt = n_raw = corrected = diff = total = 0
+    for i in range(len(project)):
+        labels = project.read(labels_kind(r), i)
+        corr = project.correction(i)
+        touched = corr is not None or project.review(i) == "reviewed"
+        corrected += touched
         gt = project.ground_truth(i)
         if gt is not None:
-            meter.add(labels_of(i), gt)
-            n += 1
-    if n == 0:
-        return None
-    s = meter.summary(names)
-    return {"miou": s["miou"], "per_class": s["per_class"], "images": n}
-
-
-def round_metrics(project: Project, r: int, parent: int | None) -> dict:
-    """mIoU of the project's labels with round r current (corrections applied) over all images
-    and over the images nobody corrected; the share of pixels changed since the parent round."""
-    kind = labels_kind(r)
-    n = len(project)
-    corrected = [i for i in range(n) if project.correction(i) is not None or project.review(i) == "reviewed"]
-    untouched = sorted(set(range(n)) - set(corrected))
-    out: dict = {"corrected": len(corrected)}
-    full = _score(project, lambda i: _with_corrections(project, i, project.read(kind, i)), list(range(n)))
-    if full is not None:
-        raw = _score(project, lambda i: project.read(kind, i), untouched)
-        model = _score(project, lambda i: project.read(kind, i), list(range(n)))
-        out.update(miou=full["miou"], per_class=full["per_class"], miou_unreviewed=raw and raw["miou"],
-                   miou_model=model["miou"])
+            full.add(apply_correction(labels, corr), gt)
+            model.add(labels, gt)
+            n_gt += 1
+            if not touched:
+                raw.add(labels, gt)
+                n_raw += 1
+        if parent is not None:
+            diff += int((labels != project.read(labels_kind(parent), i)).sum())
+            total += labels.size
+    out: dict = {"corrected": corrected}
+    if n_gt:
+        s = full.summary(names)
+        out.update(miou=s["miou"], per_class=s["per_class"],
+                   miou_unreviewed=raw.summary(names)["miou"] if n_raw else None,
+                   miou_model=model.summary(names)["miou"])
     if parent is not None:
-        diff = total = 0
-        for i in range(n):
-            a, b = project.read(kind, i), project.read(labels_kind(parent), i)
-            diff += int((a != b).sum())
-            total += a.size
         out["changed"] = diff / max(1, total)
     return out
 

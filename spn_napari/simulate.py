@@ -19,7 +19,7 @@ import numpy as np
 from .errors import ProjectError, SpnError
 from .events import Event
 from .inference import evidence_maps
-from .rounds import (RoundConfig, _ensure_round0, _round0_source, current_round, history, rollback,
+from .rounds import (RoundConfig, _ensure_round0, _round, _round0_source, current_round, history, rollback,
                      round_metrics, run_round)
 from .store import Project
 
@@ -51,7 +51,7 @@ def _sp_cam_uncertainty(project: Project, i: int, method: str) -> float:
 
 
 def _uncertainty(project: Project, method: str) -> list[float]:
-    entry = next(e for e in history(project) if e["round"] == current_round(project))
+    entry = _round(project, current_round(project))
     if entry.get("uncertainty"):
         return list(entry["uncertainty"])
     return [_sp_cam_uncertainty(project, i, method) for i in range(len(project))]

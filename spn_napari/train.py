@@ -26,7 +26,7 @@ from .events import Event
 from .models.spn import SPN, SPNConfig, build_spn, spn_loss
 from .store import Project, atomic_write_bytes
 
-__all__ = ["TrainConfig", "train_spn", "fit", "resolve_device", "load_spn", "seed_everything", "autocast"]
+__all__ = ["TrainConfig", "train_spn", "fit", "load_checkpoint", "resolve_device", "load_spn", "seed_everything", "autocast"]
 
 
 @dataclass(frozen=True)
@@ -212,13 +212,20 @@ def fit(model: torch.nn.Module, loader, sampler, step, *, epochs: int, lr: float
                      **{k: a / max(1, b) for k, (a, b) in stats.items()}, "seconds": time.perf_counter() - t0})
 
 
-def load_spn(project: Project, device: torch.device) -> tuple[SPN, dict]:
-    """The project's current SPN (eval mode) and its checkpoint dict (scales, classes, config)."""
-    path = project.file("spn")
+def load_checkpoint(project: Project, kind: str, fix: str) -> dict:
+    """Checkpoint artifact ``kind``, refused (naming the file and ``fix``) when it was trained
+    for another class list than the project's."""
+    path = project.file(kind)
     ckpt = torch.load(path, map_location="cpu", weights_only=True)
     if list(ckpt.get("classes", [])) != list(project.classes):
         raise SpnError(f"{path}: checkpoint classes {ckpt.get('classes')} differ from the project's "
-                       f"{list(project.classes)} — retrain with `spn-napari train-spn {project.root}`.")
+                       f"{list(project.classes)} — {fix}.")
+    return ckpt
+
+
+def load_spn(project: Project, device: torch.device) -> tuple[SPN, dict]:
+    """The project's current SPN (eval mode) and its checkpoint dict (scales, classes, config)."""
+    ckpt = load_checkpoint(project, "spn", f"retrain with `spn-napari train-spn {project.root}`")
     model = SPN(SPNConfig(**ckpt["config"]))
     model.load_state_dict(ckpt["state_dict"])
     return model.to(device).eval(), ckpt
