@@ -32,8 +32,11 @@ def _sp_project(tmp_path_factory, demo_dir) -> Path:
 @pytest.fixture
 def sp_project(_sp_project, tmp_path) -> Project:
     """A fresh copy of a project with superpixels, for tests that write to it."""
-    dst = tmp_path / "project"
-    shutil.copytree(_sp_project, dst)
+    return _copy_project(_sp_project, tmp_path / "project")
+
+
+def _copy_project(src: Path, dst: Path) -> Project:
+    shutil.copytree(src, dst)
     return Project(dst)
 
 
@@ -69,8 +72,7 @@ def _labelled_project(tmp_path_factory, _sp_project) -> Path:
     from spn_napari.inference import PseudoLabelConfig, make_pseudo_labels
     from spn_napari.train import TrainConfig, train_spn
     root = tmp_path_factory.mktemp("labelled") / "project"
-    shutil.copytree(_sp_project, root)
-    project = Project(root)
+    project = _copy_project(_sp_project, root)
     run(train_spn(project, TrainConfig(epochs=1, batch_size=4, device="cpu")))
     for method in ("cam", "sp-cam"):
         run(make_pseudo_labels(project, PseudoLabelConfig(method=method, device="cpu")))
@@ -80,6 +82,4 @@ def _labelled_project(tmp_path_factory, _sp_project) -> Path:
 @pytest.fixture
 def labelled_project(_labelled_project, tmp_path) -> Project:
     """A fresh copy of a project with an SPN and pseudo-labels, for tests that write to it."""
-    dst = tmp_path / "labelled"
-    shutil.copytree(_labelled_project, dst)
-    return Project(dst)
+    return _copy_project(_labelled_project, tmp_path / "labelled")

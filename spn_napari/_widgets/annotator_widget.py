@@ -138,8 +138,7 @@ class AnnotatorWidget(QWidget):
         self.timer = QTimer(self)
         self.timer.timeout.connect(self.save)
         self.timer.start(AUTOSAVE_MS)
-        for key, fn in (("n", self.next_unreviewed), ("p", self.previous), ("a", self.accept), ("r", self.reject)):
-            self.viewer.bind_key(key, lambda _v, fn=fn: fn(), overwrite=True)
+        self._bind_keys(self.viewer)
         self._pick_up_reader_layers()
 
     # ---- project and images ---------------------------------------------------------------
@@ -243,8 +242,12 @@ class AnnotatorWidget(QWidget):
             return
         layer._spn_hooked = True
         layer.mouse_drag_callbacks.append(self._sp_fill_drag)
+        self._bind_keys(layer)  # layer keys win over viewer keys while the layer is selected
+
+    def _bind_keys(self, target) -> None:
+        """N next unreviewed, P previous, A accept, R reject on the viewer or a layer."""
         for key, fn in (("n", self.next_unreviewed), ("p", self.previous), ("a", self.accept), ("r", self.reject)):
-            layer.bind_key(key, lambda _l, fn=fn: fn(), overwrite=True)
+            target.bind_key(key, lambda _target, fn=fn: fn(), overwrite=True)
 
     def _sp_fill_toggled(self, on: bool) -> None:
         if "labels" in self.viewer.layers:
@@ -387,7 +390,12 @@ class AnnotatorWidget(QWidget):
             return
         self.job_info.setText(f"{step}: done")
         self.save()
-        self.annotator.forget()  # new labels / evidence: rebuild the shown image from the project
+        self._reload()
+
+    def _reload(self) -> None:
+        """The project changed underneath (a round ended, a rollback): rebuild the lists and the
+        shown image from it, without saving the stale labels on screen as a correction."""
+        self.annotator.forget()
         shown, self.current = self.current, None
         self.refresh_table()
         self.refresh_history()
@@ -440,11 +448,7 @@ class AnnotatorWidget(QWidget):
         except SpnError as exc:
             self._notify(str(exc), error=True)
             return
-        self.annotator.forget()
-        shown, self.current = self.current, None
-        self.refresh_history()
-        self.refresh_table()
-        self.show_image(shown if shown is not None else 0)
+        self._reload()
 
     def _notify(self, message: str, *, error: bool = False) -> None:
         from napari.utils.notifications import show_error, show_info
