@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .errors import ProjectError
 from .store import Project
 
 __all__ = ["Annotator", "ImageView", "superpixel_fill", "swap_class", "contours"]
@@ -82,6 +83,16 @@ class Annotator:
                 return i
         return None
 
+    def next_step(self) -> str | None:
+        """What the project needs before it has labels to review ('superpixels', 'train-spn',
+        'pseudo-labels'), or None once it has them."""
+        from .rounds import history
+        p = self.project
+        if history(p) or p.artifact("pseudo/sp-cam") or p.artifact("pseudo/cam"):
+            return None
+        return next(step for step, kind in (("superpixels", "superpixels"), ("train-spn", "spn"),
+                                            ("pseudo-labels", None)) if kind is None or not p.artifact(kind))
+
     # ---- one image -----------------------------------------------------------------------
     def view(self, i: int) -> ImageView:
         if i in self._cache:
@@ -89,7 +100,11 @@ class Annotator:
             return self._cache[i]
         from .rounds import _base_kind, apply_correction
         p = self.project
-        base = p.read(_base_kind(p), i)
+        try:
+            base = p.read(_base_kind(p), i)
+        except ProjectError:  # no pseudo-labels yet: all background, and the person may paint
+            info = p.images[i]
+            base = np.zeros((info.height, info.width), np.uint8)
         corr = p.correction(i)
         set_mask = corr[1] if corr is not None else np.zeros(base.shape, bool)
         labels = apply_correction(base.copy(), corr)

@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 
 from .events import Event
 
-__all__ = ["STEPS", "command", "parse_event", "error_message", "devices"]
+__all__ = ["STEPS", "command", "init_command", "default_project_for", "parse_event", "error_message", "devices"]
 
 STEPS = {
     "superpixels": ["superpixels"],
@@ -35,6 +36,21 @@ def command(step: str, project, *, device: str = "auto", extra: list[str] | None
     if step in _TAKES_DEVICE:
         argv += ["--device", device]
     return argv + list(extra or [])
+
+
+def init_command(dataset, project) -> list[str]:
+    """argv of the child process that imports data set folder ``dataset`` into a new ``project``."""
+    return [sys.executable, "-m", "spn_napari", "init", str(project), "--from", str(dataset), "--progress", "jsonl"]
+
+
+def default_project_for(dataset) -> Path:
+    """Where the dock puts the project made from a data set folder: a sibling ``NAME-project``
+    (``NAME-project-2``, … when that exists), so the data set itself is never written to."""
+    dataset = Path(dataset).resolve()
+    candidate, k = dataset.with_name(f"{dataset.name}-project"), 2
+    while candidate.exists():
+        candidate, k = dataset.with_name(f"{dataset.name}-project-{k}"), k + 1
+    return candidate
 
 
 def parse_event(line: str) -> Event | None:

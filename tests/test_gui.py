@@ -120,7 +120,7 @@ def test_accept_saves_and_a_new_viewer_finds_the_correction(widget, labelled_pro
 def test_a_folder_that_is_not_a_project_is_a_notification(widget, tmp_path):
     shown = widget.current
     assert not widget.open_project(tmp_path)
-    assert "not an spn-napari project" in widget.status.text()
+    assert "neither an spn-napari project nor a data set" in widget.status.text()
     assert widget.current == shown and "labels" in widget.viewer.layers  # still usable
 
 
@@ -129,9 +129,11 @@ def test_rounds_run_in_a_child_process_and_cancel_cleanly(widget, labelled_proje
     cancelled mid-training: the child is gone and the project is exactly as before."""
     from conftest import tree_state
     from spn_napari.rounds import history, labels_kind
-    widget.epochs.setValue(1)
-    widget.device.setCurrentText("cpu")
+    widget.runs.epochs.setValue(1)
+    widget.runs.device.setCurrentText("cpu")
     job = widget.run_step("round")
+    losses = []  # connected before the event loop runs again, so no event is missed
+    job.progressed.connect(lambda ev: losses.append(ev.data["loss"]) if ev.event == "step" else None)
     with qtbot.waitSignal(job.finished, timeout=300_000) as done:
         pass
     assert done.args[0], done.args[1]
@@ -139,10 +141,13 @@ def test_rounds_run_in_a_child_process_and_cancel_cleanly(widget, labelled_proje
     assert [e["round"] for e in history(p)] == [0, 1]
     np.testing.assert_array_equal(np.asarray(widget.viewer.layers["labels"].data),
                                   p.read(labels_kind(1), widget.current))
-    assert widget.history.rowCount() == 2 and widget.history.item(1, 0).text() == "*1"
+    assert widget.rounds.table.rowCount() == 2 and widget.rounds.table.item(1, 0).text() == "*1"
+    assert widget.rounds.miou_plot.xs == [0.0, 1.0]  # the per-round mIoU plot follows the history
+    assert widget.rounds.miou_plot.ys == pytest.approx([e["metrics"]["miou"] for e in history(p)])
+    assert widget.runs.loss_plot.ys == pytest.approx(losses) and losses  # every step's loss, live
 
     before = tree_state(labelled_project.root)
-    widget.epochs.setValue(50)
+    widget.runs.epochs.setValue(50)
     job = widget.run_step("round")
     qtbot.waitUntil(lambda: job.last is not None and job.last.event == "step", timeout=300_000)
     with qtbot.waitSignal(job.finished, timeout=60_000) as done:
@@ -150,12 +155,12 @@ def test_rounds_run_in_a_child_process_and_cancel_cleanly(widget, labelled_proje
     assert not done.args[0] and "cancelled" in done.args[1]
     assert not job.running()
     assert tree_state(labelled_project.root) == before
-    assert widget.progress.value() == 0 and not widget.cancel_btn.isEnabled()
+    assert widget.runs.progress.value() == 0 and not widget.runs.cancel_btn.isEnabled()
 
 
 def test_a_failing_child_is_a_notification_not_a_traceback(widget, labelled_project, qtbot):
-    widget.device.addItem("cuda:7")
-    widget.device.setCurrentText("cuda:7")  # no such GPU here: the child exits with a one-line error
+    widget.runs.device.addItem("cuda:7")
+    widget.runs.device.setCurrentText("cuda:7")  # no such GPU here: the child exits with a one-line error
     job = widget.run_step("round")
     with qtbot.waitSignal(job.finished, timeout=120_000) as done:
         pass
@@ -163,6 +168,61 @@ def test_a_failing_child_is_a_notification_not_a_traceback(widget, labelled_proj
     assert not ok and "cuda:7" in message and "Traceback" not in message
     assert "cuda:7" in widget.status.text()
     assert "labels" in widget.viewer.layers  # the viewer stays usable
+
+
+def test_a_child_killed_by_the_system_is_a_notification(widget, labelled_project, qtbot):
+    """The kernel's out-of-memory killer ends a child with SIGKILL: the dock says what happened and
+    what to try, the project keeps its last completed state and the viewer stays usable."""
+    import os
+    import signal
+    from conftest import tree_state
+    widget.runs.epochs.setValue(50)
+    job = widget.run_step("round")
+    qtbot.waitUntil(lambda: job.last is not None and job.last.event == "step", timeout=300_000)
+    before = tree_state(labelled_project.root)  # round 0 is recorded before training starts
+    with qtbot.waitSignal(job.finished, timeout=60_000) as done:
+        os.kill(job.proc.processId(), signal.SIGKILL)
+    ok, message = done.args
+    assert not ok and "out of memory" in message and "--batch-size" in message
+    assert "out of memory" in widget.status.text()
+    assert tree_state(labelled_project.root) == before
+    assert "labels" in widget.viewer.layers and not widget.runs.running()
+
+
+def test_opening_a_data_set_imports_it_into_a_new_project(widget, demo_dir, tmp_path, qtbot):
+    """A data set folder opened in the dock becomes a sibling project (made by `init` in a child
+    process) that opens at once: its images, no labels yet, and the next step named."""
+    import shutil
+    data = tmp_path / "data"
+    shutil.copytree(demo_dir, data)
+    before = {p: p.read_bytes() for p in data.rglob("*") if p.is_file()}
+    assert widget.open_project(data)
+    with qtbot.waitSignal(widget.runs.job.finished, timeout=120_000) as done:
+        pass
+    assert done.args[0], done.args[1]
+    project = Project(tmp_path / "data-project")
+    assert widget.annotator.project.root == project.root and len(project) == 10
+    np.testing.assert_array_equal(widget.viewer.layers["image"].data, project.image(widget.current))
+    assert not np.asarray(widget.viewer.layers["labels"].data).any()  # nothing to review yet
+    assert "run superpixels next" in widget.status.text()
+    assert {p: p.read_bytes() for p in data.rglob("*") if p.is_file()} == before  # the data set is untouched
+
+
+def test_a_data_set_with_bad_files_is_a_notification(widget, demo_dir, tmp_path, qtbot):
+    import shutil
+    data = tmp_path / "bad"
+    shutil.copytree(demo_dir, data)
+    with open(data / "labels.csv", "a") as fh:
+        fh.write("missing_image.png,flower\n")
+    shown = widget.annotator.project.root
+    assert widget.open_project(data)
+    with qtbot.waitSignal(widget.runs.job.finished, timeout=120_000) as done:
+        pass
+    ok, message = done.args
+    assert not ok and "missing_image" in message and "Traceback" not in message
+    assert "missing_image" in widget.status.text()
+    assert widget.annotator.project.root == shown and "labels" in widget.viewer.layers  # still usable
+    assert not (tmp_path / "bad-project" / "project.json").exists()
 
 
 def test_a_project_from_a_newer_format_is_a_notification(widget, labelled_project, tmp_path):

@@ -11,22 +11,29 @@ from pathlib import Path
 
 import numpy as np
 from qtpy.QtCore import Qt, QTimer
-from qtpy.QtWidgets import (QCheckBox, QComboBox, QFileDialog, QHBoxLayout, QHeaderView, QLabel,
-                            QLineEdit, QProgressBar, QPushButton, QSpinBox, QTableWidget, QTableWidgetItem,
-                            QVBoxLayout, QWidget)
+from qtpy.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QFileDialog,
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QLineEdit,
+    QPushButton,
+    QTableWidget,
+    QTableWidgetItem,
+    QVBoxLayout,
+    QWidget,
+)
 
 from ..annotator import Annotator, superpixel_fill, swap_class
 from ..errors import SpnError
 from ..napari_io import layer_specs
-from .child_job import ChildJob
+from .rounds_panel import RoundsPanel
+from .run_panel import RunPanel
 
 AUTOSAVE_MS = 5000
 COLUMNS = ("image", "status", "tags", "confidence")
-HISTORY_COLUMNS = ("round", "parent", "mIoU", "changed", "time s")
-
-
-def _fmt(v) -> str:
-    return "—" if v is None else f"{v:.3f}"
 
 
 class AnnotatorWidget(QWidget):
@@ -38,6 +45,7 @@ class AnnotatorWidget(QWidget):
         self.annotator: Annotator | None = None
         self.current: int | None = None
         self.unsaved_error: str | None = None
+        self._opening: Path | None = None  # the project an 'init' child is creating
 
         self.path = QLineEdit(placeholderText="project folder")
         open_btn = QPushButton("Open…")
@@ -82,42 +90,10 @@ class AnnotatorWidget(QWidget):
         self.status = QLabel("open a project folder (or File › Open a project)")
         self.status.setWordWrap(True)
 
-        # long work in a child process
-        from ..jobs import devices
-        self.job: ChildJob | None = None
-        self.device = QComboBox()
-        self.device.addItems(devices())
-        self.epochs = QSpinBox(minimum=0, maximum=1000, value=0, specialValueText="default")
-        run_row, self.step_buttons = QHBoxLayout(), {}
-        for step, text in (("superpixels", "Superpixels"), ("train-spn", "Train SPN"),
-                           ("pseudo-labels", "Pseudo-labels"), ("round", "Run refinement round")):
-            b = QPushButton(text)
-            b.clicked.connect(lambda _=False, step=step: self.run_step(step))
-            run_row.addWidget(b)
-            self.step_buttons[step] = b
-        opts = QHBoxLayout()
-        opts.addWidget(QLabel("device"))
-        opts.addWidget(self.device)
-        opts.addWidget(QLabel("epochs"))
-        opts.addWidget(self.epochs)
-        self.progress = QProgressBar()
-        self.cancel_btn = QPushButton("Cancel")
-        self.cancel_btn.setEnabled(False)
-        self.cancel_btn.clicked.connect(self.cancel)
-        prog = QHBoxLayout()
-        prog.addWidget(self.progress)
-        prog.addWidget(self.cancel_btn)
-        self.job_info = QLabel("")
-        self.history = QTableWidget(0, len(HISTORY_COLUMNS))
-        self.history.setHorizontalHeaderLabels(HISTORY_COLUMNS)
-        self.history.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Stretch)
-        self.history.setSelectionBehavior(QTableWidget.SelectionBehavior.SelectRows)
-        self.history.setEditTriggers(QTableWidget.EditTrigger.NoEditTriggers)
-        hist_btns = QHBoxLayout()
-        for text, slot in (("Show round", self.show_round), ("Roll back to round", self.rollback)):
-            b = QPushButton(text)
-            b.clicked.connect(slot)
-            hist_btns.addWidget(b)
+        self.runs = RunPanel(lambda: None if self.annotator is None else self.annotator.project.root,
+                             self.save, self.notify)
+        self.runs.step_finished.connect(self._on_step_finished)
+        self.rounds = RoundsPanel(self)
 
         layout = QVBoxLayout(self)
         layout.addLayout(top)
@@ -127,13 +103,8 @@ class AnnotatorWidget(QWidget):
         layout.addWidget(self.sp_fill)
         layout.addLayout(swap)
         layout.addWidget(self.status)
-        layout.addLayout(opts)
-        layout.addLayout(run_row)
-        layout.addLayout(prog)
-        layout.addWidget(self.job_info)
-        layout.addWidget(QLabel("rounds (* = current)"))
-        layout.addWidget(self.history)
-        layout.addLayout(hist_btns)
+        layout.addWidget(self.runs)
+        layout.addWidget(self.rounds)
 
         self.timer = QTimer(self)
         self.timer.timeout.connect(self.save)
@@ -157,11 +128,19 @@ class AnnotatorWidget(QWidget):
 
     def open_project(self, path, image: int | None = None) -> bool:
         from ..store import Project
+        from ..store import is_project
+        if not is_project(path):
+            if self._is_dataset(path):
+                return self.create_project(path) is not None
+            self.notify(f"{path}: neither an spn-napari project nor a data set folder — open a project, "
+                        f"or a data set (classes.txt, images/ and labels.csv; or VOC2012 with JPEGImages/) "
+                        f"to import it", error=True)
+            return False
         self.save()
         try:
             self.annotator = Annotator(Project(Path(path)))
         except SpnError as exc:
-            self._notify(str(exc), error=True)
+            self.notify(str(exc), error=True)
             return False
         self.path.setText(str(path))
         names = ["background", *self.annotator.project.classes]
@@ -173,10 +152,30 @@ class AnnotatorWidget(QWidget):
         self.klass.setCurrentIndex(1 if len(names) > 1 else 0)
         self.current = None
         self.refresh_table()
-        self.refresh_history()
+        self.rounds.refresh()
         first = self.annotator.next_unreviewed(len(self.annotator.project) - 1)
         self.show_image(image if image is not None else (first if first is not None else 0))
         return True
+
+    @staticmethod
+    def _is_dataset(path) -> bool:
+        from ..data.readers import detect_layout
+        try:
+            detect_layout(path)
+        except SpnError:
+            return False
+        return True
+
+    def create_project(self, dataset, project=None):
+        """Import data set folder ``dataset`` into a new project (default: a sibling
+        ``NAME-project``) in a child process, then open it; returns the child job."""
+        from ..jobs import default_project_for, init_command
+        project = Path(project) if project else default_project_for(dataset)
+        self.notify(f"{dataset} is a data set: importing it into the new project {project}")
+        job = self.runs.start("init", init_command(dataset, project))
+        if job is not None:
+            self._opening = project
+        return job
 
     def refresh_table(self) -> None:
         rows = self.annotator.rows()
@@ -215,8 +214,10 @@ class AnnotatorWidget(QWidget):
         self.viewer.layers.selection.active = self.labels_layer
         self._hook_labels_layer()
         self.viewer.reset_view()
+        missing = self.annotator.next_step()
         self.status.setText(f"{view.name}: {self.annotator.project.review(i)} — "
-                            f"{int(view.set_mask.sum())} pixels corrected")
+                            f"{int(view.set_mask.sum())} pixels corrected"
+                            + (f" · no pseudo-labels yet: run {missing} next (below)" if missing else ""))
 
     @property
     def labels_layer(self):
@@ -270,7 +271,7 @@ class AnnotatorWidget(QWidget):
         step; returns the number of pixels painted."""
         view = self.annotator.view(self.current) if self.annotator and self.current is not None else None
         if view is None or view.superpixels is None:
-            self._notify("no superpixels in this project yet — run `spn-napari superpixels` first")
+            self.notify("no superpixels in this project yet — run `spn-napari superpixels` first")
             return 0
         mask = superpixel_fill(view.superpixels, points)
         self._paint(mask, self.labels_layer.selected_label)
@@ -298,7 +299,7 @@ class AnnotatorWidget(QWidget):
             return
         nxt = self.annotator.next_unreviewed(self.current if self.current is not None else -1)
         if nxt is None:
-            self._notify("every image is reviewed")
+            self.notify("every image is reviewed")
         else:
             self.show_image(nxt)
 
@@ -315,7 +316,7 @@ class AnnotatorWidget(QWidget):
         try:
             getattr(self.annotator, what)(self.current, labels)
         except (OSError, SpnError) as exc:
-            self._notify(f"could not save {what}: {exc} — your edits are kept; retrying", error=True)
+            self.notify(f"could not save {what}: {exc} — your edits are kept; retrying", error=True)
             return
         self.refresh_table()
         self.next_unreviewed()
@@ -329,128 +330,44 @@ class AnnotatorWidget(QWidget):
             wrote = self.annotator.save(self.current, np.asarray(self.labels_layer.data))
         except (OSError, SpnError) as exc:
             self.unsaved_error = str(exc)
-            self._notify(f"could not save corrections: {exc} — they are kept and retried", error=True)
+            self.notify(f"could not save corrections: {exc} — they are kept and retried", error=True)
             return False
         self.unsaved_error = None
         return wrote
 
-    def closeEvent(self, event) -> None:  # noqa: N802 (Qt)
+    def closeEvent(self, event) -> None:
         self.save()
         self.timer.stop()
         self.cancel()
         super().closeEvent(event)
 
-    # ---- long work: child processes -----------------------------------------------------
-    def run_step(self, step: str) -> ChildJob | None:
-        """Start one CLI step on the open project in a child process (one at a time)."""
-        from ..jobs import command
-        if self.annotator is None:
-            self._notify("open a project first")
-            return None
-        if self.job is not None and self.job.running():
-            self._notify("a job is already running — wait for it or cancel it")
-            return None
-        self.save()  # the child reads the corrections from the project
-        extra = (["--epochs", str(self.epochs.value())]
-                 if step in ("train-spn", "round") and self.epochs.value() > 0 else [])
-        argv = command(step, self.annotator.project.root, device=self.device.currentText(), extra=extra)
-        self.job = ChildJob(argv, self)
-        self.job.progressed.connect(self._on_event)
-        self.job.finished.connect(lambda ok, msg, step=step: self._on_finished(step, ok, msg))
-        self.progress.setRange(0, 0)  # busy until the first event says how much there is
-        self.cancel_btn.setEnabled(True)
-        self.job_info.setText(f"{step}: starting…")
-        self.job.start()
-        return self.job
+    # ---- long work and rounds (the panels) ---------------------------------------------------
+    def run_step(self, step: str):
+        """Start one CLI step on the open project in a child process; see RunPanel."""
+        return self.runs.run_step(step)
 
     def cancel(self) -> None:
-        if self.job is not None:
-            self.job.cancel()
+        self.runs.cancel()
 
-    def _on_event(self, ev) -> None:
-        if ev.total:
-            self.progress.setRange(0, ev.total)
-            self.progress.setValue(min(ev.step, ev.total))
-        parts = [ev.event]
-        if "loss" in ev.data:
-            parts.append(f"loss {ev.data['loss']:.3f}")
-        if ev.total and ev.step and self.job is not None and self.job.started_at is not None:
-            import time
-            left = (time.monotonic() - self.job.started_at) * (ev.total - ev.step) / ev.step
-            parts.append(f"ETA {left:.0f} s")
-        self.job_info.setText(" · ".join(parts))
-
-    def _on_finished(self, step: str, ok: bool, message: str) -> None:
-        self.progress.setRange(0, 1)
-        self.progress.setValue(1 if ok else 0)
-        self.cancel_btn.setEnabled(False)
-        if not ok:
-            self.job_info.setText(message)
-            self._notify(f"{step}: {message}", error=not message.startswith("cancelled"))
+    def _on_step_finished(self, step: str, ok: bool, message: str) -> None:
+        if step == "init":
+            if ok:
+                self.open_project(self._opening)
             return
-        self.job_info.setText(f"{step}: done")
-        self.save()
-        self._reload()
+        if ok:
+            self.save()
+            self.reload()
 
-    def _reload(self) -> None:
+    def reload(self) -> None:
         """The project changed underneath (a round ended, a rollback): rebuild the lists and the
         shown image from it, without saving the stale labels on screen as a correction."""
         self.annotator.forget()
         shown, self.current = self.current, None
         self.refresh_table()
-        self.refresh_history()
+        self.rounds.refresh()
         self.show_image(shown if shown is not None else 0)
 
-    # ---- rounds -----------------------------------------------------------------------------
-    def refresh_history(self) -> None:
-        from ..rounds import current_round, history
-        rows, cur = history(self.annotator.project), current_round(self.annotator.project)
-        self.history.setRowCount(len(rows))
-        for r, e in enumerate(rows):
-            m = e.get("metrics", {})
-            cells = (f"{'*' if e['round'] == cur else ''}{e['round']}", "—" if e["parent"] is None else e["parent"],
-                     _fmt(m.get("miou")), _fmt(m.get("changed")), f"{e.get('seconds', 0):.0f}")
-            for c, v in enumerate(cells):
-                item = QTableWidgetItem(str(v))
-                item.setData(Qt.ItemDataRole.UserRole, e["round"])
-                self.history.setItem(r, c, item)
-
-    def _selected_round(self) -> int | None:
-        rows = self.history.selectionModel().selectedRows() if self.history.selectionModel() else []
-        if not rows:
-            self._notify("select a round in the table first")
-            return None
-        return int(self.history.item(rows[0].row(), 0).data(Qt.ItemDataRole.UserRole))
-
-    def show_round(self) -> None:
-        """Add the selected round's labels of the shown image as a read-only layer to compare."""
-        from ..rounds import labels_kind
-        r = self._selected_round()
-        if r is None or self.current is None:
-            return
-        data = self.annotator.project.read(labels_kind(r), self.current)
-        name = f"round {r}"
-        if name in self.viewer.layers:
-            self.viewer.layers[name].data = data
-        else:
-            self.viewer.add_labels(data, name=name, opacity=0.5, colormap=self.labels_layer.colormap,
-                                   features=self.labels_layer.features)
-        self.viewer.layers[name].editable = False
-
-    def rollback(self) -> None:
-        from ..rounds import rollback
-        r = self._selected_round()
-        if r is None:
-            return
-        self.save()
-        try:
-            rollback(self.annotator.project, r)
-        except SpnError as exc:
-            self._notify(str(exc), error=True)
-            return
-        self._reload()
-
-    def _notify(self, message: str, *, error: bool = False) -> None:
+    def notify(self, message: str, *, error: bool = False) -> None:
         from napari.utils.notifications import show_error, show_info
         (show_error if error else show_info)(message)
         self.status.setText(message)

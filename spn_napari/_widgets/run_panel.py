@@ -1,0 +1,129 @@
+"""The dock's "run" panel: one CLI step at a time in a child process, with progress, ETA, a live
+loss plot and Cancel. The event loop only ever reads what the child printed (QProcess signals)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+from qtpy.QtCore import Signal
+from qtpy.QtWidgets import (
+    QComboBox,
+    QHBoxLayout,
+    QLabel,
+    QProgressBar,
+    QPushButton,
+    QSpinBox,
+    QVBoxLayout,
+    QWidget,
+)
+
+from ..jobs import command, devices
+from .child_job import ChildJob
+from .line_plot import LinePlot
+
+BUTTONS = (("superpixels", "Superpixels"), ("train-spn", "Train SPN"),
+           ("pseudo-labels", "Pseudo-labels"), ("round", "Run refinement round"))
+
+
+class RunPanel(QWidget):
+    """Buttons for the pipeline's steps, a device selector, progress, loss plot and Cancel.
+
+    ``project_root()`` names the open project (None: nothing open); ``before_start()`` runs first
+    (the dock saves the corrections there, which the child reads). Emits ``step_finished(step,
+    ok, message)`` when the child ends.
+    """
+
+    step_finished = Signal(str, bool, str)
+
+    def __init__(self, project_root: Callable[[], object], before_start: Callable[[], object],
+                 notify: Callable[..., None], parent=None) -> None:
+        super().__init__(parent)
+        self._root, self._before_start, self._notify = project_root, before_start, notify
+        self.job: ChildJob | None = None
+        self.device = QComboBox()
+        self.device.addItems(devices())
+        self.epochs = QSpinBox(minimum=0, maximum=1000, value=0, specialValueText="default")
+        buttons = QHBoxLayout()
+        for step, text in BUTTONS:
+            b = QPushButton(text)
+            b.clicked.connect(lambda _=False, step=step: self.run_step(step))
+            buttons.addWidget(b)
+        opts = QHBoxLayout()
+        for w in (QLabel("device"), self.device, QLabel("epochs"), self.epochs):
+            opts.addWidget(w)
+        self.progress = QProgressBar()
+        self.cancel_btn = QPushButton("Cancel")
+        self.cancel_btn.setEnabled(False)
+        self.cancel_btn.clicked.connect(self.cancel)
+        prog = QHBoxLayout()
+        prog.addWidget(self.progress)
+        prog.addWidget(self.cancel_btn)
+        self.info = QLabel("")
+        self.loss_plot = LinePlot("training loss (per step)")
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addLayout(opts)
+        layout.addLayout(buttons)
+        layout.addLayout(prog)
+        layout.addWidget(self.info)
+        layout.addWidget(self.loss_plot)
+
+    def run_step(self, step: str) -> ChildJob | None:
+        """Start one CLI step on the open project in a child process (one at a time)."""
+        root = self._root()
+        if root is None:
+            self._notify("open a project first")
+            return None
+        if self.running():
+            self._notify("a job is already running — wait for it or cancel it")
+            return None
+        self._before_start()
+        extra = (["--epochs", str(self.epochs.value())]
+                 if step in ("train-spn", "round") and self.epochs.value() > 0 else [])
+        return self.start(step, command(step, root, device=self.device.currentText(), extra=extra))
+
+    def start(self, step: str, argv: list[str]) -> ChildJob | None:
+        """Run ``argv`` (a CLI command with ``--progress jsonl``) as the child for ``step``."""
+        if self.running():
+            self._notify("a job is already running — wait for it or cancel it")
+            return None
+        self.job = ChildJob(argv, self)
+        self.job.progressed.connect(self._on_event)
+        self.job.finished.connect(lambda ok, msg, step=step: self._on_finished(step, ok, msg))
+        self.progress.setRange(0, 0)  # busy until the first event says how much there is
+        self.cancel_btn.setEnabled(True)
+        self.info.setText(f"{step}: starting…")
+        self.loss_plot.clear()
+        self.job.start()
+        return self.job
+
+    def running(self) -> bool:
+        return self.job is not None and self.job.running()
+
+    def cancel(self) -> None:
+        if self.job is not None:
+            self.job.cancel()
+
+    def _on_event(self, ev) -> None:
+        if ev.total:
+            self.progress.setRange(0, ev.total)
+            self.progress.setValue(min(ev.step, ev.total))
+        parts = [ev.event]
+        if "loss" in ev.data:
+            parts.append(f"loss {ev.data['loss']:.3f}")
+            if ev.event == "step":
+                self.loss_plot.append(ev.step, ev.data["loss"])
+        if ev.total and ev.step and self.job is not None and self.job.started_at is not None:
+            left = (time.monotonic() - self.job.started_at) * (ev.total - ev.step) / ev.step
+            parts.append(f"ETA {left:.0f} s")
+        self.info.setText(" · ".join(parts))
+
+    def _on_finished(self, step: str, ok: bool, message: str) -> None:
+        self.progress.setRange(0, 1)
+        self.progress.setValue(1 if ok else 0)
+        self.cancel_btn.setEnabled(False)
+        self.info.setText(f"{step}: done" if ok else message)
+        if not ok:
+            self._notify(f"{step}: {message}", error=not message.startswith("cancelled"))
+        self.step_finished.emit(step, ok, message)
