@@ -4,9 +4,8 @@
 
 PROJECT defaults to runs/demo/project (the README's first command makes it). The script opens
 the viewer as a user would (the dock from the plugin, the project's first image with a tag of
-two classes when there is one), shows the SP-CAM evidence of the first tag, paints one
-superpixel with the superpixel-fill tool on a throw-away copy of the project, and saves the
-whole window. Nothing is written to PROJECT.
+two classes when there is one) from a throw-away copy of the project, shows the SP-CAM
+evidence of the first tag, and saves the whole window. Nothing is written to PROJECT.
 """
 
 from __future__ import annotations
@@ -42,11 +41,6 @@ def main() -> None:
         image = next((i for i, im in enumerate(project.images) if len(im.tags) >= 2), 0)
         widget.show_image(image)
         widget.klass.setCurrentIndex(project.images[image].tags[0] + 1)
-        view = widget.annotator.view(image)
-        if view.superpixels is not None:  # one superpixel painted, as an annotator would
-            ys, xs = (view.labels == 0).nonzero()
-            if len(ys):
-                widget.fill_superpixels([(ys[len(ys) // 2], xs[len(xs) // 2])])
         widget.rounds.refresh()
         app = QApplication.instance()
         for _ in range(5):

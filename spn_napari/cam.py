@@ -14,7 +14,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-__all__ = ["threshold_maps", "paint_superpixels", "upsample_cam", "METHODS"]
+__all__ = ["threshold_maps", "uncertain_pixels", "paint_superpixels", "upsample_cam", "METHODS"]
 
 METHODS = ("sp-cam", "cam")
 
@@ -33,6 +33,23 @@ def threshold_maps(maps: np.ndarray, classes: Iterable[int], frac: float = 0.5) 
         labels[win] = c + 1
         best = np.where(win, norm, best)
     return labels
+
+
+def uncertain_pixels(maps: np.ndarray, classes: Iterable[int], frac: float = 0.5, band: float = 0.2) -> np.ndarray:
+    """(H, W) bool: pixels whose label under :func:`threshold_maps` is a near coin flip — their best
+    normalised score (0 where no class map is positive) lies less than ``band`` from ``frac``.
+
+    Why: a refinement round trained on pseudo-labels learns their errors too; most errors sit
+    where the evidence is close to the threshold, so leaving those pixels out of the loss (ignore)
+    trains on the labels the evidence is sure of.
+    """
+    maps = np.asarray(maps, dtype=np.float32)
+    best = np.zeros(maps.shape[1:], np.float32)
+    for c in set(int(c) for c in classes):
+        peak = float(maps[c].max())
+        if peak > 0:
+            best = np.maximum(best, maps[c] / peak)
+    return np.abs(best - frac) < band
 
 
 def paint_superpixels(scores: np.ndarray, sp: np.ndarray) -> np.ndarray:

@@ -199,13 +199,19 @@ def cmd_import_corrections(a: argparse.Namespace) -> int:
     return 0
 
 
+def _band(value: float) -> float:
+    if not 0.0 <= value < 0.5:
+        raise SpnError(f"--ignore-band {value}: use a value in 0 (train on every pixel) .. 0.5.")
+    return value
+
+
 def _round_config(a: argparse.Namespace, device: str | None = None):
     from .rounds import RoundConfig
     return RoundConfig(epochs=_positive("--epochs", a.epochs), batch_size=_positive("--batch-size", a.batch_size),
                        lr=a.lr, device=device or a.device, seed=a.seed, workers=a.workers,
                        scales=_scales(a.scales), start_from=a.start_from, state=getattr(a, "state", None),
                        reviewed_weight=_positive("--reviewed-weight", a.reviewed_weight),
-                       compile=getattr(a, "compile", False))
+                       ignore_band=_band(a.ignore_band), compile=getattr(a, "compile", False))
 
 
 def cmd_round(a: argparse.Namespace) -> int:
@@ -431,6 +437,9 @@ def _round_args(s: argparse.ArgumentParser) -> None:
     s.add_argument("--start-from", default=d.start_from, help="round 0's pseudo-labels: sp-cam (default) or cam")
     s.add_argument("--reviewed-weight", type=int, default=d.reviewed_weight,
                    help=f"draw corrected images this many times as often as the others (default {d.reviewed_weight})")
+    s.add_argument("--ignore-band", type=float, default=d.ignore_band,
+                   help="round 1: leave pixels out of the loss whose SPN evidence lies this close to the 50%% "
+                        f"threshold, unless a person set them; 0 trains on every pixel (default {d.ignore_band})")
 
 
 def _version() -> str:

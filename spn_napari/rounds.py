@@ -23,7 +23,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from . import distributed
-from .cam import upsample_cam
+from .cam import uncertain_pixels, upsample_cam
 from .data.loader import FigureGroundSamples, MultiScaleBatches, collate
 from .data.transforms import fit_to_canvas
 from .errors import ProjectError, SpnError
@@ -54,6 +54,7 @@ class RoundConfig:
     state: str | None = None  # training-state file: resume from it if present, rewrite it every epoch
     compile: bool = False  # torch.compile the segmentation net's conv stages
     reviewed_weight: int = 10  # a corrected image is drawn this many times as often as the others
+    ignore_band: float = 0.2  # round 1: ignore pixels whose SPN evidence is this close to the threshold
 
 
 def labels_kind(r: int) -> str:
@@ -129,12 +130,25 @@ def labels_reader(project: Project, kind: str | None):
     return lambda i: project.read(kind, i)
 
 
-def training_target(project: Project, i: int, base_kind: str | None = None) -> np.ndarray | None:
+def training_target(project: Project, i: int, base_kind: str | None = None, *,
+                    ignore_band: float = 0.0) -> np.ndarray | None:
     """Image i's target for the next round: ``base_kind``'s labels (default: the current ones),
-    corrected pixels overriding them pixel for pixel; None when the image is rejected."""
+    corrected pixels overriding them pixel for pixel; None when the image is rejected.
+
+    With ``ignore_band`` > 0 and round 0 (the SPN's pseudo-labels) as the base, pixels whose
+    evidence lies within the band of the 50 % threshold are IGNORE unless a person set them.
+    """
     if project.review(i) == "rejected":
         return None
-    return _with_corrections(project, i, project.read(base_kind or _base_kind(project), i))
+    kind = base_kind or _base_kind(project)
+    labels = project.read(kind, i)
+    if ignore_band > 0 and kind == labels_kind(0):
+        method = _round(project, 0)["config"]["start_from"]
+        if project.artifact(f"cams/{method}"):
+            from .inference import evidence_maps
+            unsure = uncertain_pixels(evidence_maps(project, i, method), project.images[i].tags, band=ignore_band)
+            labels = np.where(unsure, IGNORE, labels).astype(np.uint8)
+    return _with_corrections(project, i, labels)
 
 
 def present_classes(project: Project, i: int) -> list[int]:
@@ -150,10 +164,16 @@ def _corrections_version(project: Project) -> list:
     return [im.get("correction") for im in project._meta["images"]]
 
 
-def _current_target(project: Project, i: int) -> np.ndarray:
+@dataclass(frozen=True)
+class _Targets:
     """FigureGroundSamples' target reader (module level, so loader workers can pickle it)."""
-    target = training_target(project, i)
-    return np.full((project.images[i].height, project.images[i].width), IGNORE, np.uint8) if target is None else target
+
+    ignore_band: float = 0.0
+
+    def __call__(self, project: Project, i: int) -> np.ndarray:
+        target = training_target(project, i, ignore_band=self.ignore_band)
+        info = project.images[i]
+        return np.full((info.height, info.width), IGNORE, np.uint8) if target is None else target
 
 
 def load_decoupled(project: Project, r: int, device: torch.device) -> tuple[DecoupledNet, dict]:
@@ -281,7 +301,7 @@ def run_round(project: Project, cfg: RoundConfig = RoundConfig()) -> Iterator[Ev
         compile_convs(model.seg)
     net = distributed.wrap(model, device)
     rank, world = distributed.rank_world()
-    data = FigureGroundSamples(project, samples, _current_target)
+    data = FigureGroundSamples(project, samples, _Targets(cfg.ignore_band))
     # Corrected images are listed reviewed_weight times, and each epoch draws as many samples as
     # there are distinct ones: clean labels weigh more while an epoch costs the same.
     sampler = MultiScaleBatches(len(samples), batch_size=cfg.batch_size, scales=scales, seed=cfg.seed,
@@ -302,7 +322,7 @@ def run_round(project: Project, cfg: RoundConfig = RoundConfig()) -> Iterator[Ev
 
     yield from fit(model, loader, sampler, step, epochs=cfg.epochs, lr=cfg.lr, weight_decay=cfg.weight_decay,
                    state=cfg.state, fingerprint={"trainer": "decoupled", "round": k, "parent": parent,
-                                                 "samples": len(samples), "weight": cfg.reviewed_weight,
+                                                 "samples": len(samples), "weight": cfg.reviewed_weight, "band": cfg.ignore_band,
                                                  "corrections": _corrections_version(project), "seed": cfg.seed})
     if not distributed.is_main():  # rank 0 predicts and commits; the others wait for it
         distributed.barrier()

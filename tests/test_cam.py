@@ -7,7 +7,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from spn_napari.cam import paint_superpixels, threshold_maps, upsample_cam
+from spn_napari.cam import paint_superpixels, threshold_maps, uncertain_pixels, upsample_cam
 
 
 # ---------------------------------------------------------------- threshold_maps, hand cases
@@ -22,6 +22,19 @@ def test_single_class_half_of_max_inclusive():
     out = threshold_maps(m, [0])
     assert out.dtype == np.uint8 and out.shape == (3, 3)
     np.testing.assert_array_equal(out, want)
+
+
+def test_uncertain_pixels_hand_case():
+    c0 = np.array([[4.0, 3.0, 2.0, 1.0, 0.0, -1.0]])  # max 4 -> norm [1, .75, .5, .25, 0, -.25]
+    c1 = np.array([[0.0, 0.0, 0.0, 0.0, 6.5, 0.0]])  # max 6.5 -> norm [0, 0, 0, 0, 1, 0]
+    c2 = np.full((1, 6), -2.0)  # no positive value: never counts
+    m = np.stack([c0, c1, c2])
+    # best normalised score [1, .75, .5, .25, 1, 0]; |best - .5| < .2 -> only the .5
+    np.testing.assert_array_equal(uncertain_pixels(m, [0, 1, 2], band=0.2), [[0, 0, 1, 0, 0, 0]])
+    np.testing.assert_array_equal(uncertain_pixels(m, [0, 1, 2], band=0.3), [[0, 1, 1, 1, 0, 0]])
+    # class 1 not listed: pixel 4's best is c0's 0, far from the threshold
+    np.testing.assert_array_equal(uncertain_pixels(m, [0], band=0.26), [[0, 1, 1, 1, 0, 0]])
+    assert not uncertain_pixels(m, [0, 1], band=0.0).any()
 
 
 def test_overlap_highest_normalised_score_wins():

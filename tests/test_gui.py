@@ -237,3 +237,25 @@ def test_a_project_from_a_newer_format_is_a_notification(widget, labelled_projec
     assert not widget.open_project(newer)
     assert "newer" in widget.status.text() and "upgrade" in widget.status.text()
     assert widget.current == shown and widget.annotator.project.root == labelled_project.root
+
+
+def test_line_plot_draws_its_points_where_they_belong(qtbot):
+    from spn_napari._widgets.line_plot import LINE_COLOR, LinePlot
+    plot = LinePlot("mIoU", y_range=(0.0, 1.0))
+    qtbot.addWidget(plot)
+    plot.resize(240, 120)
+    plot.set_points([0, 1, 2], [0.2, float("nan"), 0.8])  # a round without ground truth is left out
+    assert plot.xs == [0.0, 2.0] and plot.ys == [0.2, 0.8]
+    r = plot.plot_rect()
+    first, last = plot.to_widget(0, 0.2), plot.to_widget(2, 0.8)
+    assert (first.x(), last.x()) == pytest.approx((r.left(), r.right()))
+    assert first.y() == pytest.approx(r.bottom() - 0.2 * r.height())
+    assert last.y() == pytest.approx(r.bottom() - 0.8 * r.height())
+    image = plot.grab().toImage()
+    mid = plot.to_widget(1, 0.5)  # on the segment between the two points
+    for q in (first, last, mid):
+        c = image.pixelColor(round(q.x()), round(q.y()))
+        assert abs(c.red() - LINE_COLOR.red()) + abs(c.green() - LINE_COLOR.green()) \
+            + abs(c.blue() - LINE_COLOR.blue()) < 60, (q, c.name())
+    corner = image.pixelColor(round(r.left()) + 3, round(r.top()) + 3)  # far from the line
+    assert corner.name() != LINE_COLOR.name()

@@ -74,6 +74,38 @@ def test_targets_corrected_pixels_override_and_rejected_images_are_left_out(labe
     assert item["mask"].tolist() == [0, 0, 0, 1]
 
 
+def test_round_one_ignores_pixels_whose_evidence_is_near_the_threshold(labelled_project):
+    """Against a per-pixel loop: ignored where the best normalised SP-CAM score of the image's tags
+    is within the band of 50 % — never where a person set the pixel, never after round 1's base."""
+    from spn_napari.inference import evidence_maps
+    from spn_napari.rounds import _ensure_round0
+    p = labelled_project
+    labels, set_mask = _stroke(p, 1, 4)
+    p.save_correction(1, labels, set_mask, review="reviewed")
+    _ensure_round0(p, "sp-cam")
+    band, ignored = 0.2, 0
+    for i in range(len(p)):
+        ev, tags, base = evidence_maps(p, i, "sp-cam"), p.images[i].tags, p.read(labels_kind(0), i)
+        corr = p.correction(i)
+        want = base.copy()
+        for y in range(base.shape[0]):
+            for x in range(base.shape[1]):
+                best = max([ev[c, y, x] / ev[c].max() for c in tags if ev[c].max() > 0], default=0.0)
+                best = max(best, 0.0)
+                if corr is not None and corr[1][y, x]:
+                    want[y, x] = corr[0][y, x]
+                elif abs(best - 0.5) < band:
+                    want[y, x] = IGNORE
+        got = training_target(p, i, ignore_band=band)
+        np.testing.assert_array_equal(got, want)
+        ignored += int((got == IGNORE).sum())
+        np.testing.assert_array_equal(training_target(p, i, ignore_band=0.0), current_labels(p, i))
+    assert ignored > 0  # the reference is not trivially "nothing ignored"
+    # the band belongs to round 0's base only (later bases are a DecoupledNet's own labels)
+    np.testing.assert_array_equal(training_target(p, 0, "pseudo/sp-cam", ignore_band=band),
+                                  p.read("pseudo/sp-cam", 0))
+
+
 def test_a_round_trains_on_the_corrected_targets_and_skips_rejected_images(labelled_project, monkeypatch):
     p = labelled_project
     p.set_review(0, "rejected")
