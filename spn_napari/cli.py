@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import signal
 import sys
 import time
@@ -451,8 +452,20 @@ def _interrupt(signum, frame) -> None:
     raise KeyboardInterrupt  # SIGTERM cancels like Ctrl-C: generators unwind, partial work is discarded
 
 
+def _lower_priority() -> None:
+    """A child of the napari dock runs at the CPU priority the dock asks for (SPN_NAPARI_NICE),
+    so on a small machine the training's threads never starve the viewer's event loop."""
+    nice = os.environ.get("SPN_NAPARI_NICE")
+    if nice and hasattr(os, "nice"):
+        try:
+            os.nice(int(nice))
+        except (ValueError, OSError):
+            pass  # a priority we cannot set changes nothing else
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    _lower_priority()
     signal.signal(signal.SIGTERM, _interrupt)
     try:
         return args.fn(args)

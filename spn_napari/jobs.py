@@ -25,6 +25,10 @@ STEPS = {
 }
 """The GUI's buttons and the CLI commands they run."""
 
+CHILD_NICE = 10
+"""CPU priority of the dock's child processes (Unix nice): the training's threads yield to the
+viewer, whose event loop otherwise waits up to ~100 ms for a core on a 2-core machine."""
+
 _TAKES_DEVICE = {"train-spn", "pseudo-labels", "cam-labels", "round"}
 
 

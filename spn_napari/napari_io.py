@@ -32,9 +32,15 @@ def get_reader(path):
     return None if root is None else (lambda _path: read_project_layers(root))
 
 
-def layer_specs(project, view) -> list[tuple]:
+def evidence_limits(m: np.ndarray) -> tuple[float, float]:
+    """Contrast limits of an evidence map: 0 to its peak (negative evidence shows as none)."""
+    return 0.0, max(float(m.max()), 1e-6)
+
+
+def layer_specs(project, view, klass: int | None = None) -> list[tuple]:
     """napari LayerData tuples for one image view: image, superpixel contours, SP-CAM / CAM maps
-    of the image's first tag, and the labels with the project's class names and colours."""
+    of class ``klass`` (0-based; default the image's first tag), and the labels with the
+    project's class names and colours."""
     from .annotator import contours
     names = ["background", *project.classes]
     colors = {0: "transparent", None: "transparent",
@@ -45,9 +51,10 @@ def layer_specs(project, view) -> list[tuple]:
         layers.append((contours(view.superpixels).astype(np.uint8),
                        {"name": "superpixels", "opacity": 0.5, "colormap": {1: "white", 0: "transparent", None: "transparent"},
                         "metadata": meta}, "labels"))
-    tag = project.images[view.index].tags[0] if project.images[view.index].tags else 0
+    tag = klass if klass is not None else (project.images[view.index].tags or (0,))[0]
     for method, maps in view.evidence.items():
         layers.append((maps[tag], {"name": method.upper(), "colormap": "inferno", "opacity": 0.5,
+                                   "contrast_limits": evidence_limits(maps[tag]),
                                    "blending": "additive", "visible": method == "sp-cam", "metadata": meta}, "image"))
     layers.append((view.labels.copy(), {"name": "labels", "opacity": 0.6, "colormap": colors,
                                         "features": {"index": list(range(len(names))), "class": names},

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import time
 
-from qtpy.QtCore import QObject, QProcess, QTimer, Signal
+from qtpy.QtCore import QObject, QProcess, QProcessEnvironment, QTimer, Signal
 
-from ..jobs import error_message, parse_event
+from ..jobs import CHILD_NICE, error_message, parse_event
 
 CANCEL_GRACE_MS = 1500  # SIGTERM first (clean stop); SIGKILL if the child is still there after this
 
@@ -25,6 +25,9 @@ class ChildJob(QObject):
         self.proc = QProcess(self)
         self.proc.setProgram(argv[0])
         self.proc.setArguments(argv[1:])
+        env = QProcessEnvironment.systemEnvironment()
+        env.insert("SPN_NAPARI_NICE", str(CHILD_NICE))
+        self.proc.setProcessEnvironment(env)
         self.proc.readyReadStandardOutput.connect(self._read_out)
         self.proc.readyReadStandardError.connect(self._read_err)
         self.proc.finished.connect(self._done)

@@ -34,11 +34,13 @@ class LinePlot(QWidget):
         self.xs, self.ys = [p[0] for p in pts], [p[1] for p in pts]
         self.update()
 
-    def append(self, x: float, y: float) -> None:
-        if y is not None and math.isfinite(y):
-            self.xs.append(float(x))
-            self.ys.append(float(y))
-            self.update()
+    def extend(self, points) -> None:
+        """Add (x, y) points (non-finite y left out) and repaint once."""
+        for x, y in points:
+            if y is not None and math.isfinite(float(y)):
+                self.xs.append(float(x))
+                self.ys.append(float(y))
+        self.update()
 
     def clear(self) -> None:
         self.set_points([], [])

@@ -6,7 +6,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from qtpy.QtCore import Signal
+from qtpy.QtCore import QTimer, Signal
 from qtpy.QtWidgets import (
     QComboBox,
     QHBoxLayout,
@@ -21,6 +21,8 @@ from qtpy.QtWidgets import (
 from ..jobs import command, devices
 from .child_job import ChildJob
 from .line_plot import LinePlot
+
+REDRAW_MS = 250  # the dock shows the child's progress at most this often
 
 BUTTONS = (("superpixels", "Superpixels"), ("train-spn", "Train SPN"),
            ("pseudo-labels", "Pseudo-labels"), ("round", "Run refinement round"))
@@ -61,6 +63,9 @@ class RunPanel(QWidget):
         prog.addWidget(self.cancel_btn)
         self.info = QLabel("")
         self.loss_plot = LinePlot("training loss (per step)")
+        self._latest, self._losses = None, []
+        self._redraw_timer = QTimer(self, singleShot=True, interval=REDRAW_MS)
+        self._redraw_timer.timeout.connect(self._redraw)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addLayout(opts)
@@ -95,6 +100,7 @@ class RunPanel(QWidget):
         self.cancel_btn.setEnabled(True)
         self.info.setText(f"{step}: starting…")
         self.loss_plot.clear()
+        self._latest, self._losses = None, []
         self.job.start()
         return self.job
 
@@ -106,20 +112,37 @@ class RunPanel(QWidget):
             self.job.cancel()
 
     def _on_event(self, ev) -> None:
+        """Note the child's event; the widgets show it at the next redraw tick (see _redraw)."""
+        if ev.event == "step" and "loss" in ev.data:
+            self._losses.append((ev.step, ev.data["loss"]))
+        self._latest = ev
+        if not self._redraw_timer.isActive():
+            self._redraw_timer.start()
+
+    def _redraw(self) -> None:
+        """Show the latest event and the new losses in one repaint. Throttled to REDRAW_MS: in a
+        napari window every repaint recomposes the whole window (its canvas is an OpenGL widget),
+        ~20 ms under software OpenGL, so one repaint per child line would eat the event loop."""
+        ev, self._latest = self._latest, None
+        if self._losses:
+            self.loss_plot.extend(self._losses)
+            self._losses = []
+        if ev is None:
+            return
         if ev.total:
             self.progress.setRange(0, ev.total)
             self.progress.setValue(min(ev.step, ev.total))
         parts = [ev.event]
         if "loss" in ev.data:
             parts.append(f"loss {ev.data['loss']:.3f}")
-            if ev.event == "step":
-                self.loss_plot.append(ev.step, ev.data["loss"])
         if ev.total and ev.step and self.job is not None and self.job.started_at is not None:
             left = (time.monotonic() - self.job.started_at) * (ev.total - ev.step) / ev.step
             parts.append(f"ETA {left:.0f} s")
         self.info.setText(" · ".join(parts))
 
     def _on_finished(self, step: str, ok: bool, message: str) -> None:
+        self._redraw_timer.stop()
+        self._redraw()
         self.progress.setRange(0, 1)
         self.progress.setValue(1 if ok else 0)
         self.cancel_btn.setEnabled(False)
