@@ -24,6 +24,7 @@ import secrets
 import shutil
 import tempfile
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,6 +41,7 @@ FORMAT = "spn-napari-project"
 FORMAT_VERSION = 1
 MANIFEST = "project.json"
 ZARR = "data.zarr"
+OPEN_ARRAYS = 4096  # zarr array handles a Project keeps open (see Project._array)
 
 # Distinct, colour-blind-friendly class colours (background is transparent in napari).
 REVIEW_STATES = ("unreviewed", "reviewed", "rejected")
@@ -121,6 +123,7 @@ class Project:
         self._meta = self._read_manifest()
         self._images = [ImageInfo(d["name"], d["height"], d["width"], tuple(d["tags"]), d["has_gt"])
                         for d in self._meta["images"]]
+        self._handles: OrderedDict[tuple[str, int], zarr.Array] = OrderedDict()
 
     # ---- manifest ------------------------------------------------------------------------
     def _read_manifest(self) -> dict:
@@ -141,6 +144,7 @@ class Project:
     def reload(self) -> None:
         """Re-read the manifest (another process, e.g. a training child, may have committed)."""
         self._meta = self._read_manifest()
+        self._handles.clear()  # groups replaced meanwhile are swept: keep no handle into them
 
     @contextlib.contextmanager
     def _update(self) -> Iterator[dict]:
@@ -188,7 +192,16 @@ class Project:
 
     # ---- pixels ----------------------------------------------------------------------------
     def _array(self, group: str, i: int) -> zarr.Array:
-        return zarr.open_array(self.root / ZARR, path=f"{group}/{_key(i)}", mode="r")
+        """Image i's array in ``group``, opened once: opening reads its metadata, half the cost of a
+        small read. Safe to keep, as a committed group's arrays never change (a new version is a
+        new group); bounded, so a huge project does not hold every handle."""
+        arr = self._handles.get((group, i))
+        if arr is None:
+            arr = zarr.open_array(self.root / ZARR, path=f"{group}/{_key(i)}", mode="r")
+            self._handles[(group, i)] = arr
+            if len(self._handles) > OPEN_ARRAYS:
+                self._handles.popitem(last=False)
+        return arr
 
     def image(self, i: int) -> np.ndarray:
         """(H, W, 3) uint8."""

@@ -117,6 +117,54 @@ def test_accept_saves_and_a_new_viewer_finds_the_correction(widget, labelled_pro
     again.timer.stop()
 
 
+def test_brush_strokes_are_autosaved_without_leaving_the_image(widget, labelled_project, qtbot):
+    """napari's own brush (layer.paint, the history-recording path) on the labels layer: the
+    autosave timer stores exactly the painted pixels as the correction, so a crash or kill
+    afterwards loses nothing (saves are atomic: see test_store's SIGKILL tests)."""
+    layer = widget.viewer.layers["labels"]
+    before = np.array(layer.data)
+    value = int(next(v for v in (1, 2, 3, 4) if not (before[10:14, 10:14] == v).any()))
+    layer.brush_size = 3
+    layer.paint((12, 12), value)
+    painted = np.asarray(layer.data) != before
+    assert painted.sum() > 0
+    widget.timer.setInterval(50)
+    qtbot.waitUntil(lambda: Project(labelled_project.root).correction(0) is not None, timeout=10_000)
+    labels, set_mask = Project(labelled_project.root).correction(0)
+    np.testing.assert_array_equal(set_mask, painted)
+    np.testing.assert_array_equal(labels[painted], value)
+    layer.undo()  # undo after the autosave: the next save records the image as the model had it
+    qtbot.waitUntil(lambda: (Project(labelled_project.root).correction(0)[0][painted] == before[painted]).all(),
+                    timeout=10_000)
+
+
+def test_a_failed_save_is_shown_kept_and_retried(widget, labelled_project, monkeypatch):
+    from spn_napari.store import Project as StoreProject
+    real = StoreProject.save_correction
+    calls = []
+
+    def failing_once(self, *args, **kwargs):
+        calls.append(1)
+        if len(calls) == 1:
+            raise OSError(28, "No space left on device")
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(StoreProject, "save_correction", failing_once)
+    sp = labelled_project.read("superpixels", 0)
+    shown = np.asarray(widget.viewer.layers["labels"].data)[sp == sp[0, 0]]
+    widget.klass.setCurrentIndex(next(v for v in (1, 2, 3, 4) if not (shown == v).any()))
+    widget.fill_superpixels([tuple(np.argwhere(sp == sp[0, 0])[0])])
+    edited = np.array(widget.viewer.layers["labels"].data)
+    assert not widget.save()
+    assert "could not save" in widget.status.text() and "No space left" in widget.status.text()
+    assert labelled_project.correction(0) is None  # nothing half-written
+    np.testing.assert_array_equal(np.asarray(widget.viewer.layers["labels"].data), edited)  # kept
+    assert widget.save()  # the retry (the autosave's next tick) stores them
+    labels, set_mask = Project(labelled_project.root).correction(0)
+    np.testing.assert_array_equal(set_mask, sp == sp[0, 0])
+    assert widget.unsaved_error is None
+
+
 def test_a_folder_that_is_not_a_project_is_a_notification(widget, tmp_path):
     shown = widget.current
     assert not widget.open_project(tmp_path)
