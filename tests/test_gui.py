@@ -60,6 +60,16 @@ def test_layers_and_class_names(widget, labelled_project):
     np.testing.assert_array_equal(edges, ref)
 
 
+def test_hovering_a_label_names_its_class_in_the_status_bar(widget, labelled_project):
+    layer = widget.viewer.layers["labels"]
+    data = np.asarray(layer.data)
+    names = ["background", *labelled_project.classes]
+    for value in np.unique(data):
+        y, x = np.argwhere(data == value)[0]
+        status = layer.get_status((int(y), int(x)), world=True)
+        assert f"class: {names[value]}" in status["value"], status
+
+
 def test_superpixel_fill_paints_exactly_one_superpixel_and_undoes(widget, labelled_project):
     sp = labelled_project.read("superpixels", 0)
     layer = widget.viewer.layers["labels"]
@@ -193,6 +203,17 @@ def test_rounds_run_in_a_child_process_and_cancel_cleanly(widget, labelled_proje
     assert widget.rounds.miou_plot.xs == [0.0, 1.0]  # the per-round mIoU plot follows the history
     assert widget.rounds.miou_plot.ys == pytest.approx([e["metrics"]["miou"] for e in history(p)])
     assert widget.runs.loss_plot.ys == pytest.approx(losses) and losses  # every step's loss, live
+
+    # any earlier round can be shown beside the current one, and rolled back to
+    widget.rounds.table.selectRow(0)
+    widget.rounds.show_round()
+    np.testing.assert_array_equal(np.asarray(widget.viewer.layers["round 0"].data),
+                                  p.read(labels_kind(0), widget.current))
+    widget.rounds.rollback()
+    p.reload()
+    assert [e["round"] for e in history(p)] == [0, 1] and widget.rounds.table.item(0, 0).text() == "*0"
+    np.testing.assert_array_equal(np.asarray(widget.viewer.layers["labels"].data),
+                                  p.read(labels_kind(0), widget.current))
 
     before = tree_state(labelled_project.root)
     widget.runs.epochs.setValue(50)
