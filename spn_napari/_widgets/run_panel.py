@@ -96,7 +96,8 @@ class RunPanel(QWidget):
         self.job = ChildJob(argv, self)
         self.job.progressed.connect(self._on_event)
         self.job.finished.connect(lambda ok, msg, step=step: self._on_finished(step, ok, msg))
-        self.progress.setRange(0, 0)  # busy until the first event says how much there is
+        self.progress.setRange(0, 1)  # empty until the first event says how much there is (not Qt's
+        self.progress.setValue(0)      # busy bar: its animation would recompose the window ~30 times a second)
         self.cancel_btn.setEnabled(True)
         self.info.setText(f"{step}: starting…")
         self.loss_plot.clear()
