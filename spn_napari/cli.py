@@ -298,7 +298,6 @@ def cmd_demo(a: argparse.Namespace) -> int:
 
 
 def _has_display() -> bool:
-    import os
     return sys.platform in ("darwin", "win32") or bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
 
 

@@ -300,7 +300,7 @@ def run_round(project: Project, cfg: RoundConfig = RoundConfig()) -> Iterator[Ev
         if project.review(i) == "rejected":
             continue
         present = present_classes(project, i)
-        repeat = cfg.reviewed_weight if project.correction(i) is not None else 1
+        repeat = cfg.reviewed_weight if project.has_correction(i) else 1
         samples += [(i, c) for c in present] * repeat
         distinct += len(present)
     if not samples:

@@ -222,6 +222,10 @@ class Project:
         with self._update() as meta:
             meta["images"][i]["review"] = status
 
+    def has_correction(self, i: int) -> bool:
+        """Whether a person saved a correction for image i (from the manifest; no pixels read)."""
+        return self._meta["images"][i].get("correction") is not None
+
     def correction(self, i: int) -> tuple[np.ndarray, np.ndarray] | None:
         """Image i's correction: labels (H, W) uint8 and which pixels a person set (H, W) bool."""
         for attempt in (0, 1):

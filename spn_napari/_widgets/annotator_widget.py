@@ -129,8 +129,7 @@ class AnnotatorWidget(QWidget):
                 return
 
     def open_project(self, path, image: int | None = None) -> bool:
-        from ..store import Project
-        from ..store import is_project
+        from ..store import Project, is_project
         if not is_project(path):
             if self._is_dataset(path):
                 return self.create_project(path) is not None

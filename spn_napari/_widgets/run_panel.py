@@ -31,9 +31,9 @@ BUTTONS = (("superpixels", "Superpixels"), ("train-spn", "Train SPN"),
 class RunPanel(QWidget):
     """Buttons for the pipeline's steps, a device selector, progress, loss plot and Cancel.
 
-    ``project_root()`` names the open project (None: nothing open); ``before_start()`` runs first
-    (the dock saves the corrections there, which the child reads). Emits ``step_finished(step,
-    ok, message)`` when the child ends.
+    ``project_root()`` names the open project (None: nothing open); ``before_start()`` runs before
+    each child starts (the dock saves the corrections there, which the child reads). Emits
+    ``step_finished(step, ok, message)`` when the child ends.
     """
 
     step_finished = Signal(str, bool, str)
@@ -80,10 +80,6 @@ class RunPanel(QWidget):
         if root is None:
             self._notify("open a project first")
             return None
-        if self.running():
-            self._notify("a job is already running — wait for it or cancel it")
-            return None
-        self._before_start()
         extra = (["--epochs", str(self.epochs.value())]
                  if step in ("train-spn", "round") and self.epochs.value() > 0 else [])
         return self.start(step, command(step, root, device=self.device.currentText(), extra=extra))
@@ -93,6 +89,7 @@ class RunPanel(QWidget):
         if self.running():
             self._notify("a job is already running — wait for it or cancel it")
             return None
+        self._before_start()
         self.job = ChildJob(argv, self)
         self.job.progressed.connect(self._on_event)
         self.job.finished.connect(lambda ok, msg, step=step: self._on_finished(step, ok, msg))
