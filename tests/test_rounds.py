@@ -286,6 +286,14 @@ def test_round_before_pseudo_labels(sp_project, capsys):
     assert tree_state(sp_project.root) == before
 
 
+@pytest.mark.parametrize("band", ["0.5", "-0.1"])
+def test_an_ignore_band_outside_0_to_half(labelled_project, capsys, band):
+    before = tree_state(labelled_project.root)
+    code, _, err = cli(capsys, "round", labelled_project.root, "--ignore-band", band, "--progress", "none")
+    assert_user_error(code, err, f"--ignore-band {float(band)}", "0.5")
+    assert tree_state(labelled_project.root) == before
+
+
 def test_rollback_to_a_round_that_does_not_exist(labelled_project, capsys):
     run(run_round(labelled_project, FAST))
     before = tree_state(labelled_project.root)
