@@ -88,6 +88,21 @@ def test_discriminative_part_is_small_but_visible(samples):
     assert min(part_areas) >= 0.75 * np.pi * 5**2  # at least ~10 px across at size 160
 
 
+def test_part_lies_inside_the_body_near_its_centre(samples):
+    # The part sits in the body's interior, so everything around it is body: the layout in which
+    # CAM marks only the part and SP-CAM can reach the whole object (see synthetic.py).
+    offsets = []
+    for s in samples:
+        for obj in s.objects:
+            assert not (obj.part & ~obj.body).any()
+            whole = obj.body | obj.part
+            radius = np.sqrt(whole.sum() / np.pi)  # of the disc with the object's area
+            offset = np.argwhere(obj.part).mean(0) - np.argwhere(whole).mean(0)
+            offsets.append(np.hypot(*offset) / radius)
+    assert max(offsets) <= 0.4, max(offsets)  # generated: at most 0.3 semi-major axes off-centre
+    assert np.mean(offsets) >= 0.1  # off-centre, not always in the middle
+
+
 def test_multi_object_rate_and_class_balance(samples):
     counts = np.array([len(s.objects) for s in samples])
     assert counts.min() >= 1 and counts.max() <= 3

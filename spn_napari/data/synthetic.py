@@ -1,11 +1,12 @@
 """Demo data: cluttered images of four object classes, with image-level tags and ground truth.
 
-Every object is a big, smoothly bounded *body* whose colour and texture come from one
+Every object is a big, rounded, smoothly bounded *body* whose colour and texture come from one
 distribution shared by all classes (warm, saturated mid-tones with a fine stripe or dot texture),
-plus a small *discriminative part* (a disc at one end of the body, 8–15 % of the object's area)
-whose colour and pattern name the class. The body alone says only "an object is here"; the part
-says which. A class activation map therefore tends to fire on the part only, while superpixel
-pooling (SP-CAM) can spread the evidence over the whole body — the effect the SPN paper shows.
+plus a small *discriminative part* (a disc inside the body, off its centre by up to 0.3 of the
+semi-major axis, 8–15 % of the object's area) whose colour and pattern name the class. The body
+alone says only "an object is here"; the part says which. A class activation map therefore fires
+on the part only, while superpixel pooling (SP-CAM) spreads the evidence over the superpixels of
+the body around it — the effect the SPN paper shows.
 
 Backgrounds are desaturated, cool or grey, and cluttered (gradients, smooth colour noise, striped
 patches, irregular blobs), never containing body-like or part-like shapes, so SLIC superpixels
@@ -57,6 +58,12 @@ _MIN_PART_RADIUS = 5.0  # px: parts at least ~10 px across when the object allow
 _SHARE_TARGET = (0.09, 0.14)  # sampled target, inside PART_SHARE_RANGE with a margin
 _SINGLE_SCALE = (0.60, 0.80)  # body length / mean image side, one object
 _MULTI_SCALE = (0.42, 0.56)  # the same with 2-3 objects
+# Part centre along the major axis, in semi-major axes from the body's centre: inside the body,
+# off-centre by up to 0.3 a. With the part at one end (0.72-0.82 a) and elongated bodies (aspect
+# 0.55-0.75) half of the network's context around the part fell on background; measured on 200
+# images: SP-CAM 0.40 / CAM 0.35 mIoU then, 0.61 / 0.49 with this layout (README, Status).
+_PART_OFFSET = (0.0, 0.3)
+_ASPECT = (0.75, 0.95)  # semi-minor / semi-major axis of the body: rounded, not a perfect disc
 
 
 @dataclass(frozen=True)
@@ -314,11 +321,11 @@ def _object_shape(
 
     Keys: ``box`` (slices), ``body``/``part`` (bool over the box), ``guard`` (the part grown by
     3 px: later objects must avoid it), ``u``/``v`` (box coordinates along/across the major axis,
-    the part at +u), ``a`` (semi-major axis), ``r``/``pu``/``pv`` (part radius and centre).
+    the part towards +u), ``a`` (semi-major axis), ``r``/``pu``/``pv`` (part radius and centre).
     """
     a = 0.5 * 0.5 * (h + w) * rng.uniform(*scale)  # semi-major axis
     a = min(a, 0.5 * min(h, w) / 1.2 - 2)
-    b = a * rng.uniform(0.55, 0.75)
+    b = a * rng.uniform(*_ASPECT)
     th = rng.uniform(0, 2 * np.pi)
     cos, sin = np.cos(th), np.sin(th)
     # Low-frequency wobble of the outline keeps it smooth but not a perfect ellipse.
@@ -343,10 +350,10 @@ def _object_shape(
         edge += (zk * complex(amp * np.cos(ph), amp * np.sin(ph))).real.astype(np.float32)
     body = rho < edge
 
-    # Part: a disc at the +u end, sized so |part| / |object| hits a target share.
+    # Part: a disc inside the body, off-centre towards +u, sized so |part| / |object| hits a target share.
     target = rng.uniform(*_SHARE_TARGET)
     target = min(max(target, _MIN_PART_RADIUS**2 / (a * b)), _SHARE_TARGET[1])
-    pu = a * rng.uniform(0.72, 0.82)
+    pu = a * rng.uniform(*_PART_OFFSET)
     pv = b * rng.uniform(-0.1, 0.1)
     dist = np.hypot(u - np.float32(pu), v - np.float32(pv))
     r = np.sqrt(target * a * b)
