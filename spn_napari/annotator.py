@@ -33,6 +33,7 @@ class ImageView:
     set_mask: np.ndarray  # bool, pixels a person set
     superpixels: np.ndarray | None  # int32 labels 0..N-1
     evidence: dict[str, np.ndarray]  # method -> (C, H, W) float32 class maps
+    edges: np.ndarray | None  # uint8, 1 on superpixel contours (see contours()); None without superpixels
 
 
 def contours(sp: np.ndarray) -> np.ndarray:
@@ -116,7 +117,8 @@ class Annotator:
         if p.artifact("cams/cam"):
             from .cam import upsample_cam
             evidence["cam"] = upsample_cam(p.read("cams/cam", i), *base.shape)
-        v = ImageView(i, p.images[i].name, p.image(i), labels, base, set_mask, sp, evidence)
+        edges = None if sp is None else contours(sp).astype(np.uint8)  # once per visit, not per switch
+        v = ImageView(i, p.images[i].name, p.image(i), labels, base, set_mask, sp, evidence, edges)
         self._cache[i] = v
         while len(self._cache) > self._size:
             self._cache.popitem(last=False)

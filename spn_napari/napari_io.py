@@ -37,20 +37,26 @@ def evidence_limits(m: np.ndarray) -> tuple[float, float]:
     return 0.0, max(float(m.max()), 1e-6)
 
 
+# Superpixel contours: 0 transparent, 1 white. An Image layer with fixed contrast limits, not a
+# Labels layer: a read-only overlay needs no paint tools, and napari's vispy Labels layer rebuilds
+# its colormap shader on every data change (a GLSL recompile per image switch, unless the dock
+# blocks that napari internal) where an Image layer of the same dtype and limits only re-uploads
+# its texture.
+CONTOUR_COLORMAP = {"name": "spn contours", "colors": [[0.0, 0.0, 0.0, 0.0], [1.0, 1.0, 1.0, 1.0]]}
+
+
 def layer_specs(project, view, klass: int | None = None) -> list[tuple]:
     """napari LayerData tuples for one image view: image, superpixel contours, SP-CAM / CAM maps
     of class ``klass`` (0-based; default the image's first tag), and the labels with the
     project's class names and colours."""
-    from .annotator import contours
     names = ["background", *project.classes]
     colors = {0: "transparent", None: "transparent",
               **{c + 1: col for c, col in enumerate(project.colors)}}
     meta = {"spn_project": str(project.root), "spn_image": view.index}
     layers = [(view.image, {"name": "image", "rgb": True, "metadata": meta}, "image")]
-    if view.superpixels is not None:
-        layers.append((contours(view.superpixels).astype(np.uint8),
-                       {"name": "superpixels", "opacity": 0.5, "colormap": {1: "white", 0: "transparent", None: "transparent"},
-                        "metadata": meta}, "labels"))
+    if view.edges is not None:
+        layers.append((view.edges, {"name": "superpixels", "opacity": 0.5, "colormap": CONTOUR_COLORMAP,
+                                    "contrast_limits": (0, 1), "metadata": meta}, "image"))
     tag = klass if klass is not None else (project.images[view.index].tags or (0,))[0]
     for method, maps in view.evidence.items():
         layers.append((maps[tag], {"name": method.upper(), "colormap": "inferno", "opacity": 0.5,

@@ -51,13 +51,15 @@ def test_layers_and_class_names(widget, labelled_project):
         expected = [int(colour[k:k + 2], 16) / 255 for k in (1, 3, 5)]
         np.testing.assert_allclose(rgba[:3], expected, atol=0.01)
     sp = labelled_project.read("superpixels", 0)
-    edges = np.asarray(v.layers["superpixels"].data).astype(bool)
+    contours = v.layers["superpixels"]  # an Image layer: 1 on contours, drawn white; 0 transparent
     h, w = sp.shape
     ref = np.zeros((h, w), bool)  # a pixel whose right or lower neighbour is another superpixel
     for y in range(h):
         for x in range(w):
             ref[y, x] = (x + 1 < w and sp[y, x] != sp[y, x + 1]) or (y + 1 < h and sp[y, x] != sp[y + 1, x])
-    np.testing.assert_array_equal(edges, ref)
+    np.testing.assert_array_equal(np.asarray(contours.data), ref.astype(np.uint8))
+    assert tuple(contours.contrast_limits) == (0, 1)
+    np.testing.assert_allclose(contours.colormap.map(np.array([0.0, 1.0])), [[0, 0, 0, 0], [1, 1, 1, 1]])
 
 
 def test_hovering_a_label_names_its_class_in_the_status_bar(widget, labelled_project):
@@ -68,6 +70,82 @@ def test_hovering_a_label_names_its_class_in_the_status_bar(widget, labelled_pro
         y, x = np.argwhere(data == value)[0]
         status = layer.get_status((int(y), int(x)), world=True)
         assert f"class: {names[value]}" in status["value"], status
+
+
+def test_a_switched_to_image_draws_as_when_opened_afresh(labelled_project, make_napari_viewer):
+    """A switch sets only what changes (dims once, a refit only when needed, the labels' colour
+    shader kept): the canvas shows, pixel for pixel, what a new viewer opened on that image shows."""
+    from qtpy.QtWidgets import QApplication
+
+    def docked(image: int) -> AnnotatorWidget:
+        w = AnnotatorWidget(make_napari_viewer(show=True))  # shown: a hidden canvas draws nothing
+        w.viewer.window.add_dock_widget(w)
+        w.viewer.window.resize(1200, 800)  # the same canvas size in both windows
+        QApplication.processEvents()
+        assert w.open_project(labelled_project.root, image=image)
+        w.timer.stop()
+        return w
+
+    switched = docked(0)
+    for i in (1, 2, 1, 3):
+        switched.show_image(i)
+    shown = switched.viewer.screenshot(canvas_only=True, flash=False)
+    assert shown[..., :3].std() > 10  # the image, its contours and labels, not an empty canvas
+    np.testing.assert_array_equal(docked(3).viewer.screenshot(canvas_only=True, flash=False), shown)
+
+
+def _project_of_shapes(root, shapes) -> Project:
+    """A project (no superpixels or labels yet) of random images with these (H, W) shapes."""
+    from spn_napari.data.readers import read_dataset
+    from PIL import Image
+    data = root / "data"
+    (data / "images").mkdir(parents=True)
+    (data / "classes.txt").write_text("cat\ndog\n")
+    rng = np.random.default_rng(0)
+    lines = ["image,labels"]
+    for k, shape in enumerate(shapes):
+        Image.fromarray(rng.integers(0, 256, (*shape, 3), dtype=np.uint8)).save(data / "images" / f"im{k}.png")
+        lines.append(f"im{k}.png,cat")
+    (data / "labels.csv").write_text("\n".join(lines) + "\n")
+    return Project.create(root / "project", read_dataset(data))
+
+
+def test_the_view_is_refit_only_when_the_fit_changes(make_napari_viewer, tmp_path):
+    """Another shape refits the camera and updates the dims; the same shape with the camera still
+    at its fit changes neither (a refit would give the same camera); a moved camera is refit."""
+    project = _project_of_shapes(tmp_path, [(40, 50), (40, 50), (30, 60)])
+    w = AnnotatorWidget(make_napari_viewer())
+    w.viewer.window.add_dock_widget(w)
+    assert w.open_project(project.root, image=0)
+    v, cam = w.viewer, w.viewer.scene.camera
+    moves = []
+    cam.events.center.connect(lambda e: moves.append("center"))
+    cam.events.zoom.connect(lambda e: moves.append("zoom"))
+    dims = []
+    v.dims.events.range.connect(lambda e: dims.append(e.value))
+
+    def fit() -> tuple:
+        before = (tuple(cam.center), cam.zoom)
+        v.reset_view()
+        after = (tuple(cam.center), cam.zoom)
+        cam.center, cam.zoom = before
+        return after
+
+    w.show_image(1)  # same shape, camera untouched
+    np.testing.assert_array_equal(v.layers["image"].data, project.image(1))
+    assert moves == [] and dims == []
+    assert (tuple(cam.center), cam.zoom) == fit()
+
+    w.show_image(2)  # another shape: new dims, refit
+    assert [(r.start, r.stop) for r in v.dims.range] == [(0, 29), (0, 59)] and len(dims) == 1
+    assert moves and (tuple(cam.center), cam.zoom) == fit()
+
+    w.show_image(0)
+    cam.zoom *= 3  # the person zooms in; the next image (same shape) is shown whole again
+    moves.clear()
+    w.show_image(1)
+    assert moves and (tuple(cam.center), cam.zoom) == fit()
+    w.timer.stop()
 
 
 def test_superpixel_fill_paints_exactly_one_superpixel_and_undoes(widget, labelled_project):

@@ -7,7 +7,8 @@ swap, accept/reject) and autosave. Keys: N next unreviewed, P previous, A accept
 
 from __future__ import annotations
 
-from contextlib import ExitStack, contextmanager
+import weakref
+from contextlib import ExitStack
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +21,7 @@ from qtpy.QtWidgets import (
     QHeaderView,
     QLabel,
     QLineEdit,
+    QListView,
     QPushButton,
     QTableWidget,
     QTableWidgetItem,
@@ -47,6 +49,8 @@ class AnnotatorWidget(QWidget):
         self.current: int | None = None
         self.unsaved_error: str | None = None
         self._opening: Path | None = None  # the project an 'init' child is creating
+        self._fitted: tuple | None = None  # _fit_state() right after the last reset_view
+        self._list_refs: tuple = (lambda: None, [])  # (window, [its QListViews]) as weakrefs
 
         self.path = QLineEdit(placeholderText="project folder")
         open_btn = QPushButton("Open…")
@@ -195,49 +199,107 @@ class AnnotatorWidget(QWidget):
         return int(self.table.item(row, 0).data(Qt.ItemDataRole.UserRole))
 
     def show_image(self, i: int) -> None:
+        """Show image i: replace each layer's data (a missing layer is added), then fit the view.
+
+        A cached switch costs napari's layer updates and the window frame that follows (~40 ms
+        here, under a software OpenGL), so nothing else is done: see ``_set_layers``,
+        ``_fit_view`` and ``_one_frame``."""
         if self.annotator is None or i is None:
             return
         self.save()
         self.current = i
         view = self.annotator.view(i)
         c = self.klass.currentIndex()
-        specs = layer_specs(self.annotator.project, view, klass=c - 1 if c > 0 else None)
-        with self._one_dims_update():
-            for data, kwargs, kind in specs:
-                name = kwargs["name"]
-                if name not in self.viewer.layers:
-                    getattr(self.viewer, f"add_{kind}")(data, **kwargs)
-                    continue
-                layer = self.viewer.layers[name]
-                layer.data = data
-                layer.metadata = kwargs["metadata"]
-                if "contrast_limits" in kwargs:
-                    layer.contrast_limits = kwargs["contrast_limits"]
-                if name == "labels" and hasattr(layer, "_reset_history"):
-                    layer._reset_history()  # undo does not cross images
+        self._set_layers(layer_specs(self.annotator.project, view, klass=c - 1 if c > 0 else None))
         self.labels_layer.selected_label = c
         self.labels_layer.mode = "paint"
         self.viewer.layers.selection.active = self.labels_layer
         self._hook_labels_layer()
-        self.viewer.reset_view()
+        self._fit_view()
         missing = self.annotator.next_step()
         self.status.setText(f"{view.name}: {self.annotator.project.review(i)} — "
                             f"{int(view.set_mask.sum())} pixels corrected"
                             + (f" · no pseudo-labels yet: run {missing} next (below)" if missing else ""))
+        self._one_frame()
 
-    @contextmanager
-    def _one_dims_update(self):
-        """Replace several layers' data with one recomputation of the viewer's dims instead of one
-        per layer (each costs ~8 ms); falls back to napari's default where its internals differ."""
+    def _set_layers(self, specs) -> None:
+        """Set each layer of ``specs`` (napari LayerData tuples) to its data, adding missing ones.
+
+        The viewer's dims are recomputed once, after all layers (each recomputation costs ~3-8
+        ms), and only if a layer's shape changed: the dims follow the layers' extents alone.
+        napari's vispy Labels layer rebuilds its colormap on every data event (a new GLSL program,
+        compiled in the next redraw: ~10 ms under a software OpenGL), though the colours depend
+        only on the colormap and the data's dtype, and its own data-change handler still rebuilds
+        them when the dtype changes; so that rebuild is skipped. Both handlers are napari
+        internals: where they are missing, only the time is lost."""
         update = getattr(self.viewer, "_on_layers_change", None)
-        if update is None:
-            yield
-            return
+        reshaped = False
         with ExitStack() as stack:
             for layer in self.viewer.layers:
-                stack.enter_context(layer.events.data.blocker(update))
-            yield
-        update()
+                if update is not None:
+                    stack.enter_context(layer.events.data.blocker(update))
+                for cb in layer.events.data.callbacks:
+                    owner = cb[0]() if isinstance(cb, tuple) else None
+                    if owner is not None and cb[1] == "_on_colormap_change":
+                        stack.enter_context(layer.events.data.blocker(getattr(owner, cb[1])))
+            for data, kwargs, kind in specs:
+                name = kwargs["name"]
+                if name not in self.viewer.layers:
+                    getattr(self.viewer, f"add_{kind}")(data, **kwargs)  # napari updates the dims
+                    continue
+                layer = self.viewer.layers[name]
+                reshaped |= np.shape(layer.data) != np.shape(data)
+                layer.data = data
+                layer.metadata = kwargs["metadata"]
+                if "contrast_limits" in kwargs and tuple(layer.contrast_limits) != tuple(kwargs["contrast_limits"]):
+                    layer.contrast_limits = kwargs["contrast_limits"]  # each set redraws the thumbnail
+                if name == "labels" and hasattr(layer, "_reset_history"):
+                    layer._reset_history()  # undo does not cross images
+        if update is not None and reshaped:
+            update()
+
+    @property
+    def _camera(self):
+        scene = getattr(self.viewer, "scene", None)  # napari ≥ 0.9; viewer.camera before
+        return scene.camera if scene is not None else self.viewer.camera
+
+    def _fit_state(self) -> tuple:
+        """What ``reset_view`` depends on (the layers' extents via the dims, the canvas size) and
+        what it sets (the camera)."""
+        v, cam = self.viewer, self._camera
+        size = v.canvas.size if hasattr(v, "canvas") else v._canvas_size  # napari ≥ 0.9; before
+        return (tuple(v.dims.range), v.dims.ndisplay, tuple(size), tuple(cam.center), cam.zoom, tuple(cam.angles))
+
+    def _fit_view(self) -> None:
+        """Fit the camera to the layers (``reset_view``), unless it still shows the fit made last
+        for the same extents and canvas (an image of the previous one's shape, a camera nobody
+        moved): a refit would change nothing and costs ~5-12 ms of camera and transform events."""
+        if self._fitted != self._fit_state():
+            self.viewer.reset_view()
+            self._fitted = self._fit_state()
+
+    def _one_frame(self) -> None:
+        """Let the window repaint everything this switch changed in one frame, not two (each frame
+        recomposes the whole window: ~12 ms under a software OpenGL). The layer list repaints
+        changed rows after a zero-time timer (Qt's deferred item layout), which runs after the
+        window's next frame; laying it out now puts its rows into that frame. napari's canvas
+        sets each layer's scale factor (1 / zoom) while it draws, and a new value would repaint
+        the list again, after the frame: the layers get that same value now."""
+        for layer in self.viewer.layers:
+            layer.scale_factor = 1 / self._camera.zoom
+        for view in self._list_views():
+            if view.isVisible():
+                view.doItemsLayout()
+
+    def _list_views(self) -> list:
+        """The QListViews of this widget's window (napari's layer list among them), looked up
+        once per window: findChildren walks every widget (~3 ms). Weak references, as the window
+        owns this widget and must not be kept alive by it; those to views that Python does not
+        hold (Qt's own, inside combo boxes) die at once, and are not needed."""
+        window = self.window()
+        if self._list_refs[0]() is not window:
+            self._list_refs = (weakref.ref(window), [weakref.ref(v) for v in window.findChildren(QListView)])
+        return [view for view in (ref() for ref in self._list_refs[1]) if view is not None]
 
     @property
     def labels_layer(self):
@@ -273,8 +335,7 @@ class AnnotatorWidget(QWidget):
     def _sp_fill_toggled(self, on: bool) -> None:
         if "labels" in self.viewer.layers:
             self.labels_layer.mode = "pan_zoom" if on else "paint"
-        scene = getattr(self.viewer, "scene", None)  # napari ≥ 0.9; viewer.camera before
-        (scene.camera if scene is not None else self.viewer.camera).mouse_pan = not on
+        self._camera.mouse_pan = not on
 
     def _sp_fill_drag(self, layer, event):
         if not self.sp_fill.isChecked():
