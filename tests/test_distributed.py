@@ -77,8 +77,11 @@ def test_two_gloo_processes_equal_one_process_on_the_same_global_batch(four, tmp
     torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=1, pct_start=0.15)
     w = 1 - opt.param_groups[0]["betas"][0]
     assert len(moments) == len(names)
+    # A conv bias followed by BN has a zero gradient in exact arithmetic: what is left is float noise,
+    # so the absolute tolerance follows the size of the gradients overall.
+    atol = 1e-5 * max(float(g.abs().max()) for g in grads.values())
     for k, name in enumerate(names):
-        torch.testing.assert_close(moments[k]["exp_avg"], w * grads[name], rtol=1e-3, atol=1e-8, msg=name)
+        torch.testing.assert_close(moments[k]["exp_avg"], w * grads[name], rtol=1e-3, atol=atol, msg=name)
     only0, _ = gradients(shards[:1])  # control: the other shard's gradient must matter
     assert max(float((moments[k]["exp_avg"] - w * only0[n]).abs().max()) for k, n in enumerate(names)) > 1e-5
     # rank 0 saved the common initial model after one (tiny, warm-up) step
