@@ -45,6 +45,9 @@ def main() -> None:
         app = QApplication.instance()
         for _ in range(5):
             app.processEvents()
+        viewer.reset_view()  # fit to the canvas as laid out in the resized window
+        for _ in range(5):
+            app.processEvents()
         out = Path(a.out)
         out.parent.mkdir(parents=True, exist_ok=True)
         viewer.screenshot(str(out), canvas_only=False, flash=False)
