@@ -78,8 +78,9 @@ def test_two_gloo_processes_equal_one_process_on_the_same_global_batch(four, tmp
     w = 1 - opt.param_groups[0]["betas"][0]
     assert len(moments) == len(names)
     # A conv bias followed by BN has a zero gradient in exact arithmetic: what is left is float noise,
-    # so the absolute tolerance follows the size of the gradients overall.
-    atol = 1e-5 * max(float(g.abs().max()) for g in grads.values())
+    # so the absolute tolerance follows the size of the gradients overall (measured: at most 1.7e-8
+    # off with a largest gradient of 0.52, so 1e-7 of it leaves a 3x margin).
+    atol = 1e-7 * max(float(g.abs().max()) for g in grads.values())
     for k, name in enumerate(names):
         torch.testing.assert_close(moments[k]["exp_avg"], w * grads[name], rtol=1e-3, atol=atol, msg=name)
     only0, _ = gradients(shards[:1])  # control: the other shard's gradient must matter
