@@ -406,3 +406,37 @@ def test_line_plot_draws_its_points_where_they_belong(qtbot):
             + abs(c.blue() - LINE_COLOR.blue()) < 60, (q, c.name())
     corner = image.pixelColor(round(r.left()) + 3, round(r.top()) + 3)  # far from the line
     assert corner.name() != LINE_COLOR.name()
+
+
+def test_progress_is_shown_in_one_deferred_repaint(widget, qtbot):
+    """A child's progress reaches the dock as one scheduled repaint: none while the panel updates
+    (QProgressBar alone would repaint synchronously, twice, each a whole-window recomposition in
+    napari), the numbers and the loss right once the event loop paints."""
+    from qtpy.QtCore import QEvent, QObject
+    from spn_napari.events import Event
+
+    class PaintCounter(QObject):
+        def __init__(self):
+            super().__init__()
+            self.n = 0
+
+        def eventFilter(self, obj, event):
+            self.n += event.type() == QEvent.Type.Paint
+            return False
+
+    panel = widget.runs
+    counter = PaintCounter()
+    panel.progress.installEventFilter(counter)
+    widget.viewer.window.show()  # make_napari_viewer's window is hidden, and would paint nothing
+    qtbot.waitUntil(lambda: counter.n > 0)
+    counter.n = 0
+    panel._on_event(Event("step", 3, 40, {"loss": 0.25}))
+    panel._on_event(Event("step", 7, 40, {"loss": 0.125}))
+    panel._redraw_timer.stop()
+    panel._redraw()
+    assert counter.n == 0 and panel.updatesEnabled()
+    assert (panel.progress.value(), panel.progress.maximum()) == (7, 40)
+    assert panel.info.text().startswith("step · loss 0.125")
+    assert panel.loss_plot.xs == [3.0, 7.0] and panel.loss_plot.ys == [0.25, 0.125]
+    qtbot.waitUntil(lambda: counter.n > 0)  # painted by the event loop, after the updates
+    panel.progress.removeEventFilter(counter)
