@@ -26,8 +26,10 @@ What is timed:
                in its child process on a copy of the project; the longest gap between two ticks,
                minus the interval, until the child exits is the longest time the event loop was
                blocked while the round ran. Loading the finished round (the one gap that spans the
-               child's exit) is reported apart; the same timer on the idle viewer, for the same
-               duration (at most 30 s), gives the machine's own floor.
+               child's exit, up to a second after) is reported apart, and so are Python's full
+               garbage collections in that time (each as long as the walk over every live
+               object); the same timer on the idle viewer, for the same duration (at most 30 s),
+               gives the machine's own floor.
 
 --project defaults to runs/demo/project (made by the README's first command) when it exists, else
 the cached napari sample project (built on first use, about a minute).
@@ -142,10 +144,37 @@ class Ticker:
         t = [(b - a, a) for a, b in zip(self.ticks, self.ticks[1:]) if a >= start and b <= end]
         return max(t)[1]
 
-    def blocks(self, start: float = 0.0, end: float = float("inf")) -> list[float]:
-        """Gaps minus the interval, in ms, of the tick pairs that lie within [start, end]."""
+    def blocks(self, start: float = 0.0, end: float = float("inf"), *, ending_after: bool = False) -> list[float]:
+        """Gaps minus the interval, in ms, of the tick pairs that lie within [start, end] (with
+        ``ending_after``: that begin there, however late they end)."""
         t = self.ticks
-        return [b - a - self.interval for a, b in zip(t, t[1:]) if a >= start and b <= end]
+        return [b - a - self.interval for a, b in zip(t, t[1:])
+                if a >= start and (a <= end if ending_after else b <= end)]
+
+
+class FullCollections:
+    """Python's full (generation 2) garbage collections on the ticker's clock: each one stops the
+    event loop for as long as it walks every live object (a napari process holds ~440k)."""
+
+    def __init__(self, ticker: Ticker) -> None:
+        self.ticker, self.spans, self._start = ticker, [], None
+        gc.callbacks.append(self._note)
+
+    def _note(self, phase: str, info: dict) -> None:
+        if info["generation"] == 2:
+            if phase == "start":
+                self._start = self.ticker.now()
+            else:
+                self.spans.append((self._start, self.ticker.now() - self._start))
+
+    def stop(self) -> None:
+        gc.callbacks.remove(self._note)
+
+    def count(self, start: float, end: float) -> int:
+        return sum(start <= a <= end for a, _ in self.spans)
+
+    def longest(self, start: float, end: float) -> float:
+        return max((d for a, d in self.spans if start <= a <= end), default=0.0)
 
 
 def run_loop(until_signal=None, ms: int | None = None) -> None:
@@ -168,6 +197,7 @@ def time_event_loop(widget, root: Path, epochs: int) -> dict:
         widget.runs.device.setCurrentText("cpu")
         run_loop(ms=1000)  # the copy's first image is drawn before the clock starts
         ticker = Ticker()
+        full_gcs = FullCollections(ticker)
         t0 = ticker.now()
         job = widget.run_step("round")
         ended, result = [], []
@@ -181,12 +211,14 @@ def time_event_loop(widget, root: Path, epochs: int) -> dict:
         exit_at = ended[-1]
         running = ticker.blocks(t0, exit_at)
         worst_at = (ticker.worst(t0, exit_at) - t0) / 1000
-        loading = max(b for b in ticker.blocks(exit_at - 1000, t_end))
         idle_from = ticker.now()
         run_loop(ms=int(min(t_end - t0, 30_000)))  # the same timer on the idle viewer
+        loading = max(ticker.blocks(exit_at - 1000, t_end, ending_after=True))
         idle = ticker.blocks(idle_from)
         ticker.timer.stop()
-        return {"event_loop_block_ms": max(running), "event_loop_block_p99_ms": float(np.percentile(running, 99)),
+        full_gcs.stop()
+        return {"full_gc_ms": full_gcs.longest(t0, idle_from), "full_gcs": full_gcs.count(t0, idle_from),
+                "event_loop_block_ms": max(running), "event_loop_block_p99_ms": float(np.percentile(running, 99)),
                 "round_seconds": (exit_at - t0) / 1000, "event_loop_worst_at_s": worst_at, "result_loading_ms": loading,
                 "idle_block_ms": max(idle), "idle_block_p99_ms": float(np.percentile(idle, 99))}
     finally:
@@ -243,6 +275,8 @@ def main() -> None:
     print(f"  (the longest block began {res['event_loop_worst_at_s']:.1f} s into the round)")
     print(f"  then loading the new round (table, history, the shown image's new labels, one redraw): "
           f"{res['result_loading_ms']:.0f} ms")
+    print(f"  Python's full garbage collections from the round's start to the end of loading: "
+          f"{res['full_gcs']}, longest {res['full_gc_ms']:.0f} ms")
 
 
 if __name__ == "__main__":

@@ -94,11 +94,11 @@ class RunPanel(QWidget):
         self.job = ChildJob(argv, self)
         self.job.progressed.connect(self._on_event)
         self.job.finished.connect(lambda ok, msg, step=step: self._on_finished(step, ok, msg))
-        self._set_progress(0, 1)  # empty until the first event says how much there is (not Qt's busy
-                                  # bar: its animation would recompose the window ~30 times a second)
-        self.cancel_btn.setEnabled(True)
-        self.info.setText(f"{step}: starting…")
-        self.loss_plot.clear()
+        with self._one_repaint():
+            self._set_progress(0, 1)  # empty until the first event says how much there is (not Qt's
+            self.cancel_btn.setEnabled(True)  # busy bar: it would recompose the window ~30 times a second)
+            self.info.setText(f"{step}: starting…")
+            self.loss_plot.clear()
         self._latest, self._losses = None, []
         self.job.start()
         return self.job
