@@ -408,25 +408,54 @@ def test_line_plot_draws_its_points_where_they_belong(qtbot):
     assert corner.name() != LINE_COLOR.name()
 
 
+class EventCounter:
+    """Counts the events of one type that reach the widgets it watches."""
+
+    def __init__(self, kind: str, *widgets):
+        from qtpy.QtCore import QEvent, QObject
+        kind = getattr(QEvent.Type, kind)
+
+        class Filter(QObject):
+            def eventFilter(self, obj, event):  # noqa: N802
+                counter.n += event.type() == kind
+                return False
+
+        counter, self.n, self.filter, self.widgets = self, 0, Filter(), widgets
+        for w in widgets:
+            w.installEventFilter(self.filter)
+
+    def remove(self):
+        for w in self.widgets:
+            w.removeEventFilter(self.filter)
+
+
+def test_new_status_and_progress_texts_do_not_relayout_the_window(widget, qtbot):
+    """A text that changes while the window is in use (the dock's status, a job's progress) is a
+    repaint of its label only: a QLabel in a layout would send a layout request up through the
+    dock to napari's main window, each step another frame of the whole window."""
+    from qtpy.QtWidgets import QApplication
+    widget.viewer.window.show()
+    qtbot.waitExposed(widget.viewer.window._qt_window)
+    QApplication.sendPostedEvents()  # the window's own layout, after showing it
+    requests = EventCounter("LayoutRequest", widget, widget.runs)
+    long = "a much longer text than any before it, " * 6
+    for label in (widget.status, widget.runs.info):
+        label.setText(long)
+        assert label.text() == label.toolTip() == long  # the whole of a cut text is the tooltip
+    QApplication.sendPostedEvents()  # a layout request is a posted event: delivered now, if any
+    QApplication.processEvents()
+    requests.remove()
+    assert requests.n == 0
+
+
 def test_progress_is_shown_in_one_deferred_repaint(widget, qtbot):
     """A child's progress reaches the dock as one scheduled repaint: none while the panel updates
     (QProgressBar alone would repaint synchronously, twice, each a whole-window recomposition in
     napari), the numbers and the loss right once the event loop paints."""
-    from qtpy.QtCore import QEvent, QObject
     from spn_napari.events import Event
 
-    class PaintCounter(QObject):
-        def __init__(self):
-            super().__init__()
-            self.n = 0
-
-        def eventFilter(self, obj, event):
-            self.n += event.type() == QEvent.Type.Paint
-            return False
-
     panel = widget.runs
-    counter = PaintCounter()
-    panel.progress.installEventFilter(counter)
+    counter = EventCounter("Paint", panel.progress)
     widget.viewer.window.show()  # make_napari_viewer's window is hidden, and would paint nothing
     qtbot.waitUntil(lambda: counter.n > 0)
     counter.n = 0
@@ -439,4 +468,4 @@ def test_progress_is_shown_in_one_deferred_repaint(widget, qtbot):
     assert panel.info.text().startswith("step · loss 0.125")
     assert panel.loss_plot.xs == [3.0, 7.0] and panel.loss_plot.ys == [0.25, 0.125]
     qtbot.waitUntil(lambda: counter.n > 0)  # painted by the event loop, after the updates
-    panel.progress.removeEventFilter(counter)
+    counter.remove()

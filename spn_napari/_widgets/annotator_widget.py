@@ -34,6 +34,7 @@ from ..errors import SpnError
 from ..napari_io import evidence_limits, layer_specs
 from .rounds_panel import RoundsPanel
 from .run_panel import RunPanel
+from .steady_label import SteadyLabel
 
 AUTOSAVE_MS = 5000
 COLUMNS = ("image", "status", "tags", "confidence")
@@ -93,8 +94,7 @@ class AnnotatorWidget(QWidget):
         cls_row.addWidget(QLabel("class"))
         cls_row.addWidget(self.klass)
 
-        self.status = QLabel("open a project folder (or File › Open a project)")
-        self.status.setWordWrap(True)
+        self.status = SteadyLabel("open a project folder (or File › Open a project)", lines=2)
 
         self.runs = RunPanel(lambda: None if self.annotator is None else self.annotator.project.root,
                              self.save, self.notify)

@@ -22,6 +22,7 @@ from qtpy.QtWidgets import (
 from ..jobs import command, devices
 from .child_job import ChildJob
 from .line_plot import LinePlot
+from .steady_label import SteadyLabel
 
 REDRAW_MS = 250  # the dock shows the child's progress at most this often
 
@@ -62,7 +63,7 @@ class RunPanel(QWidget):
         prog = QHBoxLayout()
         prog.addWidget(self.progress)
         prog.addWidget(self.cancel_btn)
-        self.info = QLabel("")
+        self.info = SteadyLabel()
         self.loss_plot = LinePlot("training loss (per step)")
         self._latest, self._losses = None, []
         self._redraw_timer = QTimer(self, singleShot=True, interval=REDRAW_MS)
