@@ -1,14 +1,15 @@
-"""The annotator dock's responsiveness: image switching, SP-CAM layer refresh, and how long the Qt
-event loop is blocked while a refinement round trains in the child process.
+"""The annotator dock's responsiveness: image switching, SP-CAM layer refresh, how long the Qt
+event loop is blocked while a refinement round trains in the child process, and Cancel.
 
     xvfb-run -a python benchmarks/bench_gui.py [--project PATH] [--images 8] [--round-epochs 1]
-        [--only switch|sp-cam|event-loop] [--json]
+        [--only switch|sp-cam|event-loop|cancel] [--json]
 
 Why: the plugin's goals are switching images in ≤ 100 ms once an image's view is cached,
 refreshing the SP-CAM layer of a 500×500 image in ≤ 1.5 s on a CPU, and never blocking the event
 loop for more than 50 ms while a round runs (the training lives in a child process; the GUI only
-reads its JSON lines). This script measures all three in one run on a real napari viewer (shown,
-so the canvas really draws; under Xvfb on a headless machine) and prints measured / goal.
+reads its JSON lines), and a Cancel that ends the child within 2 s. This script measures all four
+in one run on a real napari viewer (shown, so the canvas really draws; under Xvfb on a headless
+machine) and prints measured / goal.
 
 What is timed:
   switch       ``AnnotatorWidget.show_image(i)`` plus processing the Qt events it posts (the
@@ -30,6 +31,8 @@ What is timed:
                garbage collections in that time (each as long as the walk over every live
                object); the same timer on the idle viewer, for the same duration (at most 30 s),
                gives the machine's own floor.
+  cancel       the same round with 50 epochs, cancelled at its first training step: seconds from
+               Cancel to the child's exit (SIGTERM, then SIGKILL after a 1.5 s grace).
 
 --project defaults to runs/demo/project (made by the README's first command) when it exists, else
 the cached napari sample project (built on first use, about a minute).
@@ -53,7 +56,7 @@ from qtpy.QtWidgets import QApplication
 
 from _machine import cpu_model  # benchmarks/ is on sys.path when run as a script
 
-GOALS = {"switch_cached_ms": 100.0, "sp_cam_refresh_s": 1.5, "event_loop_block_ms": 50.0}
+GOALS = {"switch_cached_ms": 100.0, "sp_cam_refresh_s": 1.5, "event_loop_block_ms": 50.0, "cancel_s": 2.0}
 
 
 def project_root(arg: str | None) -> Path:
@@ -226,15 +229,39 @@ def time_event_loop(widget, root: Path, epochs: int) -> dict:
         shutil.rmtree(work, ignore_errors=True)
 
 
+def time_cancel(widget, root: Path) -> dict:
+    """Seconds from Cancel to the child's exit, cancelled once the round trains (its first step)."""
+    work = Path(tempfile.mkdtemp(prefix="spn-bench-gui-"))
+    try:
+        copy = work / "project"
+        shutil.copytree(root, copy)
+        widget.open_project(copy)
+        widget.runs.epochs.setValue(50)
+        widget.runs.device.setCurrentText("cpu")
+        job = widget.run_step("round")
+        training = QEventLoop()
+        job.progressed.connect(lambda ev: training.quit() if ev.event == "step" else None)
+        training.exec()
+        ended = []
+        job.proc.stateChanged.connect(lambda state: ended.append(time.perf_counter()))
+        t0 = time.perf_counter()
+        widget.cancel()
+        run_loop(job.finished)
+        return {"cancel_s": ended[-1] - t0, "cancel_killed": job.proc.exitStatus() != job.proc.ExitStatus.NormalExit}
+    finally:
+        widget.open_project(root)
+        shutil.rmtree(work, ignore_errors=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--project")
     ap.add_argument("--images", type=int, default=8)
     ap.add_argument("--round-epochs", type=int, default=1)
-    ap.add_argument("--only", choices=("switch", "sp-cam", "event-loop"), help="measure just this part")
+    ap.add_argument("--only", choices=("switch", "sp-cam", "event-loop", "cancel"), help="measure just this part")
     ap.add_argument("--json", action="store_true")
     a = ap.parse_args()
-    parts = {a.only} if a.only else {"switch", "sp-cam", "event-loop"}
+    parts = {a.only} if a.only else {"switch", "sp-cam", "event-loop", "cancel"}
     import napari
     from spn_napari._widgets.annotator_widget import AnnotatorWidget
     root = project_root(a.project)
@@ -251,6 +278,8 @@ def main() -> None:
         res.update(time_sp_cam_refresh(widget, app, root))
     if "event-loop" in parts:
         res.update(time_event_loop(widget, root, a.round_epochs))
+    if "cancel" in parts:
+        res.update(time_cancel(widget, root))
     res["of_goal"] = {k: res[k] / g for k, g in GOALS.items() if k in res}
     widget.close()
     viewer.close()
@@ -266,6 +295,10 @@ def main() -> None:
     if "sp-cam" in parts:
         print(f"  SP-CAM refresh, 500×500, {res['superpixels']} superpixels, side {res['sp_cam_side']}: "
               f"{res['sp_cam_refresh_s']:.3f} s — {res['of_goal']['sp_cam_refresh_s']:.2f} of the 1.5 s goal")
+    if "cancel" in parts:
+        print(f"  Cancel while the round trains: the child gone after {res['cancel_s']:.2f} s "
+              f"({'killed after the grace time' if res['cancel_killed'] else 'a clean stop on SIGTERM'}) — "
+              f"{res['of_goal']['cancel_s']:.2f} of the 2 s goal")
     if "event-loop" not in parts:
         return
     print(f"  event loop while a round runs in the child ({res['round_seconds']:.0f} s): longest block "
