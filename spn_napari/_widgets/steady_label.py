@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from qtpy.QtCore import QEvent
 from qtpy.QtWidgets import QLabel, QSizePolicy, QWidget
 
 
@@ -16,12 +17,18 @@ class SteadyLabel(QWidget):
 
     def __init__(self, text: str = "", lines: int = 1, parent=None) -> None:
         super().__init__(parent)
-        self._label = QLabel(self)
+        self._lines, self._label = lines, QLabel(self)
         self._label.setWordWrap(lines > 1)
         self.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Fixed)
-        margins = self._label.contentsMargins()
-        self.setFixedHeight(lines * self._label.fontMetrics().lineSpacing() + margins.top() + margins.bottom())
+        self._fit_height()
         self.setText(text)
+
+    def _fit_height(self) -> None:
+        """Height for the label's lines in its font, which napari's style sheet sets only when
+        the window is shown (a font or style change: the height again)."""
+        self._label.ensurePolished()
+        margins = self._label.contentsMargins()
+        self.setFixedHeight(self._lines * self._label.fontMetrics().lineSpacing() + margins.top() + margins.bottom())
 
     def text(self) -> str:
         return self._label.text()
@@ -33,3 +40,12 @@ class SteadyLabel(QWidget):
     def resizeEvent(self, event) -> None:  # noqa: N802
         self._label.setGeometry(self.rect())
         super().resizeEvent(event)
+
+    def showEvent(self, event) -> None:  # noqa: N802
+        self._fit_height()
+        super().showEvent(event)
+
+    def changeEvent(self, event) -> None:  # noqa: N802
+        if event.type() in (QEvent.Type.FontChange, QEvent.Type.StyleChange):
+            self._fit_height()
+        super().changeEvent(event)
