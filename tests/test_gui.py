@@ -205,6 +205,72 @@ def test_accept_saves_and_a_new_viewer_finds_the_correction(widget, labelled_pro
     again.timer.stop()
 
 
+def test_shortcuts_work_on_the_canvas_with_the_labels_layer_selected(widget, labelled_project, qtbot):
+    """A, R, P and N pressed where annotators press them: on the canvas while the labels layer is
+    selected, whose own keys would otherwise win (napari's Labels layer binds P, for one)."""
+    labels = widget.viewer.layers["labels"]
+    assert widget.viewer.layers.selection.active is labels and widget.current == 0
+    canvas = widget.viewer.window._qt_viewer.canvas.native
+    qtbot.keyClick(canvas, "a")  # accept image 0, on to the next unreviewed: 1
+    assert Project(labelled_project.root).review(0) == "reviewed" and widget.current == 1
+    qtbot.keyClick(canvas, "r")  # reject image 1, on to 2
+    assert Project(labelled_project.root).review(1) == "rejected" and widget.current == 2
+    qtbot.keyClick(canvas, "p")  # previous: 1
+    assert widget.current == 1 and labels.mode == "paint"
+    qtbot.keyClick(canvas, "n")  # next unreviewed after 1: 2
+    assert widget.current == 2
+    np.testing.assert_array_equal(np.asarray(labels.data), labelled_project.read("pseudo/sp-cam", 2))
+
+
+def test_image_list_sorts_and_a_click_shows_that_image(widget, labelled_project, qtbot):
+    from qtpy.QtCore import Qt
+    widget.accept()  # image 0 reviewed: the status column shows it
+    p = Project(labelled_project.root)
+    t = widget.table
+    expected = {im.name: (p.review(i), ", ".join(p.classes[c] for c in im.tags)) for i, im in enumerate(p.images)}
+    assert expected[p.images[0].name][0] == "reviewed"
+    t.sortItems(0, Qt.SortOrder.DescendingOrder)
+    names = [t.item(r, 0).text() for r in range(t.rowCount())]
+    assert names == sorted(expected, reverse=True)
+    for r, name in enumerate(names):
+        assert (t.item(r, 1).text(), t.item(r, 2).text()) == expected[name]
+        assert p.images[widget._row_index(r)].name == name  # each row knows its image
+    widget.viewer.window.show()
+    row = t.rowCount() - 1  # the first image by name, now last
+    t.scrollToItem(t.item(row, 0))
+    qtbot.waitUntil(lambda: t.viewport().rect().contains(t.visualItemRect(t.item(row, 0)).center()))
+    qtbot.mouseClick(t.viewport(), Qt.MouseButton.LeftButton, pos=t.visualItemRect(t.item(row, 0)).center())
+    assert widget.current == widget._row_index(row) == [im.name for im in p.images].index(names[-1])
+
+
+def test_the_class_choice_shows_that_class_evidence(widget, labelled_project):
+    """SP-CAM and CAM layers show the chosen class's map (as the project stores it, at the image's
+    size), and the brush paints that class."""
+    view = widget.annotator.view(0)
+    for c in range(1, len(labelled_project.classes) + 1):
+        widget.klass.setCurrentIndex(c)
+        for method in ("sp-cam", "cam"):
+            np.testing.assert_array_equal(np.asarray(widget.viewer.layers[method.upper()].data),
+                                          view.evidence[method][c - 1])
+        assert widget.viewer.layers["labels"].selected_label == c
+
+
+def test_the_writer_saves_a_labels_layer_as_a_palette_png(widget, labelled_project, tmp_path):
+    """File › Save Selected Layers through napari to our npe2 writer: a PNG whose pixel values are
+    the class indices and whose palette is the project's colours, as `spn-napari export` writes."""
+    import napari
+    from PIL import Image
+    layer = widget.viewer.layers["labels"]
+    out = napari.save_layers(str(tmp_path / "mask.png"), [layer], plugin="spn-napari")
+    assert out == [str(tmp_path / "mask.png")]
+    im = Image.open(out[0])
+    assert im.mode == "P"
+    np.testing.assert_array_equal(np.asarray(im), np.asarray(layer.data))
+    palette = np.array(im.getpalette()[:3 * (len(labelled_project.classes) + 1)]).reshape(-1, 3)
+    for c, colour in enumerate(labelled_project.colors):
+        assert tuple(palette[c + 1]) == tuple(int(colour[k:k + 2], 16) for k in (1, 3, 5))
+
+
 def test_brush_strokes_are_autosaved_without_leaving_the_image(widget, labelled_project, qtbot):
     """napari's own brush (layer.paint, the history-recording path) on the labels layer: the
     autosave timer stores exactly the painted pixels as the correction, so a crash or kill
@@ -469,3 +535,22 @@ def test_progress_is_shown_in_one_deferred_repaint(widget, qtbot):
     assert panel.loss_plot.xs == [3.0, 7.0] and panel.loss_plot.ys == [0.25, 0.125]
     qtbot.waitUntil(lambda: counter.n > 0)  # painted by the event loop, after the updates
     counter.remove()
+
+
+def test_sample_data_builds_the_demo_project_once_and_opens_it(make_napari_viewer, tmp_path, monkeypatch):
+    """File › Open Sample › SPN demo project: generated, trained and cached on first use, then
+    opened like a project folder (the same layers); a second opening reuses the cache."""
+    monkeypatch.setenv("SPN_NAPARI_CACHE", str(tmp_path))
+    viewer = make_napari_viewer()
+    viewer.open_sample("spn-napari", "demo-project")
+    root = tmp_path / "sample-project"
+    assert (root / "ready").exists()
+    assert [layer.name for layer in viewer.layers] == ["image", "superpixels", "SP-CAM", "CAM", "labels"]
+    p, meta = Project(root), viewer.layers["labels"].metadata
+    i = meta["spn_image"]
+    assert meta["spn_project"] == str(root) and len(p) == 24
+    np.testing.assert_array_equal(np.asarray(viewer.layers["labels"].data), p.read("pseudo/sp-cam", i))
+    stamp = (root / "ready").stat().st_mtime_ns
+    viewer.layers.clear()
+    viewer.open_sample("spn-napari", "demo-project")
+    assert (root / "ready").stat().st_mtime_ns == stamp and len(viewer.layers) == 5
