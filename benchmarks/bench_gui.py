@@ -47,6 +47,7 @@ import shutil
 import statistics
 import tempfile
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -190,7 +191,10 @@ def run_loop(until_signal=None, ms: int | None = None) -> None:
     loop.exec()
 
 
-def time_event_loop(widget, root: Path, epochs: int) -> dict:
+@contextmanager
+def rounds_on_a_copy(widget, root: Path, epochs: int):
+    """The dock on a throw-away copy of the project, its rounds set to ``epochs`` on the CPU;
+    the project itself is shown again afterwards and never written to."""
     work = Path(tempfile.mkdtemp(prefix="spn-bench-gui-"))
     try:
         copy = work / "project"
@@ -198,6 +202,14 @@ def time_event_loop(widget, root: Path, epochs: int) -> dict:
         widget.open_project(copy)
         widget.runs.epochs.setValue(epochs)
         widget.runs.device.setCurrentText("cpu")
+        yield
+    finally:
+        widget.open_project(root)
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def time_event_loop(widget, root: Path, epochs: int) -> dict:
+    with rounds_on_a_copy(widget, root, epochs):
         run_loop(ms=1000)  # the copy's first image is drawn before the clock starts
         ticker = Ticker()
         full_gcs = FullCollections(ticker)
@@ -224,20 +236,11 @@ def time_event_loop(widget, root: Path, epochs: int) -> dict:
                 "event_loop_block_ms": max(running), "event_loop_block_p99_ms": float(np.percentile(running, 99)),
                 "round_seconds": (exit_at - t0) / 1000, "event_loop_worst_at_s": worst_at, "result_loading_ms": loading,
                 "idle_block_ms": max(idle), "idle_block_p99_ms": float(np.percentile(idle, 99))}
-    finally:
-        widget.open_project(root)
-        shutil.rmtree(work, ignore_errors=True)
 
 
 def time_cancel(widget, root: Path) -> dict:
     """Seconds from Cancel to the child's exit, cancelled once the round trains (its first step)."""
-    work = Path(tempfile.mkdtemp(prefix="spn-bench-gui-"))
-    try:
-        copy = work / "project"
-        shutil.copytree(root, copy)
-        widget.open_project(copy)
-        widget.runs.epochs.setValue(50)
-        widget.runs.device.setCurrentText("cpu")
+    with rounds_on_a_copy(widget, root, 50):
         job = widget.run_step("round")
         training = QEventLoop()
         job.progressed.connect(lambda ev: training.quit() if ev.event == "step" else None)
@@ -248,9 +251,6 @@ def time_cancel(widget, root: Path) -> dict:
         widget.cancel()
         run_loop(job.finished)
         return {"cancel_s": ended[-1] - t0, "cancel_killed": job.proc.exitStatus() != job.proc.ExitStatus.NormalExit}
-    finally:
-        widget.open_project(root)
-        shutil.rmtree(work, ignore_errors=True)
 
 
 def main() -> None:
