@@ -6,6 +6,9 @@ label array (:func:`superpixel_fill`, :func:`swap_class`) and hands the edited l
 :meth:`Annotator.save`, which turns them into a correction — the pixels that differ from the
 model's labels, plus every pixel set before — and stores it atomically. Accepting an image keeps
 all its current labels as the person's (the whole image becomes set) and marks it reviewed.
+
+In a project without a background class, label value 0 is "no label": a pixel a person sets to 0
+(napari's eraser) is not a correction, so it falls back to the model's label.
 """
 
 from __future__ import annotations
@@ -103,7 +106,7 @@ class Annotator:
         p = self.project
         try:
             base = p.read(_base_kind(p), i)
-        except ProjectError:  # no pseudo-labels yet: all background, and the person may paint
+        except ProjectError:  # no pseudo-labels yet: all 0 (background or no label); the person may paint
             info = p.images[i]
             base = np.zeros((info.height, info.width), np.uint8)
         corr = p.correction(i)
@@ -132,10 +135,13 @@ class Annotator:
     # ---- saving ----------------------------------------------------------------------------
     def save(self, i: int, labels: np.ndarray, *, review: str | None = None, accept_all: bool = False) -> bool:
         """Store ``labels`` as image i's correction when they differ from what is saved (or when
-        the review status changes); returns whether anything was written."""
+        the review status changes); returns whether anything was written. Without a background
+        class, pixels of value 0 are left unset (see the module's docstring)."""
         v = self.view(i)
         labels = np.asarray(labels, np.uint8)
         set_mask = np.ones_like(v.set_mask) if accept_all else (v.set_mask | (labels != v.base))
+        if not self.project.has_background:
+            set_mask &= labels != 0
         changed = not (np.array_equal(set_mask, v.set_mask) and np.array_equal(labels, v.labels))
         if not changed and (review is None or review == self.project.review(i)):
             return False

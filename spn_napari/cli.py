@@ -52,9 +52,12 @@ class _Progress:
         if self.mode == "jsonl":
             print(ev.to_json(), flush=True)
         elif self.mode == "bar" and ev.total:
+            desc = "encoder features" if ev.event == "features" else self.desc
+            if self.bar is not None and (self.bar.total != ev.total or self.bar.desc != desc):
+                self.close()  # a new stage (the feature cache, then training) gets a bar of its own
             if self.bar is None:
                 from tqdm import tqdm
-                self.bar = tqdm(total=ev.total, desc=self.desc, file=sys.stderr, dynamic_ncols=True)
+                self.bar = tqdm(total=ev.total, desc=desc, file=sys.stderr, dynamic_ncols=True)
             self.bar.n = ev.step
             if "loss" in ev.data:
                 self.bar.set_postfix(loss=f"{ev.data['loss']:.3f}", refresh=False)
@@ -90,11 +93,13 @@ def cmd_init(a: argparse.Namespace) -> int:
     dataset = read_dataset(a.source)
     show = _Progress(a.progress, "import")
     try:
-        Project.create(a.project, dataset, progress=lambda i, n: show.show(Event("image", i, n)))
+        Project.create(a.project, dataset, progress=lambda i, n: show.show(Event("image", i, n)),
+                       background=not a.no_background)
     finally:
         show.close()
+    bg = ", no background class" if a.no_background else ""
     print(f"created project {a.project} from {dataset.layout} data set {a.source}: "
-          f"{len(dataset.items)} images, {len(dataset.classes)} classes", file=sys.stderr)
+          f"{len(dataset.items)} images, {len(dataset.classes)} classes{bg}", file=sys.stderr)
     return 0
 
 
@@ -108,18 +113,15 @@ def cmd_superpixels(a: argparse.Namespace) -> int:
 
 
 def cmd_train_spn(a: argparse.Namespace) -> int:
-    from .train import TrainConfig, default_threads, train_spn
+    from .train import TrainConfig, default_threads, resolve_encoder, train_spn
     default_threads()
     project = _project(a.project)
-    encoder = a.encoder or ("vgg16" if a.weights else "small")
-    if encoder not in ("small", "vgg16"):
-        raise SpnError(f"--encoder {encoder}: unknown encoder — use small or vgg16.")
-    if a.weights and encoder != "vgg16":
-        raise SpnError("--weights: a weights file is a VGG-16 state dict — use it with --encoder vgg16.")
+    encoder = resolve_encoder(a.encoder, a.weights)
     device, progress = _distributed(a)
     cfg = TrainConfig(epochs=_positive("--epochs", a.epochs), batch_size=_positive("--batch-size", a.batch_size),
                       lr=a.lr, encoder=encoder, weights=a.weights, device=device, seed=a.seed,
-                      workers=a.workers, scales=_scales(a.scales), state=a.state, compile=a.compile)
+                      workers=a.workers, scales=_scales(a.scales), state=a.state, compile=a.compile,
+                      cache=not a.no_cache)
     last = _Progress(progress, "train SPN")(train_spn(project, cfg))
     if progress != "none" or a.progress == "none":
         print(f"trained SPN in {last.data['seconds']:.0f} s", file=sys.stderr)
@@ -169,7 +171,8 @@ def cmd_evaluate(a: argparse.Namespace) -> int:
     if a.json:
         print(json.dumps(result))
     else:
-        print(f"{result['method']}: mIoU {result['miou']:.3f} over {result['images']} images")
+        print(f"{result['method']}: mIoU {result['miou']:.3f}, mean class accuracy "
+              f"{result['mean_class_accuracy']:.3f} over {result['images']} images")
         for name, iou in result["per_class"].items():
             print(f"  {name:>16s}  {'—' if iou is None else f'{iou:.3f}'}")
     return 0
@@ -212,7 +215,8 @@ def _round_config(a: argparse.Namespace, device: str | None = None):
                        lr=a.lr, device=device or a.device, seed=a.seed, workers=a.workers,
                        scales=_scales(a.scales), start_from=a.start_from, state=getattr(a, "state", None),
                        reviewed_weight=_positive("--reviewed-weight", a.reviewed_weight),
-                       ignore_band=_band(a.ignore_band), compile=getattr(a, "compile", False))
+                       ignore_band=_band(a.ignore_band), compile=getattr(a, "compile", False),
+                       cache=not a.no_cache)
 
 
 def cmd_round(a: argparse.Namespace) -> int:
@@ -337,6 +341,9 @@ def build_parser() -> argparse.ArgumentParser:
     s = add("init", cmd_init, "create a project from a data set folder (generic or VOC layout)")
     s.add_argument("project")
     s.add_argument("--from", dest="source", required=True, metavar="DATASET_DIR")
+    s.add_argument("--no-background", action="store_true",
+                   help="every pixel belongs to a class (e.g. MSRC-21): label value 0 is no class, and a "
+                        "ground-truth mask holding 0 is an error")
 
     s = add("superpixels", cmd_superpixels, "compute SLIC superpixels for every image")
     s.add_argument("project")
@@ -346,7 +353,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = add("train-spn", cmd_train_spn, "train the superpixel pooling network on the image tags")
     s.add_argument("project")
-    s.add_argument("--encoder", default=None, help="small (default) or vgg16 (default with --weights)")
+    s.add_argument("--encoder", default="auto", help="auto (default: lite0, the frozen ImageNet EfficientNet-Lite0 "
+                   "its pip package ships; vgg16 with --weights), lite0, vgg16 or small (from scratch)")
+    s.add_argument("--no-cache", action="store_true", help="run the frozen encoder in every epoch instead of "
+                   "computing its maps once per image and side (they are kept in the project)")
     s.add_argument("--weights", default=None, metavar="FILE", help="torchvision VGG-16 state dict file")
     s.add_argument("--epochs", type=int, default=30)
     s.add_argument("--batch-size", type=int, default=8)
@@ -384,7 +394,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--round", type=int, default=None, metavar="R", help="a round's labels instead")
 
     s = add("import-corrections", cmd_import_corrections,
-            "import correction masks (DIR/NAME.png: 0 background, i class i, 255 not set)")
+            "import correction masks (DIR/NAME.png: 0 background, i class i, 255 not set; "
+            "no 0 in a project made with --no-background)")
     s.add_argument("project")
     s.add_argument("dir")
     s.add_argument("--review", default="reviewed", choices=("reviewed", "unreviewed", "rejected"),
@@ -440,6 +451,8 @@ def _round_args(s: argparse.ArgumentParser) -> None:
     s.add_argument("--ignore-band", type=float, default=d.ignore_band,
                    help="round 1: leave pixels out of the loss whose SPN evidence lies this close to the 50%% "
                         f"threshold, unless a person set them; 0 trains on every pixel (default {d.ignore_band})")
+    s.add_argument("--no-cache", action="store_true", help="run the frozen encoder in every step instead of "
+                   "reading its maps from the project's feature cache")
 
 
 def _version() -> str:

@@ -1,9 +1,10 @@
 """Annotators' corrections from mask files: `spn-napari import-corrections PROJECT DIR`.
 
 A correction mask is a label image named like the project's image (``DIR/NAME.png``): 0
-background, i class i (the order of classes.txt), 255 "not set". Its set pixels override the
-labels of every later round (see :func:`spn_napari.rounds.training_target`). The store keeps each
-image's correction (labels plus which pixels a person set) and its review status
+background, i class i (the order of classes.txt), 255 "not set"; in a project without a background
+class (``init --no-background``) a 0 is an error. Its set pixels override the labels of every
+later round (see :func:`spn_napari.rounds.training_target`). The store keeps each image's
+correction (labels plus which pixels a person set) and its review status
 (:meth:`Project.save_correction`, :meth:`Project.set_review`).
 """
 
@@ -29,8 +30,9 @@ def import_corrections(project: Project, folder: Path | str, *, review: str = "r
     """Read every mask in ``folder``, check them all, then store them one image at a time.
 
     Nothing is written unless every file names an image of the project (once), has its size and
-    only holds class values of classes.txt or 255. Each image's save is atomic; an import stopped
-    half-way keeps the images already saved. Imported images get the review status ``review``.
+    only holds class values of classes.txt, 255, and 0 only in a project with a background class.
+    Each image's save is atomic; an import stopped half-way keeps the images already saved.
+    Imported images get the review status ``review``.
     """
     folder = Path(folder)
     if not folder.is_dir():
@@ -53,8 +55,12 @@ def import_corrections(project: Project, folder: Path | str, *, review: str = "r
         mask = load_mask(path, (info.height, info.width))
         bad = mask[(mask != NOT_SET) & (mask > len(project.classes))]
         if bad.size:
-            raise DatasetError(f"{path}: value {int(bad.max())} is not a class of classes.txt (0 background, "
-                               f"1..{len(project.classes)}, 255 not set) — fix the mask's values.")
+            raise DatasetError(f"{path}: value {int(bad.max())} is not a class of classes.txt "
+                               f"({project.value_legend()}) — fix the mask's values.")
+        if not project.has_background and (mask == 0).any():
+            raise DatasetError(f"{path}: value 0 (background) at {int((mask == 0).sum())} pixels, but project "
+                               f"{project.root} has no background class — give those pixels a class or "
+                               f"255 (not set) ({project.value_legend()}).")
         plan.append((i, path))
     for n, (i, path) in enumerate(plan, 1):
         info = project.images[i]

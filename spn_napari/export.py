@@ -19,7 +19,8 @@ FORMATS = ("png", "voc", "zarr")
 
 
 def label_palette(colors: tuple[str, ...]) -> list[int]:
-    """A 768-entry PNG palette: 0 black, class c+1 its project colour, 255 white (ignore)."""
+    """A 768-entry PNG palette: 0 black (background, or no label), class c+1 its project colour,
+    255 white (ignore)."""
     pal = [0, 0, 0] * 256
     for c, hexcol in enumerate(colors[:254]):
         pal[3 * (c + 1): 3 * (c + 2)] = [int(hexcol[k:k + 2], 16) for k in (1, 3, 5)]
@@ -37,7 +38,8 @@ def export_labels(project: Project, out: Path | str, *, kind: str | None = None,
     """Write artifact ``kind`` (e.g. 'pseudo/sp-cam', 'round/2/labels') for every image to ``out``;
     ``kind=None``: the current labels, corrections included (what the user sees).
 
-    png: ``out/NAME.png`` palette masks (value = class index, 0 background) + ``classes.txt``;
+    png: ``out/NAME.png`` palette masks (value c+1 = class c of ``classes.txt``; 0 background, or
+    "no label" in a project without a background class) + ``classes.txt``;
     voc: ``JPEGImages/``, ``SegmentationClass/``, ``ImageSets/Segmentation/train.txt``;
     zarr: ``out`` as a zarr group with one (H, W) uint8 array per image name.
     """
@@ -52,7 +54,8 @@ def export_labels(project: Project, out: Path | str, *, kind: str | None = None,
     names = [im.name for im in project.images]
     if fmt == "zarr":
         group = zarr.open_group(out, mode="w")
-        group.attrs.update({"classes": list(project.classes), "labels": kind or "current"})
+        group.attrs.update({"classes": list(project.classes), "labels": kind or "current",
+                            "background": project.has_background})
         for i, name in enumerate(names):
             lab = read(i)
             group.create_array(name, shape=lab.shape, dtype=lab.dtype, chunks=lab.shape)[...] = lab
@@ -69,5 +72,6 @@ def export_labels(project: Project, out: Path | str, *, kind: str | None = None,
         sets = out / "ImageSets" / "Segmentation"
         sets.mkdir(parents=True)
         (sets / "train.txt").write_text("".join(f"{n}\n" for n in names), encoding="utf-8")
-    (out / "export.json").write_text(json.dumps({"labels": kind or "current", "classes": list(project.classes)}) + "\n")
+    (out / "export.json").write_text(json.dumps({"labels": kind or "current", "classes": list(project.classes),
+                                                 "background": project.has_background}) + "\n")
     return out

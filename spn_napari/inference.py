@@ -24,7 +24,8 @@ from .models.spn import SPN
 from .ops import superpixel_pool
 from .store import Project
 from .data.transforms import fit_to_canvas
-from .train import load_spn, resolve_device
+from .features import read_features
+from .train import feature_cache, load_spn, resolve_device
 
 __all__ = ["PseudoLabelConfig", "Evidence", "image_evidence", "make_pseudo_labels", "evidence_maps",
            "check_method", "label_canvas"]
@@ -64,18 +65,22 @@ def label_canvas(sp: np.ndarray, device: torch.device) -> tuple[torch.Tensor, in
 
 
 @torch.no_grad()
-def image_evidence(model: SPN, image: np.ndarray, sp: np.ndarray, sides: Iterable[int],
-                   device: torch.device) -> Evidence:
+def image_evidence(model: SPN, image: np.ndarray | None, sp: np.ndarray, sides: Iterable[int],
+                   device: torch.device, backbone: dict[int, torch.Tensor] | None = None) -> Evidence:
     """Run ``model`` on one image at each side; max-pool the evidence across sides.
 
-    image (H, W, 3) uint8, sp (H, W) int labels 0..N-1.
+    image (H, W, 3) uint8, sp (H, W) int labels 0..N-1; ``backbone`` {side: (Cb, g, g)} the
+    frozen encoder's cached maps, used instead of the image for the sides it holds.
     """
     sp_canvas, n = label_canvas(sp, device)  # (1, L, L), L = max(H, W)
     side_full = sp_canvas.shape[-1]
     scores, cams, probs = [], [], []
     for side in sides:
-        x, _, _ = fit_to_canvas(image, None, side)
-        z, feat = model.features(x[None].to(device))  # (1, Cz, s/32, s/32), (1, K, s/16, s/16)
+        if backbone and side in backbone:
+            z, feat = model.features(backbone=backbone[side][None].to(device))
+        else:
+            x, _, _ = fit_to_canvas(image, None, side)
+            z, feat = model.features(x[None].to(device))  # (1, Cz, s/32, s/32), (1, K, 2s/32, 2s/32)
         if feat.shape[-1] > side_full:  # an image smaller than the canvas: pool at canvas size
             feat = F.interpolate(feat, size=(side_full, side_full), mode="bilinear", align_corners=False)
         pooled = superpixel_pool(feat.float(), sp_canvas, [n])  # (N, K), features upsampled to the image
@@ -111,6 +116,7 @@ def make_pseudo_labels(project: Project, cfg: PseudoLabelConfig = PseudoLabelCon
     model, ckpt = load_spn(project, device)
     scales = sorted(ckpt["scales"])
     sides = scales if cfg.multi_scale else [scales[len(scales) // 2]]
+    cache = yield from feature_cache(project, model.encoder, ckpt["config"]["encoder"], sides, device)
     n, t0 = len(project), time.perf_counter()
     deps = ("superpixels", "spn")
     meta = {**asdict(cfg), "sides": sides}
@@ -121,13 +127,17 @@ def make_pseudo_labels(project: Project, cfg: PseudoLabelConfig = PseudoLabelCon
     try:
         for i, info in enumerate(project.images):
             sp = project.read("superpixels", i)
-            ev = image_evidence(model, project.image(i), sp, sides, device)
+            if cache:
+                ev = image_evidence(model, None, sp, sides, device,
+                                    {s: read_features(project, k, i) for s, k in cache.items()})
+            else:
+                ev = image_evidence(model, project.image(i), sp, sides, device)
             w_sp.put(i, ev.sp_scores.astype(np.float32))
             w_cam.put(i, ev.cam.astype(np.float32))
             classes = info.tags if cfg.classes == "tags" else np.flatnonzero(ev.probs > 0.5)
             maps = (paint_superpixels(ev.sp_scores, sp) if cfg.method == "sp-cam"
                     else upsample_cam(ev.cam, info.height, info.width))
-            w_lab.put(i, threshold_maps(maps, classes, cfg.threshold))
+            w_lab.put(i, threshold_maps(maps, classes, cfg.threshold, background=project.has_background))
             yield Event("image", i + 1, n)
         for wr in writers:
             wr.commit()

@@ -48,8 +48,10 @@ CONTOUR_COLORMAP = {"name": "spn contours", "colors": [[0.0, 0.0, 0.0, 0.0], [1.
 def layer_specs(project, view, klass: int | None = None) -> list[tuple]:
     """napari LayerData tuples for one image view: image, superpixel contours, SP-CAM / CAM maps
     of class ``klass`` (0-based; default the image's first tag), and the labels with the
-    project's class names and colours."""
-    names = ["background", *project.classes]
+    project's class names and colours (no 'background' name in a project without one: there,
+    value 0 is "no label" and has no name)."""
+    names = project.label_names()
+    first = 0 if project.has_background else 1  # label value of names[0]
     colors = {0: "transparent", None: "transparent",
               **{c + 1: col for c, col in enumerate(project.colors)}}
     meta = {"spn_project": str(project.root), "spn_image": view.index}
@@ -63,7 +65,8 @@ def layer_specs(project, view, klass: int | None = None) -> list[tuple]:
                                    "contrast_limits": evidence_limits(maps[tag]),
                                    "blending": "additive", "visible": method == "sp-cam", "metadata": meta}, "image"))
     layers.append((view.labels.copy(), {"name": "labels", "opacity": 0.6, "colormap": colors,
-                                        "features": {"index": list(range(len(names))), "class": names},
+                                        "features": {"index": list(range(first, first + len(names))),
+                                                     "class": names},
                                         "metadata": meta}, "labels"))
     return layers
 
@@ -77,16 +80,17 @@ def read_project_layers(root) -> list[tuple]:
 
 
 def write_labels(path: str, data, meta: dict) -> list[str]:
-    """npe2 writer hook: a labels layer as a palette PNG mask (0 background, i class i)."""
+    """npe2 writer hook: a labels layer as a palette PNG mask (0 background or no label, i class i),
+    coloured as a project's classes are (:func:`spn_napari.store.class_colors`)."""
     from PIL import Image
     from .export import label_palette
-    from .store import PALETTE
+    from .store import class_colors
     arr = np.asarray(data)
     if arr.max(initial=0) > 255 or arr.min(initial=0) < 0:
         raise ValueError(f"{path}: label values must lie in 0..255 to be saved as a PNG mask")
     path = path if path.lower().endswith(".png") else f"{path}.png"
     im = Image.fromarray(arr.astype(np.uint8), mode="P")
-    im.putpalette(label_palette(tuple(PALETTE)))
+    im.putpalette(label_palette(tuple(class_colors(254))))
     im.save(path)
     return [path]
 

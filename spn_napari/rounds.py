@@ -31,7 +31,9 @@ from .events import Event
 from .metrics import ConfusionMeter
 from .models.decoupled import IGNORE, DecoupledConfig, DecoupledNet, decoupled_loss
 from .store import Project
-from .train import _scales, autocast, compile_convs, drop_state, fit, load_checkpoint, load_spn, resolve_device, seed_everything
+from .features import read_features
+from .train import (_inputs, _scales, autocast, compile_convs, drop_state, feature_cache, fit, load_checkpoint, load_spn,
+                    resolve_device, seed_everything)
 
 __all__ = ["RoundConfig", "run_round", "labels_reader", "history", "rollback", "current_round", "current_labels",
            "training_target", "load_decoupled", "predict_labels", "labels_kind"]
@@ -55,6 +57,8 @@ class RoundConfig:
     compile: bool = False  # torch.compile the segmentation net's conv stages
     reviewed_weight: int = 10  # a corrected image is drawn this many times as often as the others
     ignore_band: float = 0.2  # round 1: ignore pixels whose SPN evidence is this close to the threshold
+    cache: bool = True  # train and predict from the frozen encoder's cached maps (spn_napari.features)
+    snap: bool = False  # average the predicted probabilities over each superpixel before the argmax
 
 
 def labels_kind(r: int) -> str:
@@ -155,9 +159,10 @@ def _unsure(project: Project, i: int, method: str, band: float) -> np.ndarray:
     tags = project.images[i].tags
     if method == "sp-cam":
         scores = project.read("cams/sp-cam", i)  # (N, C)
-        return uncertain_pixels(scores.T[:, :, None], tags, band=band)[:, 0][project.read("superpixels", i)]
+        return uncertain_pixels(scores.T[:, :, None], tags, band=band,
+                                background=project.has_background)[:, 0][project.read("superpixels", i)]
     from .inference import evidence_maps
-    return uncertain_pixels(evidence_maps(project, i, method), tags, band=band)
+    return uncertain_pixels(evidence_maps(project, i, method), tags, band=band, background=project.has_background)
 
 
 def present_classes(project: Project, i: int) -> list[int]:
@@ -194,24 +199,46 @@ def load_decoupled(project: Project, r: int, device: torch.device) -> tuple[Deco
 
 
 @torch.no_grad()
-def predict_labels(model: DecoupledNet, image: np.ndarray, classes, side: int,
-                   device: torch.device) -> tuple[np.ndarray, float]:
-    """One image's labels (H, W) uint8 and its uncertainty (mean of 1 - the winning probability)."""
+def predict_labels(model: DecoupledNet, image: np.ndarray, classes, side: int, device: torch.device, *,
+                   background: bool = True, backbone: torch.Tensor | None = None,
+                   sp: np.ndarray | None = None) -> tuple[np.ndarray, float]:
+    """One image's labels (H, W) uint8 and its uncertainty (mean of 1 - the winning probability).
+
+    ``background=False``: the background row is dropped and each pixel takes the most probable of
+    ``classes`` (probabilities renormalised over them); no classes leaves every pixel 0.
+    ``backbone``: the frozen encoder's cached map of the image at ``side`` (Cb, g, g), used instead
+    of running the encoder. ``sp`` (H, W): superpixels over which the probabilities are averaged
+    before the argmax, so labels follow the image's edges as SP-CAM's do."""
     h, w = image.shape[:2]
     classes = sorted(int(c) for c in classes)
-    x, _, _ = fit_to_canvas(image, None, side)
-    probs = model.segment(x[None].to(device), classes)  # (1+K, side, side)
+    if backbone is not None:
+        probs = model.segment(None, classes, backbone=backbone[None].to(device))  # (1+K, side, side)
+    else:
+        x, _, _ = fit_to_canvas(image, None, side)
+        probs = model.segment(x[None].to(device), classes)  # (1+K, side, side)
     probs = upsample_cam(probs.cpu().numpy(), h, w)  # (1+K, H, W)
+    if sp is not None:
+        probs = superpixel_mean(probs, sp)
     lut = np.array([0] + [c + 1 for c in classes], np.uint8)
+    if not background and classes:
+        probs, lut = probs[1:] / np.maximum(probs[1:].sum(0), 1e-12), lut[1:]  # (K, H, W), (K,)
     return lut[probs.argmax(0)], float(1.0 - probs.max(0).mean())
+
+
+def superpixel_mean(maps: np.ndarray, sp: np.ndarray) -> np.ndarray:
+    """maps (K, H, W), sp (H, W) labels 0..N-1 -> (K, H, W): each pixel the mean over its superpixel."""
+    flat = sp.ravel()
+    counts = np.maximum(np.bincount(flat), 1)  # (N,)
+    means = np.stack([np.bincount(flat, weights=m.ravel(), minlength=len(counts)) for m in maps]) / counts
+    return means[:, sp].astype(np.float32)
 
 
 def round_metrics(project: Project, r: int, parent: int | None) -> dict:
     """mIoU of the project's labels with round r current (corrections applied) over all images,
     over the images nobody corrected, and of the model's own labels; the share of pixels changed
     since the parent round. One pass: each image's labels, correction and truth are read once."""
-    names = ["background", *project.classes]
-    full, model, raw = (ConfusionMeter(len(names)) for _ in range(3))
+    names, bg = project.label_names(), project.has_background
+    full, model, raw = (ConfusionMeter(1 + len(project.classes)) for _ in range(3))
     n_gt = n_raw = corrected = diff = total = 0
     for i in range(len(project)):
         labels = project.read(labels_kind(r), i)
@@ -231,10 +258,10 @@ def round_metrics(project: Project, r: int, parent: int | None) -> dict:
             total += labels.size
     out: dict = {"corrected": corrected}
     if n_gt:
-        s = full.summary(names)
-        out.update(miou=s["miou"], per_class=s["per_class"],
-                   miou_unreviewed=raw.summary(names)["miou"] if n_raw else None,
-                   miou_model=model.summary(names)["miou"])
+        s, sm = full.summary(names, background=bg), model.summary(names, background=bg)
+        out.update(miou=s["miou"], per_class=s["per_class"], mean_class_accuracy=s["mean_class_accuracy"],
+                   miou_unreviewed=raw.summary(names, background=bg)["miou"] if n_raw else None,
+                   miou_model=sm["miou"], mean_class_accuracy_model=sm["mean_class_accuracy"])
     if parent is not None:
         out["changed"] = diff / max(1, total)
     return out
@@ -306,11 +333,12 @@ def run_round(project: Project, cfg: RoundConfig = RoundConfig()) -> Iterator[Ev
     if not samples:
         raise ProjectError(f"{project.root}: no image is left to train on (all rejected or untagged) — "
                            f"mark some images unreviewed or reviewed.")
+    cache = yield from feature_cache(project, model.encoder, model.cfg.encoder, scales, device, cfg.cache)
     if cfg.compile:
         compile_convs(model.seg)
     net = distributed.wrap(model, device)
     rank, world = distributed.rank_world()
-    data = FigureGroundSamples(project, samples, _Targets(cfg.ignore_band))
+    data = FigureGroundSamples(project, samples, _Targets(cfg.ignore_band), features=cache)
     # Corrected images are listed reviewed_weight times, and each epoch draws as many samples as
     # there are distinct ones: clean labels weigh more while an epoch costs the same.
     sampler = MultiScaleBatches(len(samples), batch_size=cfg.batch_size, scales=scales, seed=cfg.seed,
@@ -322,9 +350,10 @@ def run_round(project: Project, cfg: RoundConfig = RoundConfig()) -> Iterator[Ev
                                                         "samples": len(samples), "scales": list(scales)})
 
     def step(batch: dict) -> tuple[torch.Tensor, dict]:
-        x, target = batch["x"].to(device), batch["target"].to(device)
+        x, f = _inputs(batch, device)
+        target = batch["target"].to(device)
         with autocast(device, cfg.amp):
-            logits = net(x, batch["mask"].to(device))
+            logits = net(x, batch["mask"].to(device), backbone=f)
         valid = target != IGNORE
         hits = ((logits.detach().argmax(1) == target) & valid).sum().item()
         return decoupled_loss(logits, target), {"pixel_accuracy": (hits, int(valid.sum()))}
@@ -332,7 +361,8 @@ def run_round(project: Project, cfg: RoundConfig = RoundConfig()) -> Iterator[Ev
     yield from fit(model, loader, sampler, step, epochs=cfg.epochs, lr=cfg.lr, weight_decay=cfg.weight_decay,
                    state=cfg.state, fingerprint={"trainer": "decoupled", "round": k, "parent": parent,
                                                  "samples": len(samples), "weight": cfg.reviewed_weight, "band": cfg.ignore_band,
-                                                 "corrections": _corrections_version(project), "seed": cfg.seed})
+                                                 "corrections": _corrections_version(project), "seed": cfg.seed,
+                                                 "cached": bool(cache)})
     if not distributed.is_main():  # rank 0 predicts and commits; the others wait for it
         distributed.barrier()
         yield Event("done", k, k, {"round": k, "rank": rank})
@@ -343,7 +373,10 @@ def run_round(project: Project, cfg: RoundConfig = RoundConfig()) -> Iterator[Ev
     uncertainty = []
     with project.writer(labels_kind(k), meta={"parent": parent}) as w:
         for i, info in enumerate(project.images):
-            labels, u = predict_labels(model, project.image(i), present_classes(project, i), side, device)
+            f = read_features(project, cache[side], i) if cache else None
+            sp = project.read("superpixels", i) if cfg.snap and project.artifact("superpixels") else None
+            labels, u = predict_labels(model, project.image(i), present_classes(project, i), side, device,
+                                       background=project.has_background, backbone=f, sp=sp)
             w.put(i, labels)
             uncertainty.append(round(u, 5))
             yield Event("image", i + 1, len(project))

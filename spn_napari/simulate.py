@@ -92,8 +92,9 @@ def simulate(project: Project, cfg: SimulateConfig = SimulateConfig(), *, work: 
     """Run the simulation on a copy of ``project`` at ``work`` (default: PROJECT-simulate-TIME).
 
     Yields each round's events (data tagged with "sim_round") and 'done' whose data is the
-    result: {"start_miou", "rounds": [{"round", "miou", "miou_unreviewed", "corrected",
-    "changed", "seconds"}, ...], "full_supervision_miou", "work"}.
+    result: {"start_miou", "rounds": [{"round", "miou", "mean_class_accuracy", "miou_unreviewed",
+    "corrected", "changed", "seconds"}, ...], "full_supervision_miou",
+    "full_supervision_mean_class_accuracy", "work"}.
     """
     if cfg.select not in SELECT:
         raise SpnError(f"--select {cfg.select}: use random or uncertain.")
@@ -122,15 +123,19 @@ def simulate(project: Project, cfg: SimulateConfig = SimulateConfig(), *, work: 
         for ev in run_round(sim, cfg.round):
             yield Event(ev.event, ev.step, ev.total, {**ev.data, "sim_round": r + 1})
         m = history(sim)[-1]["metrics"]
-        rows.append({"round": r + 1, "miou": m["miou"], "miou_unreviewed": m["miou_unreviewed"],
+        rows.append({"round": r + 1, "miou": m["miou"], "mean_class_accuracy": m.get("mean_class_accuracy"),
+                     "miou_unreviewed": m["miou_unreviewed"],
                      "miou_model": m["miou_model"], "corrected": m["corrected"], "changed": m["changed"],
                      "seconds": time.perf_counter() - t0})
     result = {"start_miou": start["metrics"]["miou"], "rounds": rows, "full_supervision_miou": None,
+              "full_supervision_mean_class_accuracy": None,
               "select": cfg.select, "correct_fraction": cfg.correct_fraction, "work": str(work)}
     if cfg.full_supervision:
         rollback(sim, 0)  # the upper bound starts where round 1 started: from the SPN
         _correct_with_truth(sim, [i for i in range(len(sim)) if sim.images[i].has_gt])
         for ev in run_round(sim, replace(cfg.round)):
             yield Event(ev.event, ev.step, ev.total, {**ev.data, "sim_round": "full"})
-        result["full_supervision_miou"] = history(sim)[-1]["metrics"]["miou_model"]
+        full = history(sim)[-1]["metrics"]
+        result["full_supervision_miou"] = full["miou_model"]
+        result["full_supervision_mean_class_accuracy"] = full.get("mean_class_accuracy_model")
     yield Event("done", cfg.rounds, cfg.rounds, result)

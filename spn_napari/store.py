@@ -2,8 +2,9 @@
 
 Layout of a project folder::
 
-    project.json   format version, classes, colours, images (name, size, tags, source),
-                   settings, and the manifest of committed artifacts
+    project.json   format version, classes, colours, whether label value 0 is a background
+                   class, images (name, size, tags, source), settings, and the manifest of
+                   committed artifacts
     data.zarr/     images/NNNNNN (H, W, 3) uint8, gt/NNNNNN (H, W) uint8, and one group per
                    artifact version, e.g. ``superpixels.3f2a9c/NNNNNN`` (H, W) int32
     checkpoints/   model files named after their artifact version
@@ -13,6 +14,13 @@ unique name and becomes visible only when ``project.json`` is atomically replace
 (temp file + fsync + ``os.replace``). A process killed at any instant therefore leaves the last
 committed state readable; half-written groups are invisible and swept later. Artifacts record
 the versions they were computed from, so recomputing superpixels drops what depended on them.
+
+Label values everywhere: class c (0-based) is c+1, 255 is ignore / void / not set. Value 0 is
+background in a project with a background class (the default); in one made with
+``init --no-background`` (every pixel belongs to a class, as in MSRC-21) 0 is never a ground-truth
+or corrected value and only means "no label" where no class is possible (an image without tags).
+
+Format versions: 1 has no "background" key (read as True); 2 records it.
 """
 
 from __future__ import annotations
@@ -33,21 +41,57 @@ from typing import Any
 import numpy as np
 import zarr
 
-from .errors import ProjectError
+from .errors import DatasetError, ProjectError
 
-__all__ = ["FORMAT_VERSION", "Project", "ArtifactWriter", "is_project", "atomic_write_bytes", "atomic_write_json"]
+__all__ = ["FORMAT_VERSION", "Project", "ArtifactWriter", "is_project", "atomic_write_bytes", "atomic_write_json",
+           "PALETTE", "class_colors"]
 
 FORMAT = "spn-napari-project"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: the manifest's "background" key (absent in 1: a background class)
 MANIFEST = "project.json"
 ZARR = "data.zarr"
 OPEN_ARRAYS = 4096  # zarr array handles a Project keeps open (see Project._array)
 
-# Distinct, colour-blind-friendly class colours (background is transparent in napari).
 REVIEW_STATES = ("unreviewed", "reviewed", "rejected")
+# Distinct, colour-blind-friendly colours of the first 20 classes (background is transparent in
+# napari); class_colors() extends them for larger class lists.
 PALETTE = ["#e6194b", "#3cb44b", "#4363d8", "#f58231", "#911eb4", "#46f0f0", "#f032e6", "#bcf60c",
            "#fabebe", "#008080", "#e6beff", "#9a6324", "#fffac8", "#800000", "#aaffc3", "#808000",
            "#ffd8b1", "#000075", "#808080", "#ffe119"]
+_GOLDEN = 0.381966  # 1 - 1/phi: hue step that keeps successive hues far apart on the circle
+_LIGHT_SAT = ((0.50, 0.85), (0.70, 0.75), (0.35, 0.80), (0.60, 0.55), (0.42, 0.60))  # HLS, cycled
+_CANDIDATES = 2048
+
+
+def _candidate_colors() -> np.ndarray:
+    """(_CANDIDATES, 3) float64 RGB 0..255: golden-angle hue steps over a cycle of lightness and
+    saturation levels (lightness 0.35..0.7: never near black or white)."""
+    import colorsys
+    rgb = [colorsys.hls_to_rgb((0.05 + k * _GOLDEN) % 1.0, *_LIGHT_SAT[k % len(_LIGHT_SAT)])
+           for k in range(_CANDIDATES)]
+    return np.round(np.array(rgb) * 255)
+
+
+def class_colors(n: int) -> list[str]:
+    """n different "#rrggbb" colours, one per class: PALETTE for the first 20 (so projects and
+    their exports keep their colours), then, one at a time, the candidate colour (see
+    :func:`_candidate_colors`) farthest in RGB from every colour given so far.
+
+    Why: PALETTE repeats from class 21 on, which makes classes of MSRC-21 or COCO (80)
+    indistinguishable in the viewer and in exported masks.
+    """
+    out = PALETTE[:n]
+    if len(out) < n:
+        cand = _candidate_colors()  # (M, 3)
+        given = np.array([[int(c[k:k + 2], 16) for k in (1, 3, 5)] for c in out], np.float64)  # (20, 3)
+        dist = np.sqrt(((cand[:, None] - given[None]) ** 2).sum(-1)).min(1)  # (M,) to the nearest given
+        while len(out) < n:
+            j = int(dist.argmax())
+            if dist[j] == 0:  # pragma: no cover - more classes than distinct candidates
+                raise ValueError(f"class_colors: no more than {len(out)} distinct colours")
+            out.append("#" + "".join(f"{int(v):02x}" for v in cand[j]))
+            dist = np.minimum(dist, np.sqrt(((cand - cand[j]) ** 2).sum(-1)))
+    return list(out)
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
@@ -165,6 +209,22 @@ class Project:
         return tuple(self._meta["colors"])
 
     @property
+    def has_background(self) -> bool:
+        """Whether label value 0 is a background class (False: made with ``init --no-background``;
+        projects of format 1 have no such key and a background class)."""
+        return bool(self._meta.get("background", True))
+
+    def label_names(self) -> list[str]:
+        """Names of the label values a person or a model can give, in value order: 'background'
+        (value 0) and the classes (values 1..K), without 'background' when the project has none."""
+        return ["background", *self.classes] if self.has_background else list(self.classes)
+
+    def value_legend(self) -> str:
+        """The valid label values in words, for error messages, e.g. '0 background, 1..5, 255 not set'."""
+        bg = "0 background, " if self.has_background else ""
+        return f"{bg}1..{len(self.classes)}, 255 not set"
+
+    @property
     def images(self) -> list[ImageInfo]:
         return self._images
 
@@ -208,7 +268,8 @@ class Project:
         return self._array("images", i)[...]
 
     def ground_truth(self, i: int) -> np.ndarray | None:
-        """(H, W) uint8: 0 background, c+1 class c, 255 ignore; None without a mask. Never for training."""
+        """(H, W) uint8: c+1 class c, 255 ignore, 0 background (never 0 in a project without a
+        background class); None without a mask. Never for training."""
         return self._array("gt", i)[...] if self._images[i].has_gt else None
 
     # ---- corrections and review ------------------------------------------------------------
@@ -250,8 +311,12 @@ class Project:
                                    f"but the image is {info.width}x{info.height} — save it at the image's size.")
         used = np.asarray(labels)[np.asarray(set_mask, bool)]
         if used.size and int(used.max()) > len(self.classes):
-            raise ProjectError(f"{what}: class value {int(used.max())} is not in classes.txt (0 background, "
-                               f"1..{len(self.classes)}, 255 not set) — fix the mask's values.")
+            raise ProjectError(f"{what}: class value {int(used.max())} is not in classes.txt "
+                               f"({self.value_legend()}) — fix the mask's values.")
+        if used.size and not self.has_background and int(used.min()) == 0:
+            raise ProjectError(f"{what}: value 0 (background) on {int((used == 0).sum())} set pixels, but this "
+                               f"project has no background class — give them a class "
+                               f"({self.value_legend()}).")
 
     def save_correction(self, i: int, labels: np.ndarray, set_mask: np.ndarray, *,
                         review: str | None = None) -> None:
@@ -359,11 +424,14 @@ class Project:
 
     # ---- creation --------------------------------------------------------------------------
     @classmethod
-    def create(cls, root: Path | str, dataset, progress: Callable[[int, int], None] | None = None) -> "Project":
+    def create(cls, root: Path | str, dataset, progress: Callable[[int, int], None] | None = None, *,
+               background: bool = True) -> "Project":
         """Import ``dataset`` (a validated data set) into a new project folder at ``root``.
 
-        Written into a temporary sibling folder that is renamed into place at the end, so a
-        failure (a corrupt image, a mask of the wrong size) leaves no project behind.
+        ``background=False`` (``init --no-background``): every pixel belongs to a class, so label
+        value 0 is no class; a ground-truth mask holding 0 is refused. Written into a temporary
+        sibling folder that is renamed into place at the end, so a failure (a corrupt image, a
+        mask of the wrong size, a 0 without background) leaves no project behind.
         """
         from .data.images import load_image, load_mask
 
@@ -382,7 +450,13 @@ class Project:
                 _put(images_g, i, img)
                 has_gt = item.mask_path is not None
                 if has_gt:
-                    _put(gt_g, i, load_mask(item.mask_path, img.shape[:2]))
+                    mask = load_mask(item.mask_path, img.shape[:2])
+                    if not background and (mask == 0).any():
+                        raise DatasetError(
+                            f"{item.mask_path}: value 0 (background) at {int((mask == 0).sum())} pixels in a "
+                            f"data set imported with --no-background — relabel those pixels to a class or "
+                            f"255 (void), or import without --no-background.")
+                    _put(gt_g, i, mask)
                 infos.append({"name": item.name, "height": int(img.shape[0]), "width": int(img.shape[1]),
                               "tags": list(item.tags), "has_gt": has_gt, "source": str(item.image_path)})
                 if progress:
@@ -392,8 +466,8 @@ class Project:
             atomic_write_json(tmp / MANIFEST, {
                 "format": FORMAT, "format_version": FORMAT_VERSION, "created": time.time(),
                 "source": {"path": str(dataset.root), "layout": dataset.layout},
-                "classes": list(dataset.classes),
-                "colors": [PALETTE[c % len(PALETTE)] for c in range(n)],
+                "classes": list(dataset.classes), "background": bool(background),
+                "colors": class_colors(n),
                 "settings": {}, "artifacts": {}, "images": infos})
             if root.exists():
                 root.rmdir()  # empty, checked above

@@ -23,10 +23,13 @@ from .data.loader import MultiScaleBatches, SuperpixelImages, collate
 from .data.transforms import auto_scales
 from .errors import SpnError
 from .events import Event
+from .features import cached_sides, compute_features
+from .models.encoders import ENCODERS
 from .models.spn import SPN, SPNConfig, build_spn, spn_loss
 from .store import Project, atomic_write_bytes
 
-__all__ = ["TrainConfig", "train_spn", "fit", "load_checkpoint", "resolve_device", "load_spn", "seed_everything", "autocast"]
+__all__ = ["TrainConfig", "train_spn", "fit", "load_checkpoint", "resolve_device", "resolve_encoder", "load_spn",
+           "seed_everything", "autocast", "feature_cache"]
 
 
 @dataclass(frozen=True)
@@ -37,8 +40,9 @@ class TrainConfig:
     batch_size: int = 8
     lr: float = 1e-3
     weight_decay: float = 1e-4
-    encoder: str = "small"  # "small" | "vgg16"
+    encoder: str = "auto"  # "auto" (lite0; vgg16 with weights) | "lite0" | "vgg16" | "small"
     weights: str | None = None  # torchvision VGG-16 state dict file (implies encoder="vgg16")
+    cache: bool = True  # a frozen encoder's maps computed once per image and side (spn_napari.features)
     scales: tuple[int, ...] | None = None  # canvas sides; None: the paper's, scaled to the data
     device: str = "auto"  # "auto" | "cpu" | "cuda" | "cuda:N"
     amp: bool = True  # mixed precision on CUDA (bf16 where supported)
@@ -93,33 +97,35 @@ def train_spn(project: Project, cfg: TrainConfig = TrainConfig()) -> Iterator[Ev
     project.require("superpixels")
     device = resolve_device(cfg.device)
     seed_everything(cfg.seed)
-    encoder = "vgg16" if cfg.weights else cfg.encoder
+    encoder = resolve_encoder(cfg.encoder, cfg.weights)
     model = build_spn(len(project.classes), encoder=encoder, weights=cfg.weights).to(device)
+    scales = _scales(project, cfg)
+    cache = yield from feature_cache(project, model.encoder, encoder, scales, device, cfg.cache)
     if cfg.compile:
         compile_convs(model.encoder, model.upsampler)
     net = distributed.wrap(model, device)
     rank, world = distributed.rank_world()
-    scales = _scales(project, cfg)
-    data = SuperpixelImages(project)
+    data = SuperpixelImages(project, features=cache)
     sampler = MultiScaleBatches(len(project), batch_size=cfg.batch_size, scales=scales, seed=cfg.seed,
                                 rank=rank, world=world, drop_last=world > 1)
     loader = DataLoader(data, batch_sampler=sampler, collate_fn=collate, num_workers=cfg.workers,
                         persistent_workers=cfg.workers > 0)
-    yield Event("start", 0, cfg.epochs * len(sampler),
-                {"device": str(device), "scales": list(scales), "images": len(project), "encoder": encoder})
+    yield Event("start", 0, cfg.epochs * len(sampler), {"device": str(device), "scales": list(scales),
+                "images": len(project), "encoder": encoder, "cached": bool(cache)})
 
     def step(batch: dict) -> tuple[torch.Tensor, dict]:
-        x, sp = batch["x"].to(device, non_blocking=True), batch["sp"].to(device, non_blocking=True)
-        target = batch["target"].to(device)
+        x, f = _inputs(batch, device)
+        sp, target = batch["sp"].to(device, non_blocking=True), batch["target"].to(device)
         with autocast(device, cfg.amp):
-            out = net(x, sp, batch["n"].to(device))
+            out = net(x, sp, batch["n"].to(device), backbone=f)
         hits = ((out.top.detach() > 0) == (target > 0.5)).float().mean(1).sum().item()
-        return spn_loss(out, target), {"tag_accuracy": (hits, len(x))}
+        return spn_loss(out, target), {"tag_accuracy": (hits, len(target))}
 
     t0 = time.perf_counter()
     yield from fit(model, loader, sampler, step, epochs=cfg.epochs, lr=cfg.lr, weight_decay=cfg.weight_decay,
                    state=cfg.state, fingerprint={"trainer": "spn", "superpixels": project.require("superpixels")["version"],
-                                                 "images": len(project), "encoder": encoder, "seed": cfg.seed})
+                                                 "images": len(project), "encoder": encoder, "seed": cfg.seed,
+                                                 "cached": bool(cache)})
     if not distributed.is_main():
         distributed.barrier()
         yield Event("done", cfg.epochs, cfg.epochs, {"seconds": time.perf_counter() - t0, "rank": rank})
@@ -133,6 +139,42 @@ def train_spn(project: Project, cfg: TrainConfig = TrainConfig()) -> Iterator[Ev
     drop_state(cfg.state)
     distributed.barrier()
     yield Event("done", cfg.epochs, cfg.epochs, {"seconds": time.perf_counter() - t0})
+
+
+def resolve_encoder(name: str, weights: str | None) -> str:
+    """'auto' -> 'vgg16' with a weights file, else the pretrained 'lite0'; unknown names are one line."""
+    if name == "auto":
+        return "vgg16" if weights else "lite0"
+    if name not in ENCODERS:
+        raise SpnError(f"--encoder {name}: unknown encoder — use auto, {', '.join(ENCODERS)}.")
+    if weights and name != "vgg16":
+        raise SpnError("--weights: a weights file is a VGG-16 state dict — use it with --encoder vgg16.")
+    return name
+
+
+def feature_cache(project: Project, encoder: torch.nn.Module, name: str, sides, device: torch.device,
+                  enabled: bool = True) -> Iterator[Event]:
+    """Make sure a frozen encoder's maps are cached for ``sides`` (computing the missing ones on
+    rank 0, 'features' events) and return {side: artifact}; None when the encoder is not cacheable
+    or ``enabled`` is off."""
+    if not (enabled and getattr(encoder, "cacheable", False)):
+        return None
+    if distributed.is_main():
+        for ev in compute_features(project, encoder, name, sides, device):
+            if ev.event == "image":  # progress only: nothing to show when every side is cached
+                yield Event("features", ev.step, ev.total, ev.data)
+    distributed.barrier()
+    project.reload()
+    cache = cached_sides(project, name, sides)
+    if len(cache) != len(set(sides)):
+        raise SpnError(f"{project.root}: the feature cache for {name} is incomplete — run the command again.")
+    return cache
+
+
+def _inputs(batch: dict, device: torch.device) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+    """A batch's images x (B, 3, S, S) or cached backbone maps f (B, Cb, g, g): one is None."""
+    x, f = batch.get("x"), batch.get("f")
+    return (None if x is None else x.to(device, non_blocking=True)), (None if f is None else f.to(device, non_blocking=True))
 
 
 def compile_convs(*modules: torch.nn.Module) -> None:
@@ -192,7 +234,7 @@ def fit(model: torch.nn.Module, loader, sampler, step, *, epochs: int, lr: float
                 loss.backward()
                 opt.step()
             except torch.cuda.OutOfMemoryError:
-                bs = len(batch["x"])
+                bs = len(batch["index"])
                 raise SpnError(f"out of GPU memory at batch size {bs} — try --batch-size {max(1, bs // 2)}"
                                f"{' or smaller --scales' if bs == 1 else ''}.") from None
             sched.step()

@@ -73,7 +73,7 @@ def _labelled_project(tmp_path_factory, _sp_project) -> Path:
     from spn_napari.train import TrainConfig, train_spn
     root = tmp_path_factory.mktemp("labelled") / "project"
     project = _copy_project(_sp_project, root)
-    run(train_spn(project, TrainConfig(epochs=1, batch_size=4, device="cpu")))
+    run(train_spn(project, TrainConfig(epochs=1, batch_size=4, device="cpu", encoder="small")))  # plumbing, fast
     for method in ("cam", "sp-cam"):
         run(make_pseudo_labels(project, PseudoLabelConfig(method=method, device="cpu")))
     return root

@@ -170,3 +170,64 @@ def test_upsample_cam_square_canvas_then_crop(h, w):
         direct = F.interpolate(torch.from_numpy(cam)[None], size=(h, w), mode="bilinear",
                                align_corners=False)[0].numpy()
         assert not np.allclose(out, direct, atol=1e-3)
+
+
+# ---------------------------------------------------------------- without a background class
+
+C0 = np.array([[4.0, 3.0, 2.0, 0.0, 1.0]])  # max 4  -> norm [1, .75, .5, 0, .25]
+C1 = np.array([[5.0, 6.0, 9.0, 10.0, 2.0]])  # max 10 -> norm [.5, .6, .9, 1, .2]
+C2 = np.array([[-1.0, -1.0, -1.0, -1.0, -0.5]])  # no positive value
+C3 = np.array([[-2.0, 0.0, -3.0, -0.1, -0.6]])  # no positive value (peak 0)
+NO_BG = np.stack([C0, C1, C2, C3])
+
+
+def test_no_background_every_pixel_takes_the_best_normalised_class():
+    # px4: .25 vs .2 -> class 0, though neither passes 50% (with background: 0)
+    np.testing.assert_array_equal(threshold_maps(NO_BG, [0, 1], background=False), [[1, 1, 2, 2, 1]])
+    np.testing.assert_array_equal(threshold_maps(NO_BG, [0, 1]), [[1, 1, 2, 2, 0]])
+    # a class without a positive value loses to any class with one
+    np.testing.assert_array_equal(threshold_maps(NO_BG, [2, 1, 0], background=False), [[1, 1, 2, 2, 1]])
+    np.testing.assert_array_equal(threshold_maps(NO_BG, [2, 1], background=False), [[2, 2, 2, 2, 2]])
+    # none has one: the raw scores decide (-1 vs -2, -1 vs 0, -1 vs -3, -1 vs -.1, -.5 vs -.6)
+    np.testing.assert_array_equal(threshold_maps(NO_BG, [3, 2], background=False), [[3, 4, 3, 4, 3]])
+    # one class labels every pixel, whatever its map; none leaves 0 ("no label")
+    for c in range(4):
+        out = threshold_maps(NO_BG, [c], background=False)
+        assert out.dtype == np.uint8
+        np.testing.assert_array_equal(out, np.full((1, 5), c + 1))
+    np.testing.assert_array_equal(threshold_maps(NO_BG, [], background=False), np.zeros((1, 5)))
+
+
+def test_no_background_ties_go_to_the_lower_class():
+    m = np.stack([np.array([[2.0, 1.0]]), np.array([[4.0, 2.0]])])  # norms [1, .5] both
+    np.testing.assert_array_equal(threshold_maps(m, [1, 0], background=False), [[1, 1]])
+
+
+def test_no_background_uncertain_is_a_close_second_best():
+    # gaps best - second: [.5, .15, .4, 1, .05]
+    np.testing.assert_array_equal(uncertain_pixels(NO_BG, [0, 1], band=0.2, background=False), [[0, 1, 0, 0, 1]])
+    np.testing.assert_array_equal(uncertain_pixels(NO_BG, [0, 1], band=0.45, background=False), [[0, 1, 1, 0, 1]])
+    np.testing.assert_array_equal(uncertain_pixels(NO_BG, [0, 1, 2], band=0.45, background=False),
+                                  [[0, 1, 1, 0, 1]])  # class 2 (no positive value) is never second
+    assert not uncertain_pixels(NO_BG, [0, 2], band=5.0, background=False).any()  # second best: none
+    assert not uncertain_pixels(NO_BG, [1], band=5.0, background=False).any()  # one class: sure
+    assert not uncertain_pixels(NO_BG, [], band=5.0, background=False).any()
+    assert uncertain_pixels(NO_BG, [2, 3], band=0.0, background=False).all()  # no evidence at all
+
+
+def no_background_loop(maps: np.ndarray, classes) -> np.ndarray:
+    """float64 per-pixel reference of the no-background rule (maps with a positive peak each)."""
+    cs = sorted(set(classes))
+    out = np.zeros(maps.shape[1:], np.uint8)
+    for y, x in np.ndindex(out.shape):
+        scores = [maps[c, y, x] / maps[c].max() for c in cs]
+        out[y, x] = cs[int(np.argmax(scores))] + 1
+    return out
+
+
+def test_no_background_matches_loop_random():
+    rng = np.random.default_rng(5)
+    maps = rng.integers(-6, 21, (5, 13, 11)).astype(np.float64)
+    maps[:, 0, 0] = 20  # every class has a positive peak
+    classes = [0, 2, 3, 4]
+    np.testing.assert_array_equal(threshold_maps(maps, classes, background=False), no_background_loop(maps, classes))

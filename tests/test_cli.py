@@ -61,7 +61,7 @@ def test_progress_jsonl_is_one_event_per_line(trained, tmp_path, capsys):
     code, out, _ = cli(capsys, "train-spn", root, "--epochs", "2", "--batch-size", "5", "--progress", "jsonl")
     assert code == 0
     events = [json.loads(line) for line in out.splitlines()]
-    kinds = [e["event"] for e in events]
+    kinds = [e["event"] for e in events if e["event"] != "features"]  # the encoder's cache comes first
     assert kinds[0] == "start" and kinds[-1] == "done" and kinds.count("epoch") == 2
     assert all(np.isfinite(e["loss"]) for e in events if e["event"] == "step")
     # retraining replaced the SPN, so the pseudo-labels made from the old one are gone
@@ -239,4 +239,5 @@ def test_scales_reach_training(sp_project, capsys):
     code, out, err = cli(capsys, "train-spn", sp_project.root, "--epochs", "1", "--scales", "64,48",
                          "--progress", "jsonl")
     assert code == 0, err
-    assert json.loads(out.splitlines()[0])["scales"] == [48, 64]
+    start = next(e for e in map(json.loads, out.splitlines()) if e["event"] == "start")
+    assert start["scales"] == [48, 64]

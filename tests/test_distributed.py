@@ -18,6 +18,7 @@ import pytest
 import torch
 
 from spn_napari.data.loader import MultiScaleBatches, SuperpixelImages, collate
+from spn_napari.features import cached_sides
 from spn_napari.data.readers import read_dataset
 from spn_napari.models.spn import build_spn, spn_loss
 from spn_napari.pipeline import run
@@ -53,7 +54,8 @@ def test_two_gloo_processes_equal_one_process_on_the_same_global_batch(four, tmp
     moments = torch.load(f"{state}.done", weights_only=True)["optimizer"]["state"]
 
     cfg = TrainConfig(epochs=1, batch_size=2)
-    data, scales = SuperpixelImages(four), _scales(four, cfg)
+    scales = _scales(four, cfg)
+    data = SuperpixelImages(four, features=cached_sides(four, "lite0", scales))  # what rank 0 cached
     shards = []
     for rank in (0, 1):
         sampler = MultiScaleBatches(len(four), batch_size=2, scales=scales, seed=cfg.seed, rank=rank, world=2,
@@ -66,7 +68,7 @@ def test_two_gloo_processes_equal_one_process_on_the_same_global_batch(four, tmp
         seed_everything(cfg.seed)
         model = build_spn(len(four.classes))
         model.train()
-        loss = sum(spn_loss(model(b["x"], b["sp"], b["n"]), b["target"]) for b in batches) / len(batches)
+        loss = sum(spn_loss(model(None, b["sp"], b["n"], backbone=b["f"]), b["target"]) for b in batches) / len(batches)
         loss.backward()
         return {n: p.grad for n, p in model.named_parameters() if p.requires_grad}, model
 

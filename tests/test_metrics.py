@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from spn_napari.metrics import IGNORE, ConfusionMeter, confusion_matrix, iou_per_class, mean_iou
+from spn_napari.metrics import (IGNORE, ConfusionMeter, class_accuracy, confusion_matrix, iou_per_class,
+                                mean_class_accuracy, mean_iou)
 
 # 3 labels (0 background, 1, 2); two ground-truth pixels are 255 (ignored).
 GT = np.array([[0, 0, 1, 1],
@@ -134,3 +135,56 @@ def test_meter_summary_hand_case():
     assert s["per_class"]["b"] == pytest.approx(2 / 3)
     assert s["per_class"]["c"] is None  # NaN -> None (JSON-safe)
     assert s["pixel_accuracy"] == pytest.approx(7 / 10)  # trace 2+3+2 over 10 counted pixels
+    # recall per ground-truth label: 2/3, 3/4, 2/3; label 3 is not in the ground truth
+    assert s["mean_class_accuracy"] == pytest.approx((2 / 3 + 3 / 4 + 2 / 3) / 3, rel=1e-15)
+
+
+# Without a background class: labels 1..3 are the classes, the ground truth never holds 0, and a
+# prediction of 0 ("no label") is an error for the true class.
+GT_NB = np.array([[1, 1, 2, 2],
+                  [1, 3, 2, 255],
+                  [3, 3, 255, 2]], np.uint8)
+PRED_NB = np.array([[1, 2, 2, 2],
+                    [0, 3, 1, 2],
+                    [3, 0, 2, 2]], np.uint8)
+#   gt 1: (0,0)->1 (0,1)->2 (1,0)->0           -> [1, 1, 1, 0]
+#   gt 2: (0,2)->2 (0,3)->2 (1,2)->1 (2,3)->2  -> [0, 1, 3, 0]
+#   gt 3: (1,1)->3 (2,0)->3 (2,1)->0           -> [1, 0, 0, 2]
+CM_NB = np.array([[0, 0, 0, 0],
+                  [1, 1, 1, 0],
+                  [0, 1, 3, 0],
+                  [1, 0, 0, 2]])
+# IoU (row + column - tp): 1: 1/(3+2-1) = 1/4, 2: 3/(4+4-3) = 3/5, 3: 2/(3+2-2) = 2/3; label 0: 0/2
+# class accuracy (tp / row): 1: 1/3, 2: 3/4, 3: 2/3
+
+
+def test_no_background_hand_case():
+    cm = confusion_matrix(PRED_NB, GT_NB, 4)
+    np.testing.assert_array_equal(cm, CM_NB)
+    np.testing.assert_allclose(class_accuracy(cm), [np.nan, 1 / 3, 3 / 4, 2 / 3], rtol=1e-15)
+    assert mean_iou(cm, background=False) == pytest.approx((1 / 4 + 3 / 5 + 2 / 3) / 3, rel=1e-15)
+    assert mean_iou(cm) == pytest.approx((0 + 1 / 4 + 3 / 5 + 2 / 3) / 4, rel=1e-15)  # label 0 as a class
+    assert mean_class_accuracy(cm, background=False) == pytest.approx(7 / 12, rel=1e-15)
+    assert mean_class_accuracy(cm) == pytest.approx(7 / 12, rel=1e-15)  # label 0 absent from the truth
+    meter = ConfusionMeter(4)
+    meter.add(PRED_NB, GT_NB)
+    s = meter.summary(["sky", "grass", "cow"], background=False)
+    assert list(s["per_class"]) == ["sky", "grass", "cow"]
+    np.testing.assert_allclose(list(s["per_class"].values()), [1 / 4, 3 / 5, 2 / 3], rtol=1e-15)
+    assert s["miou"] == pytest.approx(91 / 180, rel=1e-15)
+    assert s["mean_class_accuracy"] == pytest.approx(7 / 12, rel=1e-15)
+    assert s["pixel_accuracy"] == pytest.approx(6 / 10)
+    with pytest.raises(ValueError, match="names"):
+        meter.summary(["background", "sky", "grass", "cow"], background=False)
+
+
+def test_class_accuracy_matches_loop_random():
+    rng = np.random.default_rng(2)
+    gt = rng.integers(1, 5, (19, 13)).astype(np.uint8)
+    gt[rng.random(gt.shape) < 0.2] = IGNORE
+    pred = rng.integers(0, 5, gt.shape).astype(np.uint8)
+    cm = confusion_matrix(pred, gt, 5)
+    for c in range(1, 5):
+        counted = gt == c
+        assert class_accuracy(cm)[c] == pytest.approx((pred[counted] == c).mean(), rel=1e-12)
+    assert np.isnan(class_accuracy(cm)[0])

@@ -18,7 +18,7 @@ from spn_napari.data.images import load_image, load_mask
 from spn_napari.data.readers import read_dataset
 from spn_napari.errors import DatasetError, ProjectError
 from spn_napari.pipeline import run
-from spn_napari.store import FORMAT_VERSION, MANIFEST, Project
+from spn_napari.store import FORMAT_VERSION, MANIFEST, PALETTE, Project, class_colors
 from spn_napari.superpixels import SuperpixelConfig, compute_superpixels, superpixel_counts
 
 
@@ -177,3 +177,35 @@ def test_sweep_removes_orphans_only(sp_project):
     os.utime(live, (old, old))
     assert w.version in sp_project.sweep()
     assert not orphan.exists() and live.exists()
+
+
+def _rgb(col: str) -> np.ndarray:
+    return np.array([int(col[k:k + 2], 16) for k in (1, 3, 5)], np.float64)
+
+
+@pytest.mark.parametrize("n", [1, 20, 21, 80, 254])
+def test_class_colors_are_distinct_for_any_number_of_classes(n):
+    cols = class_colors(n)
+    assert len(cols) == n and len(set(cols)) == n
+    assert cols[:20] == PALETTE[:n]  # existing projects keep their colours
+    rgb = np.stack([_rgb(c) for c in cols])
+    assert all(len(c) == 7 and c.startswith("#") for c in cols)
+    new = rgb[20:]
+    assert ((new.sum(1) > 3 * 30) & (new.sum(1) < 3 * 225)).all()  # never (near) black or white
+    if n == 80:  # COCO: every new colour at least as far from every other as PALETTE's closest pair
+        dist = np.sqrt(((rgb[:, None] - rgb[None]) ** 2).sum(-1)) + np.eye(n) * 1e9
+        palette_min = dist[:20, :20].min()
+        assert dist[20:].min() >= palette_min
+    assert class_colors(n) == cols  # deterministic
+
+
+def test_a_format_1_project_opens_with_a_background_class(sp_project):
+    """Projects made before the "background" key (format 1) keep opening, with background."""
+    meta = json.loads((sp_project.root / MANIFEST).read_text())
+    assert meta["format_version"] == FORMAT_VERSION == 2 and meta["background"] is True
+    del meta["background"]
+    meta["format_version"] = 1
+    (sp_project.root / MANIFEST).write_text(json.dumps(meta))
+    p = Project(sp_project.root)
+    assert p.has_background and p.label_names() == ["background", *p.classes]
+    assert p.read("superpixels", 0).shape == p.image(0).shape[:2]

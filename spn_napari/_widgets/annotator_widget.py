@@ -83,7 +83,8 @@ class AnnotatorWidget(QWidget):
         self.sp_fill.toggled.connect(self._sp_fill_toggled)
         self.swap_from, self.swap_to = QComboBox(), QComboBox()
         swap_btn = QPushButton("Swap")
-        swap_btn.clicked.connect(lambda: self.swap(self.swap_from.currentIndex(), self.swap_to.currentIndex()))
+        swap_btn.clicked.connect(lambda: self.swap(self._value(self.swap_from.currentIndex()),
+                                                   self._value(self.swap_to.currentIndex())))
         swap = QHBoxLayout()
         swap.addWidget(QLabel("class"))
         swap.addWidget(self.swap_from)
@@ -148,13 +149,13 @@ class AnnotatorWidget(QWidget):
             self.notify(str(exc), error=True)
             return False
         self.path.setText(str(path))
-        names = ["background", *self.annotator.project.classes]
+        names = self.annotator.project.label_names()  # no 'background' in a project without one
         for combo in (self.klass, self.swap_from, self.swap_to):
             combo.blockSignals(True)
             combo.clear()
             combo.addItems(names)
             combo.blockSignals(False)
-        self.klass.setCurrentIndex(1 if len(names) > 1 else 0)
+        self.klass.setCurrentIndex(self._index(1))  # the first class (classes.txt has one at least)
         self.current = None
         self.refresh_table()
         self.rounds.refresh()
@@ -209,7 +210,7 @@ class AnnotatorWidget(QWidget):
         self.save()
         self.current = i
         view = self.annotator.view(i)
-        c = self.klass.currentIndex()
+        c = self._value(self.klass.currentIndex())
         self._set_layers(layer_specs(self.annotator.project, view, klass=c - 1 if c > 0 else None))
         self.labels_layer.selected_label = c
         self.labels_layer.mode = "paint"
@@ -305,10 +306,20 @@ class AnnotatorWidget(QWidget):
     def labels_layer(self):
         return self.viewer.layers["labels"]
 
+    def _value(self, index: int) -> int:
+        """The label value of entry ``index`` of the class lists (they start at 'background',
+        value 0, or, in a project without a background class, at the first class, value 1)."""
+        bg = self.annotator is None or self.annotator.project.has_background
+        return index if bg else index + 1
+
+    def _index(self, value: int) -> int:
+        """The class lists' entry of label ``value`` (inverse of :meth:`_value`)."""
+        return value - self._value(0)
+
     def _class_changed(self) -> None:
         if self.annotator is None or self.current is None:
             return
-        c = self.klass.currentIndex()
+        c = self._value(self.klass.currentIndex())
         view = self.annotator.view(self.current)
         for method, maps in view.evidence.items():
             if method.upper() in self.viewer.layers and c > 0:

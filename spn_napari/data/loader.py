@@ -15,16 +15,22 @@ from torch.utils.data import Dataset, Sampler
 
 from ..store import Project
 from ..models.decoupled import IGNORE
-from .transforms import fit_mask_to_canvas, fit_to_canvas
+from ..features import read_features
+from .transforms import fit_mask_to_canvas, fit_to_canvas, superpixel_canvas
 
 __all__ = ["SuperpixelImages", "FigureGroundSamples", "MultiScaleBatches", "collate"]
 
 
 class SuperpixelImages(Dataset):
-    """Item (i, side) -> {x (3,S,S), sp (S,S), n, target (C,), index}; reads the store lazily."""
+    """Item (i, side, flip) -> {x (3,S,S), sp (S,S), n, target (C,), index}; reads the store lazily.
 
-    def __init__(self, project: Project, *, flip: bool = True) -> None:
-        self.root, self.flip = project.root, flip
+    With ``features`` ({side: artifact}, from :func:`spn_napari.features.cached_sides`) the item
+    holds the frozen backbone's cached map ``f`` (Cb, g, g) instead of ``x``, and is never flipped.
+    """
+
+    def __init__(self, project: Project, *, flip: bool = True, features: dict[int, str] | None = None) -> None:
+        self.root, self.features = project.root, features
+        self.flip = flip and not features
         self.targets = torch.from_numpy(project.tag_matrix())
         self._project: Project | None = None
 
@@ -39,6 +45,10 @@ class SuperpixelImages(Dataset):
     def __getitem__(self, key: tuple[int, int, bool]) -> dict:
         i, side, flip = key
         p = self._p()
+        if self.features:
+            sp, n = superpixel_canvas(p.read("superpixels", i), side)
+            return {"f": read_features(p, self.features[side], i), "sp": sp, "n": n,
+                    "target": self.targets[i], "index": i}
         x, sp, n = fit_to_canvas(p.image(i), p.read("superpixels", i), side, flip=flip and self.flip)
         return {"x": x, "sp": sp, "n": n, "target": self.targets[i], "index": i}
 
@@ -46,14 +56,15 @@ class SuperpixelImages(Dataset):
 class FigureGroundSamples(Dataset):
     """DecoupledNet's samples: (image, one of its classes) -> that class's figure-ground target.
 
-    Item (j, side, flip) -> {x (3,S,S), target (S,S) int64 1 figure / 0 ground / 255 ignore,
-    mask (C,) one-hot class, index}. ``samples[j] = (i, c)``; image i's label map comes from
+    Item (j, side, flip) -> {x (3,S,S) or, with ``features``, the cached f (Cb,g,g), target (S,S)
+    int64 1 figure / 0 ground / 255 ignore, mask (C,) one-hot class, index}. ``samples[j] = (i, c)``; image i's label map comes from
     ``target_of(project, i)`` (the round's targets: pseudo-labels with corrections applied).
     """
 
     def __init__(self, project: Project, samples: Sequence[tuple[int, int]], target_of, *,
-                 flip: bool = True) -> None:
-        self.root, self.samples, self.target_of, self.flip = project.root, list(samples), target_of, flip
+                 flip: bool = True, features: dict[int, str] | None = None) -> None:
+        self.root, self.samples, self.target_of = project.root, list(samples), target_of
+        self.features, self.flip = features, flip and not features
         self.n_classes = len(project.classes)
         self._project: Project | None = None
 
@@ -67,10 +78,13 @@ class FigureGroundSamples(Dataset):
         i, c = self.samples[j]
         p = self._p()
         flip = flip and self.flip
-        x, _, _ = fit_to_canvas(p.image(i), None, side, flip=flip)
+        if self.features:
+            inputs = {"f": read_features(p, self.features[side], i)}  # (Cb, g, g)
+        else:
+            inputs = {"x": fit_to_canvas(p.image(i), None, side, flip=flip)[0]}  # (3, S, S)
         labels = fit_mask_to_canvas(self.target_of(p, i), side, flip=flip)  # (S, S), 255 padding
         target = torch.where(labels == IGNORE, IGNORE, (labels == c + 1).long())
-        return {"x": x, "target": target, "mask": F.one_hot(torch.tensor(c), self.n_classes).float(),
+        return {**inputs, "target": target, "mask": F.one_hot(torch.tensor(c), self.n_classes).float(),
                 "index": i}
 
 
@@ -102,6 +116,8 @@ class MultiScaleBatches(Sampler[list[tuple[int, int, bool]]]):
         order = rng.permutation(self.n)[:self.epoch_size]
         gb = self.batch_size * self.world
         cut = (self.epoch_size // gb) * gb if self.drop_last else self.epoch_size
+        if cut % gb and cut % gb < 2 * self.world and cut > gb:
+            cut -= cut % gb  # a last batch of one sample a rank: batch norm cannot train on it
         return [order[s:s + gb] for s in range(0, cut, gb)]
 
     def __len__(self) -> int:

