@@ -118,7 +118,7 @@ def cmd_train_spn(a: argparse.Namespace) -> int:
     project = _project(a.project)
     encoder = resolve_encoder(a.encoder, a.weights)
     device, progress = _distributed(a)
-    cfg = TrainConfig(epochs=_positive("--epochs", a.epochs), batch_size=_positive("--batch-size", a.batch_size),
+    cfg = TrainConfig(epochs=None if a.epochs is None else _positive("--epochs", a.epochs), batch_size=_positive("--batch-size", a.batch_size),
                       lr=a.lr, encoder=encoder, weights=a.weights, device=device, seed=a.seed,
                       workers=a.workers, scales=_scales(a.scales), state=a.state, compile=a.compile,
                       cache=not a.no_cache)
@@ -358,7 +358,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--no-cache", action="store_true", help="run the frozen encoder in every epoch instead of "
                    "computing its maps once per image and side (they are kept in the project)")
     s.add_argument("--weights", default=None, metavar="FILE", help="torchvision VGG-16 state dict file")
-    s.add_argument("--epochs", type=int, default=30)
+    s.add_argument("--epochs", type=int, default=None, help="default: 20 for lite0, 30 for vgg16 and small")
     s.add_argument("--batch-size", type=int, default=8)
     s.add_argument("--lr", type=float, default=1e-3)
     s.add_argument("--scales", default=None, metavar="S1,S2,…",

@@ -11,7 +11,7 @@ import io
 import os
 import time
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -28,7 +28,7 @@ from .models.encoders import ENCODERS
 from .models.spn import SPN, SPNConfig, build_spn, spn_loss
 from .store import Project, atomic_write_bytes
 
-__all__ = ["TrainConfig", "train_spn", "fit", "load_checkpoint", "resolve_device", "resolve_encoder", "load_spn",
+__all__ = ["TrainConfig", "DEFAULT_EPOCHS", "train_spn", "fit", "load_checkpoint", "resolve_device", "resolve_encoder", "load_spn",
            "seed_everything", "autocast", "feature_cache"]
 
 
@@ -36,7 +36,7 @@ __all__ = ["TrainConfig", "train_spn", "fit", "load_checkpoint", "resolve_device
 class TrainConfig:
     """SPN training settings; stored with the checkpoint."""
 
-    epochs: int = 30
+    epochs: int | None = None  # None: the encoder's default (DEFAULT_EPOCHS)
     batch_size: int = 8
     lr: float = 1e-3
     weight_decay: float = 1e-4
@@ -50,6 +50,10 @@ class TrainConfig:
     seed: int = 0
     state: str | None = None  # training-state file: resume from it if present, rewrite it every epoch
     compile: bool = False  # torch.compile the conv stages (worth it on GPUs; minutes of compiling on a CPU)
+
+
+DEFAULT_EPOCHS = {"lite0": 20, "vgg16": 30, "small": 30}
+"""lite0 trains only its head on a frozen, pretrained map: 20 epochs (msrc-dev, docs/real-photos.md)."""
 
 
 def resolve_device(name: str) -> torch.device:
@@ -98,6 +102,7 @@ def train_spn(project: Project, cfg: TrainConfig = TrainConfig()) -> Iterator[Ev
     device = resolve_device(cfg.device)
     seed_everything(cfg.seed)
     encoder = resolve_encoder(cfg.encoder, cfg.weights)
+    cfg = replace(cfg, epochs=cfg.epochs or DEFAULT_EPOCHS[encoder])
     model = build_spn(len(project.classes), encoder=encoder, weights=cfg.weights).to(device)
     scales = _scales(project, cfg)
     cache = yield from feature_cache(project, model.encoder, encoder, scales, device, cfg.cache)

@@ -202,7 +202,9 @@ def test_round_metrics_without_background(labelled):
     fix[2:4, 2], set_mask[2:4, 2] = 3, True  # a person paints the 2 "no label" pixels cow
     labelled.save_correction(1, fix, set_mask)
     m = round_metrics(labelled, 0, None)
-    assert set(m) == {"corrected", "miou", "per_class", "miou_unreviewed", "miou_model"}
+    assert set(m) == {"corrected", "miou", "per_class", "miou_unreviewed", "miou_model", "mean_class_accuracy",
+                      "mean_class_accuracy_model"}
+    assert m["mean_class_accuracy_model"] == pytest.approx(sum(ACC.values()) / 3, rel=1e-12)
     assert list(m["per_class"]) == list(CLASSES) and m["corrected"] == 1
     assert m["per_class"]["cow"] == pytest.approx(1.0)  # 8/8 with the correction
     assert m["miou"] == pytest.approx((63 / 71 + 63 / 71 + 1) / 3, rel=1e-12)

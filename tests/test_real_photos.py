@@ -8,6 +8,7 @@ by a wide margin. Skips, saying why, only where ../shared/data/msrc-dev is missi
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
@@ -17,19 +18,21 @@ from conftest import cli
 from spn_napari.evaluate import evaluate_labels, largest_tag_labels, score_labels
 from spn_napari.store import Project
 
-MSRC = Path(__file__).resolve().parents[2] / "shared" / "data" / "msrc-dev"
+# ../shared/data/msrc-dev beside the repository, or where SPN_NAPARI_MSRC_DEV points
+MSRC = Path(os.environ.get("SPN_NAPARI_MSRC_DEV") or Path(__file__).resolve().parents[2] / "shared" / "data" / "msrc-dev")
 N = 24
 
 
 @pytest.fixture(scope="module")
 def msrc24(tmp_path_factory) -> Path:
-    """The first 24 msrc-dev photos (sorted names), as a generic data set folder."""
+    """24 msrc-dev photos spread over the data set (every 15th name: MSRC's names start with their
+    scene category, so the first 24 would be two scenes), as a generic data set folder."""
     if not (MSRC / "labels.csv").is_file():
-        pytest.skip(f"{MSRC}: the msrc-dev photographs are not here (they live in the shared folder beside "
-                    f"the repository)")
+        pytest.skip(f"{MSRC}: the msrc-dev photographs are not here (they live in ../shared/data beside the "
+                    f"repository; SPN_NAPARI_MSRC_DEV=DIR points elsewhere)")
     out = tmp_path_factory.mktemp("msrc24")
     lines = (MSRC / "labels.csv").read_text(encoding="utf-8").splitlines()
-    rows = sorted(lines[1:])[:N]
+    rows = sorted(lines[1:])[::15][:N]
     (out / "images").mkdir()
     (out / "masks").mkdir()
     for row in rows:
@@ -57,5 +60,6 @@ def test_sp_cam_on_real_photos_beats_the_largest_tag(msrc24, tmp_path, capsys):
     print(f"24 msrc-dev photos: SP-CAM {sp_cam['miou']:.3f} / {sp_cam['mean_class_accuracy']:.3f}, "
           f"CAM {cam['miou']:.3f} / {cam['mean_class_accuracy']:.3f}, largest tag {largest['miou']:.3f} / "
           f"{largest['mean_class_accuracy']:.3f} (mIoU / mean class accuracy)")
-    assert sp_cam["miou"] > largest["miou"] + 0.05
-    assert sp_cam["mean_class_accuracy"] > largest["mean_class_accuracy"] + 0.1
+    # measured on 2 cores: SP-CAM 0.433 / 0.567 against 0.366 / 0.462 (mIoU / mean class accuracy)
+    assert sp_cam["miou"] > largest["miou"] + 0.04
+    assert sp_cam["mean_class_accuracy"] > largest["mean_class_accuracy"] + 0.06

@@ -141,7 +141,8 @@ class LiteEncoder(nn.Module):
 
     cacheable = True
 
-    def __init__(self, *, z_channels: int = 256, decoder_channels: int = 256, pretrained: bool = True) -> None:
+    def __init__(self, *, z_channels: int = 1024, decoder_channels: int = 1024, kernel: int = 1,
+                 pretrained: bool = True) -> None:
         super().__init__()
         self.net = EfficientNetLite(output_stride=16, n_classes=None)
         if pretrained:
@@ -154,11 +155,12 @@ class LiteEncoder(nn.Module):
         self.register_buffer("in_shift", shift[None, :, None, None], persistent=False)
         self.pool5 = nn.MaxPool2d(2, 2, return_indices=True)
         c5 = self.net.channels  # 1280
-        self.extra = nn.Sequential(nn.Conv2d(c5, z_channels, 1), nn.BatchNorm2d(z_channels), nn.ReLU(inplace=True))
+        self.extra = nn.Sequential(nn.Conv2d(c5, z_channels, kernel, padding=kernel // 2), nn.BatchNorm2d(z_channels),
+                                   nn.ReLU(inplace=True))
         self.pool5_channels, self.z_channels = c5, z_channels
         self.backbone_channels = self.net.block_channels  # 320
-        self.upsampler_channels, self.upsampler_kernel = decoder_channels, 1  # 1×1: see spn.Upsampler
-        self.stages = [[decoder_channels, c5]]  # DecoupledNet mirrors one unpooling (pool5's)
+        self.upsampler_channels, self.upsampler_kernel = decoder_channels, kernel  # 1×1: see spn.Upsampler
+        self.stages = [[256, c5]]  # DecoupledNet mirrors one unpooling (pool5's), 256 wide after it
         self.stride = 32
         self.backbone_stride = 16
         self.frozen = True

@@ -53,10 +53,10 @@ class Upsampler(nn.Module):
     """DeconvNet-style: two deconvs, unpooling with the encoder's pool5 switches, two deconvs.
 
     The second deconv widens to pool5's channels (the switches are per channel); the others are
-    ``k`` wide (pool5's width for VGG-style encoders, 256 for lite0's 1280 channels). ``kernel``:
-    3 for VGG-style encoders; 1 for lite0, whose frozen map already carries the context — on
-    msrc-dev photos 3×3 deconvs (and a 3×3 extra conv) spread each class over the whole image
-    (SP-CAM 0.416 vs 0.506 mIoU, `docs/real-photos.md`) at 5× the cost."""
+    ``k`` wide (pool5's width for VGG-style encoders, 1024 for lite0's 1280 channels). ``kernel``:
+    3 for VGG-style encoders; 1 for lite0, whose frozen map already carries the image's context:
+    stacked 3×3 layers at stride 32 see the whole photo and spread each class over it (see
+    docs/real-photos.md and benchmarks/spn_variants.py)."""
 
     def __init__(self, *, z_channels: int, pool_channels: int, k: int, kernel: int = 3) -> None:
         super().__init__()
