@@ -9,7 +9,7 @@ so `train-spn` computes each image's maps once (at every training side) and trai
 first ``--images`` photos of the data set (sorted names) for ``--epochs`` epochs, on copies of
 one project with superpixels. Reported: wall time of each `train_spn` call (the cached run
 includes computing the cache, from an empty cache), the epochs alone, and the ratio; then the
-projected time of a 30-epoch training from the per-epoch rates.
+projected time of a training at the default epoch count from the per-epoch rates.
 """
 
 from __future__ import annotations
@@ -27,11 +27,12 @@ import torch
 from spn_napari.pipeline import init_project, run
 from spn_napari.superpixels import compute_superpixels
 from spn_napari.store import Project
-from spn_napari.train import TrainConfig, default_threads, train_spn
+from spn_napari.train import DEFAULT_EPOCHS, TrainConfig, default_threads, train_spn
 
 from _machine import cpu_model  # benchmarks/ is on sys.path when run as a script
 
 ROOT = Path(__file__).resolve().parents[1]
+EPOCHS = DEFAULT_EPOCHS["lite0"]
 
 
 def _subset(data: Path, n: int, out: Path) -> Path:
@@ -79,12 +80,15 @@ def main() -> int:
         for name, cache in (("cached", True), ("no cache", False)):
             shutil.copytree(base.root, tmp / name)
             res[name] = _train(Project(tmp / name), TrainConfig(epochs=a.epochs, device=a.device, cache=cache))
+        cache_bytes = sum(f.stat().st_size for f in (tmp / "cached" / "data.zarr").glob("features-*/**/*")
+                          if f.is_file())
     per_epoch = {k: sum(v["epoch_s"]) / len(v["epoch_s"]) for k, v in res.items()}
     out = {"images": a.images, "epochs": a.epochs, "cpu": cpu_model(), "threads": torch.get_num_threads(),
            "device": a.device, "runs": res, "epoch_s": per_epoch,
+           "cache_mb_per_image": cache_bytes / a.images / 1e6,
            "epoch_ratio": per_epoch["no cache"] / per_epoch["cached"],
            "total_ratio": res["no cache"]["total_s"] / res["cached"]["total_s"],
-           "projected_30_epochs_s": {k: res[k]["setup_s"] + 30 * per_epoch[k] for k in res}}
+           "projected_default_epochs_s": {k: res[k]["setup_s"] + EPOCHS * per_epoch[k] for k in res}}
     if a.json:
         print(json.dumps(out))
         return 0
@@ -92,9 +96,11 @@ def main() -> int:
     for k, v in res.items():
         print(f"  {k:9s} total {v['total_s']:7.1f} s  (set-up incl. cache {v['setup_s']:6.1f} s, "
               f"{per_epoch[k]:6.1f} s an epoch)")
+    print(f"  the cache holds {out['cache_mb_per_image']:.2f} MB a photo (all training sides)")
     print(f"  an epoch without the cache takes {out['epoch_ratio']:.1f}× as long; the whole call "
           f"{out['total_ratio']:.1f}×")
-    print("  30 epochs, projected: " + ", ".join(f"{k} {v / 60:.1f} min" for k, v in out["projected_30_epochs_s"].items()))
+    print(f"  {EPOCHS} epochs (the default), projected: "
+          + ", ".join(f"{k} {v / 60:.1f} min" for k, v in out["projected_default_epochs_s"].items()))
     return 0
 
 

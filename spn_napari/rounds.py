@@ -32,7 +32,7 @@ from .metrics import ConfusionMeter
 from .models.decoupled import IGNORE, DecoupledConfig, DecoupledNet, decoupled_loss
 from .store import Project
 from .features import read_features
-from .train import (_inputs, _scales, autocast, compile_convs, drop_state, feature_cache, fit, load_checkpoint, load_spn,
+from .train import (_scales, batch_inputs, autocast, compile_convs, drop_state, feature_cache, fit, load_checkpoint, load_spn,
                     resolve_device, seed_everything)
 
 __all__ = ["RoundConfig", "run_round", "labels_reader", "history", "rollback", "current_round", "current_labels",
@@ -58,7 +58,6 @@ class RoundConfig:
     reviewed_weight: int = 10  # a corrected image is drawn this many times as often as the others
     ignore_band: float = 0.2  # round 1: ignore pixels whose SPN evidence is this close to the threshold
     cache: bool = True  # train and predict from the frozen encoder's cached maps (spn_napari.features)
-    snap: bool = False  # average the predicted probabilities over each superpixel before the argmax
 
 
 def labels_kind(r: int) -> str:
@@ -200,15 +199,13 @@ def load_decoupled(project: Project, r: int, device: torch.device) -> tuple[Deco
 
 @torch.no_grad()
 def predict_labels(model: DecoupledNet, image: np.ndarray, classes, side: int, device: torch.device, *,
-                   background: bool = True, backbone: torch.Tensor | None = None,
-                   sp: np.ndarray | None = None) -> tuple[np.ndarray, float]:
+                   background: bool = True, backbone: torch.Tensor | None = None) -> tuple[np.ndarray, float]:
     """One image's labels (H, W) uint8 and its uncertainty (mean of 1 - the winning probability).
 
     ``background=False``: the background row is dropped and each pixel takes the most probable of
     ``classes`` (probabilities renormalised over them); no classes leaves every pixel 0.
     ``backbone``: the frozen encoder's cached map of the image at ``side`` (Cb, g, g), used instead
-    of running the encoder. ``sp`` (H, W): superpixels over which the probabilities are averaged
-    before the argmax, so labels follow the image's edges as SP-CAM's do."""
+    of running the encoder."""
     h, w = image.shape[:2]
     classes = sorted(int(c) for c in classes)
     if backbone is not None:
@@ -217,20 +214,10 @@ def predict_labels(model: DecoupledNet, image: np.ndarray, classes, side: int, d
         x, _, _ = fit_to_canvas(image, None, side)
         probs = model.segment(x[None].to(device), classes)  # (1+K, side, side)
     probs = upsample_cam(probs.cpu().numpy(), h, w)  # (1+K, H, W)
-    if sp is not None:
-        probs = superpixel_mean(probs, sp)
     lut = np.array([0] + [c + 1 for c in classes], np.uint8)
     if not background and classes:
         probs, lut = probs[1:] / np.maximum(probs[1:].sum(0), 1e-12), lut[1:]  # (K, H, W), (K,)
     return lut[probs.argmax(0)], float(1.0 - probs.max(0).mean())
-
-
-def superpixel_mean(maps: np.ndarray, sp: np.ndarray) -> np.ndarray:
-    """maps (K, H, W), sp (H, W) labels 0..N-1 -> (K, H, W): each pixel the mean over its superpixel."""
-    flat = sp.ravel()
-    counts = np.maximum(np.bincount(flat), 1)  # (N,)
-    means = np.stack([np.bincount(flat, weights=m.ravel(), minlength=len(counts)) for m in maps]) / counts
-    return means[:, sp].astype(np.float32)
 
 
 def round_metrics(project: Project, r: int, parent: int | None) -> dict:
@@ -350,7 +337,7 @@ def run_round(project: Project, cfg: RoundConfig = RoundConfig()) -> Iterator[Ev
                                                         "samples": len(samples), "scales": list(scales)})
 
     def step(batch: dict) -> tuple[torch.Tensor, dict]:
-        x, f = _inputs(batch, device)
+        x, f = batch_inputs(batch, device)
         target = batch["target"].to(device)
         with autocast(device, cfg.amp):
             logits = net(x, batch["mask"].to(device), backbone=f)
@@ -374,9 +361,8 @@ def run_round(project: Project, cfg: RoundConfig = RoundConfig()) -> Iterator[Ev
     with project.writer(labels_kind(k), meta={"parent": parent}) as w:
         for i, info in enumerate(project.images):
             f = read_features(project, cache[side], i) if cache else None
-            sp = project.read("superpixels", i) if cfg.snap and project.artifact("superpixels") else None
             labels, u = predict_labels(model, project.image(i), present_classes(project, i), side, device,
-                                       background=project.has_background, backbone=f, sp=sp)
+                                       background=project.has_background, backbone=f)
             w.put(i, labels)
             uncertainty.append(round(u, 5))
             yield Event("image", i + 1, len(project))

@@ -29,7 +29,7 @@ from .models.spn import SPN, SPNConfig, build_spn, spn_loss
 from .store import Project, atomic_write_bytes
 
 __all__ = ["TrainConfig", "DEFAULT_EPOCHS", "train_spn", "fit", "load_checkpoint", "resolve_device", "resolve_encoder", "load_spn",
-           "seed_everything", "autocast", "feature_cache"]
+           "seed_everything", "autocast", "feature_cache", "batch_inputs"]
 
 
 @dataclass(frozen=True)
@@ -119,7 +119,7 @@ def train_spn(project: Project, cfg: TrainConfig = TrainConfig()) -> Iterator[Ev
                 "images": len(project), "encoder": encoder, "cached": bool(cache)})
 
     def step(batch: dict) -> tuple[torch.Tensor, dict]:
-        x, f = _inputs(batch, device)
+        x, f = batch_inputs(batch, device)
         sp, target = batch["sp"].to(device, non_blocking=True), batch["target"].to(device)
         with autocast(device, cfg.amp):
             out = net(x, sp, batch["n"].to(device), backbone=f)
@@ -176,7 +176,7 @@ def feature_cache(project: Project, encoder: torch.nn.Module, name: str, sides, 
     return cache
 
 
-def _inputs(batch: dict, device: torch.device) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+def batch_inputs(batch: dict, device: torch.device) -> tuple[torch.Tensor | None, torch.Tensor | None]:
     """A batch's images x (B, 3, S, S) or cached backbone maps f (B, Cb, g, g): one is None."""
     x, f = batch.get("x"), batch.get("f")
     return (None if x is None else x.to(device, non_blocking=True)), (None if f is None else f.to(device, non_blocking=True))
