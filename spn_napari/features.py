@@ -46,7 +46,7 @@ def read_features(project: Project, kind: str, i: int) -> torch.Tensor:
 
 @torch.no_grad()
 def compute_features(project: Project, encoder: torch.nn.Module, name: str, sides: Iterable[int],
-                     device: torch.device, *, batch: int = 1) -> Iterator[Event]:
+                     device: torch.device) -> Iterator[Event]:
     """Compute and commit the backbone maps of every image at each of ``sides`` not cached yet.
 
     Yields an 'image' event per image, then 'done' with the seconds spent. Stopping early

@@ -90,11 +90,7 @@ class DecoupledNet(nn.Module):
         self.cfg = cfg
         self.encoder = encoder or build_encoder(cfg.encoder, pretrained=False)
         self.cls = nn.Linear(self.encoder.z_channels, cfg.n_classes)
-        c5 = self.encoder.pool5_channels
-        if cfg.encoder == "lite0":
-            self.seg = SegmentationNet(stages=self.encoder.stages, wide=256, fc_kernel=3, unpool_kernel=1)
-        else:
-            self.seg = SegmentationNet(stages=self.encoder.stages, wide=min(4 * c5, 1024))
+        self.seg = SegmentationNet(stages=self.encoder.stages, **self.encoder.decoder)
         for p in [*self.encoder.parameters(), *self.cls.parameters()]:
             p.requires_grad_(False)
 

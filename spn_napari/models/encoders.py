@@ -69,6 +69,8 @@ class ConvEncoder(nn.Module):
         )
         self.z_channels = z_channels
         self.upsampler_channels, self.upsampler_kernel = in_ch, 3
+        # DecoupledNet's seg net: fc6/fc7 as a 7×7 conv up to 1024 wide, 3×3 deconvs after each unpool
+        self.decoder = {"wide": min(4 * in_ch, 1024), "fc_kernel": 7, "unpool_kernel": 3}
         self.stride = 2 ** sum(v == "M" for v in cfg)  # input pixels per cell of z (32 for VGG-16)
         self.frozen = False
 
@@ -161,6 +163,7 @@ class LiteEncoder(nn.Module):
         self.backbone_channels = self.net.block_channels  # 320
         self.upsampler_channels, self.upsampler_kernel = decoder_channels, kernel  # 1×1: see spn.Upsampler
         self.stages = [[256, c5]]  # DecoupledNet mirrors one unpooling (pool5's), 256 wide after it
+        self.decoder = {"wide": 256, "fc_kernel": 3, "unpool_kernel": 1}  # 1×1 deconvs at 1280 channels
         self.stride = 32
         self.backbone_stride = 16
         self.frozen = True
@@ -182,9 +185,8 @@ class LiteEncoder(nn.Module):
 
     def from_backbone(self, f: Tensor) -> tuple[Tensor, Tensor, torch.Size]:
         """(B, 320, h, w) -> z (B, Cz, h/2, w/2), pool5 switches (B, 1280, h/2, w/2), pre-pool size."""
-        c5 = self.head(f)  # (B, 1280, h, w)
-        p5, switches = self.pool5(c5)
-        return self.extra(p5), switches, c5.shape[-2:]
+        p5, [(switches, size)] = self.encode_backbone(f)
+        return self.extra(p5), switches, size
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor, torch.Size]:
         """x (B, 3, H, W) -> z (B, Cz, H/32, W/32), switches (B, 1280, H/32, W/32), size (H/16, W/16)."""
