@@ -42,9 +42,11 @@ def command(step: str, project, *, device: str = "auto", extra: list[str] | None
     return argv + list(extra or [])
 
 
-def init_command(dataset, project) -> list[str]:
-    """argv of the child process that imports data set folder ``dataset`` into a new ``project``."""
-    return [sys.executable, "-m", "spn_napari", "init", str(project), "--from", str(dataset), "--progress", "jsonl"]
+def init_command(dataset, project, *, background: bool = True) -> list[str]:
+    """argv of the child process that imports data set folder ``dataset`` into a new ``project``
+    (``background=False``: every pixel is one of the classes, ``init --no-background``)."""
+    argv = [sys.executable, "-m", "spn_napari", "init", str(project), "--from", str(dataset), "--progress", "jsonl"]
+    return argv + ([] if background else ["--no-background"])
 
 
 def default_project_for(dataset) -> Path:

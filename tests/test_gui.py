@@ -421,6 +421,24 @@ def test_opening_a_data_set_imports_it_into_a_new_project(widget, demo_dir, tmp_
     assert {p: p.read_bytes() for p in data.rglob("*") if p.is_file()} == before  # the data set is untouched
 
 
+def test_the_no_background_box_imports_a_project_without_background(widget, demo_dir, tmp_path, qtbot):
+    """With "every pixel is a class" ticked, the imported project has no background class: the
+    class list the dock offers is the data set's classes alone."""
+    import shutil
+    data = tmp_path / "photos"
+    shutil.copytree(demo_dir, data)
+    shutil.rmtree(data / "masks")  # the demo's masks hold background (0), which such a project refuses
+    widget.no_background.setChecked(True)
+    assert widget.open_project(data)
+    with qtbot.waitSignal(widget.runs.job.finished, timeout=120_000) as done:
+        pass
+    assert done.args[0], done.args[1]
+    project = Project(tmp_path / "photos-project")
+    assert not project.has_background and widget.annotator.project.root == project.root
+    classes = (data / "classes.txt").read_text().split()
+    assert [widget.klass.itemText(k) for k in range(widget.klass.count())] == classes
+
+
 def test_a_data_set_with_bad_files_is_a_notification(widget, demo_dir, tmp_path, qtbot):
     import shutil
     data = tmp_path / "bad"

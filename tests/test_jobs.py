@@ -15,6 +15,7 @@ def test_commands_are_the_cli_with_jsonl_progress(tmp_path):
     assert init_command(tmp_path / "data", tmp_path / "p") == [
         sys.executable, "-m", "spn_napari", "init", str(tmp_path / "p"), "--from", str(tmp_path / "data"),
         "--progress", "jsonl"]
+    assert init_command(tmp_path / "data", tmp_path / "p", background=False)[-1] == "--no-background"
 
 
 def test_event_lines_and_other_lines():

@@ -60,6 +60,10 @@ class AnnotatorWidget(QWidget):
         top = QHBoxLayout()
         top.addWidget(self.path)
         top.addWidget(open_btn)
+        self.no_background = QCheckBox("Importing a data set: every pixel is a class (no background)")
+        self.no_background.setToolTip("For data sets like MSRC, CamVid or ADE20K, where sky, grass and road "
+                                      "are classes: each pixel takes the best of its image's tags "
+                                      "(spn-napari init --no-background)")
 
         self.table = QTableWidget(0, len(COLUMNS))
         self.table.setHorizontalHeaderLabels(COLUMNS)
@@ -104,6 +108,7 @@ class AnnotatorWidget(QWidget):
 
         layout = QVBoxLayout(self)
         layout.addLayout(top)
+        layout.addWidget(self.no_background)
         layout.addWidget(self.table)
         layout.addLayout(nav)
         layout.addLayout(cls_row)
@@ -174,11 +179,13 @@ class AnnotatorWidget(QWidget):
 
     def create_project(self, dataset, project=None):
         """Import data set folder ``dataset`` into a new project (default: a sibling
-        ``NAME-project``) in a child process, then open it; returns the child job."""
+        ``NAME-project``) in a child process, then open it; returns the child job. The
+        "no background" box decides whether the project has a background class."""
         from ..jobs import default_project_for, init_command
         project = Path(project) if project else default_project_for(dataset)
         self.notify(f"{dataset} is a data set: importing it into the new project {project}")
-        job = self.runs.start("init", init_command(dataset, project))
+        job = self.runs.start("init", init_command(dataset, project,
+                                                   background=not self.no_background.isChecked()))
         if job is not None:
             self._opening = project
         return job
