@@ -70,22 +70,17 @@ class Annotator:
     # ---- the image list ------------------------------------------------------------------
     def rows(self) -> list[dict]:
         """One row per image: index, name, review status, tag names, confidence (None if unknown)."""
-        from .rounds import current_round, history
-        cur = current_round(self.project)
-        unc = next((e.get("uncertainty") for e in history(self.project) if e["round"] == cur), None)
-        names = self.project.classes
-        return [{"index": i, "name": im.name, "review": self.project.review(i),
+        from .rounds import round_uncertainty
+        unc = round_uncertainty(self.project)
+        names, reviews = self.project.classes, self.project.reviews()
+        return [{"index": i, "name": im.name, "review": reviews[i],
                  "tags": ", ".join(names[t] for t in im.tags),
-                 "confidence": None if not unc else round(1.0 - unc[i], 3)}
+                 "confidence": None if unc is None else round(1.0 - float(unc[i]), 3)}
                 for i, im in enumerate(self.project.images)]
 
     def next_unreviewed(self, after: int) -> int | None:
-        n = len(self.project)
-        for k in range(1, n + 1):
-            i = (after + k) % n
-            if self.project.review(i) == "unreviewed":
-                return i
-        return None
+        """The next unreviewed image after ``after`` (wrapping around), or None."""
+        return self.project.next_with_review("unreviewed", after)
 
     def next_step(self) -> str | None:
         """What the project needs before it has labels to review ('superpixels', 'train-spn',

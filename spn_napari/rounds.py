@@ -35,7 +35,7 @@ from .features import read_features
 from .train import (_scales, batch_inputs, autocast, compile_convs, drop_state, feature_cache, fit, load_checkpoint, load_spn,
                     resolve_device, seed_everything)
 
-__all__ = ["RoundConfig", "run_round", "labels_reader", "history", "rollback", "current_round", "current_labels",
+__all__ = ["RoundConfig", "run_round", "labels_reader", "history", "round_uncertainty", "rollback", "current_round", "current_labels",
            "training_target", "load_decoupled", "predict_labels", "labels_kind"]
 
 
@@ -76,6 +76,16 @@ def history(project: Project) -> list[dict]:
 def current_round(project: Project) -> int | None:
     """The round whose labels are current (None before the first round)."""
     return project._meta.get("current_round")
+
+
+def round_uncertainty(project: Project, r: int | None = None) -> np.ndarray | None:
+    """(n_images,) float64 uncertainty of round r's predictions (default: the current round), each
+    image's mean of 1 - the winning probability; None where the round has none (round 0, none yet)."""
+    r = current_round(project) if r is None else r
+    if r is None:
+        return None
+    unc = _round(project, r).get("uncertainty")
+    return None if not unc else np.asarray(unc, np.float64)
 
 
 def _round(project: Project, r: int) -> dict:

@@ -19,8 +19,8 @@ import numpy as np
 from .errors import ProjectError, SpnError
 from .events import Event
 from .inference import evidence_maps
-from .rounds import (RoundConfig, _ensure_round0, _round, _round0_source, current_round, history, rollback,
-                     round_metrics, run_round)
+from .rounds import (RoundConfig, _ensure_round0, _round0_source, history, rollback, round_metrics,
+                     round_uncertainty, run_round)
 from .store import Project
 
 __all__ = ["SimulateConfig", "simulate", "SELECT"]
@@ -51,9 +51,9 @@ def _sp_cam_uncertainty(project: Project, i: int, method: str) -> float:
 
 
 def _uncertainty(project: Project, method: str) -> list[float]:
-    entry = _round(project, current_round(project))
-    if entry.get("uncertainty"):
-        return list(entry["uncertainty"])
+    unc = round_uncertainty(project)
+    if unc is not None:
+        return unc.tolist()
     return [_sp_cam_uncertainty(project, i, method) for i in range(len(project))]
 
 

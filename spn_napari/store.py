@@ -277,6 +277,16 @@ class Project:
         """Image i's review status: 'unreviewed', 'reviewed' or 'rejected'."""
         return self._meta["images"][i].get("review", "unreviewed")
 
+    def reviews(self) -> list[str]:
+        """Every image's review status, in image order (one read for the whole list)."""
+        return [im.get("review", "unreviewed") for im in self._meta["images"]]
+
+    def next_with_review(self, status: str, after: int) -> int | None:
+        """The first image after index ``after`` (wrapping around, ``after`` itself last) whose
+        review status is ``status``; None when there is none."""
+        reviews, n = self.reviews(), len(self)
+        return next(((after + k) % n for k in range(1, n + 1) if reviews[(after + k) % n] == status), None)
+
     def set_review(self, i: int, status: str) -> None:
         if status not in REVIEW_STATES:
             raise ProjectError(f"review status {status!r}: use one of {', '.join(REVIEW_STATES)}.")
