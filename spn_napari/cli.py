@@ -240,8 +240,7 @@ def cmd_history(a: argparse.Namespace) -> int:
     project = _project(a.project)
     rows, cur = history(project), current_round(project)
     if a.json:
-        print(json.dumps({"current": cur, "rounds": [{k: v for k, v in r.items() if k != "uncertainty"}
-                                                      for r in rows]}))
+        print(json.dumps({"current": cur, "rounds": rows}))
         return 0
     if not rows:
         print(f"no rounds yet — run `spn-napari round {project.root}`")

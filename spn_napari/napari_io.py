@@ -1,6 +1,6 @@
 """napari contributions without Qt: the project reader, the labels writer and the sample project.
 
-The reader opens a project folder (or its ``project.json``) as layers of its first image to
+The reader opens a project folder (or its ``project.db``) as layers of its first image to
 review; the dock widget (Plugins › SPN annotator) then browses, edits and trains. A folder that is
 not a project is declined (``None``), as napari expects, so other readers can try it.
 """
@@ -21,7 +21,7 @@ def _project_root(path) -> Path | None:
     if path is None:
         return None
     p = Path(path)
-    if p.name == "project.json":
+    if p.name in ("project.db", "project.json"):
         p = p.parent
     return p if is_project(p) else None
 

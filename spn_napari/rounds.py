@@ -69,23 +69,20 @@ def _model_kind(r: int) -> str:
 
 
 def history(project: Project) -> list[dict]:
-    """Every round's record, oldest first: round, parent, created, config, metrics, seconds."""
-    return [dict(r) for r in project._meta.get("rounds", [])]
+    """Every round's record, oldest first: round, parent, created, model, config, seed, seconds, metrics."""
+    return project.rounds()
 
 
 def current_round(project: Project) -> int | None:
     """The round whose labels are current (None before the first round)."""
-    return project._meta.get("current_round")
+    return project.current_round()
 
 
 def round_uncertainty(project: Project, r: int | None = None) -> np.ndarray | None:
     """(n_images,) float64 uncertainty of round r's predictions (default: the current round), each
     image's mean of 1 - the winning probability; None where the round has none (round 0, none yet)."""
     r = current_round(project) if r is None else r
-    if r is None:
-        return None
-    unc = _round(project, r).get("uncertainty")
-    return None if not unc else np.asarray(unc, np.float64)
+    return None if r is None else project.round_uncertainty(r)
 
 
 def _round(project: Project, r: int) -> dict:
@@ -100,8 +97,7 @@ def _round(project: Project, r: int) -> dict:
 def rollback(project: Project, r: int) -> dict:
     """Make round r current again (nothing is deleted); returns its record."""
     entry = _round(project, r)
-    with project._update() as meta:
-        meta["current_round"] = r
+    project.set_current_round(r)
     return entry
 
 
@@ -183,10 +179,6 @@ def present_classes(project: Project, i: int) -> list[int]:
     return sorted(present)
 
 
-def _corrections_version(project: Project) -> list:
-    return [im.get("correction") for im in project._meta["images"]]
-
-
 @dataclass(frozen=True)
 class _Targets:
     """FigureGroundSamples' target reader (module level, so loader workers can pickle it)."""
@@ -264,12 +256,6 @@ def round_metrics(project: Project, r: int, parent: int | None) -> dict:
     return out
 
 
-def _add_round(project: Project, entry: dict) -> None:
-    with project._update() as meta:
-        meta["rounds"] = [e for e in meta.get("rounds", []) if e["round"] != entry["round"]] + [entry]
-        meta["current_round"] = entry["round"]
-
-
 def _round0_source(project: Project, method: str) -> str:
     if method not in ("sp-cam", "cam"):
         raise SpnError(f"--start-from {method}: use sp-cam or cam.")
@@ -289,9 +275,9 @@ def _ensure_round0(project: Project, method: str) -> None:
         for i in range(len(project)):
             w.put(i, project.read(source, i))
     entry = {"round": 0, "parent": None, "created": time.time(), "model": "spn", "config": {"start_from": method},
-             "seed": None, "seconds": 0.0, "uncertainty": None}
+             "seed": None, "seconds": 0.0}
     entry["metrics"] = round_metrics(project, 0, None)
-    _add_round(project, entry)
+    project.add_round(entry)
 
 
 def run_round(project: Project, cfg: RoundConfig = RoundConfig()) -> Iterator[Event]:
@@ -358,7 +344,7 @@ def run_round(project: Project, cfg: RoundConfig = RoundConfig()) -> Iterator[Ev
     yield from fit(model, loader, sampler, step, epochs=cfg.epochs, lr=cfg.lr, weight_decay=cfg.weight_decay,
                    state=cfg.state, fingerprint={"trainer": "decoupled", "round": k, "parent": parent,
                                                  "samples": len(samples), "weight": cfg.reviewed_weight, "band": cfg.ignore_band,
-                                                 "corrections": _corrections_version(project), "seed": cfg.seed,
+                                                 "corrections": project.corrections_version(), "seed": cfg.seed,
                                                  "cached": bool(cache)})
     if not distributed.is_main():  # rank 0 predicts and commits; the others wait for it
         distributed.barrier()
@@ -382,10 +368,10 @@ def run_round(project: Project, cfg: RoundConfig = RoundConfig()) -> Iterator[Ev
     project.commit_file(_model_kind(k), buf.getvalue(), suffix=".pt")
     entry = {"round": k, "parent": parent, "created": time.time(), "model": _model_kind(k),
              "config": {**asdict(cfg), "scales": list(scales)}, "seed": cfg.seed,
-             "seconds": time.perf_counter() - t0, "uncertainty": uncertainty}
-    project.reload()  # corrections saved meanwhile (the GUI) count in the metrics
-    entry["metrics"] = round_metrics(project, k, parent)
-    _add_round(project, entry)
+             "seconds": time.perf_counter() - t0}
+    project.reload()
+    entry["metrics"] = round_metrics(project, k, parent)  # corrections saved meanwhile (the GUI) count
+    project.add_round(entry, uncertainty)
     drop_state(cfg.state)
     distributed.barrier()
-    yield Event("done", k, k, {key: v for key, v in entry.items() if key != "uncertainty"})
+    yield Event("done", k, k, entry)

@@ -74,10 +74,7 @@ def _correct_with_truth(project: Project, images: list[int]) -> None:
 
 def _reset(sim: Project) -> None:
     """The copy starts like a fresh project: no corrections, nothing reviewed, round 0 current."""
-    with sim._update() as meta:
-        for im in meta["images"]:
-            im.pop("correction", None)
-            im.pop("review", None)
+    sim.reset_reviews()
     if history(sim):
         rollback(sim, 0)
 

@@ -1,26 +1,29 @@
-"""The project on disk: per-image zarr arrays plus one JSON manifest, every write atomic.
+"""The project on disk: state in SQLite (``project.db``), pixels in zarr, every write atomic.
 
 Layout of a project folder::
 
-    project.json   format version, classes, colours, whether label value 0 is a background
-                   class, images (name, size, tags, source), settings, and the manifest of
-                   committed artifacts
-    data.zarr/     images/NNNNNN (H, W, 3) uint8, gt/NNNNNN (H, W) uint8, and one group per
-                   artifact version, e.g. ``superpixels.3f2a9c/NNNNNN`` (H, W) int32
+    project.db     classes, colours, whether label value 0 is a background class, settings,
+                   images (name, size, tags, review, current correction), the manifest of
+                   committed artifacts and the rounds (see :mod:`spn_napari.project_db`)
+    data.zarr/     images/NNNNNN (H, W, 3) uint8, gt/NNNNNN (H, W) uint8, one group per
+                   artifact version, e.g. ``superpixels.3f2a9c/NNNNNN`` (H, W) int32, and
+                   corrections/NNNNNN.TOKEN/{labels,set}
     checkpoints/   model files named after their artifact version
 
 An artifact (superpixels, an SPN checkpoint, CAMs, pseudo-labels) is written under a fresh,
-unique name and becomes visible only when ``project.json`` is atomically replaced to point at it
-(temp file + fsync + ``os.replace``). A process killed at any instant therefore leaves the last
-committed state readable; half-written groups are invisible and swept later. Artifacts record
-the versions they were computed from, so recomputing superpixels drops what depended on them.
+unique name and becomes visible only when one transaction of ``project.db`` points at it. A
+process killed at any instant therefore leaves the last committed state readable; half-written
+groups are invisible and swept later. Artifacts record the versions they were computed from, so
+recomputing superpixels drops what depended on them.
 
 Label values everywhere: class c (0-based) is c+1, 255 is ignore / void / not set. Value 0 is
 background in a project with a background class (the default); in one made with
 ``init --no-background`` (every pixel belongs to a class, as in MSRC-21) 0 is never a ground-truth
 or corrected value and only means "no label" where no class is possible (an image without tags).
 
-Format versions: 1 has no "background" key (read as True); 2 records it.
+Format versions: 1 and 2 kept the state in a JSON manifest ``project.json`` (2 added the
+"background" key; absent in 1: a background class); they are migrated to 3 (``project.db``) when
+first opened, the manifest kept as ``project.json.bak``.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ import json
 import os
 import secrets
 import shutil
+import sqlite3
 import tempfile
 import time
 from collections import OrderedDict
@@ -42,13 +46,15 @@ import numpy as np
 import zarr
 
 from .errors import DatasetError, ProjectError
+from .project_db import DB_NAME, ProjectDB, create_db
 
-__all__ = ["FORMAT_VERSION", "Project", "ArtifactWriter", "is_project", "atomic_write_bytes", "atomic_write_json",
+__all__ = ["FORMAT_VERSION", "DB_NAME", "MANIFEST", "Project", "migrate_json_manifest", "ArtifactWriter", "is_project",
+           "atomic_write_bytes",
            "PALETTE", "class_colors"]
 
 FORMAT = "spn-napari-project"
-FORMAT_VERSION = 2  # 2: the manifest's "background" key (absent in 1: a background class)
-MANIFEST = "project.json"
+FORMAT_VERSION = 3  # 3: project.db; 2: project.json with "background"; 1: project.json without
+MANIFEST = "project.json"  # formats 1 and 2 only: migrated on open
 ZARR = "data.zarr"
 OPEN_ARRAYS = 4096  # zarr array handles a Project keeps open (see Project._array)
 
@@ -116,13 +122,9 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
             os.close(dfd)
 
 
-def atomic_write_json(path: Path, obj: Any) -> None:
-    atomic_write_bytes(path, (json.dumps(obj, indent=1, sort_keys=False) + "\n").encode())
-
-
 @contextlib.contextmanager
 def _locked(root: Path) -> Iterator[None]:
-    """Serialise read-modify-write of the manifest between processes (GUI and a training child)."""
+    """Serialise the migration of a JSON manifest between processes opening the project at once."""
     try:
         import fcntl
     except ImportError:  # pragma: no cover - Windows: writers are rare enough to go unlocked
@@ -137,7 +139,8 @@ def _locked(root: Path) -> Iterator[None]:
 
 
 def is_project(path: Path | str) -> bool:
-    return (Path(path) / MANIFEST).is_file() and (Path(path) / ZARR).is_dir()
+    root = Path(path)
+    return ((root / DB_NAME).is_file() or (root / MANIFEST).is_file()) and (root / ZARR).is_dir()
 
 
 def _key(i: int) -> str:
@@ -154,7 +157,14 @@ class ImageInfo:
 
 
 class Project:
-    """An open project folder. Cheap to open; reads pixels one image at a time."""
+    """An open project folder. Cheap to open; reads pixels one image at a time.
+
+    What never changes after ``init`` (classes, colours, the image list) is read once; review
+    status, corrections, settings and rounds are read from ``project.db`` on every call, so they
+    are always what the last transaction of any process left. The artifact manifest is a snapshot
+    taken at open, after this object's own commits and on :meth:`reload`, so that one job reads one
+    version of each artifact from start to end even while another process commits a new one.
+    """
 
     def __init__(self, root: Path | str) -> None:
         self.root = Path(root)
@@ -162,57 +172,58 @@ class Project:
             raise ProjectError(f"{self.root}: no such project folder — create one with "
                                f"`spn-napari init {self.root} --from DATASET_DIR`.")
         if not is_project(self.root):
-            raise ProjectError(f"{self.root}: not an spn-napari project (no {MANIFEST} and {ZARR}) — "
+            raise ProjectError(f"{self.root}: not an spn-napari project (no {DB_NAME} and {ZARR}) — "
                                f"create one with `spn-napari init {self.root} --from DATASET_DIR`.")
-        self._meta = self._read_manifest()
-        self._images = [ImageInfo(d["name"], d["height"], d["width"], tuple(d["tags"]), d["has_gt"])
-                        for d in self._meta["images"]]
-        self._handles: OrderedDict[tuple[str, int], zarr.Array] = OrderedDict()
-
-    # ---- manifest ------------------------------------------------------------------------
-    def _read_manifest(self) -> dict:
-        path = self.root / MANIFEST
-        try:
-            meta = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise ProjectError(f"{path}: unreadable project manifest ({exc}) — restore it from a "
-                               f"backup or re-create the project with `spn-napari init`.") from None
+        if not (self.root / DB_NAME).is_file():
+            migrate_json_manifest(self.root)
+        self._db = ProjectDB(self.root / DB_NAME)
+        meta = self._db.all_meta()
+        path = self.root / DB_NAME
         if meta.get("format") != FORMAT:
-            raise ProjectError(f"{path}: not an spn-napari project manifest — point to a folder "
-                               f"made by `spn-napari init`.")
+            raise ProjectError(f"{path}: not an spn-napari project database — point to a folder made by "
+                               f"`spn-napari init`.")
         if int(meta.get("format_version", 0)) > FORMAT_VERSION:
             raise ProjectError(f"{path}: project format {meta['format_version']} is newer than this "
                                f"spn-napari understands ({FORMAT_VERSION}) — upgrade spn-napari.")
-        return meta
+        self._static = {k: meta[k] for k in ("classes", "colors")}
+        self._static["background"] = bool(meta.get("background", True))
+        self._images = [ImageInfo(*row) for row in self._db.images()]
+        self._artifacts = self._db.read_artifacts()
+        self._handles: OrderedDict[tuple[str, int], zarr.Array] = OrderedDict()
 
     def reload(self) -> None:
-        """Re-read the manifest (another process, e.g. a training child, may have committed)."""
-        self._meta = self._read_manifest()
+        """Take a new snapshot of the artifact manifest (another process, e.g. a training child,
+        may have committed); review, corrections and rounds are always read fresh."""
+        self._artifacts = self._db.read_artifacts()
         self._handles.clear()  # groups replaced meanwhile are swept: keep no handle into them
 
     @contextlib.contextmanager
-    def _update(self) -> Iterator[dict]:
-        """Lock, re-read, let the caller edit the manifest, then commit it atomically."""
-        with _locked(self.root):
-            meta = self._read_manifest()
-            yield meta
-            atomic_write_json(self.root / MANIFEST, meta)
-            self._meta = meta
+    def _saving(self, what: str) -> Iterator[None]:
+        """Turn a full disk or an I/O error during a save into one line; the transaction that
+        failed is rolled back, so the last committed state stays as it was."""
+        try:
+            yield
+        except (OSError, sqlite3.OperationalError) as exc:
+            if isinstance(exc, sqlite3.OperationalError) and "locked" in str(exc):
+                raise ProjectError(f"{self.root / DB_NAME}: {what} waited too long for another process's "
+                                   f"save ({exc}) — try again.") from None
+            raise ProjectError(f"{self.root}: could not save {what} ({exc}) — free disk space (or fix the "
+                               f"disk) and save again; everything saved before is intact.") from None
 
     # ---- static facts ----------------------------------------------------------------------
     @property
     def classes(self) -> tuple[str, ...]:
-        return tuple(self._meta["classes"])
+        return tuple(self._static["classes"])
 
     @property
     def colors(self) -> tuple[str, ...]:
-        return tuple(self._meta["colors"])
+        return tuple(self._static["colors"])
 
     @property
     def has_background(self) -> bool:
         """Whether label value 0 is a background class (False: made with ``init --no-background``;
         projects of format 1 have no such key and a background class)."""
-        return bool(self._meta.get("background", True))
+        return self._static["background"]
 
     def label_names(self) -> list[str]:
         """Names of the label values a person or a model can give, in value order: 'background'
@@ -237,11 +248,13 @@ class Project:
 
     @property
     def settings(self) -> dict:
-        return dict(self._meta.get("settings", {}))
+        return dict(self._db.meta("settings", {}))
 
     def set_settings(self, **values: Any) -> None:
-        with self._update() as meta:
-            meta.setdefault("settings", {}).update(values)
+        with self._saving("the settings"), self._db.transaction() as conn:
+            settings = ProjectDB.get_meta(conn, "settings", {})
+            settings.update(values)
+            ProjectDB.set_meta(conn, "settings", settings)
 
     def tag_matrix(self) -> np.ndarray:
         """(n_images, C) float32 multi-hot image-level tags."""
@@ -273,34 +286,58 @@ class Project:
         return self._array("gt", i)[...] if self._images[i].has_gt else None
 
     # ---- corrections and review ------------------------------------------------------------
+    def _check_index(self, i: int) -> int:
+        if not 0 <= int(i) < len(self):
+            raise ProjectError(f"{self.root}: no image {i} (the project has {len(self)}, 0..{len(self) - 1}).")
+        return int(i)
+
     def review(self, i: int) -> str:
         """Image i's review status: 'unreviewed', 'reviewed' or 'rejected'."""
-        return self._meta["images"][i].get("review", "unreviewed")
+        return self._db.image_value(self._check_index(i), "review")
 
     def reviews(self) -> list[str]:
         """Every image's review status, in image order (one read for the whole list)."""
-        return [im.get("review", "unreviewed") for im in self._meta["images"]]
+        return self._db.column("review")
 
     def next_with_review(self, status: str, after: int) -> int | None:
         """The first image after index ``after`` (wrapping around, ``after`` itself last) whose
-        review status is ``status``; None when there is none."""
-        reviews, n = self.reviews(), len(self)
-        return next(((after + k) % n for k in range(1, n + 1) if reviews[(after + k) % n] == status), None)
+        review status is ``status``; None when there is none. One indexed query."""
+        return self._db.next_with_review(status, after)
 
     def set_review(self, i: int, status: str) -> None:
         if status not in REVIEW_STATES:
             raise ProjectError(f"review status {status!r}: use one of {', '.join(REVIEW_STATES)}.")
-        with self._update() as meta:
-            meta["images"][i]["review"] = status
+        i = self._check_index(i)
+        with self._saving(f"the review of {self._images[i].name}"), self._db.transaction() as conn:
+            conn.execute("UPDATE images SET review = ? WHERE id = ?", (status, i))
+
+    def reset_reviews(self) -> None:
+        """Forget every correction and review status (one transaction; the corrections' pixels
+        are deleted after it). For simulations on a copy of a project."""
+        with self._saving("the reset"), self._db.transaction() as conn:
+            old = [w for (w,) in conn.execute("SELECT correction FROM images WHERE correction IS NOT NULL")]
+            conn.execute("UPDATE images SET review = 'unreviewed', correction = NULL")
+            ProjectDB.set_meta(conn, "corrections_saved", ProjectDB.get_meta(conn, "corrections_saved", 0) + 1)
+        for where in old:
+            shutil.rmtree(self.root / ZARR / where, ignore_errors=True)
 
     def has_correction(self, i: int) -> bool:
-        """Whether a person saved a correction for image i (from the manifest; no pixels read)."""
-        return self._meta["images"][i].get("correction") is not None
+        """Whether a person saved a correction for image i (no pixels read)."""
+        return self._db.image_value(self._check_index(i), "correction") is not None
+
+    def corrected(self) -> list[bool]:
+        """Whether each image has a correction, in image order (one read)."""
+        return [w is not None for w in self._db.column("correction")]
+
+    def corrections_version(self) -> int:
+        """A number that changes whenever any correction is saved or reset (training fingerprints)."""
+        return int(self._db.meta("corrections_saved", 0))
 
     def correction(self, i: int) -> tuple[np.ndarray, np.ndarray] | None:
         """Image i's correction: labels (H, W) uint8 and which pixels a person set (H, W) bool."""
+        i = self._check_index(i)
         for attempt in (0, 1):
-            where = self._meta["images"][i].get("correction")
+            where = self._db.image_value(i, "correction")
             if where is None:
                 return None
             try:
@@ -309,7 +346,7 @@ class Project:
             except FileNotFoundError:
                 if attempt:
                     raise
-                self.reload()  # replaced by a newer save since this manifest was read
+                # replaced by a newer save between the query and the read: read the newer one
         return None
 
     def check_correction(self, i: int, labels: np.ndarray, set_mask: np.ndarray, source: str = "") -> None:
@@ -330,28 +367,65 @@ class Project:
 
     def save_correction(self, i: int, labels: np.ndarray, set_mask: np.ndarray, *,
                         review: str | None = None) -> None:
-        """Store image i's correction (replacing the previous one) atomically, optionally its review."""
+        """Store image i's correction (replacing the previous one) atomically, optionally its review.
+
+        The pixels go to a new zarr group first; one transaction then points the image at it, so
+        a kill or a full disk at any instant leaves the previous correction in place."""
+        i = self._check_index(i)
         labels, set_mask = np.asarray(labels, np.uint8), np.asarray(set_mask, bool)
         self.check_correction(i, labels, set_mask)
         if review is not None and review not in REVIEW_STATES:
             raise ProjectError(f"review status {review!r}: use one of {', '.join(REVIEW_STATES)}.")
         where = f"corrections/{_key(i)}.{secrets.token_hex(4)}"
-        group = zarr.open_group(self.root / ZARR, mode="a").require_group(where)
-        group.create_array("labels", shape=labels.shape, dtype=np.uint8, chunks=labels.shape)[...] = labels
-        group.create_array("set", shape=set_mask.shape, dtype=bool, chunks=set_mask.shape)[...] = set_mask
-        with self._update() as meta:
-            entry = meta["images"][i]
-            old = entry.get("correction")
-            entry["correction"] = where
-            if review is not None:
-                entry["review"] = review
+        try:
+            with self._saving(f"the correction of {self._images[i].name}"):
+                group = zarr.open_group(self.root / ZARR, mode="a").require_group(where)
+                group.create_array("labels", shape=labels.shape, dtype=np.uint8, chunks=labels.shape)[...] = labels
+                group.create_array("set", shape=set_mask.shape, dtype=bool, chunks=set_mask.shape)[...] = set_mask
+                with self._db.transaction() as conn:
+                    (old,) = conn.execute("SELECT correction FROM images WHERE id = ?", (i,)).fetchone()
+                    conn.execute("UPDATE images SET correction = ?, review = COALESCE(?, review) WHERE id = ?",
+                                 (where, review, i))
+                    ProjectDB.set_meta(conn, "corrections_saved",
+                                       ProjectDB.get_meta(conn, "corrections_saved", 0) + 1)
+        except BaseException:
+            shutil.rmtree(self.root / ZARR / where, ignore_errors=True)
+            raise
         if old:
             shutil.rmtree(self.root / ZARR / old, ignore_errors=True)
+
+    # ---- rounds ----------------------------------------------------------------------------
+    def rounds(self) -> list[dict]:
+        """Every round's record, oldest first: round, parent, created, model, config, seed,
+        seconds, metrics (see :mod:`spn_napari.rounds`)."""
+        return self._db.rounds()
+
+    def current_round(self) -> int | None:
+        """The round whose labels are current (None before the first round)."""
+        return self._db.meta("current_round")
+
+    def set_current_round(self, r: int) -> None:
+        if r not in {e["round"] for e in self.rounds()}:
+            raise ProjectError(f"{self.root}: there is no round {r}.")
+        with self._saving("the current round"), self._db.transaction() as conn:
+            ProjectDB.set_meta(conn, "current_round", int(r))
+
+    def add_round(self, entry: dict, uncertainty: list[float] | None = None) -> None:
+        """Record round ``entry["round"]`` (replacing one of that number) with its per-image
+        uncertainty, and make it current: one transaction."""
+        with self._saving(f"round {entry['round']}"), self._db.transaction() as conn:
+            ProjectDB.put_round(conn, entry, uncertainty)
+            ProjectDB.set_meta(conn, "current_round", int(entry["round"]))
+
+    def round_uncertainty(self, r: int) -> np.ndarray | None:
+        """(n_images,) float64 uncertainty of round r's prediction of each image, or None."""
+        values = self._db.round_values(r)
+        return np.asarray(values, np.float64) if values else None
 
     # ---- artifacts -------------------------------------------------------------------------
     def artifact(self, kind: str) -> dict | None:
         """The committed entry of ``kind`` (e.g. 'superpixels', 'spn', 'pseudo/sp-cam'), or None."""
-        return self._meta.get("artifacts", {}).get(kind)
+        return self._artifacts.get(kind)
 
     def require(self, kind: str) -> dict:
         """The committed entry of ``kind``; a ProjectError naming the command that makes it."""
@@ -386,12 +460,15 @@ class Project:
         version = _new_version(kind)
         rel = Path("checkpoints") / f"{version}{suffix}"
         atomic_write_bytes(self.root / rel, data)
-        self._commit(kind, {"file": str(rel)}, depends, meta or {}, version)
+        self.commit_version(kind, {"file": str(rel)}, depends, meta or {}, version)
         return self.root / rel
 
-    def _commit(self, kind: str, where: dict, depends: tuple[str, ...], meta: dict, version: str) -> None:
-        with self._update() as manifest:
-            arts = manifest.setdefault("artifacts", {})
+    def commit_version(self, kind: str, where: dict, depends: tuple[str, ...], meta: dict, version: str) -> None:
+        """Make ``version`` of ``kind`` (its data already written at ``where``) current in one
+        transaction; drops, then deletes, the replaced version and every artifact computed from
+        another version of ``kind``."""
+        with self._saving(kind), self._db.transaction() as conn:
+            arts = ProjectDB.artifacts(conn)
             missing = [d for d in depends if d not in arts]
             if missing:
                 raise ProjectError(f"{self.root}: {kind} needs {', '.join(missing)}, which is gone — "
@@ -399,8 +476,11 @@ class Project:
             old = arts.get(kind)
             arts[kind] = {**where, "version": version, "created": time.time(), "meta": meta,
                           "depends": {d: arts[d]["version"] for d in depends}}
+            ProjectDB.put_artifact(conn, kind, arts[kind])
             dropped = _drop_dependents(arts, kind)
-        for entry in ([old] if old else []) + dropped:
+            conn.executemany("DELETE FROM artifacts WHERE kind = ?", [(k,) for k, _ in dropped])
+        self.reload()
+        for entry in ([old] if old else []) + [e for _, e in dropped]:
             self._delete_data(entry)
 
     def _delete_data(self, entry: dict) -> None:
@@ -413,14 +493,14 @@ class Project:
     def sweep(self) -> list[str]:
         """Delete half-written artifact groups and files no manifest entry points at."""
         self.reload()
-        live = {e.get("group") for e in self._meta.get("artifacts", {}).values()}
-        live_files = {Path(e["file"]).name for e in self._meta.get("artifacts", {}).values() if "file" in e}
+        live = {e.get("group") for e in self._artifacts.values()}
+        live_files = {Path(e["file"]).name for e in self._artifacts.values() if "file" in e}
         gone = []
         for p in (self.root / ZARR).iterdir():
             if "." in p.name and p.is_dir() and p.name not in live and _older_than(p, 3600):
                 shutil.rmtree(p, ignore_errors=True)
                 gone.append(p.name)
-        live_corr = {im.get("correction") for im in self._meta["images"]}
+        live_corr = set(self._db.column("correction"))
         corr_dir = self.root / ZARR / "corrections"
         for p in corr_dir.iterdir() if corr_dir.exists() else ():
             if p.is_dir() and f"corrections/{p.name}" not in live_corr and _older_than(p, 3600):
@@ -472,13 +552,11 @@ class Project:
                 if progress:
                     progress(i + 1, len(dataset.items))
             (tmp / "checkpoints").mkdir()
-            n = len(dataset.classes)
-            atomic_write_json(tmp / MANIFEST, {
+            create_db(tmp / DB_NAME, {
                 "format": FORMAT, "format_version": FORMAT_VERSION, "created": time.time(),
                 "source": {"path": str(dataset.root), "layout": dataset.layout},
                 "classes": list(dataset.classes), "background": bool(background),
-                "colors": class_colors(n),
-                "settings": {}, "artifacts": {}, "images": infos})
+                "colors": class_colors(len(dataset.classes)), "settings": {}}, infos)
             if root.exists():
                 root.rmdir()  # empty, checked above
             os.rename(tmp, root)
@@ -486,6 +564,64 @@ class Project:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
         return cls(root)
+
+
+def migrate_json_manifest(root: Path) -> None:
+    """Turn a project of format 1 or 2 (state in ``project.json``) into one with ``project.db``.
+
+    The database is built under a temporary name and renamed into place, then ``project.json``
+    becomes ``project.json.bak``: a kill at any instant leaves either the old project or the new
+    one. Under the project's lock, so two processes opening the project at once migrate it once.
+    """
+    path = root / MANIFEST
+    with _locked(root):
+        if (root / DB_NAME).is_file():  # another process migrated it meanwhile
+            return
+        try:
+            meta = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise ProjectError(f"{path}: unreadable project manifest ({exc}) — restore it from a "
+                               f"backup or re-create the project with `spn-napari init`.") from None
+        if meta.get("format") != FORMAT:
+            raise ProjectError(f"{path}: not an spn-napari project manifest — point to a folder "
+                               f"made by `spn-napari init`.")
+        if int(meta.get("format_version", 0)) > 2:
+            raise ProjectError(f"{path}: project format {meta['format_version']} is newer than this "
+                               f"spn-napari understands ({FORMAT_VERSION}) — upgrade spn-napari.")
+        tmp = root / f".{DB_NAME}.migrating-{secrets.token_hex(4)}"
+        try:
+            info = {k: meta[k] for k in ("classes", "colors")}
+            create_db(tmp, {"format": FORMAT, "format_version": FORMAT_VERSION, "created": meta.get("created", 0.0),
+                            "source": meta.get("source", {}), **info, "background": bool(meta.get("background", True)),
+                            "settings": meta.get("settings", {}), "migrated_from": int(meta.get("format_version", 1)),
+                            **({"current_round": meta["current_round"]} if "current_round" in meta else {}),
+                            "corrections_saved": 0},
+                      meta["images"])
+            db = ProjectDB(tmp)
+            with db.transaction() as conn:
+                for kind, entry in meta.get("artifacts", {}).items():
+                    ProjectDB.put_artifact(conn, kind, {**entry, "meta": entry.get("meta", {}),
+                                                        "depends": entry.get("depends", {})})
+                for entry in meta.get("rounds", []):
+                    ProjectDB.put_round(conn, entry, entry.get("uncertainty"))
+            db.close()
+            _fsync(tmp)
+            os.replace(tmp, root / DB_NAME)
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                tmp.unlink()
+            raise
+        os.replace(path, root / f"{MANIFEST}.bak")
+        _fsync(root)
+
+
+def _fsync(path: Path) -> None:
+    with contextlib.suppress(OSError):
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
 
 
 class ArtifactWriter:
@@ -505,7 +641,7 @@ class ArtifactWriter:
         missing = len(self.project) - len(self._written)
         if missing:
             raise RuntimeError(f"{self.kind}: {missing} images not written; call put() for each first")
-        self.project._commit(self.kind, {"group": self.version}, self.depends, self.meta, self.version)
+        self.project.commit_version(self.kind, {"group": self.version}, self.depends, self.meta, self.version)
 
     def abort(self) -> None:
         shutil.rmtree(self.project.root / ZARR / self.version, ignore_errors=True)
@@ -530,8 +666,9 @@ def _put(group: zarr.Group, i: int, array: np.ndarray) -> None:
     arr[...] = array
 
 
-def _drop_dependents(arts: dict, changed: str) -> list[dict]:
-    """Remove (transitively) every artifact computed from another version of ``changed``."""
+def _drop_dependents(arts: dict, changed: str) -> list[tuple[str, dict]]:
+    """Remove (transitively) every artifact computed from another version of ``changed``;
+    returns the removed (kind, entry) pairs."""
     dropped, stale = [], {changed}
 
     def outdated(entry: dict) -> bool:
@@ -539,7 +676,7 @@ def _drop_dependents(arts: dict, changed: str) -> list[dict]:
 
     while more := [k for k, e in arts.items() if outdated(e)]:
         for k in more:
-            dropped.append(arts.pop(k))
+            dropped.append((k, arts.pop(k)))
             stale.add(k)
     return dropped
 

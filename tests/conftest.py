@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import shutil
+import sqlite3
 from pathlib import Path
 
 import pytest
@@ -41,9 +43,22 @@ def _copy_project(src: Path, dst: Path) -> Project:
 
 
 def tree_state(root: Path) -> dict[str, bytes]:
-    """Every file's bytes under root (to prove a failed command changed nothing)."""
-    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()
-            and p.name != ".lock"}
+    """Every file's bytes under root (to prove a failed command changed nothing); a project's
+    database by its content (SQLite's journal files and page layout change on mere reads)."""
+    out = {}
+    for p in sorted(root.rglob("*")):
+        if not p.is_file() or p.name == ".lock" or p.name.endswith(("-wal", "-shm")):
+            continue
+        out[str(p.relative_to(root))] = _db_content(p) if p.name == "project.db" else p.read_bytes()
+    return out
+
+
+def _db_content(path: Path) -> bytes:
+    try:
+        with contextlib.closing(sqlite3.connect(path)) as db:
+            return "\n".join(db.iterdump()).encode()
+    except sqlite3.DatabaseError:  # not a database (a test made it so): its bytes
+        return path.read_bytes()
 
 
 def cli(capsys, *args) -> tuple[int, str, str]:

@@ -6,6 +6,7 @@ a hand-built 3-image data set against hand-computed answers."""
 from __future__ import annotations
 
 import json
+import sqlite3
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -19,7 +20,7 @@ from spn_napari import inference
 from spn_napari.errors import DatasetError, ProjectError
 from spn_napari.evaluate import evaluate_labels
 from spn_napari.pipeline import init_project, run
-from spn_napari.store import MANIFEST, Project
+from spn_napari.store import DB_NAME, FORMAT_VERSION, Project
 
 H, W = 6, 8
 CLASSES = ("sky", "grass", "cow")  # values 1, 2, 3
@@ -65,8 +66,9 @@ def test_init_no_background_records_it(tmp_path, capsys):
     code, _, err = cli(capsys, "init", tmp_path / "p", "--from", data, "--no-background", "--progress", "none")
     assert code == 0, err
     assert "no background class" in err
-    meta = json.loads((tmp_path / "p" / MANIFEST).read_text())
-    assert meta["background"] is False and meta["format_version"] == 2
+    with sqlite3.connect(tmp_path / "p" / DB_NAME) as db:
+        meta = {k: json.loads(v) for k, v in db.execute("SELECT key, value FROM meta")}
+    assert meta["background"] is False and meta["format_version"] == FORMAT_VERSION
     p = Project(tmp_path / "p")
     assert not p.has_background and p.label_names() == list(CLASSES)
     np.testing.assert_array_equal(p.ground_truth(1), _masks()["im_b"])
