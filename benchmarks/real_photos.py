@@ -29,7 +29,8 @@ import torch
 from spn_napari.evaluate import evaluate_labels, largest_tag_labels, score_labels
 from spn_napari.inference import PseudoLabelConfig, make_pseudo_labels
 from spn_napari.pipeline import init_project, run
-from spn_napari.rounds import RoundConfig, labels_kind, run_round
+from spn_napari.labels import labels_kind
+from spn_napari.rounds import RoundConfig, run_round
 from spn_napari.simulate import SimulateConfig, simulate
 from spn_napari.superpixels import compute_superpixels
 from spn_napari.train import TrainConfig, default_threads, train_spn

@@ -13,11 +13,10 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Iterable
 from pathlib import Path
 
 from .errors import SpnError
-from .pipeline import run
+from .progress import Progress
 
 EXIT_USAGE = 2
 EXIT_CANCELLED = 130
@@ -27,41 +26,6 @@ class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # one line, exit 2 (argparse prints usage too)
         print(f"spn-napari: error: {message} — see `{self.prog} --help`.", file=sys.stderr)
         raise SystemExit(EXIT_USAGE)
-
-
-class _Progress:
-    """Consumes engine events: a tqdm bar (terminal), JSON lines, or nothing."""
-
-    def __init__(self, mode: str, desc: str) -> None:
-        if mode == "auto":
-            mode = "bar" if sys.stderr.isatty() else "none"
-        self.mode, self.desc, self.bar = mode, desc, None
-
-    def __call__(self, events: Iterable) -> object | None:
-        try:
-            return run(events, self.show)
-        finally:
-            self.close()
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
-            self.bar = None
-
-    def show(self, ev) -> None:
-        if self.mode == "jsonl":
-            print(ev.to_json(), flush=True)
-        elif self.mode == "bar" and ev.total:
-            desc = "encoder features" if ev.event == "features" else self.desc
-            if self.bar is not None and (self.bar.total != ev.total or self.bar.desc != desc):
-                self.close()  # a new stage (the feature cache, then training) gets a bar of its own
-            if self.bar is None:
-                from tqdm import tqdm
-                self.bar = tqdm(total=ev.total, desc=desc, file=sys.stderr, dynamic_ncols=True)
-            self.bar.n = ev.step
-            if "loss" in ev.data:
-                self.bar.set_postfix(loss=f"{ev.data['loss']:.3f}", refresh=False)
-            self.bar.refresh()
 
 
 def _project(path: str):
@@ -91,7 +55,7 @@ def cmd_init(a: argparse.Namespace) -> int:
     from .events import Event
     from .store import Project
     dataset = read_dataset(a.source)
-    show = _Progress(a.progress, "import")
+    show = Progress(a.progress, "import")
     try:
         Project.create(a.project, dataset, progress=lambda i, n: show.show(Event("image", i, n)),
                        background=not a.no_background)
@@ -107,7 +71,7 @@ def cmd_superpixels(a: argparse.Namespace) -> int:
     from .superpixels import SuperpixelConfig, compute_superpixels
     project = _project(a.project)
     cfg = SuperpixelConfig(n_segments=_positive("--n-segments", a.n_segments), compactness=a.compactness)
-    last = _Progress(a.progress, "superpixels")(compute_superpixels(project, cfg, workers=a.workers))
+    last = Progress(a.progress, "superpixels")(compute_superpixels(project, cfg, workers=a.workers))
     print(f"superpixels: {last.data['mean_superpixels']:.0f} per image on average", file=sys.stderr)
     return 0
 
@@ -122,7 +86,7 @@ def cmd_train_spn(a: argparse.Namespace) -> int:
                       lr=a.lr, encoder=encoder, weights=a.weights, device=device, seed=a.seed,
                       workers=a.workers, scales=_scales(a.scales), state=a.state, compile=a.compile,
                       cache=not a.no_cache)
-    last = _Progress(progress, "train SPN")(train_spn(project, cfg))
+    last = Progress(progress, "train SPN")(train_spn(project, cfg))
     if progress != "none" or a.progress == "none":
         print(f"trained SPN in {last.data['seconds']:.0f} s", file=sys.stderr)
     return 0
@@ -158,7 +122,7 @@ def cmd_pseudo_labels(a: argparse.Namespace) -> int:
     project = _project(a.project)
     cfg = PseudoLabelConfig(method=a.method, device=a.device, threshold=a.threshold,
                             classes=a.classes, multi_scale=a.multi_scale)
-    last = _Progress(a.progress, f"{a.method} labels")(make_pseudo_labels(project, cfg))
+    last = Progress(a.progress, f"{a.method} labels")(make_pseudo_labels(project, cfg))
     print(f"wrote {a.method} pseudo-labels in {last.data['seconds']:.0f} s", file=sys.stderr)
     return 0
 
@@ -181,7 +145,7 @@ def cmd_evaluate(a: argparse.Namespace) -> int:
 def _labels_kind(a: argparse.Namespace) -> str | None:
     """--round R, or --method sp-cam|cam|current -> the artifact to read (None: current labels)."""
     from .inference import check_method
-    from .rounds import labels_kind
+    from .labels import labels_kind
     if a.round is not None:
         return labels_kind(a.round)
     return None if a.method == "current" else f"pseudo/{check_method(a.method)}"
@@ -198,7 +162,7 @@ def cmd_export(a: argparse.Namespace) -> int:
 def cmd_import_corrections(a: argparse.Namespace) -> int:
     from .corrections import import_corrections
     project = _project(a.project)
-    last = _Progress(a.progress, "import corrections")(import_corrections(project, a.dir, review=a.review))
+    last = Progress(a.progress, "import corrections")(import_corrections(project, a.dir, review=a.review))
     print(f"imported {last.data['images']} correction masks ({a.review})", file=sys.stderr)
     return 0
 
@@ -225,7 +189,7 @@ def cmd_round(a: argparse.Namespace) -> int:
     default_threads()
     project = _project(a.project)
     device, progress = _distributed(a)
-    last = _Progress(progress, "round")(run_round(project, _round_config(a, device)))
+    last = Progress(progress, "round")(run_round(project, _round_config(a, device)))
     if "metrics" not in last.data:  # not rank 0 of a torchrun job
         return 0
     m = last.data["metrics"]
@@ -271,7 +235,7 @@ def cmd_simulate(a: argparse.Namespace) -> int:
         raise SpnError(f"--rounds {a.rounds}: must be at least 1.")
     cfg = SimulateConfig(rounds=a.rounds, correct_fraction=a.correct_fraction, select=a.select, seed=a.seed,
                          full_supervision=not a.no_full, round=_round_config(a))
-    res = _Progress(a.progress, "simulate")(simulate(project, cfg, work=a.work)).data
+    res = Progress(a.progress, "simulate")(simulate(project, cfg, work=a.work)).data
     if a.json:
         print(json.dumps(res))
         return 0

@@ -3,7 +3,7 @@
 A correction mask is a label image named like the project's image (``DIR/NAME.png``): 0
 background, i class i (the order of classes.txt), 255 "not set"; in a project without a background
 class (``init --no-background``) a 0 is an error. Its set pixels override the labels of every
-later round (see :func:`spn_napari.rounds.training_target`). The store keeps each image's
+later round (see :func:`spn_napari.labels.training_target`). The store keeps each image's
 correction (labels plus which pixels a person set) and its review status
 (:meth:`Project.save_correction`, :meth:`Project.set_review`).
 """

@@ -1,4 +1,4 @@
-"""Scoring a set of labels (pseudo-labels of a method, later a round) against the ground truth."""
+"""Scoring a set of labels (pseudo-labels of a method, a round's) against the ground truth."""
 
 from __future__ import annotations
 
@@ -8,10 +8,10 @@ import numpy as np
 
 from .errors import ProjectError
 from .metrics import IGNORE, ConfusionMeter
-from .rounds import labels_reader
+from .labels import apply_correction, labels_kind, labels_reader
 from .store import Project
 
-__all__ = ["evaluate_labels", "score_labels", "largest_tag_labels"]
+__all__ = ["evaluate_labels", "score_labels", "round_metrics", "largest_tag_labels"]
 
 
 def evaluate_labels(project: Project, kind: str | None) -> dict:
@@ -39,6 +39,40 @@ def score_labels(project: Project, read: Callable[[int], np.ndarray]) -> dict:
             count += 1
     summary = meter.summary(project.label_names(), background=project.has_background)
     return {**summary, "images": count}
+
+
+def round_metrics(project: Project, r: int, parent: int | None) -> dict:
+    """mIoU of the project's labels with round r current (corrections applied) over all images,
+    over the images nobody corrected, and of the model's own labels; the share of pixels changed
+    since the parent round. One pass: each image's labels, correction and truth are read once."""
+    names, bg = project.label_names(), project.has_background
+    full, model, raw = (ConfusionMeter(1 + len(project.classes)) for _ in range(3))
+    n_gt = n_raw = corrected = diff = total = 0
+    for i in range(len(project)):
+        labels = project.read(labels_kind(r), i)
+        corr = project.correction(i)
+        touched = corr is not None or project.review(i) == "reviewed"
+        corrected += touched
+        gt = project.ground_truth(i)
+        if gt is not None:
+            full.add(apply_correction(labels, corr), gt)
+            model.add(labels, gt)
+            n_gt += 1
+            if not touched:
+                raw.add(labels, gt)
+                n_raw += 1
+        if parent is not None:
+            diff += int((labels != project.read(labels_kind(parent), i)).sum())
+            total += labels.size
+    out: dict = {"corrected": corrected}
+    if n_gt:
+        s, sm = full.summary(names, background=bg), model.summary(names, background=bg)
+        out.update(miou=s["miou"], per_class=s["per_class"], mean_class_accuracy=s["mean_class_accuracy"],
+                   miou_unreviewed=raw.summary(names, background=bg)["miou"] if n_raw else None,
+                   miou_model=sm["miou"], mean_class_accuracy_model=sm["mean_class_accuracy"])
+    if parent is not None:
+        out["changed"] = diff / max(1, total)
+    return out
 
 
 def largest_tag_labels(project: Project, i: int) -> np.ndarray:

@@ -6,7 +6,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["Event"]
+__all__ = ["Event", "run"]
 
 
 @dataclass(frozen=True)
@@ -21,3 +21,13 @@ class Event:
 
     def to_json(self) -> str:
         return json.dumps({"event": self.event, "step": self.step, "total": self.total, **self.data})
+
+
+def run(events, on_event=None) -> Event | None:
+    """Drain an engine generator, passing each event to ``on_event``; return the last one."""
+    last = None
+    for ev in events:
+        last = ev
+        if on_event is not None:
+            on_event(ev)
+    return last

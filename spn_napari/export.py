@@ -10,7 +10,7 @@ import zarr
 from PIL import Image
 
 from .errors import SpnError
-from .rounds import labels_reader
+from .labels import labels_reader
 from .store import Project
 
 __all__ = ["FORMATS", "export_labels", "label_palette"]

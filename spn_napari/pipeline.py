@@ -7,21 +7,12 @@ import sys
 import time
 from pathlib import Path
 
-from .events import Event
+from .events import Event, run
+from .progress import Progress
 
 __all__ = ["run", "init_project", "run_demo", "DEMO_ENCODER"]
 
 DEMO_ENCODER = "small"
-
-
-def run(events, on_event=None) -> Event | None:
-    """Drain an engine generator, passing each event to ``on_event``; return the last one."""
-    last = None
-    for ev in events:
-        last = ev
-        if on_event is not None:
-            on_event(ev)
-    return last
 
 
 def init_project(project_dir: Path | str, dataset_dir: Path | str, progress=None, *, background: bool = True):
@@ -39,11 +30,11 @@ def run_demo(out: Path, *, n: int = 200, size: int = 160, epochs: int | None = N
 
     A demo project that already holds rounds (someone may have corrected it) is never recomputed:
     the stored results are printed again."""
-    from .cli import _Progress
     from .data.synthetic import write_demo_dataset
     from .evaluate import evaluate_labels
     from .inference import PseudoLabelConfig, make_pseudo_labels
-    from .rounds import RoundConfig, current_round, history, labels_kind, run_round
+    from .labels import labels_kind
+    from .rounds import RoundConfig, current_round, history, run_round
     from .store import Project, is_project
     from .superpixels import SuperpixelConfig, compute_superpixels
     from .train import TrainConfig, default_threads, train_spn
@@ -55,7 +46,7 @@ def run_demo(out: Path, *, n: int = 200, size: int = 160, epochs: int | None = N
 
     def timed(name: str, events) -> Event | None:
         t0 = time.perf_counter()
-        last = _Progress(progress, name)(events)
+        last = Progress(progress, name)(events)
         times[name] = time.perf_counter() - t0
         return last
 

@@ -7,8 +7,8 @@ its predictions become round k's labels. Every round is kept in the project: its
 labels, config, seed and metrics. ``rollback`` makes an earlier round current again; the next
 round then grows from it, and later rounds stay in the history.
 
-The labels a user sees and exports (:func:`current_labels`) are the current round's, with the
-corrections painted over them.
+Which labels each round trains on and what a user sees is :mod:`spn_napari.labels`; the rounds'
+records live in the project's database (:meth:`Project.add_round`, :meth:`Project.rounds`).
 """
 
 from __future__ import annotations
@@ -23,20 +23,21 @@ import torch
 from torch.utils.data import DataLoader
 
 from . import distributed
-from .cam import uncertain_pixels, upsample_cam
+from .cam import upsample_cam
 from .data.loader import FigureGroundSamples, MultiScaleBatches, collate
 from .data.transforms import fit_to_canvas
 from .errors import ProjectError, SpnError
+from .evaluate import round_metrics
 from .events import Event
-from .metrics import ConfusionMeter
+from .features import read_features
+from .labels import labels_kind, present_classes, training_target
 from .models.decoupled import IGNORE, DecoupledConfig, DecoupledNet, decoupled_loss
 from .store import Project
-from .features import read_features
-from .train import (_scales, batch_inputs, autocast, compile_convs, drop_state, feature_cache, fit, load_checkpoint, load_spn,
-                    resolve_device, seed_everything)
+from .train import (autocast, batch_inputs, compile_convs, drop_state, feature_cache, fit, load_checkpoint, load_spn,
+                    resolve_device, seed_everything, training_scales)
 
-__all__ = ["RoundConfig", "run_round", "labels_reader", "history", "round_uncertainty", "rollback", "current_round", "current_labels",
-           "training_target", "load_decoupled", "predict_labels", "labels_kind"]
+__all__ = ["RoundConfig", "run_round", "history", "round_uncertainty", "rollback", "current_round", "load_decoupled",
+           "predict_labels", "round0_source", "ensure_round0"]
 
 
 @dataclass(frozen=True)
@@ -58,10 +59,6 @@ class RoundConfig:
     reviewed_weight: int = 10  # a corrected image is drawn this many times as often as the others
     ignore_band: float = 0.2  # round 1: ignore pixels whose SPN evidence is this close to the threshold
     cache: bool = True  # train and predict from the frozen encoder's cached maps (spn_napari.features)
-
-
-def labels_kind(r: int) -> str:
-    return f"round/{r}/labels"
 
 
 def _model_kind(r: int) -> str:
@@ -99,84 +96,6 @@ def rollback(project: Project, r: int) -> dict:
     entry = _round(project, r)
     project.set_current_round(r)
     return entry
-
-
-def _base_kind(project: Project) -> str:
-    r = current_round(project)
-    if r is not None:
-        return labels_kind(r)
-    kinds = [k for k in ("pseudo/sp-cam", "pseudo/cam") if project.artifact(k)]
-    if not kinds:
-        raise ProjectError(f"{project.root}: no pseudo-labels in this project yet — run "
-                           f"`spn-napari pseudo-labels {project.root}` first.")
-    return kinds[0]
-
-
-def apply_correction(labels: np.ndarray, corr: tuple[np.ndarray, np.ndarray] | None) -> np.ndarray:
-    """``labels`` with a correction's set pixels painted over them (``corr`` from Project.correction)."""
-    if corr is None:
-        return labels
-    fixed, set_mask = corr
-    return np.where(set_mask, fixed, labels).astype(np.uint8)
-
-
-def _with_corrections(project: Project, i: int, labels: np.ndarray) -> np.ndarray:
-    return apply_correction(labels, project.correction(i))
-
-
-def current_labels(project: Project, i: int) -> np.ndarray:
-    """(H, W) uint8 labels of image i as the user sees them: the current round's (or the
-    pseudo-labels before any round) with the image's corrected pixels painted over them."""
-    return _with_corrections(project, i, project.read(_base_kind(project), i))
-
-
-def labels_reader(project: Project, kind: str | None):
-    """i -> (H, W) labels: of artifact ``kind``, or the current labels when ``kind`` is None."""
-    if kind is None:
-        _base_kind(project)  # fails early, naming the missing step
-        return lambda i: current_labels(project, i)
-    project.require(kind)
-    return lambda i: project.read(kind, i)
-
-
-def training_target(project: Project, i: int, base_kind: str | None = None, *,
-                    ignore_band: float = 0.0) -> np.ndarray | None:
-    """Image i's target for the next round: ``base_kind``'s labels (default: the current ones),
-    corrected pixels overriding them pixel for pixel; None when the image is rejected.
-
-    With ``ignore_band`` > 0 and round 0 (the SPN's pseudo-labels) as the base, pixels whose
-    evidence lies within the band of the 50 % threshold are IGNORE unless a person set them.
-    """
-    if project.review(i) == "rejected":
-        return None
-    kind = base_kind or _base_kind(project)
-    labels = project.read(kind, i)
-    if ignore_band > 0 and kind == labels_kind(0):
-        method = _round(project, 0)["config"]["start_from"]
-        if project.artifact(f"cams/{method}"):
-            labels = np.where(_unsure(project, i, method, ignore_band), IGNORE, labels).astype(np.uint8)
-    return _with_corrections(project, i, labels)
-
-
-def _unsure(project: Project, i: int, method: str, band: float) -> np.ndarray:
-    """(H, W) bool: image i's pixels whose ``method`` evidence is within ``band`` of the threshold.
-    SP-CAM is constant per superpixel, so it is decided per superpixel and painted (4× faster)."""
-    tags = project.images[i].tags
-    if method == "sp-cam":
-        scores = project.read("cams/sp-cam", i)  # (N, C)
-        return uncertain_pixels(scores.T[:, :, None], tags, band=band,
-                                background=project.has_background)[:, 0][project.read("superpixels", i)]
-    from .inference import evidence_maps
-    return uncertain_pixels(evidence_maps(project, i, method), tags, band=band, background=project.has_background)
-
-
-def present_classes(project: Project, i: int) -> list[int]:
-    """Image i's classes (0-based): its tags, plus any class a person painted in its correction."""
-    present = set(project.images[i].tags)
-    corr = project.correction(i)
-    if corr is not None:
-        present |= {int(v) - 1 for v in np.unique(corr[0][corr[1]]) if 0 < v <= len(project.classes)}
-    return sorted(present)
 
 
 @dataclass(frozen=True)
@@ -222,41 +141,7 @@ def predict_labels(model: DecoupledNet, image: np.ndarray, classes, side: int, d
     return lut[probs.argmax(0)], float(1.0 - probs.max(0).mean())
 
 
-def round_metrics(project: Project, r: int, parent: int | None) -> dict:
-    """mIoU of the project's labels with round r current (corrections applied) over all images,
-    over the images nobody corrected, and of the model's own labels; the share of pixels changed
-    since the parent round. One pass: each image's labels, correction and truth are read once."""
-    names, bg = project.label_names(), project.has_background
-    full, model, raw = (ConfusionMeter(1 + len(project.classes)) for _ in range(3))
-    n_gt = n_raw = corrected = diff = total = 0
-    for i in range(len(project)):
-        labels = project.read(labels_kind(r), i)
-        corr = project.correction(i)
-        touched = corr is not None or project.review(i) == "reviewed"
-        corrected += touched
-        gt = project.ground_truth(i)
-        if gt is not None:
-            full.add(apply_correction(labels, corr), gt)
-            model.add(labels, gt)
-            n_gt += 1
-            if not touched:
-                raw.add(labels, gt)
-                n_raw += 1
-        if parent is not None:
-            diff += int((labels != project.read(labels_kind(parent), i)).sum())
-            total += labels.size
-    out: dict = {"corrected": corrected}
-    if n_gt:
-        s, sm = full.summary(names, background=bg), model.summary(names, background=bg)
-        out.update(miou=s["miou"], per_class=s["per_class"], mean_class_accuracy=s["mean_class_accuracy"],
-                   miou_unreviewed=raw.summary(names, background=bg)["miou"] if n_raw else None,
-                   miou_model=sm["miou"], mean_class_accuracy_model=sm["mean_class_accuracy"])
-    if parent is not None:
-        out["changed"] = diff / max(1, total)
-    return out
-
-
-def _round0_source(project: Project, method: str) -> str:
+def round0_source(project: Project, method: str) -> str:
     if method not in ("sp-cam", "cam"):
         raise SpnError(f"--start-from {method}: use sp-cam or cam.")
     source = f"pseudo/{method}"
@@ -266,11 +151,11 @@ def _round0_source(project: Project, method: str) -> str:
     return source
 
 
-def _ensure_round0(project: Project, method: str) -> None:
+def ensure_round0(project: Project, method: str) -> None:
     """Record the SPN's pseudo-labels as round 0 (a copy, so re-running the SPN cannot change it)."""
     if history(project):
         return
-    source = _round0_source(project, method)
+    source = round0_source(project, method)
     with project.writer(labels_kind(0), meta={"source": source}) as w:
         for i in range(len(project)):
             w.put(i, project.read(source, i))
@@ -290,17 +175,17 @@ def run_round(project: Project, cfg: RoundConfig = RoundConfig()) -> Iterator[Ev
     device = resolve_device(cfg.device)
     parent = current_round(project)
     if parent is None:
-        _round0_source(project, cfg.start_from)  # checked before anything is written
+        round0_source(project, cfg.start_from)  # checked before anything is written
     seed_everything(cfg.seed)
     if not parent:
         spn, ckpt = load_spn(project, torch.device("cpu"))
         model = DecoupledNet.from_spn(spn)
     else:
         model, ckpt = load_decoupled(project, parent, torch.device("cpu"))
-    scales = tuple(cfg.scales) if cfg.scales else (tuple(ckpt.get("scales", ())) or _scales(project, cfg))
+    scales = tuple(cfg.scales) if cfg.scales else (tuple(ckpt.get("scales", ())) or training_scales(project, cfg.scales))
     model = model.to(device)
     if distributed.is_main():
-        _ensure_round0(project, cfg.start_from)
+        ensure_round0(project, cfg.start_from)
     distributed.barrier()
     project.reload()
     parent = current_round(project)

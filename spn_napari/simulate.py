@@ -19,8 +19,8 @@ import numpy as np
 from .errors import ProjectError, SpnError
 from .events import Event
 from .inference import evidence_maps
-from .rounds import (RoundConfig, _ensure_round0, _round0_source, history, rollback, round_metrics,
-                     round_uncertainty, run_round)
+from .evaluate import round_metrics
+from .rounds import RoundConfig, ensure_round0, history, rollback, round0_source, round_uncertainty, run_round
 from .store import Project
 
 __all__ = ["SimulateConfig", "simulate", "SELECT"]
@@ -101,7 +101,7 @@ def simulate(project: Project, cfg: SimulateConfig = SimulateConfig(), *, work: 
         raise ProjectError(f"{project.root}: this project has no ground-truth masks, so there is nothing to "
                            f"simulate corrections with — import a data set with masks/ (e.g. the demo data).")
     if not history(project):
-        _round0_source(project, cfg.round.start_from)  # fail before copying anything
+        round0_source(project, cfg.round.start_from)  # fail before copying anything
     root = project.root.resolve()
     work = Path(work) if work else root.with_name(f"{root.name}-simulate-{time.strftime('%Y%m%d-%H%M%S')}")
     if work.exists():
@@ -109,7 +109,7 @@ def simulate(project: Project, cfg: SimulateConfig = SimulateConfig(), *, work: 
     shutil.copytree(project.root, work)
     sim = Project(work)
     _reset(sim)
-    _ensure_round0(sim, cfg.round.start_from)
+    ensure_round0(sim, cfg.round.start_from)
     start = _round_zero(sim)
     rng = np.random.default_rng(cfg.seed)
     per_round = max(1, round(cfg.correct_fraction * len(sim)))

@@ -28,7 +28,7 @@ from .models.encoders import ENCODERS
 from .models.spn import SPN, SPNConfig, build_spn, spn_loss
 from .store import Project, atomic_write_bytes
 
-__all__ = ["TrainConfig", "DEFAULT_EPOCHS", "train_spn", "fit", "load_checkpoint", "resolve_device", "resolve_encoder", "load_spn",
+__all__ = ["TrainConfig", "DEFAULT_EPOCHS", "train_spn", "training_scales", "fit", "load_checkpoint", "resolve_device", "resolve_encoder", "load_spn",
            "seed_everything", "autocast", "feature_cache", "batch_inputs"]
 
 
@@ -87,9 +87,11 @@ def autocast(device: torch.device, enabled: bool):
     return torch.autocast("cuda", dtype=dtype)
 
 
-def _scales(project: Project, cfg: TrainConfig) -> tuple[int, ...]:
-    if cfg.scales:
-        return tuple(cfg.scales)
+def training_scales(project: Project, scales: tuple[int, ...] | None = None) -> tuple[int, ...]:
+    """The canvas sides to train on: ``scales`` when given, else the paper's, scaled to the
+    project's image sizes (:func:`~spn_napari.data.transforms.auto_scales`)."""
+    if scales:
+        return tuple(scales)
     return auto_scales([max(im.height, im.width) for im in project.images])
 
 
@@ -104,7 +106,7 @@ def train_spn(project: Project, cfg: TrainConfig = TrainConfig()) -> Iterator[Ev
     encoder = resolve_encoder(cfg.encoder, cfg.weights)
     cfg = replace(cfg, epochs=cfg.epochs or DEFAULT_EPOCHS[encoder])
     model = build_spn(len(project.classes), encoder=encoder, weights=cfg.weights).to(device)
-    scales = _scales(project, cfg)
+    scales = training_scales(project, cfg.scales)
     cache = yield from feature_cache(project, model.encoder, encoder, scales, device, cfg.cache)
     if cfg.compile:
         compile_convs(model.encoder, model.upsampler)

@@ -24,7 +24,7 @@ from spn_napari.models.spn import build_spn, spn_loss
 from spn_napari.pipeline import run
 from spn_napari.store import Project
 from spn_napari.superpixels import SuperpixelConfig, compute_superpixels
-from spn_napari.train import TrainConfig, _scales, seed_everything, train_spn
+from spn_napari.train import TrainConfig, seed_everything, train_spn, training_scales
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -54,7 +54,7 @@ def test_two_gloo_processes_equal_one_process_on_the_same_global_batch(four, tmp
     moments = torch.load(f"{state}.done", weights_only=True)["optimizer"]["state"]
 
     cfg = TrainConfig(epochs=1, batch_size=2)
-    scales = _scales(four, cfg)
+    scales = training_scales(four, cfg.scales)
     data = SuperpixelImages(four, features=cached_sides(four, "lite0", scales))  # what rank 0 cached
     shards = []
     for rank in (0, 1):

@@ -132,14 +132,14 @@ def labelled(nb_project, monkeypatch) -> Project:
 
 
 def test_pseudo_labels_and_unsure_pixels_without_background(labelled):
-    from spn_napari.rounds import _unsure
+    from spn_napari.labels import unsure_pixels
     np.testing.assert_array_equal(labelled.read("pseudo/sp-cam", 0)[:, 0], [1, 1, 2, 2, 1, 2])  # row 4: no 0
     np.testing.assert_array_equal(labelled.read("pseudo/sp-cam", 1), np.full((H, W), 3))
     np.testing.assert_array_equal(labelled.read("pseudo/sp-cam", 2), np.full((H, W), 1))
     # best - second best normalised score by row: .5, .15, .4, 1, .05, 1
-    np.testing.assert_array_equal(_unsure(labelled, 0, "sp-cam", 0.2)[:, 0], [0, 1, 0, 0, 1, 0])
-    assert not _unsure(labelled, 1, "sp-cam", 0.2).any()  # grass has no positive score: never second
-    assert not _unsure(labelled, 2, "sp-cam", 0.9).any()  # one tag: sure
+    np.testing.assert_array_equal(unsure_pixels(labelled, 0, "sp-cam", 0.2)[:, 0], [0, 1, 0, 0, 1, 0])
+    assert not unsure_pixels(labelled, 1, "sp-cam", 0.2).any()  # grass has no positive score: never second
+    assert not unsure_pixels(labelled, 2, "sp-cam", 0.9).any()  # one tag: sure
 
 
 # ---------------------------------------------------------------- evaluation
@@ -196,7 +196,8 @@ def test_evaluate_keeps_the_background_row_with_background(tmp_path, capsys):
 
 
 def test_round_metrics_without_background(labelled):
-    from spn_napari.rounds import labels_kind, round_metrics
+    from spn_napari.evaluate import round_metrics
+    from spn_napari.labels import labels_kind
     with labelled.writer(labels_kind(0)) as w:
         for i, pred in enumerate(_hand_predictions()):
             w.put(i, pred)

@@ -20,7 +20,8 @@ from spn_napari.data.loader import FigureGroundSamples, MultiScaleBatches
 from spn_napari.errors import SpnError
 from spn_napari.models.decoupled import IGNORE
 from spn_napari.pipeline import run
-from spn_napari.rounds import (RoundConfig, current_labels, current_round, history, labels_kind, run_round, training_target)
+from spn_napari.labels import current_labels, labels_kind, training_target
+from spn_napari.rounds import RoundConfig, current_round, history, run_round
 from spn_napari.simulate import SimulateConfig, simulate
 from spn_napari.store import Project
 
@@ -78,11 +79,11 @@ def test_round_one_ignores_pixels_whose_evidence_is_near_the_threshold(labelled_
     """Against a per-pixel loop: ignored where the best normalised SP-CAM score of the image's tags
     is within the band of 50 % — never where a person set the pixel, never after round 1's base."""
     from spn_napari.inference import evidence_maps
-    from spn_napari.rounds import _ensure_round0
+    from spn_napari.rounds import ensure_round0
     p = labelled_project
     labels, set_mask = _stroke(p, 1, 4)
     p.save_correction(1, labels, set_mask, review="reviewed")
-    _ensure_round0(p, "sp-cam")
+    ensure_round0(p, "sp-cam")
     band, ignored = 0.2, 0
     for i in range(len(p)):
         ev, tags, base = evidence_maps(p, i, "sp-cam"), p.images[i].tags, p.read(labels_kind(0), i)

@@ -16,7 +16,8 @@ from qtpy.QtWidgets import (
 )
 
 from ..errors import SpnError
-from ..rounds import current_round, history, labels_kind, rollback
+from ..labels import labels_kind
+from ..rounds import current_round, history, rollback
 from .line_plot import LinePlot
 
 HISTORY_COLUMNS = ("round", "parent", "mIoU", "changed", "time s")

@@ -1,0 +1,111 @@
+"""Which labels an image has, from the SPN's pseudo-labels through people's corrections to a
+round's prediction, and what the next round trains on.
+
+Read top-down, one image's labels go:
+
+1. ``pseudo/sp-cam`` (or ``pseudo/cam``): the SPN's pseudo-labels, before any round;
+2. ``round/0/labels``: a copy of them, made when the first round starts;
+3. ``round/k/labels``: round k's DecoupledNet prediction (:mod:`spn_napari.rounds`);
+4. the current labels (:func:`current_labels`): the current round's labels (or 1. before any
+   round) with the pixels a person set in the image's correction painted over them — what the
+   viewer shows, ``export`` writes and ``evaluate`` scores;
+5. the next round's target (:func:`training_target`): the same, without rejected images, and in
+   round 1 without the pixels whose SPN evidence was a coin flip.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+
+from .cam import uncertain_pixels
+from .errors import ProjectError
+from .metrics import IGNORE
+from .store import Project
+
+__all__ = ["labels_kind", "base_kind", "current_labels", "apply_correction", "labels_reader", "training_target",
+           "present_classes", "unsure_pixels"]
+
+PSEUDO_KINDS = ("pseudo/sp-cam", "pseudo/cam")  # before any round, the first of these that exists
+
+
+def labels_kind(r: int) -> str:
+    """The artifact of round r's labels."""
+    return f"round/{r}/labels"
+
+
+def base_kind(project: Project) -> str:
+    """The artifact the current labels come from: the current round's labels, or the
+    pseudo-labels before any round; a ProjectError naming the step when there are none."""
+    r = project.current_round()
+    if r is not None:
+        return labels_kind(r)
+    kinds = [k for k in PSEUDO_KINDS if project.artifact(k)]
+    if not kinds:
+        raise ProjectError(f"{project.root}: no pseudo-labels in this project yet — run "
+                           f"`spn-napari pseudo-labels {project.root}` first.")
+    return kinds[0]
+
+
+def current_labels(project: Project, i: int) -> np.ndarray:
+    """(H, W) uint8 labels of image i as the user sees them: the current round's (or the
+    pseudo-labels before any round) with the image's corrected pixels painted over them."""
+    return apply_correction(project.read(base_kind(project), i), project.correction(i))
+
+
+def apply_correction(labels: np.ndarray, corr: tuple[np.ndarray, np.ndarray] | None) -> np.ndarray:
+    """``labels`` with a correction's set pixels painted over them (``corr`` from Project.correction)."""
+    if corr is None:
+        return labels
+    fixed, set_mask = corr
+    return np.where(set_mask, fixed, labels).astype(np.uint8)
+
+
+def labels_reader(project: Project, kind: str | None) -> Callable[[int], np.ndarray]:
+    """i -> (H, W) labels: of artifact ``kind``, or the current labels when ``kind`` is None."""
+    if kind is None:
+        base_kind(project)  # fails early, naming the missing step
+        return lambda i: current_labels(project, i)
+    project.require(kind)
+    return lambda i: project.read(kind, i)
+
+
+def training_target(project: Project, i: int, kind: str | None = None, *,
+                    ignore_band: float = 0.0) -> np.ndarray | None:
+    """Image i's target for the next round: ``kind``'s labels (default: the current ones),
+    corrected pixels overriding them pixel for pixel; None when the image is rejected.
+
+    With ``ignore_band`` > 0 and round 0 (the SPN's pseudo-labels) as the base, pixels whose
+    evidence lies within the band of the 50 % threshold are IGNORE unless a person set them.
+    """
+    if project.review(i) == "rejected":
+        return None
+    kind = kind or base_kind(project)
+    labels = project.read(kind, i)
+    if ignore_band > 0 and kind == labels_kind(0):
+        method = next(e for e in project.rounds() if e["round"] == 0)["config"]["start_from"]
+        if project.artifact(f"cams/{method}"):
+            labels = np.where(unsure_pixels(project, i, method, ignore_band), IGNORE, labels).astype(np.uint8)
+    return apply_correction(labels, project.correction(i))
+
+
+def unsure_pixels(project: Project, i: int, method: str, band: float) -> np.ndarray:
+    """(H, W) bool: image i's pixels whose ``method`` evidence is within ``band`` of the threshold.
+    SP-CAM is constant per superpixel, so it is decided per superpixel and painted (4× faster)."""
+    tags = project.images[i].tags
+    if method == "sp-cam":
+        scores = project.read("cams/sp-cam", i)  # (N, C)
+        return uncertain_pixels(scores.T[:, :, None], tags, band=band,
+                                background=project.has_background)[:, 0][project.read("superpixels", i)]
+    from .inference import evidence_maps
+    return uncertain_pixels(evidence_maps(project, i, method), tags, band=band, background=project.has_background)
+
+
+def present_classes(project: Project, i: int) -> list[int]:
+    """Image i's classes (0-based): its tags, plus any class a person painted in its correction."""
+    present = set(project.images[i].tags)
+    corr = project.correction(i)
+    if corr is not None:
+        present |= {int(v) - 1 for v in np.unique(corr[0][corr[1]]) if 0 < v <= len(project.classes)}
+    return sorted(present)
