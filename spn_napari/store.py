@@ -5,9 +5,10 @@ Layout of a project folder::
     project.db     classes, colours, whether label value 0 is a background class, settings,
                    images (name, size, tags, review, current correction), the manifest of
                    committed artifacts and the rounds (see :mod:`spn_napari.project_db`)
-    data.zarr/     images/NNNNNN (H, W, 3) uint8, gt/NNNNNN (H, W) uint8, one group per
-                   artifact version, e.g. ``superpixels.3f2a9c/NNNNNN`` (H, W) int32, and
-                   corrections/NNNNNN.TOKEN/{labels,set}
+    data.zarr/     images (H, W, 3) uint8 and gt (H, W) uint8 of every image, one group per
+                   artifact version, e.g. ``superpixels.3f2a9c`` (H, W) int32 per image, each
+                   packed into a few sharded arrays (:mod:`spn_napari.pixels`), and
+                   corrections/NNNNNN.TOKEN/{labels,set}, few, one group per image
     checkpoints/   model files named after their artifact version
 
 An artifact (superpixels, an SPN checkpoint, CAMs, pseudo-labels) is written under a fresh,
@@ -46,9 +47,11 @@ import numpy as np
 import zarr
 
 from .errors import DatasetError, ProjectError
+from .pixels import PackedReader, PackedWriter, is_packed, merge_index
 from .project_db import DB_NAME, ProjectDB, create_db
 
-__all__ = ["FORMAT_VERSION", "DB_NAME", "MANIFEST", "Project", "migrate_json_manifest", "ArtifactWriter", "is_project",
+__all__ = ["FORMAT_VERSION", "DB_NAME", "MANIFEST", "Project", "migrate_json_manifest", "ArtifactWriter", "new_version",
+           "is_project",
            "atomic_write_bytes",
            "PALETTE", "class_colors"]
 
@@ -56,7 +59,7 @@ FORMAT = "spn-napari-project"
 FORMAT_VERSION = 3  # 3: project.db; 2: project.json with "background"; 1: project.json without
 MANIFEST = "project.json"  # formats 1 and 2 only: migrated on open
 ZARR = "data.zarr"
-OPEN_ARRAYS = 4096  # zarr array handles a Project keeps open (see Project._array)
+OPEN_ARRAYS = 4096  # per-image zarr array handles a Project keeps open (projects made before packing)
 
 REVIEW_STATES = ("unreviewed", "reviewed", "rejected")
 # Distinct, colour-blind-friendly colours of the first 20 classes (background is transparent in
@@ -190,12 +193,14 @@ class Project:
         self._images = [ImageInfo(*row) for row in self._db.images()]
         self._artifacts = self._db.read_artifacts()
         self._handles: OrderedDict[tuple[str, int], zarr.Array] = OrderedDict()
+        self._packed: dict[str, PackedReader | None] = {}
 
     def reload(self) -> None:
         """Take a new snapshot of the artifact manifest (another process, e.g. a training child,
         may have committed); review, corrections and rounds are always read fresh."""
         self._artifacts = self._db.read_artifacts()
         self._handles.clear()  # groups replaced meanwhile are swept: keep no handle into them
+        self._packed.clear()
 
     @contextlib.contextmanager
     def _saving(self, what: str) -> Iterator[None]:
@@ -264,10 +269,20 @@ class Project:
         return out
 
     # ---- pixels ----------------------------------------------------------------------------
+    def _pixels(self, group: str, i: int) -> np.ndarray:
+        """Image i's array in zarr group ``group``: packed (:mod:`spn_napari.pixels`), or one
+        array per image in groups written before packing (format 3 projects made before it, and
+        every migrated format 1 or 2 project)."""
+        if group not in self._packed:
+            path = self.root / ZARR / group
+            self._packed[group] = PackedReader(path) if is_packed(path) else None
+        reader = self._packed[group]
+        return reader.read(i) if reader is not None else self._array(group, i)[...]
+
     def _array(self, group: str, i: int) -> zarr.Array:
-        """Image i's array in ``group``, opened once: opening reads its metadata, half the cost of a
-        small read. Safe to keep, as a committed group's arrays never change (a new version is a
-        new group); bounded, so a huge project does not hold every handle."""
+        """Image i's array in a per-image ``group``, opened once: opening reads its metadata, half
+        the cost of a small read. Safe to keep, as a committed group's arrays never change (a new
+        version is a new group); bounded, so a huge project does not hold every handle."""
         arr = self._handles.get((group, i))
         if arr is None:
             arr = zarr.open_array(self.root / ZARR, path=f"{group}/{_key(i)}", mode="r")
@@ -278,12 +293,12 @@ class Project:
 
     def image(self, i: int) -> np.ndarray:
         """(H, W, 3) uint8."""
-        return self._array("images", i)[...]
+        return self._pixels("images", i)
 
     def ground_truth(self, i: int) -> np.ndarray | None:
         """(H, W) uint8: c+1 class c, 255 ignore, 0 background (never 0 in a project without a
         background class); None without a mask. Never for training."""
-        return self._array("gt", i)[...] if self._images[i].has_gt else None
+        return self._pixels("gt", i) if self._images[i].has_gt else None
 
     # ---- corrections and review ------------------------------------------------------------
     def _check_index(self, i: int) -> int:
@@ -436,7 +451,7 @@ class Project:
 
     def read(self, kind: str, i: int) -> np.ndarray:
         """Image i's array of a per-image artifact, e.g. ``read('superpixels', 3)`` (H, W) int32."""
-        return self._array(self.require(kind)["group"], i)[...]
+        return self._pixels(self.require(kind)["group"], i)
 
     def file(self, kind: str) -> Path:
         """Path of a file artifact (a checkpoint)."""
@@ -450,14 +465,26 @@ class Project:
         method = f" --method {kind.split('/', 1)[1]}" if kind.startswith(("pseudo/", "cams/")) else ""
         return f"spn-napari {step} {self.root}{method}"
 
-    def writer(self, kind: str, *, depends: tuple[str, ...] = (), meta: dict | None = None) -> "ArtifactWriter":
-        """Start a new version of a per-image artifact; it is visible only after ``commit()``."""
-        return ArtifactWriter(self, kind, depends=depends, meta=meta or {})
+    def writer(self, kind: str, *, depends: tuple[str, ...] = (), meta: dict | None = None,
+               version: str | None = None, part: int = 0) -> "ArtifactWriter":
+        """Start a new version of a per-image artifact; it is visible only after ``commit()``
+        (``version``, ``part``: one rank's share of a version that several ranks write)."""
+        return ArtifactWriter(self, kind, depends=depends, meta=meta or {}, version=version, part=part)
+
+    def commit_written(self, kind: str, version: str, *, depends: tuple[str, ...] = (),
+                       meta: dict | None = None) -> None:
+        """Commit packed ``version`` of ``kind`` once every writer of it finished: merge the
+        parts' indices and make it current; a RuntimeError when some image was not written."""
+        missing = merge_index(self.root / ZARR / version, len(self))
+        if missing:
+            raise RuntimeError(f"{kind}: {len(missing)} images not written (e.g. image {missing[0]}); "
+                               f"call put() for each first")
+        self.commit_version(kind, {"group": version}, depends, meta or {}, version)
 
     def commit_file(self, kind: str, data: bytes, *, suffix: str, depends: tuple[str, ...] = (),
                     meta: dict | None = None) -> Path:
         """Write a file artifact (e.g. a checkpoint) atomically and make it current."""
-        version = _new_version(kind)
+        version = new_version(kind)
         rel = Path("checkpoints") / f"{version}{suffix}"
         atomic_write_bytes(self.root / rel, data)
         self.commit_version(kind, {"file": str(rel)}, depends, meta or {}, version)
@@ -532,12 +559,12 @@ class Project:
         root.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{root.name}.creating-", dir=root.parent))
         try:
-            group = zarr.open_group(tmp / ZARR, mode="w")
-            images_g, gt_g = group.require_group("images"), group.require_group("gt")
+            zarr.open_group(tmp / ZARR, mode="w")
+            images_w, gt_w = PackedWriter(tmp / ZARR / "images"), PackedWriter(tmp / ZARR / "gt")
             infos = []
             for i, item in enumerate(dataset.items):
                 img = load_image(item.image_path)
-                _put(images_g, i, img)
+                images_w.put(i, img)
                 has_gt = item.mask_path is not None
                 if has_gt:
                     mask = load_mask(item.mask_path, img.shape[:2])
@@ -546,11 +573,14 @@ class Project:
                             f"{item.mask_path}: value 0 (background) at {int((mask == 0).sum())} pixels in a "
                             f"data set imported with --no-background — relabel those pixels to a class or "
                             f"255 (void), or import without --no-background.")
-                    _put(gt_g, i, mask)
+                    gt_w.put(i, mask)
                 infos.append({"name": item.name, "height": int(img.shape[0]), "width": int(img.shape[1]),
                               "tags": list(item.tags), "has_gt": has_gt, "source": str(item.image_path)})
                 if progress:
                     progress(i + 1, len(dataset.items))
+            for w in (images_w, gt_w):
+                w.close()
+                merge_index(w.group, len(infos))
             (tmp / "checkpoints").mkdir()
             create_db(tmp / DB_NAME, {
                 "format": FORMAT, "format_version": FORMAT_VERSION, "created": time.time(),
@@ -625,23 +655,30 @@ def _fsync(path: Path) -> None:
 
 
 class ArtifactWriter:
-    """Writes one version of a per-image artifact; ``commit()`` makes it current atomically."""
+    """Writes one version of a per-image artifact; ``commit()`` makes it current atomically.
 
-    def __init__(self, project: Project, kind: str, *, depends: tuple[str, ...], meta: dict) -> None:
+    Under torchrun each rank writes its own images into one version: every rank makes its writer
+    with the same ``version`` (rank 0's, broadcast) and ``part=rank``, calls ``finish()``, and
+    once all have (a barrier) rank 0 calls :meth:`Project.commit_written`."""
+
+    def __init__(self, project: Project, kind: str, *, depends: tuple[str, ...], meta: dict,
+                 version: str | None = None, part: int = 0) -> None:
         self.project, self.kind, self.depends, self.meta = project, kind, depends, meta
-        self.version = _new_version(kind)
-        self._group = zarr.open_group(project.root / ZARR, mode="a").require_group(self.version)
-        self._written: set[int] = set()
+        self.version = version or new_version(kind)
+        zarr.open_group(project.root / ZARR, mode="a").require_group(self.version)
+        self._part = PackedWriter(project.root / ZARR / self.version, part)
 
     def put(self, i: int, array: np.ndarray) -> None:
-        _put(self._group, i, array)
-        self._written.add(i)
+        self._part.put(i, array)
+
+    def finish(self) -> None:
+        """Write this writer's last values and index (its part of the version is then complete)."""
+        self._part.close()
 
     def commit(self) -> None:
-        missing = len(self.project) - len(self._written)
-        if missing:
-            raise RuntimeError(f"{self.kind}: {missing} images not written; call put() for each first")
-        self.project.commit_version(self.kind, {"group": self.version}, self.depends, self.meta, self.version)
+        """Finish and make the version current (every image must have been written)."""
+        self.finish()
+        self.project.commit_written(self.kind, self.version, depends=self.depends, meta=self.meta)
 
     def abort(self) -> None:
         shutil.rmtree(self.project.root / ZARR / self.version, ignore_errors=True)
@@ -656,14 +693,9 @@ class ArtifactWriter:
             self.abort()
 
 
-def _new_version(kind: str) -> str:
+def new_version(kind: str) -> str:
+    """A fresh, unique version name of artifact ``kind`` (its zarr group or checkpoint file name)."""
     return f"{kind.replace('/', '-')}.{secrets.token_hex(4)}"
-
-
-def _put(group: zarr.Group, i: int, array: np.ndarray) -> None:
-    arr = group.create_array(_key(i), shape=array.shape, dtype=array.dtype, chunks=array.shape,
-                             overwrite=True)
-    arr[...] = array
 
 
 def _drop_dependents(arts: dict, changed: str) -> list[tuple[str, dict]]:
