@@ -120,10 +120,12 @@ def cmd_pseudo_labels(a: argparse.Namespace) -> int:
     default_threads()
     check_method(a.method)
     project = _project(a.project)
-    cfg = PseudoLabelConfig(method=a.method, device=a.device, threshold=a.threshold,
+    device, progress = _distributed(a)  # under torchrun each rank labels its share of the images
+    cfg = PseudoLabelConfig(method=a.method, device=device, threshold=a.threshold,
                             classes=a.classes, multi_scale=a.multi_scale)
-    last = Progress(a.progress, f"{a.method} labels")(make_pseudo_labels(project, cfg))
-    print(f"wrote {a.method} pseudo-labels in {last.data['seconds']:.0f} s", file=sys.stderr)
+    last = Progress(progress, f"{a.method} labels")(make_pseudo_labels(project, cfg))
+    if progress != "none" or a.progress == "none":
+        print(f"wrote {a.method} pseudo-labels in {last.data['seconds']:.0f} s", file=sys.stderr)
     return 0
 
 

@@ -20,6 +20,7 @@ from collections.abc import Iterable, Iterator
 import numpy as np
 import torch
 
+from . import distributed
 from .data.transforms import fit_to_canvas
 from .events import Event
 from .store import Project
@@ -50,7 +51,8 @@ def compute_features(project: Project, encoder: torch.nn.Module, name: str, side
     """Compute and commit the backbone maps of every image at each of ``sides`` not cached yet.
 
     Yields an 'image' event per image, then 'done' with the seconds spent. Stopping early
-    discards the partial maps (nothing is committed until every image is written).
+    discards the partial maps (nothing is committed until every image is written). Under
+    torchrun every rank computes its share and rank 0 commits once all are written.
     """
     missing = sorted(int(s) for s in sides if not project.artifact(features_kind(name, s)))
     n, t0 = len(project), time.perf_counter()
@@ -58,19 +60,13 @@ def compute_features(project: Project, encoder: torch.nn.Module, name: str, side
         yield Event("done", n, n, {"seconds": 0.0, "sides": []})
         return
     encoder = encoder.to(device).eval()
-    writers = {s: project.writer(features_kind(name, s), meta={"encoder": name, "side": s}) for s in missing}
-    try:
-        for i in range(n):
+    mine = distributed.shard(n)  # under torchrun each rank computes its share of the images
+    with distributed.sharded_writers(project, [features_kind(name, s) for s in missing]) as writers:
+        for done, i in enumerate(mine, 1):
             image = project.image(i)
-            for s, w in writers.items():
+            for s in missing:
                 x, _, _ = fit_to_canvas(image, None, s)  # (3, s, s)
                 f = encoder.backbone(x[None].to(device))[0]  # (Cb, g, g)
-                w.put(i, f.float().cpu().numpy().astype(DTYPE))
-            yield Event("image", i + 1, n, {"sides": missing})
-        for w in writers.values():
-            w.commit()
-    except BaseException:
-        for w in writers.values():
-            w.abort()
-        raise
+                writers[features_kind(name, s)].put(i, f.float().cpu().numpy().astype(DTYPE))
+            yield Event("image", done, len(mine), {"sides": missing})
     yield Event("done", n, n, {"seconds": time.perf_counter() - t0, "sides": missing})

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from . import distributed
 from .cam import METHODS, paint_superpixels, threshold_maps, upsample_cam
 from .errors import SpnError
 from .events import Event
@@ -107,6 +108,8 @@ def make_pseudo_labels(project: Project, cfg: PseudoLabelConfig = PseudoLabelCon
     """Compute and commit SP-CAM and CAM evidence and the chosen method's pseudo-labels.
 
     Artifacts: 'cams/sp-cam', 'cams/cam' and 'pseudo/<method>'; streams one image at a time.
+    Under torchrun each rank computes and writes its share of the images ('image' events count
+    that share) and rank 0 commits once all are written.
     """
     check_method(cfg.method)
     if cfg.classes not in ("tags", "predicted"):
@@ -120,12 +123,12 @@ def make_pseudo_labels(project: Project, cfg: PseudoLabelConfig = PseudoLabelCon
     n, t0 = len(project), time.perf_counter()
     deps = ("superpixels", "spn")
     meta = {**asdict(cfg), "sides": sides}
-    w_sp = project.writer("cams/sp-cam", depends=deps, meta=meta)
-    w_cam = project.writer("cams/cam", depends=deps, meta=meta)
-    w_lab = project.writer(f"pseudo/{cfg.method}", depends=deps, meta=meta)
-    writers = (w_sp, w_cam, w_lab)
-    try:
-        for i, info in enumerate(project.images):
+    mine = distributed.shard(n)  # under torchrun each rank does its share; else every image
+    kinds = ("cams/sp-cam", "cams/cam", f"pseudo/{cfg.method}")
+    with distributed.sharded_writers(project, kinds, depends=deps, meta=meta) as writers:
+        w_sp, w_cam, w_lab = (writers[k] for k in kinds)
+        for done, i in enumerate(mine, 1):
+            info = project.images[i]
             sp = project.read("superpixels", i)
             if cache:
                 ev = image_evidence(model, None, sp, sides, device,
@@ -138,11 +141,5 @@ def make_pseudo_labels(project: Project, cfg: PseudoLabelConfig = PseudoLabelCon
             maps = (paint_superpixels(ev.sp_scores, sp) if cfg.method == "sp-cam"
                     else upsample_cam(ev.cam, info.height, info.width))
             w_lab.put(i, threshold_maps(maps, classes, cfg.threshold, background=project.has_background))
-            yield Event("image", i + 1, n)
-        for wr in writers:
-            wr.commit()
-    except BaseException:
-        for wr in writers:
-            wr.abort()
-        raise
+            yield Event("image", done, len(mine))
     yield Event("done", n, n, {"seconds": time.perf_counter() - t0, "method": cfg.method})

@@ -37,7 +37,7 @@ from .train import (autocast, batch_inputs, compile_convs, drop_state, feature_c
                     resolve_device, seed_everything, training_scales)
 
 __all__ = ["RoundConfig", "run_round", "history", "round_uncertainty", "rollback", "current_round", "load_decoupled",
-           "predict_labels", "round0_source", "ensure_round0"]
+           "predict_labels", "predict_round_labels", "round0_source", "ensure_round0"]
 
 
 @dataclass(frozen=True)
@@ -165,6 +165,27 @@ def ensure_round0(project: Project, method: str) -> None:
     project.add_round(entry)
 
 
+def predict_round_labels(project: Project, model: DecoupledNet, kind: str, side: int, device: torch.device, *,
+                         cache: dict[int, str] | None = None, meta: dict | None = None) -> Iterator[Event]:
+    """Predict every image's labels with ``model`` (eval mode) at canvas ``side`` and commit them
+    as artifact ``kind``; returns each image's uncertainty, in image order.
+
+    Under torchrun each rank predicts and writes its share of the images ('image' events count
+    that share), rank 0 commits once all are written, and every rank gets every uncertainty."""
+    mine, values = distributed.shard(len(project)), {}
+    with distributed.sharded_writers(project, [kind], meta=meta) as writers:
+        for done, i in enumerate(mine, 1):
+            f = read_features(project, cache[side], i) if cache else None
+            labels, u = predict_labels(model, project.image(i), present_classes(project, i), side, device,
+                                       background=project.has_background, backbone=f)
+            writers[kind].put(i, labels)
+            values[i] = round(u, 5)
+            yield Event("image", done, len(mine))
+    for part in distributed.gather(values):
+        values.update(part)
+    return [values[i] for i in range(len(project))]
+
+
 def run_round(project: Project, cfg: RoundConfig = RoundConfig()) -> Iterator[Event]:
     """Train round k's DecoupledNet, predict every image's labels, commit and make round k current.
 
@@ -231,22 +252,14 @@ def run_round(project: Project, cfg: RoundConfig = RoundConfig()) -> Iterator[Ev
                                                  "samples": len(samples), "weight": cfg.reviewed_weight, "band": cfg.ignore_band,
                                                  "corrections": project.corrections_version(), "seed": cfg.seed,
                                                  "cached": bool(cache)})
-    if not distributed.is_main():  # rank 0 predicts and commits; the others wait for it
+    model.eval()
+    side = sorted(scales)[len(scales) // 2]
+    uncertainty = yield from predict_round_labels(project, model, labels_kind(k), side, device, cache=cache,
+                                                  meta={"parent": parent})
+    if not distributed.is_main():  # rank 0 saves the model, scores and records the round
         distributed.barrier()
         yield Event("done", k, k, {"round": k, "rank": rank})
         return
-
-    model.eval()
-    side = sorted(scales)[len(scales) // 2]
-    uncertainty = []
-    with project.writer(labels_kind(k), meta={"parent": parent}) as w:
-        for i, info in enumerate(project.images):
-            f = read_features(project, cache[side], i) if cache else None
-            labels, u = predict_labels(model, project.image(i), present_classes(project, i), side, device,
-                                       background=project.has_background, backbone=f)
-            w.put(i, labels)
-            uncertainty.append(round(u, 5))
-            yield Event("image", i + 1, len(project))
     buf = io.BytesIO()
     torch.save(model.to("cpu").to_checkpoint(classes=list(project.classes), scales=list(scales),
                                              round=k, parent=parent), buf)

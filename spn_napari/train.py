@@ -161,16 +161,14 @@ def resolve_encoder(name: str, weights: str | None) -> str:
 
 def feature_cache(project: Project, encoder: torch.nn.Module, name: str, sides, device: torch.device,
                   enabled: bool = True) -> Iterator[Event]:
-    """Make sure a frozen encoder's maps are cached for ``sides`` (computing the missing ones on
-    rank 0, 'features' events) and return {side: artifact}; None when the encoder is not cacheable
-    or ``enabled`` is off."""
+    """Make sure a frozen encoder's maps are cached for ``sides`` (computing the missing ones,
+    each rank its share under torchrun; 'features' events) and return {side: artifact}; None when
+    the encoder is not cacheable or ``enabled`` is off."""
     if not (enabled and getattr(encoder, "cacheable", False)):
         return None
-    if distributed.is_main():
-        for ev in compute_features(project, encoder, name, sides, device):
-            if ev.event == "image":  # progress only: nothing to show when every side is cached
-                yield Event("features", ev.step, ev.total, ev.data)
-    distributed.barrier()
+    for ev in compute_features(project, encoder, name, sides, device):
+        if ev.event == "image":  # progress only: nothing to show when every side is cached
+            yield Event("features", ev.step, ev.total, ev.data)
     project.reload()
     cache = cached_sides(project, name, sides)
     if len(cache) != len(set(sides)):

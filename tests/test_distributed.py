@@ -14,6 +14,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -131,3 +132,75 @@ def test_compile_keeps_outputs_and_checkpoint_keys(four):
     four.reload()
     model, _ = load_spn(four, torch.device("cpu"))
     assert model.state_dict().keys() == eager.state_dict().keys()
+
+
+_PREDICT_ROUND = """
+import json, sys, torch
+from spn_napari import distributed
+from spn_napari.models.decoupled import DecoupledNet
+from spn_napari.rounds import predict_round_labels
+from spn_napari.events import run
+from spn_napari.store import Project
+from spn_napari.train import load_spn, seed_everything
+distributed.init_from_env("cpu")
+project = Project(sys.argv[1])
+spn, ckpt = load_spn(project, torch.device("cpu"))
+seed_everything(0)  # the segmentation head's initial weights: the same on every rank
+model = DecoupledNet.from_spn(spn).eval()
+gen = predict_round_labels(project, model, "round/9/labels", sorted(ckpt["scales"])[0], torch.device("cpu"))
+try:
+    while True:
+        next(gen)
+except StopIteration as stop:
+    unc = stop.value
+if distributed.is_main():
+    print(json.dumps(unc))
+distributed.shutdown()
+"""
+
+
+def _torchrun(nproc: int, *args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+    r = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(nproc),
+                        *args], env=env, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    return r
+
+
+@pytest.fixture(scope="module")
+def five_trained(tmp_path_factory, demo_dir) -> Path:
+    """5 images (an odd number: the ranks' shares differ) and a 1-epoch lite0 SPN trained without
+    the feature cache, so that pseudo-labels compute it, sharded too."""
+    ds = read_dataset(demo_dir)
+    project = Project.create(tmp_path_factory.mktemp("shard") / "p", dataclasses.replace(ds, items=ds.items[:5]))
+    run(compute_superpixels(project, SuperpixelConfig(n_segments=30), workers=1))
+    run(train_spn(project, TrainConfig(epochs=1, batch_size=2, device="cpu", cache=False, scales=(64, 96))))
+    assert not cached_sides(project, "lite0", (64, 96))
+    return project.root
+
+
+def test_sharded_inference_under_two_gloo_processes_equals_one_process(five_trained, tmp_path):
+    """pseudo-labels (with the feature cache it computes) and a round's prediction: 2 ranks, each
+    writing its own images into one version, give exactly what 1 process gives."""
+    import json
+    import shutil
+    script = tmp_path / "predict_round.py"
+    script.write_text(_PREDICT_ROUND)
+    roots, uncertainty = {}, {}
+    for nproc in (1, 2):
+        root = roots[nproc] = tmp_path / f"p{nproc}"
+        shutil.copytree(five_trained, root)
+        _torchrun(nproc, "-m", "spn_napari", "pseudo-labels", str(root), "--device", "cpu", "--multi-scale",
+                  "--progress", "none")
+        uncertainty[nproc] = json.loads(_torchrun(nproc, str(script), str(root)).stdout.strip().splitlines()[-1])
+    one, two = Project(roots[1]), Project(roots[2])
+    kinds = ["cams/sp-cam", "cams/cam", "pseudo/sp-cam", "round/9/labels",
+             *cached_sides(one, "lite0", (64, 96)).values()]
+    assert len(kinds) == 6 and len(uncertainty[1]) == len(one)
+    assert uncertainty[1] == uncertainty[2]
+    for kind in kinds:
+        assert two.artifact(kind) is not None, kind
+        for i in range(len(one)):
+            np.testing.assert_array_equal(one.read(kind, i), two.read(kind, i), err_msg=f"{kind} image {i}")
+    parts = {p.name for p in (two.root / "data.zarr" / two.artifact("pseudo/sp-cam")["group"]).iterdir()}
+    assert {"part-0", "part-1", "index-0", "index-1", "index"} <= parts  # each rank wrote its own part
