@@ -9,7 +9,7 @@ version is a zarr group holding
                shards of SHARD_CHUNKS chunks, so a shard is one file
     index-R    (n_R, 2 + ndim) int64: image, offset into part-R, shape, of what writer R wrote
     index      (n_images, 2 + ndim) int64: part (-1: no array for that image), offset, shape;
-               merged from the index-R when the version is committed
+               merged from the index-R (then removed) when the version is committed
 
 Why ragged pixels with an offset table rather than one (N, H, W) array: the images of a project
 have different sizes, and artifacts hold arrays of different shapes per image (superpixel scores
@@ -24,6 +24,7 @@ one (each has its own part), so ranks write side by side without locks.
 from __future__ import annotations
 
 import re
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -127,6 +128,8 @@ def merge_index(group: Path, n_images: int) -> list[int]:
             index[rows[:, 0], 1:] = rows[:, 1:]
     zgroup.create_array("index", shape=index.shape, dtype=np.int64, chunks=index.shape if n_images else (1, width),
                         overwrite=True)[...] = index
+    for part in parts:  # merged: two files fewer per part
+        shutil.rmtree(group / f"index-{part}", ignore_errors=True)
     return np.flatnonzero(index[:, 0] < 0).tolist()
 
 

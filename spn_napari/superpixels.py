@@ -19,7 +19,7 @@ __all__ = ["SuperpixelConfig", "compute_superpixels", "slic_labels", "superpixel
 
 @dataclass(frozen=True)
 class SuperpixelConfig:
-    """SLIC parameters (scikit-image names); stored in project.json with the result."""
+    """SLIC parameters (scikit-image names); stored in the project with the result."""
 
     n_segments: int = 300
     compactness: float = 10.0
@@ -34,9 +34,15 @@ def slic_labels(image: np.ndarray, cfg: SuperpixelConfig) -> np.ndarray:
     return compact.reshape(labels.shape).astype(np.int32)
 
 
+_OPEN: dict[str, Project] = {}  # in each worker process: the project, opened once (not per image)
+
+
 def _one(args: tuple[str, int, SuperpixelConfig]) -> tuple[int, np.ndarray]:
     root, i, cfg = args
-    return i, slic_labels(Project(root).image(i), cfg)
+    project = _OPEN.get(root)
+    if project is None:
+        project = _OPEN[root] = Project(root)
+    return i, slic_labels(project.image(i), cfg)
 
 
 def compute_superpixels(project: Project, cfg: SuperpixelConfig = SuperpixelConfig(), *,
