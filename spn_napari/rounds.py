@@ -212,11 +212,12 @@ def run_round(project: Project, cfg: RoundConfig = RoundConfig()) -> Iterator[Ev
     parent = current_round(project)
     k = max(e["round"] for e in history(project)) + 1
     samples, distinct = [], 0
+    reviews, corrected = project.reviews(), project.corrected()  # one read each, not one per image
     for i in range(len(project)):
-        if project.review(i) == "rejected":
+        if reviews[i] == "rejected":
             continue
-        present = present_classes(project, i)
-        repeat = cfg.reviewed_weight if project.has_correction(i) else 1
+        present = present_classes(project, i) if corrected[i] else sorted(set(project.images[i].tags))
+        repeat = cfg.reviewed_weight if corrected[i] else 1
         samples += [(i, c) for c in present] * repeat
         distinct += len(present)
     if not samples:

@@ -58,7 +58,8 @@ def _uncertainty(project: Project, method: str) -> list[float]:
 
 
 def _pick(project: Project, count: int, cfg: SimulateConfig, rng: np.random.Generator) -> list[int]:
-    todo = [i for i in range(len(project)) if project.review(i) == "unreviewed" and not project.has_correction(i)]
+    reviews, corrected = project.reviews(), project.corrected()
+    todo = [i for i in range(len(project)) if reviews[i] == "unreviewed" and not corrected[i]]
     todo = [i for i in todo if project.images[i].has_gt]
     if cfg.select == "random":
         return sorted(rng.permutation(todo)[:count].tolist())
