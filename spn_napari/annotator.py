@@ -68,15 +68,18 @@ class Annotator:
         self._size = cache
 
     # ---- the image list ------------------------------------------------------------------
-    def rows(self) -> list[dict]:
-        """One row per image: index, name, review status, tag names, confidence (None if unknown)."""
+    def columns(self) -> dict:
+        """The image list's columns, each read in bulk (one read of the reviews and of the
+        round's uncertainty for all images, not one per image): ``name``, ``review`` and ``tags``
+        (the class names joined) as lists, ``confidence`` as an (n,) float64 array, 1 - the
+        current round's uncertainty rounded to 3 places, NaN where unknown (before round 1)."""
         from .rounds import round_uncertainty
-        unc = round_uncertainty(self.project)
-        names, reviews = self.project.classes, self.project.reviews()
-        return [{"index": i, "name": im.name, "review": reviews[i],
-                 "tags": ", ".join(names[t] for t in im.tags),
-                 "confidence": None if unc is None else round(1.0 - float(unc[i]), 3)}
-                for i, im in enumerate(self.project.images)]
+        p = self.project
+        names = p.classes
+        unc = round_uncertainty(p)
+        confidence = np.full(len(p), np.nan) if unc is None else np.round(1.0 - np.asarray(unc, np.float64), 3)
+        return {"name": [im.name for im in p.images], "review": list(p.reviews()),
+                "tags": [", ".join(names[t] for t in im.tags) for im in p.images], "confidence": confidence}
 
     def next_unreviewed(self, after: int) -> int | None:
         """The next unreviewed image after ``after`` (wrapping around), or None."""

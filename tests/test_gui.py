@@ -1,6 +1,7 @@
 """The napari plugin, driven headlessly (pytest-qt + napari's make_napari_viewer under Xvfb):
 manifest, reader, layers and class names, superpixel fill + undo, class swap, accept, saving on
-image switch, reopening in a new viewer, and a folder that is not a project."""
+image switch, reopening in a new viewer, the image list (an Accept updates its one row; sorting,
+by confidence too; a click shows the row's image), and a folder that is not a project."""
 
 from __future__ import annotations
 
@@ -108,6 +109,16 @@ def _project_of_shapes(root, shapes) -> Project:
         lines.append(f"im{k}.png,cat")
     (data / "labels.csv").write_text("\n".join(lines) + "\n")
     return Project.create(root / "project", read_dataset(data))
+
+
+def test_opening_a_smaller_project_over_a_shown_image_beyond_its_end(widget, tmp_path):
+    """The shown image's index belongs to the old project: opening one with fewer images (the class
+    list refilled, the image list reloaded) reads nothing at that index from the new one."""
+    widget.show_image(len(widget.annotator.project) - 1)
+    small = _project_of_shapes(tmp_path, [(40, 50), (40, 50)])
+    assert widget.open_project(small.root)
+    assert widget.current in (0, 1) and widget.image_list.rowCount() == 2
+    np.testing.assert_array_equal(widget.viewer.layers["image"].data, small.image(widget.current))
 
 
 def test_the_view_is_refit_only_when_the_fit_changes(make_napari_viewer, tmp_path):
@@ -222,25 +233,111 @@ def test_shortcuts_work_on_the_canvas_with_the_labels_layer_selected(widget, lab
     np.testing.assert_array_equal(np.asarray(labels.data), labelled_project.read("pseudo/sp-cam", 2))
 
 
+def _cells(model) -> list[list[str]]:
+    """Every cell's text of the image list, row by row."""
+    return [[model.data(model.index(r, c)) for c in range(model.columnCount())] for r in range(model.rowCount())]
+
+
+def _click_row(widget, qtbot, row: int) -> None:
+    """Click the image list's ``row`` where a person would: on the view, scrolled into sight."""
+    from qtpy.QtCore import Qt
+    t = widget.table
+    widget.viewer.window.show()
+    index = widget.image_list.index(row, 0)
+    t.scrollTo(index)
+    qtbot.waitUntil(lambda: t.viewport().rect().contains(t.visualRect(index).center()))
+    qtbot.mouseClick(t.viewport(), Qt.MouseButton.LeftButton, pos=t.visualRect(index).center())
+
+
 def test_image_list_sorts_and_a_click_shows_that_image(widget, labelled_project, qtbot):
     from qtpy.QtCore import Qt
     widget.accept()  # image 0 reviewed: the status column shows it
     p = Project(labelled_project.root)
-    t = widget.table
+    model = widget.image_list
     expected = {im.name: (p.review(i), ", ".join(p.classes[c] for c in im.tags)) for i, im in enumerate(p.images)}
     assert expected[p.images[0].name][0] == "reviewed"
-    t.sortItems(0, Qt.SortOrder.DescendingOrder)
-    names = [t.item(r, 0).text() for r in range(t.rowCount())]
+    widget.table.sortByColumn(0, Qt.SortOrder.DescendingOrder)  # as a click on the header does
+    names = [row[0] for row in _cells(model)]
     assert names == sorted(expected, reverse=True)
-    for r, name in enumerate(names):
-        assert (t.item(r, 1).text(), t.item(r, 2).text()) == expected[name]
-        assert p.images[widget._row_index(r)].name == name  # each row knows its image
-    widget.viewer.window.show()
-    row = t.rowCount() - 1  # the first image by name, now last
-    t.scrollToItem(t.item(row, 0))
-    qtbot.waitUntil(lambda: t.viewport().rect().contains(t.visualItemRect(t.item(row, 0)).center()))
-    qtbot.mouseClick(t.viewport(), Qt.MouseButton.LeftButton, pos=t.visualItemRect(t.item(row, 0)).center())
-    assert widget.current == widget._row_index(row) == [im.name for im in p.images].index(names[-1])
+    for r, row in enumerate(_cells(model)):
+        assert (row[1], row[2]) == expected[row[0]]
+        assert row[3] == "—"  # no round yet: no confidence
+        assert p.images[model.image_at(r)].name == row[0] and model.row_of(model.image_at(r)) == r
+        assert model.data(model.index(r, 0), Qt.ItemDataRole.UserRole) == model.image_at(r)
+    row = model.rowCount() - 1  # the first image by name, now last
+    _click_row(widget, qtbot, row)
+    assert widget.current == model.image_at(row) == [im.name for im in p.images].index(names[-1])
+    assert widget.table.currentIndex().row() == row  # the shown image's row is the selected one
+
+
+def test_accept_updates_its_row_alone(widget, labelled_project):
+    """Accept changes one status: exactly one dataChanged, for that image's status cell, and no
+    reset or re-layout of the list (which would redo every row); the other cells are as they were."""
+    model = widget.image_list
+    before = _cells(model)
+    signals = []
+    model.dataChanged.connect(lambda top, bottom, *roles: signals.append(("dataChanged", top, bottom)))
+    for name in ("modelReset", "modelAboutToBeReset", "layoutChanged", "rowsInserted", "rowsRemoved"):
+        getattr(model, name).connect(lambda *args, name=name: signals.append((name,)))
+    row = model.row_of(0)
+    widget.accept()
+    assert widget.current != 0
+    assert [s[0] for s in signals] == ["dataChanged"]
+    _, top, bottom = signals[0]
+    assert (top.row(), top.column(), bottom.row(), bottom.column()) == (row, 1, row, 1)
+    after = _cells(model)
+    assert after[row][1] == "reviewed" == Project(labelled_project.root).review(0)
+    after[row][1] = before[row][1]
+    assert after == before
+    shown = widget.current
+    widget.reject()  # the image shown next, rejected: its row alone again
+    assert [s[0] for s in signals] == ["dataChanged", "dataChanged"]
+    assert signals[1][1].row() == model.row_of(shown)
+    assert model.data(model.index(model.row_of(shown), 1)) == "rejected"
+
+
+@pytest.fixture(scope="module")
+def _round_project(tmp_path_factory, _labelled_project):
+    """The labelled project after one (1-epoch, CPU) refinement round: every image has a confidence."""
+    import shutil
+    from spn_napari.pipeline import run
+    from spn_napari.rounds import RoundConfig, run_round
+    root = tmp_path_factory.mktemp("round") / "project"
+    shutil.copytree(_labelled_project, root)
+    run(run_round(Project(root), RoundConfig(epochs=1, batch_size=4, device="cpu", scales=(48, 64))))
+    return root
+
+
+def test_sorting_by_confidence_follows_the_round_and_a_click_shows_that_image(
+        _round_project, make_napari_viewer, qtbot, tmp_path):
+    """The confidence column is 1 - the round's uncertainty; sorting by it orders the rows by those
+    confidences (both ways), the selection follows its image, and a click shows that row's image."""
+    import shutil
+    from qtpy.QtCore import Qt
+    from spn_napari.rounds import round_uncertainty
+    root = tmp_path / "project"
+    shutil.copytree(_round_project, root)
+    p = Project(root)
+    confidence = 1.0 - round_uncertainty(p)  # the numpy reference
+    assert len(np.unique(np.round(confidence, 3))) > 1
+    w = AnnotatorWidget(make_napari_viewer())
+    w.viewer.window.add_dock_widget(w)
+    assert w.open_project(root, image=2)
+    w.timer.stop()
+    model = w.image_list
+    for order in (Qt.SortOrder.DescendingOrder, Qt.SortOrder.AscendingOrder):
+        w.table.sortByColumn(3, order)
+        images = [model.image_at(r) for r in range(model.rowCount())]
+        assert sorted(images) == list(range(len(p)))
+        shown = np.array([float(model.data(model.index(r, 3))) for r in range(model.rowCount())])
+        np.testing.assert_allclose(shown, confidence[images], atol=5e-4)  # each row its image's
+        ref = np.round(confidence[images], 3)
+        assert (np.diff(ref) <= 0).all() if order == Qt.SortOrder.DescendingOrder else (np.diff(ref) >= 0).all()
+        assert w.table.currentIndex().row() == model.row_of(2) and model.image_at(model.row_of(2)) == 2
+    row = 0 if model.image_at(0) != 2 else 1  # the least confident image (not the shown one)
+    _click_row(w, qtbot, row)
+    assert w.current == model.image_at(row) != 2
+    np.testing.assert_array_equal(w.viewer.layers["image"].data, p.image(w.current))
 
 
 def test_the_class_choice_shows_that_class_evidence(widget, labelled_project):
@@ -330,7 +427,8 @@ def test_rounds_run_in_a_child_process_and_cancel_cleanly(widget, labelled_proje
     """A short round runs to completion (new labels shown, history updated); a second one is
     cancelled mid-training: the child is gone and the project is exactly as before."""
     from conftest import tree_state
-    from spn_napari.rounds import history, labels_kind
+    from spn_napari.labels import labels_kind
+    from spn_napari.rounds import history
     widget.runs.epochs.setValue(1)
     widget.runs.device.setCurrentText("cpu")
     job = widget.run_step("round")
@@ -459,11 +557,12 @@ def test_a_data_set_with_bad_files_is_a_notification(widget, demo_dir, tmp_path,
 def test_a_project_from_a_newer_format_is_a_notification(widget, labelled_project, tmp_path):
     import json
     import shutil
+    import sqlite3
+    from spn_napari.store import DB_NAME
     newer = tmp_path / "newer"
     shutil.copytree(labelled_project.root, newer)
-    meta = json.loads((newer / "project.json").read_text())
-    meta["format_version"] = 99
-    (newer / "project.json").write_text(json.dumps(meta))
+    with sqlite3.connect(newer / DB_NAME) as db:  # the project's state, format version among it
+        db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", ("format_version", json.dumps(99)))
     shown = widget.current
     assert not widget.open_project(newer)
     assert "newer" in widget.status.text() and "upgrade" in widget.status.text()

@@ -1,7 +1,8 @@
 """The "SPN annotator" dock: browse a project's images, review evidence, correct labels.
 
-A thin view over :class:`spn_napari.annotator.Annotator` (no torch here): the image list, the
-layers of the shown image, the correction tools (napari's paint/fill/erase, superpixel fill, class
+A thin view over :class:`spn_napari.annotator.Annotator` (no torch here): the image list (a Qt
+model over the project's columns, :mod:`.image_list`: an Accept updates one row), the layers of
+the shown image, the correction tools (napari's paint/fill/erase, superpixel fill, class
 swap, accept/reject) and autosave. Keys: N next unreviewed, P previous, A accept, R reject.
 """
 
@@ -12,8 +13,9 @@ from contextlib import ExitStack
 from pathlib import Path
 
 import numpy as np
-from qtpy.QtCore import Qt, QTimer
+from qtpy.QtCore import QItemSelectionModel, Qt, QTimer
 from qtpy.QtWidgets import (
+    QAbstractItemView,
     QCheckBox,
     QComboBox,
     QFileDialog,
@@ -23,8 +25,7 @@ from qtpy.QtWidgets import (
     QLineEdit,
     QListView,
     QPushButton,
-    QTableWidget,
-    QTableWidgetItem,
+    QTableView,
     QVBoxLayout,
     QWidget,
 )
@@ -32,12 +33,12 @@ from qtpy.QtWidgets import (
 from ..annotator import Annotator, superpixel_fill, swap_class
 from ..errors import SpnError
 from ..napari_io import evidence_limits, layer_specs
+from .image_list import ImageListModel
 from .rounds_panel import RoundsPanel
 from .run_panel import RunPanel
 from .steady_label import SteadyLabel
 
 AUTOSAVE_MS = 5000
-COLUMNS = ("image", "status", "tags", "confidence")
 
 
 class AnnotatorWidget(QWidget):
@@ -65,14 +66,17 @@ class AnnotatorWidget(QWidget):
                                       "are classes: each pixel takes the best of its image's tags "
                                       "(spn-napari init --no-background)")
 
-        self.table = QTableWidget(0, len(COLUMNS))
-        self.table.setHorizontalHeaderLabels(COLUMNS)
+        # the image list: a view over a model of the project's columns (see image_list.py)
+        self.image_list = ImageListModel(self)
+        self.table = QTableView()
+        self.table.setModel(self.image_list)
         self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Stretch)
         self.table.horizontalHeader().setSortIndicator(0, Qt.SortOrder.AscendingOrder)
-        self.table.setSortingEnabled(True)
-        self.table.setSelectionBehavior(QTableWidget.SelectionBehavior.SelectRows)
-        self.table.setEditTriggers(QTableWidget.EditTrigger.NoEditTriggers)
-        self.table.cellClicked.connect(lambda row, _col: self.show_image(self._row_index(row)))
+        self.table.setSortingEnabled(True)  # sorts by name; a header click sorts by its column
+        self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        self.table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
+        self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.table.clicked.connect(lambda index: self.show_image(self.image_list.image_at(index.row())))
 
         nav = QHBoxLayout()
         for text, slot in (("◀ Prev (P)", self.previous), ("Next unreviewed (N) ▶", self.next_unreviewed),
@@ -153,6 +157,7 @@ class AnnotatorWidget(QWidget):
         except SpnError as exc:
             self.notify(str(exc), error=True)
             return False
+        self.current = None  # an index into the previous project: nothing may read it from this one
         self.path.setText(str(path))
         names = self.annotator.project.label_names()  # no 'background' in a project without one
         for combo in (self.klass, self.swap_from, self.swap_to):
@@ -161,8 +166,7 @@ class AnnotatorWidget(QWidget):
             combo.addItems(names)
             combo.blockSignals(False)
         self.klass.setCurrentIndex(self._index(1))  # the first class (classes.txt has one at least)
-        self.current = None
-        self.refresh_table()
+        self.refresh_list()
         self.rounds.refresh()
         first = self.annotator.next_unreviewed(len(self.annotator.project) - 1)
         self.show_image(image if image is not None else (first if first is not None else 0))
@@ -190,21 +194,17 @@ class AnnotatorWidget(QWidget):
             self._opening = project
         return job
 
-    def refresh_table(self) -> None:
-        rows = self.annotator.rows()
-        self.table.setSortingEnabled(False)
-        self.table.setRowCount(len(rows))
-        for r, row in enumerate(rows):
-            for c, key in enumerate(("name", "review", "tags", "confidence")):
-                value = row[key]
-                item = QTableWidgetItem()
-                item.setData(Qt.ItemDataRole.DisplayRole, "—" if value is None else value)
-                item.setData(Qt.ItemDataRole.UserRole, row["index"])
-                self.table.setItem(r, c, item)
-        self.table.setSortingEnabled(True)
+    def refresh_list(self) -> None:
+        """Load the image list from the project (on open and reload only: an Accept or Reject
+        updates its one row, see ``_review``)."""
+        self.image_list.load(self.annotator.columns(), self.annotator.project.review)
 
-    def _row_index(self, row: int) -> int:
-        return int(self.table.item(row, 0).data(Qt.ItemDataRole.UserRole))
+    def _select_row(self, i: int) -> None:
+        """Select image i's row in the list and scroll to it (one row, whatever the sort)."""
+        index = self.image_list.index(self.image_list.row_of(i), 0)
+        flags = QItemSelectionModel.SelectionFlag.ClearAndSelect | QItemSelectionModel.SelectionFlag.Rows
+        self.table.selectionModel().setCurrentIndex(index, flags)
+        self.table.scrollTo(index)
 
     def show_image(self, i: int) -> None:
         """Show image i: replace each layer's data (a missing layer is added), then fit the view.
@@ -216,6 +216,7 @@ class AnnotatorWidget(QWidget):
             return
         self.save()
         self.current = i
+        self._select_row(i)
         view = self.annotator.view(i)
         c = self._value(self.klass.currentIndex())
         self._set_layers(layer_specs(self.annotator.project, view, klass=c - 1 if c > 0 else None))
@@ -417,7 +418,7 @@ class AnnotatorWidget(QWidget):
         except (OSError, SpnError) as exc:
             self.notify(f"could not save {what}: {exc} — your edits are kept; retrying", error=True)
             return
-        self.refresh_table()
+        self.image_list.update_row(self.current)  # its status; the other rows are as they were
         self.next_unreviewed()
 
     def save(self) -> bool:
@@ -462,7 +463,7 @@ class AnnotatorWidget(QWidget):
         shown image from it, without saving the stale labels on screen as a correction."""
         self.annotator.forget()
         shown, self.current = self.current, None
-        self.refresh_table()
+        self.refresh_list()
         self.rounds.refresh()
         self.show_image(shown if shown is not None else 0)
 
