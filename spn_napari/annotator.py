@@ -100,10 +100,10 @@ class Annotator:
         if i in self._cache:
             self._cache.move_to_end(i)
             return self._cache[i]
-        from .rounds import _base_kind, apply_correction
+        from .labels import apply_correction, base_kind
         p = self.project
         try:
-            base = p.read(_base_kind(p), i)
+            base = p.read(base_kind(p), i)
         except ProjectError:  # no pseudo-labels yet: all 0 (background or no label); the person may paint
             info = p.images[i]
             base = np.zeros((info.height, info.width), np.uint8)
