@@ -35,7 +35,7 @@ def test_manifest_validates():
 
 def test_reader_takes_projects_only(labelled_project, tmp_path):
     assert get_reader(str(tmp_path)) is None
-    assert get_reader(str(labelled_project.root / "project.json")) is not None
+    assert get_reader(str(labelled_project.root / "project.db")) is not None
     names = [kw["name"] for _, kw, _ in read_project_layers(labelled_project.root)]
     assert names == ["image", "superpixels", "SP-CAM", "CAM", "labels"]
 
@@ -390,8 +390,11 @@ def test_brush_strokes_are_autosaved_without_leaving_the_image(widget, labelled_
 
 
 def test_a_failed_save_is_shown_kept_and_retried(widget, labelled_project, monkeypatch):
-    from spn_napari.store import Project as StoreProject
-    real = StoreProject.save_correction
+    """The disk fills while the store writes the correction's pixels (ENOSPC injected into zarr):
+    the dock says so, keeps the edits, the project keeps its last committed state, and the
+    autosave's next tick stores them."""
+    import zarr
+    real = zarr.Group.create_array
     calls = []
 
     def failing_once(self, *args, **kwargs):
@@ -400,7 +403,7 @@ def test_a_failed_save_is_shown_kept_and_retried(widget, labelled_project, monke
             raise OSError(28, "No space left on device")
         return real(self, *args, **kwargs)
 
-    monkeypatch.setattr(StoreProject, "save_correction", failing_once)
+    monkeypatch.setattr(zarr.Group, "create_array", failing_once)
     sp = labelled_project.read("superpixels", 0)
     shown = np.asarray(widget.viewer.layers["labels"].data)[sp == sp[0, 0]]
     widget.klass.setCurrentIndex(next(v for v in (1, 2, 3, 4) if not (shown == v).any()))
@@ -408,7 +411,10 @@ def test_a_failed_save_is_shown_kept_and_retried(widget, labelled_project, monke
     edited = np.array(widget.viewer.layers["labels"].data)
     assert not widget.save()
     assert "could not save" in widget.status.text() and "No space left" in widget.status.text()
+    assert "free disk space" in widget.status.text()
     assert labelled_project.correction(0) is None  # nothing half-written
+    corrections = labelled_project.root / "data.zarr" / "corrections"
+    assert not corrections.exists() or not [p for p in corrections.iterdir() if p.is_dir()]
     np.testing.assert_array_equal(np.asarray(widget.viewer.layers["labels"].data), edited)  # kept
     assert widget.save()  # the retry (the autosave's next tick) stores them
     labels, set_mask = Project(labelled_project.root).correction(0)
@@ -551,7 +557,7 @@ def test_a_data_set_with_bad_files_is_a_notification(widget, demo_dir, tmp_path,
     assert not ok and "missing_image" in message and "Traceback" not in message
     assert "missing_image" in widget.status.text()
     assert widget.annotator.project.root == shown and "labels" in widget.viewer.layers  # still usable
-    assert not (tmp_path / "bad-project" / "project.json").exists()
+    assert not (tmp_path / "bad-project" / "project.db").exists()
 
 
 def test_a_project_from_a_newer_format_is_a_notification(widget, labelled_project, tmp_path):
