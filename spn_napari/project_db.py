@@ -57,9 +57,22 @@ CREATE TABLE round_values (
 """
 
 
+JOURNAL_ENV = "SPN_NAPARI_DB_JOURNAL"  # "wal" (default) or "delete": for a project on a network filesystem
+
+
+def journal_mode() -> str:
+    """SQLite journal mode of project databases: WAL (readers never block the writer, nor it them),
+    unless SPN_NAPARI_DB_JOURNAL=delete asks for the rollback journal, which works where WAL does
+    not: a project that processes on several machines open over a network filesystem."""
+    mode = os.environ.get(JOURNAL_ENV, "wal").lower()
+    if mode not in ("wal", "delete"):
+        raise ProjectError(f"{JOURNAL_ENV}={mode}: use wal (the default) or delete.")
+    return mode
+
+
 def _connect(path: Path) -> sqlite3.Connection:
     conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False)
-    conn.execute("PRAGMA journal_mode=WAL")  # readers never block the writer, nor it them
+    conn.execute(f"PRAGMA journal_mode={journal_mode()}")
     conn.execute("PRAGMA synchronous=FULL")  # a committed correction survives a power cut too
     return conn
 

@@ -202,6 +202,10 @@ class Project:
         self._handles.clear()  # groups replaced meanwhile are swept: keep no handle into them
         self._packed.clear()
 
+    def close(self) -> None:
+        """Close this object's database connection (the next call opens a new one)."""
+        self._db.close()
+
     @contextlib.contextmanager
     def _saving(self, what: str) -> Iterator[None]:
         """Turn a full disk or an I/O error during a save into one line; the transaction that

@@ -372,3 +372,18 @@ def test_review_and_correction_queries_match_a_naive_loop(sp_project):
     assert sp_project.next_with_review("reviewed", 7) == 1 and sp_project.next_with_review("rejected", 4) == 4
     with pytest.raises(ProjectError, match="no image 99"):
         sp_project.set_review(99, "reviewed")
+
+
+def test_the_rollback_journal_for_network_filesystems(sp_project, monkeypatch):
+    """SPN_NAPARI_DB_JOURNAL=delete: the database leaves WAL for the rollback journal (what works
+    over a network filesystem) and the project keeps working; a wrong value is one line."""
+    monkeypatch.setenv("SPN_NAPARI_DB_JOURNAL", "delete")
+    sp_project.close()  # the mode is set when a connection opens
+    p = Project(sp_project.root)
+    p.set_review(3, "reviewed")
+    with sqlite3.connect(sp_project.root / DB_NAME) as db:
+        assert db.execute("PRAGMA journal_mode").fetchone()[0] == "delete"
+    assert Project(sp_project.root).review(3) == "reviewed"
+    monkeypatch.setenv("SPN_NAPARI_DB_JOURNAL", "journal")
+    with pytest.raises(ProjectError, match="SPN_NAPARI_DB_JOURNAL=journal: use wal"):
+        Project(sp_project.root)
