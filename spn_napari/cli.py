@@ -161,6 +161,29 @@ def cmd_export(a: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_predict(a: argparse.Namespace) -> int:
+    from .events import run
+    from .segmenter import Segmenter, predict_paths
+    from .train import default_threads
+    default_threads()
+    segmenter = Segmenter.from_project(a.project, round=a.round, device=a.device)
+    show = Progress(a.progress, "predict")
+
+    def on_event(ev) -> None:
+        show.show(ev)
+        if ev.event == "skipped":  # one line each, as it happens; the other inputs go on
+            print(f"spn-napari: error: {ev.data['error']}", file=sys.stderr, flush=True)
+
+    try:
+        done = run(predict_paths(segmenter, a.inputs, a.out, tags=a.tags), on_event).data
+    finally:
+        show.close()
+    n, bad = done["written"], done["skipped"]
+    note = f" ({bad} input{'s' if bad != 1 else ''} skipped: see above)" if bad else ""
+    print(f"wrote {n} mask{'s' if n != 1 else ''} to {done['out']}{note}", file=sys.stderr)
+    return EXIT_USAGE if bad else 0
+
+
 def cmd_import_corrections(a: argparse.Namespace) -> int:
     from .corrections import import_corrections
     project = _project(a.project)
@@ -357,6 +380,16 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--method", default="current", help="current (default: the current round's labels with "
                    "corrections; the pseudo-labels before any round), sp-cam or cam")
     s.add_argument("--round", type=int, default=None, metavar="R", help="a round's labels instead")
+
+    s = add("predict", cmd_predict, "label new images with the project's model (the current round's; the SPN "
+            "before the first round): OUT/NAME.png per image, 0 background, i the i-th class, in the project's colours")
+    s.add_argument("project")
+    s.add_argument("inputs", nargs="+", metavar="IMAGE_OR_DIR", help="image files, or folders of them")
+    s.add_argument("--out", required=True, metavar="DIR", help="folder for the masks (made if missing)")
+    s.add_argument("--round", type=int, default=None, metavar="R", help="a round's model (default: the current one)")
+    s.add_argument("--tags", default=None, metavar="labels.csv", help="each image's classes, as in a data set's "
+                   "labels.csv (image,labels; tags joined by ';'); default: the model's classifier (probability > 0.5)")
+    s.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
 
     s = add("import-corrections", cmd_import_corrections,
             "import correction masks (DIR/NAME.png: 0 background, i class i, 255 not set; "

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +14,7 @@ from .errors import SpnError
 from .labels import labels_reader
 from .store import Project
 
-__all__ = ["FORMATS", "export_labels", "label_palette"]
+__all__ = ["FORMATS", "export_labels", "label_palette", "write_mask"]
 
 FORMATS = ("png", "voc", "zarr")
 
@@ -28,10 +29,19 @@ def label_palette(colors: tuple[str, ...]) -> list[int]:
     return pal
 
 
-def _png(path: Path, labels: np.ndarray, palette: list[int]) -> None:
+def write_mask(path: Path | str, labels: np.ndarray, palette: list[int]) -> None:
+    """(H, W) uint8 class values -> a palette PNG at ``path`` (its pixel values stay the classes).
+    Written beside it and renamed, so a cancelled or failed write leaves no half file."""
+    path = Path(path)
     im = Image.fromarray(labels.astype(np.uint8), mode="P")
     im.putpalette(palette)
-    im.save(path)
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        im.save(tmp, format="PNG")
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def export_labels(project: Project, out: Path | str, *, kind: str | None = None, fmt: str = "png") -> Path:
@@ -63,7 +73,7 @@ def export_labels(project: Project, out: Path | str, *, kind: str | None = None,
     mask_dir = out / "SegmentationClass" if fmt == "voc" else out
     mask_dir.mkdir(parents=True, exist_ok=True)
     for i, name in enumerate(names):
-        _png(mask_dir / f"{name}.png", read(i), pal)
+        write_mask(mask_dir / f"{name}.png", read(i), pal)
         if fmt == "voc":
             (out / "JPEGImages").mkdir(exist_ok=True)
             Image.fromarray(project.image(i)).save(out / "JPEGImages" / f"{name}.jpg", quality=95)

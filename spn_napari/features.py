@@ -25,7 +25,7 @@ from .data.transforms import fit_to_canvas
 from .events import Event
 from .store import Project
 
-__all__ = ["features_kind", "cached_sides", "compute_features", "read_features"]
+__all__ = ["features_kind", "cached_sides", "compute_features", "read_features", "backbone_map"]
 
 DTYPE = np.float16  # half the bytes; the maps are ReLU6 outputs of BN-ed convs, well inside fp16's range
 
@@ -43,6 +43,17 @@ def cached_sides(project: Project, encoder: str, sides: Iterable[int]) -> dict[i
 def read_features(project: Project, kind: str, i: int) -> torch.Tensor:
     """Image i's cached backbone map (Cb, g, g) as float32."""
     return torch.from_numpy(project.read(kind, i).astype(np.float32))
+
+
+@torch.no_grad()
+def backbone_map(encoder: torch.nn.Module, image: np.ndarray, side: int, device: torch.device) -> np.ndarray:
+    """The (Cb, g, g) float16 map the cache holds for ``image`` (H, W, 3) uint8 at ``side``.
+
+    Predicting a new image through it (``read_features``' float32 of it) gives the numbers a
+    trainer or round got from the cache for a project image, bit for bit."""
+    x, _, _ = fit_to_canvas(image, None, side)  # (3, side, side)
+    f = encoder.backbone(x[None].to(device))[0]  # (Cb, g, g)
+    return f.float().cpu().numpy().astype(DTYPE)
 
 
 @torch.no_grad()
@@ -65,8 +76,6 @@ def compute_features(project: Project, encoder: torch.nn.Module, name: str, side
         for done, i in enumerate(mine, 1):
             image = project.image(i)
             for s in missing:
-                x, _, _ = fit_to_canvas(image, None, s)  # (3, s, s)
-                f = encoder.backbone(x[None].to(device))[0]  # (Cb, g, g)
-                writers[features_kind(name, s)].put(i, f.float().cpu().numpy().astype(DTYPE))
+                writers[features_kind(name, s)].put(i, backbone_map(encoder, image, s, device))
             yield Event("image", done, len(mine), {"sides": missing})
     yield Event("done", n, n, {"seconds": time.perf_counter() - t0, "sides": missing})

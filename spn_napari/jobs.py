@@ -14,7 +14,8 @@ from pathlib import Path
 
 from .events import Event
 
-__all__ = ["STEPS", "command", "init_command", "default_project_for", "parse_event", "error_message", "devices"]
+__all__ = ["STEPS", "command", "init_command", "predict_command", "default_project_for", "parse_event", "error_message",
+           "devices"]
 
 STEPS = {
     "superpixels": ["superpixels"],
@@ -47,6 +48,14 @@ def init_command(dataset, project, *, background: bool = True) -> list[str]:
     (``background=False``: every pixel is one of the classes, ``init --no-background``)."""
     argv = [sys.executable, "-m", "spn_napari", "init", str(project), "--from", str(dataset), "--progress", "jsonl"]
     return argv + ([] if background else ["--no-background"])
+
+
+def predict_command(project, inputs, out, *, device: str = "auto", round: int | None = None) -> list[str]:
+    """argv of the child process that labels image files ``inputs`` with ``project``'s model
+    (``round``; default the current one) into ``out/NAME.png`` (``spn-napari predict``)."""
+    argv = [sys.executable, "-m", "spn_napari", "predict", str(project), *map(str, inputs), "--out", str(out),
+            "--device", device, "--progress", "jsonl"]
+    return argv + ([] if round is None else ["--round", str(round)])
 
 
 def default_project_for(dataset) -> Path:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["get_reader", "read_project_layers", "write_labels", "sample_project", "layer_specs"]
+__all__ = ["get_reader", "read_project_layers", "write_labels", "sample_project", "layer_specs", "labels_style"]
 
 
 def _project_root(path) -> Path | None:
@@ -45,15 +45,21 @@ def evidence_limits(m: np.ndarray) -> tuple[float, float]:
 CONTOUR_COLORMAP = {"name": "spn contours", "colors": [[0.0, 0.0, 0.0, 0.0], [1.0, 1.0, 1.0, 1.0]]}
 
 
-def layer_specs(project, view, klass: int | None = None) -> list[tuple]:
-    """napari LayerData tuples for one image view: image, superpixel contours, SP-CAM / CAM maps
-    of class ``klass`` (0-based; default the image's first tag), and the labels with the
-    project's class names and colours (no 'background' name in a project without one: there,
-    value 0 is "no label" and has no name)."""
+def labels_style(project) -> dict:
+    """A napari Labels layer's keyword arguments that show label values as the project's classes:
+    each class's colour, value 0 transparent, and the class names as features (hovering a pixel
+    names its class; no 'background' name in a project without one, where 0 is "no label")."""
     names = project.label_names()
     first = 0 if project.has_background else 1  # label value of names[0]
     colors = {0: "transparent", None: "transparent",
               **{c + 1: col for c, col in enumerate(project.colors)}}
+    return {"colormap": colors, "features": {"index": list(range(first, first + len(names))), "class": names}}
+
+
+def layer_specs(project, view, klass: int | None = None) -> list[tuple]:
+    """napari LayerData tuples for one image view: image, superpixel contours, SP-CAM / CAM maps
+    of class ``klass`` (0-based; default the image's first tag), and the labels with the
+    project's class names and colours (:func:`labels_style`)."""
     meta = {"spn_project": str(project.root), "spn_image": view.index}
     layers = [(view.image, {"name": "image", "rgb": True, "metadata": meta}, "image")]
     if view.edges is not None:
@@ -64,9 +70,7 @@ def layer_specs(project, view, klass: int | None = None) -> list[tuple]:
         layers.append((maps[tag], {"name": method.upper(), "colormap": "inferno", "opacity": 0.5,
                                    "contrast_limits": evidence_limits(maps[tag]),
                                    "blending": "additive", "visible": method == "sp-cam", "metadata": meta}, "image"))
-    layers.append((view.labels.copy(), {"name": "labels", "opacity": 0.6, "colormap": colors,
-                                        "features": {"index": list(range(first, first + len(names))),
-                                                     "class": names},
+    layers.append((view.labels.copy(), {"name": "labels", "opacity": 0.6, **labels_style(project),
                                         "metadata": meta}, "labels"))
     return layers
 
@@ -82,16 +86,13 @@ def read_project_layers(root) -> list[tuple]:
 def write_labels(path: str, data, meta: dict) -> list[str]:
     """npe2 writer hook: a labels layer as a palette PNG mask (0 background or no label, i class i),
     coloured as a project's classes are (:func:`spn_napari.store.class_colors`)."""
-    from PIL import Image
-    from .export import label_palette
+    from .export import label_palette, write_mask
     from .store import class_colors
     arr = np.asarray(data)
     if arr.max(initial=0) > 255 or arr.min(initial=0) < 0:
         raise ValueError(f"{path}: label values must lie in 0..255 to be saved as a PNG mask")
     path = path if path.lower().endswith(".png") else f"{path}.png"
-    im = Image.fromarray(arr.astype(np.uint8), mode="P")
-    im.putpalette(label_palette(tuple(class_colors(254))))
-    im.save(path)
+    write_mask(path, arr.astype(np.uint8), label_palette(tuple(class_colors(254))))
     return [path]
 
 

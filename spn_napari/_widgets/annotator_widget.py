@@ -3,7 +3,8 @@
 A thin view over :class:`spn_napari.annotator.Annotator` (no torch here): the image list (a Qt
 model over the project's columns, :mod:`.image_list`: an Accept updates one row), the layers of
 the shown image, the correction tools (napari's paint/fill/erase, superpixel fill, class
-swap, accept/reject) and autosave. Keys: N next unreviewed, P previous, A accept, R reject.
+swap, accept/reject), autosave, and segmenting any open image layer with the project's model
+(:mod:`.segment_panel`). Keys: N next unreviewed, P previous, A accept, R reject.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from ..napari_io import evidence_limits, layer_specs
 from .image_list import ImageListModel
 from .rounds_panel import RoundsPanel
 from .run_panel import RunPanel
+from .segment_panel import SegmentPanel
 from .steady_label import SteadyLabel
 
 AUTOSAVE_MS = 5000
@@ -109,6 +111,7 @@ class AnnotatorWidget(QWidget):
                              self.save, self.notify)
         self.runs.step_finished.connect(self._on_step_finished)
         self.rounds = RoundsPanel(self)
+        self.segmenting = SegmentPanel(self)
 
         layout = QVBoxLayout(self)
         layout.addLayout(top)
@@ -120,6 +123,7 @@ class AnnotatorWidget(QWidget):
         layout.addLayout(swap)
         layout.addWidget(self.status)
         layout.addWidget(self.runs)
+        layout.addWidget(self.segmenting)
         layout.addWidget(self.rounds)
 
         self.timer = QTimer(self)
@@ -450,6 +454,8 @@ class AnnotatorWidget(QWidget):
         self.runs.cancel()
 
     def _on_step_finished(self, step: str, ok: bool, message: str) -> None:
+        if step == "predict":  # the segment panel shows the result; the project did not change
+            return
         if step == "init":
             if ok:
                 self.open_project(self._opening)

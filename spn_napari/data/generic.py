@@ -110,18 +110,20 @@ def list_images(folder: Path) -> dict[str, Path]:
     return by_name
 
 
-def _resolve(name: str, images: dict[str, Path]) -> str | None:
-    """The stem a labels.csv image name refers to: file name (extension in any case), else stem."""
+def resolve_image_name(name: str, images: dict[str, Path]) -> str | None:
+    """The stem a labels.csv image name refers to: file name (extension in any case), else stem;
+    None when ``images`` (stem → path) has no such image."""
     base, dot, ext = name.rpartition(".")
     if dot and base in images and images[base].suffix.lower() == "." + ext.lower():
         return base
     return name if name in images else None
 
 
-def read_labels(
-    path: Path, classes: tuple[str, ...], images: dict[str, Path]
-) -> dict[str, tuple[int, ...]]:
-    """Map name → sorted 0-based tags from ``labels.csv``; every image must have exactly one row."""
+def label_rows(path: Path) -> list[tuple[int, str, tuple[str, ...]]]:
+    """Every non-empty row of a ``labels.csv`` as (line number, image name as written, tag names):
+    the header and each row's shape are checked here (DatasetError naming path:line); image names
+    and tags are left for the caller to match, as a data set and ``predict --tags`` match them
+    against different things."""
     text = _read_text(path, "header 'image,labels', then one row per image")
     reader = csv.reader(io.StringIO(text, newline=""))
     try:
@@ -136,9 +138,7 @@ def read_labels(
         raise DatasetError(
             f"{path}:1: header is '{shown}'{hint} — the first line must be exactly 'image,labels'."
         )
-    by_key = {c.casefold(): i for i, c in enumerate(classes)}
-    out: dict[str, tuple[int, ...]] = {}
-    first_line: dict[str, int] = {}
+    rows = []
     while True:
         try:
             row = next(reader)
@@ -160,7 +160,19 @@ def read_labels(
         name, labels = cells[0], (cells[1] if len(cells) > 1 else "")
         if not name:
             raise DatasetError(f"{path}:{line}: empty image name — write the image file name first.")
-        stem = _resolve(name, images)
+        rows.append((line, name, tuple(t for t in (t.strip() for t in labels.split(";")) if t)))
+    return rows
+
+
+def read_labels(
+    path: Path, classes: tuple[str, ...], images: dict[str, Path]
+) -> dict[str, tuple[int, ...]]:
+    """Map name → sorted 0-based tags from ``labels.csv``; every image must have exactly one row."""
+    by_key = {c.casefold(): i for i, c in enumerate(classes)}
+    out: dict[str, tuple[int, ...]] = {}
+    first_line: dict[str, int] = {}
+    for line, name, tag_names in label_rows(path):
+        stem = resolve_image_name(name, images)
         if stem is None:
             raise DatasetError(f"{path}:{line}: no image '{name}' in images/ — add it or delete the line.")
         if stem in first_line:
@@ -170,9 +182,7 @@ def read_labels(
             )
         first_line[stem] = line
         tags = set()
-        for tag in (t.strip() for t in labels.split(";")):
-            if not tag:
-                continue
+        for tag in tag_names:
             if tag.casefold() not in by_key:
                 bg = tag.casefold() == "background"
                 hint = " (leave labels empty for a background-only image)" if bg else ""

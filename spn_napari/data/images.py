@@ -139,6 +139,32 @@ def load_image(path: Path) -> np.ndarray:
         img.close()
 
 
+def as_rgb(array: np.ndarray) -> np.ndarray:
+    """An image already in memory (a napari layer's data, a numpy array) -> (H, W, 3) uint8, by
+    :func:`load_image`'s rules: (H, W) or (H, W, 1) is gray (uint8 as is, 16-bit and wider
+    integers scaled by 255/65535, floats clipped to [0, 1] or stretched, bool 0/255); (H, W, 3)
+    is RGB and (H, W, 4) RGBA, composited on black. Colour arrays that are not uint8 are
+    converted as floats are. Other shapes raise ValueError naming the shape."""
+    a = np.asarray(array)
+    if a.ndim == 3 and a.shape[-1] == 1:
+        a = a[..., 0]
+    if a.ndim == 2:
+        if a.dtype == bool:
+            a = a.astype(np.uint8) * 255
+        if a.dtype.kind == "f":
+            gray = _float_to_uint8(a.astype(np.float64))
+        elif a.dtype.kind in "iu" and a.dtype != np.uint8:
+            gray = ((np.clip(a.astype(np.int64), 0, 65535) * 255 + 32767) // 65535).astype(np.uint8)
+        else:
+            gray = a.astype(np.uint8)
+        return np.repeat(gray[..., None], 3, axis=2)
+    if a.ndim != 3 or a.shape[-1] not in (3, 4):
+        raise ValueError(f"an image array must be (H, W), (H, W, 3) or (H, W, 4); got shape {a.shape}")
+    if a.dtype != np.uint8:
+        a = _float_to_uint8(a.astype(np.float64))
+    return _to_rgb(Image.fromarray(np.ascontiguousarray(a)))  # RGB or RGBA by its channels
+
+
 def load_mask(path: Path, shape: tuple[int, int] | None = None) -> np.ndarray:
     """Decode a label mask to (H, W) uint8 class values (0 background, i class i, 255 ignore).
 

@@ -140,6 +140,14 @@ class DecoupledNet(nn.Module):
         return self.seg(p5, self.bridge(p5, class_mask), switches, size)
 
     @torch.no_grad()
+    def class_probabilities(self, x: Tensor | None, *, backbone: Tensor | None = None) -> Tensor:
+        """x (B, 3, H, W) (or its cached ``backbone`` map) -> (B, C) image-level class
+        probabilities: the sigmoid of the frozen classification net's scores. At test time the
+        classes above 0.5 are the identified ones that :meth:`segment` is asked for."""
+        p5, _, _ = self._encode(x, backbone)
+        return torch.sigmoid(self.classify(p5).float())
+
+    @torch.no_grad()
     def segment(self, x: Tensor | None, classes: list[int], *, backbone: Tensor | None = None) -> Tensor:
         """x (1, 3, H, W) (or its cached ``backbone`` map), the identified classes ->
         (1 + len(classes), H, W) probabilities.
