@@ -66,3 +66,23 @@ def test_show_evidence_draws_one_row_per_image(own, tmp_path):
     np.testing.assert_array_equal(panel[:h0, :w0], own.image(0))  # image | SP-CAM | CAM | labels | truth
     np.testing.assert_array_equal(panel[:h0, 3 * w0:4 * w0], pal[own.read("pseudo/sp-cam", 0)])
     np.testing.assert_array_equal(panel[:h0, 4 * w0:5 * w0], pal[own.ground_truth(0)])
+
+
+def test_predict_folder_writes_what_the_segmenter_predicts(own, tmp_path):
+    """Photos of other sizes in a folder (a non-image file beside them is passed over): one palette
+    mask each, equal to Segmenter.predict in this process."""
+    import spn_napari as spn
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for i in (0, 3):
+        Image.fromarray(own.image(i)[: 40 - i, : 50 - 2 * i]).save(photos / f"p{i}.png")
+    Image.fromarray(own.image(5)).save(photos / "p5.jpg", quality=95)
+    (photos / "notes.txt").write_text("not a photo")
+    out = _example("predict_folder.py", own.root, photos, tmp_path / "masks", "--device", "cpu")
+    assert "3 masks" in out
+    seg = spn.Segmenter.from_project(own.root, device="cpu")
+    from spn_napari.data.images import load_image
+    for name in ("p0.png", "p3.png", "p5.jpg"):
+        mask = Image.open(tmp_path / "masks" / f"{Path(name).stem}.png")
+        assert mask.mode == "P" and mask.getpalette()[:6] == seg.palette[:6]
+        np.testing.assert_array_equal(np.asarray(mask), seg.predict(load_image(photos / name)))
