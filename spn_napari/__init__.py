@@ -31,13 +31,13 @@ _API = {
     "PseudoLabelConfig": "inference", "make_pseudo_labels": "inference", "evidence_maps": "inference",
     "image_evidence": "inference",
     "threshold_maps": "cam", "evaluate_labels": "evaluate", "export_labels": "export",
-    "Event": "events", "run": "pipeline", "init_project": "pipeline", "run_demo": "pipeline",
+    "Event": "events", "run": "events", "init_project": "pipeline", "run_demo": "pipeline",
     "SpnError": "errors", "DatasetError": "errors", "ProjectError": "errors", "WeightsError": "errors",
     "build_spn": "models.spn", "superpixel_pool": "ops.superpixel_pool",
     "RoundConfig": "rounds", "run_round": "rounds", "history": "rounds", "rollback": "rounds",
-    "current_round": "rounds", "current_labels": "rounds", "training_target": "rounds",
+    "current_round": "rounds", "current_labels": "labels", "training_target": "labels",
     "import_corrections": "corrections", "SimulateConfig": "simulate", "simulate": "simulate",
-    "DecoupledNet": "models.decoupled",
+    "DecoupledNet": "models.decoupled", "Segmenter": "segmenter",
 }
 
 __all__ = sorted(_API)
