@@ -7,7 +7,8 @@ The images are tiny generated ones (benchmarks/tiny_data.py) so that the run mea
 project of that many images costs, not pixels. The SPN is the small encoder trained for one
 epoch: it exists so that pseudo-labels have a model to run, not for its labels. Peak memory is
 the largest resident set of this process and, separately, of any child process (superpixels'
-workers). Writes benchmarks/results/project_100k.json.
+workers); after --resume it covers the steps this run did. Writes
+benchmarks/results/project_100k.json.
 """
 
 from __future__ import annotations
@@ -46,27 +47,41 @@ def main(argv=None) -> int:
     ap.add_argument("--size", type=int, default=16)
     ap.add_argument("--corrections", type=int, default=1000)
     ap.add_argument("--work", default=None, help="folder for the data set and project (default: a temporary one)")
+    ap.add_argument("--resume", action="store_true",
+                    help="with --work: keep the steps an interrupted run finished (their times from its log)")
     ap.add_argument("--json", action="store_true")
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "project_100k.json"))
     a = ap.parse_args(argv)
     default_threads()
     tmp = tempfile.TemporaryDirectory() if a.work is None else None
     work = Path(a.work or tmp.name)
-    seconds: dict[str, float] = {}
+    work.mkdir(parents=True, exist_ok=True)
+    log = work / "seconds.json"  # each finished step's time, so that --resume can go on from it
+    seconds: dict[str, float] = json.loads(log.read_text()) if a.resume and log.exists() else {}
+    resumed: list[str] = []
 
-    def timed(name, fn):
+    def timed(name, fn, done=lambda: False):
+        if name in seconds and done():
+            print(f"{name:>24}: {seconds[name]:8.1f} s (an earlier run of this script, --resume)", flush=True)
+            resumed.append(name)
+            return None
         t0 = time.perf_counter()
         out = fn()
         seconds[name] = time.perf_counter() - t0
+        log.write_text(json.dumps(seconds, indent=1))
         print(f"{name:>24}: {seconds[name]:8.1f} s", flush=True)
         return out
 
-    data = timed("write data set", lambda: write_tiny_dataset(work / "data", a.images, size=a.size))
-    project = timed("init", lambda: Project.create(work / "project", read_dataset(data)))
-    timed("superpixels", lambda: run(compute_superpixels(project, SuperpixelConfig(n_segments=4))))
+    root = work / "project"
+    data = work / "data"
+    timed("write data set", lambda: write_tiny_dataset(data, a.images, size=a.size), lambda: (data / "labels.csv").exists())
+    timed("init", lambda: Project.create(root, read_dataset(data)), lambda: (root / "project.db").exists())
+    project = Project(root)
+    timed("superpixels", lambda: run(compute_superpixels(project, SuperpixelConfig(n_segments=4))),
+          lambda: project.artifact("superpixels") is not None)
     files = count_files(project.root)
     timed("train-spn (1 epoch)", lambda: run(train_spn(project, TrainConfig(
-        epochs=1, batch_size=64, encoder="small", device="cpu"))))
+        epochs=1, batch_size=64, encoder="small", device="cpu"))), lambda: project.artifact("spn") is not None)
     timed("pseudo-labels", lambda: run(make_pseudo_labels(project, PseudoLabelConfig(device="cpu"))))
     rng = np.random.default_rng(0)
     picks = rng.choice(len(project), a.corrections, replace=False)
@@ -84,6 +99,7 @@ def main(argv=None) -> int:
     reopened = timed("reopen", lambda: Project(project.root))
     assert sum(reopened.corrected()) == a.corrections and reopened.reviews().count("reviewed") == a.corrections
     result = {"machine": cpu_model(), "images": a.images, "size": a.size, "seconds": seconds,
+              "steps_from_an_earlier_run": resumed,
               "save_correction_ms_median": 1000 * statistics.median(saves),
               "files_after_superpixels": files, "files_per_image_after_superpixels": files / a.images,
               "files_at_end": count_files(project.root),
