@@ -104,10 +104,14 @@ def sharded_writers(project, kinds, *, depends: tuple[str, ...] = (), meta: dict
     On a clean exit every rank finishes its part, and once all have, rank 0 commits the versions
     (each must then hold every image) while the others wait; every rank then sees them. On an
     error or a stop, nothing is committed and the versions' data is removed."""
-    from .store import new_version
     rank, _ = rank_world()
-    versions = broadcast([new_version(k) for k in kinds])
-    writers = {k: project.writer(k, depends=depends, meta=meta, version=v, part=rank) for k, v in zip(kinds, versions)}
+    writers: dict = {}
+    if rank == 0:  # makes the versions' groups before any other rank opens them (no creation race)
+        writers = {k: project.writer(k, depends=depends, meta=meta) for k in kinds}
+    versions = broadcast([w.version for w in writers.values()] if rank == 0 else None)
+    if rank != 0:
+        writers = {k: project.writer(k, depends=depends, meta=meta, version=v, part=rank)
+                   for k, v in zip(kinds, versions)}
     committed = False
     try:
         yield writers
