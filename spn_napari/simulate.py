@@ -107,7 +107,9 @@ def simulate(project: Project, cfg: SimulateConfig = SimulateConfig(), *, work: 
     work = Path(work) if work else root.with_name(f"{root.name}-simulate-{time.strftime('%Y%m%d-%H%M%S')}")
     if work.exists():
         raise SpnError(f"{work}: already exists — choose another --work folder.")
-    shutil.copytree(project.root, work)
+    # SQLite's shared-memory index (-shm) belongs to the live database's connections: the copy
+    # rebuilds its own from the write-ahead log, which is copied with the database.
+    shutil.copytree(project.root, work, ignore=shutil.ignore_patterns("*-shm", ".lock"))
     sim = Project(work)
     _reset(sim)
     ensure_round0(sim, cfg.round.start_from)
