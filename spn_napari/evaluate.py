@@ -48,10 +48,10 @@ def round_metrics(project: Project, r: int, parent: int | None) -> dict:
     names, bg = project.label_names(), project.has_background
     full, model, raw = (ConfusionMeter(1 + len(project.classes)) for _ in range(3))
     n_gt = n_raw = corrected = diff = total = 0
-    reviews, has_corr = project.reviews(), project.corrected()  # one read each, not one per image
+    reviews = project.reviews()  # one read, not one per image
     for i in range(len(project)):
         labels = project.read(labels_kind(r), i)
-        corr = project.correction(i) if has_corr[i] else None
+        corr = project.correction(i)
         touched = corr is not None or reviews[i] == "reviewed"
         corrected += touched
         gt = project.ground_truth(i)

@@ -25,7 +25,7 @@ from .metrics import IGNORE
 from .store import Project
 
 __all__ = ["labels_kind", "base_kind", "current_labels", "apply_correction", "labels_reader", "training_target",
-           "present_classes", "unsure_pixels"]
+           "round0_method", "present_classes", "unsure_pixels"]
 
 PSEUDO_KINDS = ("pseudo/sp-cam", "pseudo/cam")  # before any round, the first of these that exists
 
@@ -71,20 +71,27 @@ def labels_reader(project: Project, kind: str | None) -> Callable[[int], np.ndar
     return lambda i: project.read(kind, i)
 
 
+def round0_method(project: Project) -> str:
+    """The pseudo-label method round 0's labels came from ('sp-cam' or 'cam')."""
+    return next(e for e in project.rounds() if e["round"] == 0)["config"]["start_from"]
+
+
 def training_target(project: Project, i: int, kind: str | None = None, *,
-                    ignore_band: float = 0.0) -> np.ndarray | None:
+                    ignore_band: float = 0.0, method: str | None = None) -> np.ndarray | None:
     """Image i's target for the next round: ``kind``'s labels (default: the current ones),
     corrected pixels overriding them pixel for pixel; None when the image is rejected.
 
     With ``ignore_band`` > 0 and round 0 (the SPN's pseudo-labels) as the base, pixels whose
     evidence lies within the band of the 50 % threshold are IGNORE unless a person set them.
+    ``method``: :func:`round0_method`, looked up when not given (a trainer reading every image
+    passes it once rather than have each sample query the rounds).
     """
     if project.review(i) == "rejected":
         return None
     kind = kind or base_kind(project)
     labels = project.read(kind, i)
     if ignore_band > 0 and kind == labels_kind(0):
-        method = next(e for e in project.rounds() if e["round"] == 0)["config"]["start_from"]
+        method = method or round0_method(project)
         if project.artifact(f"cams/{method}"):
             labels = np.where(unsure_pixels(project, i, method, ignore_band), IGNORE, labels).astype(np.uint8)
     return apply_correction(labels, project.correction(i))

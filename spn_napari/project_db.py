@@ -97,6 +97,15 @@ def create_db(path: Path, meta: dict[str, Any], images: Iterable[dict]) -> None:
         conn.close()
 
 
+_IMAGE_COLUMNS = ("review", "correction", "source")  # what changes per image after init
+
+
+def _check_column(name: str) -> None:
+    """Only known column names reach an SQL string (they cannot be bound as parameters)."""
+    if name not in _IMAGE_COLUMNS:
+        raise ValueError(name)
+
+
 class ProjectDB:
     """One connection to a project's ``project.db``; every method is one query or one transaction.
 
@@ -176,13 +185,11 @@ class ProjectDB:
 
     def column(self, name: str) -> list:
         """One per-image column (``review``, ``correction``, ``source``) in index order."""
-        if name not in ("review", "correction", "source"):
-            raise ValueError(name)
+        _check_column(name)
         return [v for (v,) in self.query(f"SELECT {name} FROM images ORDER BY id")]
 
     def image_value(self, i: int, name: str) -> Any:
-        if name not in ("review", "correction", "source"):
-            raise ValueError(name)
+        _check_column(name)
         rows = self.query(f"SELECT {name} FROM images WHERE id = ?", (i,))
         if not rows:
             raise IndexError(i)

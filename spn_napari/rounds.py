@@ -30,7 +30,7 @@ from .errors import ProjectError, SpnError
 from .evaluate import round_metrics
 from .events import Event
 from .features import read_features
-from .labels import labels_kind, present_classes, training_target
+from .labels import labels_kind, present_classes, round0_method, training_target
 from .models.decoupled import IGNORE, DecoupledConfig, DecoupledNet, decoupled_loss
 from .store import Project
 from .train import (autocast, batch_inputs, compile_convs, drop_state, feature_cache, fit, load_checkpoint, load_spn,
@@ -103,9 +103,10 @@ class _Targets:
     """FigureGroundSamples' target reader (module level, so loader workers can pickle it)."""
 
     ignore_band: float = 0.0
+    method: str | None = None  # round 0's pseudo-label method (labels.round0_method)
 
     def __call__(self, project: Project, i: int) -> np.ndarray:
-        target = training_target(project, i, ignore_band=self.ignore_band)
+        target = training_target(project, i, ignore_band=self.ignore_band, method=self.method)
         info = project.images[i]
         return np.full((info.height, info.width), IGNORE, np.uint8) if target is None else target
 
@@ -216,7 +217,7 @@ def run_round(project: Project, cfg: RoundConfig = RoundConfig()) -> Iterator[Ev
     for i in range(len(project)):
         if reviews[i] == "rejected":
             continue
-        present = present_classes(project, i) if corrected[i] else sorted(set(project.images[i].tags))
+        present = present_classes(project, i)
         repeat = cfg.reviewed_weight if corrected[i] else 1
         samples += [(i, c) for c in present] * repeat
         distinct += len(present)
@@ -228,7 +229,7 @@ def run_round(project: Project, cfg: RoundConfig = RoundConfig()) -> Iterator[Ev
         compile_convs(model.seg)
     net = distributed.wrap(model, device)
     rank, world = distributed.rank_world()
-    data = FigureGroundSamples(project, samples, _Targets(cfg.ignore_band), features=cache)
+    data = FigureGroundSamples(project, samples, _Targets(cfg.ignore_band, round0_method(project)), features=cache)
     # Corrected images are listed reviewed_weight times, and each epoch draws as many samples as
     # there are distinct ones: clean labels weigh more while an epoch costs the same.
     sampler = MultiScaleBatches(len(samples), batch_size=cfg.batch_size, scales=scales, seed=cfg.seed,

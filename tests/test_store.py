@@ -143,15 +143,20 @@ def test_killed_artifact_writer_leaves_last_committed_state(sp_project):
         assert (reopened.read("pseudo/sp-cam", i) == 1).all()
 
 
+def _kill_once_committed(root: Path, mode: str, counter: str, at_least: int) -> None:
+    """Start a looping writer, let it commit until setting ``counter`` reaches ``at_least``, then
+    SIGKILL it at once (an arbitrary instant of its loop)."""
+    proc = _start_writer(root, mode)
+    assert proc.stdout.readline().strip() == "go"
+    while Project(root).settings.get(counter, 0) < at_least:
+        pass
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+
+
 def test_killed_manifest_writer_leaves_a_readable_project(sp_project):
     for _ in range(3):
-        proc = _start_writer(sp_project.root, "settings")
-        assert proc.stdout.readline().strip() == "go"
-        # let it commit a few times: wait until the counter moved, then kill at once
-        while Project(sp_project.root).settings.get("counter", 0) < 5:
-            pass
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
+        _kill_once_committed(sp_project.root, "settings", "counter", 5)
         reopened = Project(sp_project.root)  # parses: never a half-written manifest
         assert reopened.settings["counter"] >= 5
         assert reopened.read("superpixels", 0).shape == reopened.image(0).shape[:2]
@@ -160,12 +165,7 @@ def test_killed_manifest_writer_leaves_a_readable_project(sp_project):
 def test_killed_correction_writer_leaves_a_whole_correction(sp_project):
     """SIGKILL at an arbitrary instant of a save loop: image 0 keeps a whole correction (labels and
     set mask of one save), its review, and every transaction committed before the kill."""
-    proc = _start_writer(sp_project.root, "corrections")
-    assert proc.stdout.readline().strip() == "go"
-    while Project(sp_project.root).settings.get("saved", 0) < 3:
-        pass
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    _kill_once_committed(sp_project.root, "corrections", "saved", 3)
     p = Project(sp_project.root)
     labels, set_mask = p.correction(0)
     assert set_mask.all() and len(np.unique(labels)) == 1 and 1 <= labels[0, 0] <= 3
