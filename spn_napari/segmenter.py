@@ -6,10 +6,11 @@ Which model predicts:
 - a round r ≥ 1: its DecoupledNet, at the middle of its training sides, exactly as the round
   predicted the project's own images (:func:`spn_napari.rounds.predict_labels`);
 - before the first round, and round 0 (whose labels are the SPN's pseudo-labels): the SPN, with
-  the project's pseudo-label method (round 0's ``start_from``; before it SP-CAM, or CAM when the
-  project has only CAM pseudo-labels) and the sides and threshold those were made with. SP-CAM
-  needs superpixels: they are computed for the new image with the SLIC settings of the project's
-  own, so a project image gets the superpixels it has in the project.
+  the project's pseudo-label method (round 0's ``start_from``; before it the method
+  ``pseudo-labels`` last wrote) and the evidence settings those were made with (sides, mirrored
+  views, normalisation: :class:`~spn_napari.inference.EvidenceSettings`, from ``project.db``).
+  SP-CAM needs superpixels: they are computed for the new image with the SLIC settings of the
+  project's own, so a project image gets the superpixels it has in the project.
 
 The classes each image is segmented for are its tags when given; otherwise the model's own
 image-level classifier decides (probability > 0.5): the DecoupledNet's frozen classification net
@@ -29,7 +30,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .cam import METHODS, paint_superpixels, threshold_maps, upsample_cam
+from .cam import METHODS
 from .data.generic import label_rows, resolve_image_name
 from .data.images import IMAGE_SUFFIXES, as_rgb, is_image_file, load_image
 from .data.transforms import fit_to_canvas
@@ -37,7 +38,8 @@ from .errors import ProjectError, SpnError
 from .events import Event
 from .export import label_palette, write_mask
 from .features import backbone_map
-from .inference import image_evidence
+from .inference import EvidenceSettings, image_evidence, label_evidence, views
+from .labels import pseudo_method
 from .models.decoupled import DecoupledNet
 from .models.spn import SPN
 from .rounds import current_round, history, load_decoupled, predict_labels
@@ -55,14 +57,16 @@ class Segmenter:
     ``model`` a DecoupledNet (a round) or an SPN (before the first round, and round 0), in eval
     mode on ``device``; ``sides`` the canvas sides it runs at (the DecoupledNet: one); for an SPN
     ``method`` ('sp-cam' | 'cam'), ``threshold`` (fraction of each class map's peak) and
-    ``superpixels`` (the SLIC settings); ``cached``: the backbone map goes through the feature
-    cache's float16, as it did when the project's labels were made.
+    ``superpixels`` (the SLIC settings) and ``evidence`` (views and normalisation; by default
+    ``sides`` without mirrored views, each method's normalisation); ``cached``: the backbone map
+    goes through the feature cache's float16, as it did when the project's labels were made.
     """
 
     def __init__(self, *, model: DecoupledNet | SPN, classes: Sequence[str], colors: Sequence[str],
                  has_background: bool = True, sides: Sequence[int], device: torch.device | str = "cpu",
                  round: int | None = None, method: str = "decoupled", threshold: float = 0.5,
-                 superpixels: SuperpixelConfig | None = None, cached: bool = False) -> None:
+                 superpixels: SuperpixelConfig | None = None, cached: bool = False,
+                 evidence: EvidenceSettings | None = None) -> None:
         if isinstance(model, SPN) and method not in METHODS:
             raise ValueError(f"an SPN predicts with one of {METHODS}, not {method!r}")
         if isinstance(model, DecoupledNet):
@@ -77,6 +81,8 @@ class Segmenter:
         self.sides, self.method, self.threshold = tuple(int(s) for s in sides), method, float(threshold)
         self.superpixels = superpixels or SuperpixelConfig()
         self.cached = bool(cached)
+        self.evidence = evidence or EvidenceSettings(method=method, sides=self.sides, flip=False, normalise=None,
+                                                     threshold=self.threshold)
 
     @classmethod
     def from_project(cls, path: Path | str | Project, round: int | None = None,
@@ -103,17 +109,16 @@ class Segmenter:
             return cls(model=model, sides=[scales[len(scales) // 2]], cached=cached, **common)
         model, ckpt = load_spn(project, dev)  # round 0 and before: the SPN's pseudo-labels
         if r == 0:
-            method = rounds[0]["config"].get("start_from", METHODS[0])
+            method = rounds[0]["config"].get("start_from", "sp-cam")
         else:
-            method = next((m for m in METHODS if project.artifact(f"pseudo/{m}")), METHODS[0])
+            method = pseudo_method(project) or METHODS[0]
         pseudo = project.artifact(f"pseudo/{method}") or {}
-        meta = pseudo.get("meta", {})
         scales = sorted(ckpt["scales"])
-        sides = meta.get("sides") or [scales[len(scales) // 2]]
+        evidence = EvidenceSettings.from_meta(pseudo.get("meta", {}), method, [scales[len(scales) // 2]])
         sp_meta = project.require("superpixels")["meta"]
         sp_cfg = SuperpixelConfig(**{f.name: sp_meta[f.name] for f in fields(SuperpixelConfig) if f.name in sp_meta})
-        return cls(model=model, sides=sides, method=method, threshold=meta.get("threshold", 0.5),
-                   superpixels=sp_cfg, cached=getattr(model.encoder, "cacheable", False), **common)
+        return cls(model=model, sides=evidence.sides, method=method, threshold=evidence.threshold,
+                   superpixels=sp_cfg, cached=getattr(model.encoder, "cacheable", False), evidence=evidence, **common)
 
     # ---- what it labels with --------------------------------------------------------------
     @property
@@ -173,10 +178,16 @@ class Segmenter:
         return torch.from_numpy(backbone_map(self.model.encoder, image, side, self.device).astype(np.float32))
 
     def _evidence(self, image: np.ndarray):
-        """The SPN's evidence for ``image`` and its superpixels (H, W) int32."""
+        """The SPN's evidence for ``image`` and its superpixels (H, W) int32: every view of
+        ``evidence``, through the cache's float16 when the project's evidence went through it."""
         sp = slic_labels(image, self.superpixels)
-        backbone = {s: self._backbone(image, s) for s in self.sides} if self.cached else None
-        return image_evidence(self.model, image, sp, self.sides, self.device, backbone), sp
+        ev = self.evidence
+        backbone = None
+        if self.cached:
+            backbone = {(s, f): torch.from_numpy(backbone_map(self.model.encoder, image, s, self.device, flip=f)
+                                                 .astype(np.float32)) for s, f in views(ev.sides, ev.flip)}
+        return image_evidence(self.model, image, sp, ev.sides, self.device, backbone, flip=ev.flip,
+                              aggregate=ev.aggregate), sp
 
     @torch.no_grad()
     def class_probabilities(self, image: np.ndarray) -> np.ndarray:
@@ -207,9 +218,7 @@ class Segmenter:
             ev, sp = self._evidence(image)
             if classes is None:
                 classes = np.flatnonzero(ev.probs > 0.5).tolist()
-            h, w = image.shape[:2]
-            maps = paint_superpixels(ev.sp_scores, sp) if self.method == "sp-cam" else upsample_cam(ev.cam, h, w)
-            return threshold_maps(maps, classes, self.threshold, background=self._background)  # (H, W)
+            return label_evidence(ev, sp, classes, self.evidence, background=self._background)  # (H, W)
         backbone = self._backbone(image, self.sides[0])
         if classes is None:
             classes = np.flatnonzero(self._decoupled_probs(image, backbone) > 0.5).tolist()

@@ -20,7 +20,7 @@ from .errors import ProjectError, SpnError
 from .events import Event
 from .inference import evidence_maps
 from .evaluate import round_metrics
-from .rounds import RoundConfig, ensure_round0, history, rollback, round0_source, round_uncertainty, run_round
+from .rounds import RoundConfig, ensure_round0, history, rollback, round0_method_for, round0_source, round_uncertainty, run_round
 from .store import Project
 
 __all__ = ["SimulateConfig", "simulate", "SELECT"]
@@ -54,6 +54,7 @@ def _uncertainty(project: Project, method: str) -> list[float]:
     unc = round_uncertainty(project)
     if unc is not None:
         return unc.tolist()
+    method = round0_method_for(project, method)
     return [_sp_cam_uncertainty(project, i, method) for i in range(len(project))]
 
 

@@ -40,7 +40,7 @@ class TrainConfig:
     batch_size: int = 8
     lr: float = 1e-3
     weight_decay: float = 1e-4
-    encoder: str = "auto"  # "auto" (lite0; vgg16 with weights) | "lite0" | "vgg16" | "small"
+    encoder: str = "auto"  # "auto" (lite0; vgg16 with weights) | "lite0" | "lite2" | "vgg16" | "small"
     weights: str | None = None  # torchvision VGG-16 state dict file (implies encoder="vgg16")
     cache: bool = True  # a frozen encoder's maps computed once per image and side (spn_napari.features)
     scales: tuple[int, ...] | None = None  # canvas sides; None: the paper's, scaled to the data
@@ -52,7 +52,7 @@ class TrainConfig:
     compile: bool = False  # torch.compile the conv stages (worth it on GPUs; minutes of compiling on a CPU)
 
 
-DEFAULT_EPOCHS = {"lite0": 20, "vgg16": 30, "small": 30}
+DEFAULT_EPOCHS = {"lite0": 20, "lite2": 20, "vgg16": 30, "small": 30}
 """lite0 trains only its head on a frozen, pretrained map: 20 epochs (msrc-dev, docs/real-photos.md)."""
 
 

@@ -202,7 +202,7 @@ def test_steps_out_of_order_name_the_missing_step(demo_dir, tmp_path, capsys):
     code, _, err = cli(capsys, "train-spn", tmp_path / "p")
     assert_user_error(code, err, "superpixels")
     code, _, err = cli(capsys, "evaluate", tmp_path / "p")
-    assert_user_error(code, err, "pseudo/sp-cam")
+    assert_user_error(code, err, "no pseudo-labels", "spn-napari pseudo-labels")
 
 
 def test_demo_runs_the_whole_pipeline_and_reports_every_method(tmp_path, capsys, monkeypatch):

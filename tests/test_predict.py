@@ -22,7 +22,7 @@ from spn_napari.data.transforms import fit_to_canvas
 from spn_napari.errors import SpnError
 from spn_napari.export import label_palette
 from spn_napari.inference import PseudoLabelConfig, make_pseudo_labels
-from spn_napari.labels import labels_kind
+from spn_napari.labels import base_kind, labels_kind
 from spn_napari.pipeline import run
 from spn_napari.rounds import RoundConfig, rollback, run_round
 from spn_napari.segmenter import Segmenter
@@ -43,12 +43,13 @@ def _round_project(tmp_path_factory, _labelled_project) -> Path:
 
 @pytest.fixture(scope="module")
 def _lite_project(tmp_path_factory, _sp_project) -> Path:
-    """A lite0 project (its frozen encoder's maps cached in float16) with SP-CAM labels and one round."""
+    """A lite0 project (its frozen encoder's maps cached in float16) with SP-CAM labels and one round;
+    the evidence averaged over a cached side, an uncached one and their mirror images."""
     root = tmp_path_factory.mktemp("predict-lite") / "project"
     shutil.copytree(_sp_project, root)
     p = Project(root)
     run(train_spn(p, TrainConfig(epochs=1, batch_size=4, device="cpu", encoder="lite0", scales=(64, 96))))
-    run(make_pseudo_labels(p, PseudoLabelConfig(device="cpu")))
+    run(make_pseudo_labels(p, PseudoLabelConfig(device="cpu", sides=(80, 96), flip=True)))
     shutil.copytree(root, root.with_name("spn-only"))
     run(run_round(p, RoundConfig(epochs=1, batch_size=4, device="cpu")))
     return root
@@ -57,7 +58,7 @@ def _lite_project(tmp_path_factory, _sp_project) -> Path:
 @pytest.fixture(scope="module")
 def _nb_project(tmp_path_factory, demo_dir) -> Path:
     """The demo images as a project without a background class (every pixel one of its tags),
-    with a 1-epoch SPN, SP-CAM labels and one round; "spn-only" beside it before the round."""
+    with a 1-epoch SPN, the default (fused) labels and one round; "spn-only" beside it before the round."""
     from spn_napari.data.readers import read_dataset
     from spn_napari.superpixels import SuperpixelConfig, compute_superpixels
     base = tmp_path_factory.mktemp("predict-nb")
@@ -85,16 +86,19 @@ def _tag_names(p: Project, i: int) -> list[str]:
                                    "no background round"])
 def test_predictions_equal_the_stored_labels(which, request):
     """With its tags, each project image is labelled exactly as the current model labelled it:
-    the SP-CAM pseudo-labels before any round (superpixels recomputed with the project's SLIC
-    settings), the round's labels after one; lite0 through its float16 feature cache; in a
-    project without a background class, each pixel one of the tags."""
+    the pseudo-labels before any round (superpixels recomputed with the project's SLIC settings,
+    the views and normalisation its project.db records), the round's labels after one; lite0
+    through its float16 feature cache, mirrored views too; in a project without a background
+    class, each pixel one of the tags (the fused evidence)."""
     fixture = {"spn": "_labelled_project", "round": "_round_project"}.get(
         which, "_lite_project" if "lite0" in which else "_nb_project")
     root = request.getfixturevalue(fixture)
     if which.endswith(" spn"):
         root = root.with_name("spn-only")
-    kind = labels_kind(1) if which.endswith("round") else "pseudo/sp-cam"
     p = Project(root)
+    kind = labels_kind(1) if which.endswith("round") else base_kind(p)
+    assert kind == ("pseudo/fused" if which == "no background spn" else "pseudo/sp-cam" if which.endswith("spn")
+                    else kind)
     seg = Segmenter.from_project(root, device="cpu")
     assert seg.round == (1 if which.endswith("round") else None)
     assert seg.classes == p.classes and seg.colors == p.colors

