@@ -32,8 +32,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from spn_napari.inference import (EvidenceSettings, aggregate_evidence, evidence_sides, label_canvas, label_evidence,
-                                  view_evidence)
+from spn_napari.evidence import EvidenceSettings, evidence_sides, label_evidence
+from spn_napari.inference import aggregate_evidence, label_canvas, view_evidence
 from spn_napari.metrics import confusion_matrix, mean_class_accuracy, mean_iou
 from spn_napari.store import Project
 from spn_napari.train import default_threads, load_spn, resolve_device

@@ -8,7 +8,7 @@ to find the plugin)::
     project = spn.init_project("proj", "demo-data")
     spn.run(spn.compute_superpixels(project))
     spn.run(spn.train_spn(project, spn.TrainConfig(epochs=30)))
-    spn.run(spn.make_pseudo_labels(project, spn.PseudoLabelConfig(method="sp-cam")))
+    spn.run(spn.make_pseudo_labels(project, spn.PseudoLabelConfig()))   # the demo: SP-CAM
     print(spn.evaluate_labels(project, "pseudo/sp-cam")["miou"])
     project.save_correction(0, labels, set_mask, review="reviewed")   # an annotator's fix
     spn.run(spn.run_round(project, spn.RoundConfig()))                # DecoupledNet round
@@ -28,8 +28,8 @@ _API = {
     "read_dataset": "data.readers", "write_demo_dataset": "data.synthetic",
     "SuperpixelConfig": "superpixels", "compute_superpixels": "superpixels",
     "TrainConfig": "train", "train_spn": "train", "load_spn": "train",
-    "PseudoLabelConfig": "inference", "make_pseudo_labels": "inference", "evidence_maps": "inference",
-    "image_evidence": "inference",
+    "PseudoLabelConfig": "inference", "make_pseudo_labels": "inference", "evidence_maps": "evidence",
+    "image_evidence": "inference", "EvidenceSettings": "evidence",
     "threshold_maps": "cam", "evaluate_labels": "evaluate", "export_labels": "export",
     "Event": "events", "run": "events", "init_project": "pipeline", "run_demo": "pipeline",
     "SpnError": "errors", "DatasetError": "errors", "ProjectError": "errors", "WeightsError": "errors",

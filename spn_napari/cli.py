@@ -115,7 +115,8 @@ def _scales(text: str | None) -> tuple[int, ...] | None:
 
 
 def cmd_pseudo_labels(a: argparse.Namespace) -> int:
-    from .inference import PseudoLabelConfig, check_method, make_pseudo_labels
+    from .evidence import check_method
+    from .inference import PseudoLabelConfig, make_pseudo_labels
     from .train import default_threads
     default_threads()
     if a.method != "auto":
@@ -154,7 +155,7 @@ def cmd_evaluate(a: argparse.Namespace) -> int:
 def _labels_kind(a: argparse.Namespace) -> str | None:
     """--round R, or --method auto|fused|sp-cam|cam|current -> the artifact to read (None: current
     labels; auto: the project's pseudo-labels)."""
-    from .inference import check_method
+    from .evidence import check_method
     from .labels import labels_kind, pseudo_method
     if a.round is not None:
         return labels_kind(a.round)

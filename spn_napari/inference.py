@@ -20,8 +20,9 @@ import torch
 import torch.nn.functional as F
 
 from . import distributed
-from .cam import DEFAULT_NORMALISE, METHODS, fuse_scores, paint_superpixels, threshold_maps, uncertain_pixels, upsample_cam
 from .errors import SpnError
+from .evidence import (Evidence, EvidenceSettings, check_method, evidence_maps, evidence_sides, label_evidence,
+                       unsure_evidence)
 from .events import Event
 from .models.spn import SPN
 from .ops import superpixel_pool
@@ -30,16 +31,11 @@ from .data.transforms import fit_to_canvas
 from .features import backbone_map, read_features
 from .train import feature_cache, load_spn, resolve_device
 
-__all__ = ["PseudoLabelConfig", "EvidenceSettings", "Evidence", "image_evidence", "make_pseudo_labels",
-           "evidence_maps", "check_method", "label_canvas", "evidence_sides", "resolve_settings", "label_evidence",
-           "label_maps", "EVIDENCE_FACTORS", "project_settings", "unsure_evidence", "view_backbones", "views", "view_evidence",
-           "aggregate_evidence"]
-
-
-def check_method(method: str) -> str:
-    if method not in METHODS:
-        raise SpnError(f"--method {method}: unknown method — use one of {', '.join(METHODS)}.")
-    return method
+__all__ = ["PseudoLabelConfig", "resolve_settings", "label_canvas", "views", "view_evidence", "aggregate_evidence",
+           "image_evidence", "view_backbones", "make_pseudo_labels",
+           # from spn_napari.evidence, where they live; kept here for the API's users
+           "Evidence", "EvidenceSettings", "check_method", "evidence_maps", "evidence_sides", "label_evidence",
+           "unsure_evidence"]
 
 
 @dataclass(frozen=True)
@@ -52,51 +48,6 @@ class PseudoLabelConfig:
     flip: bool | None = None  # also each side's mirror image; None: on without a background class
     normalise: str | None = None  # "max" | "shared"; None: each method's DEFAULT_NORMALISE
     multi_scale: bool = False  # every training side (overrides ``sides``)
-
-
-@dataclass(frozen=True)
-class EvidenceSettings:
-    """How a project's evidence is made and labelled, resolved from a :class:`PseudoLabelConfig`
-    and recorded in the artifacts' meta (``project.db``), so predicting a new photo follows the
-    same path. Projects made before these settings existed read as ``legacy``."""
-
-    method: str
-    sides: tuple[int, ...]
-    flip: bool
-    normalise: str | None  # None: DEFAULT_NORMALISE per method
-    aggregate: str = "mean"  # over views: "mean"; "max" in projects made before flips existed
-    threshold: float = 0.5
-
-    def part_normalise(self, method: str) -> str:
-        return self.normalise or DEFAULT_NORMALISE[method]
-
-    @classmethod
-    def from_meta(cls, meta: dict, method: str, default_sides: Sequence[int]) -> "EvidenceSettings":
-        """The settings an artifact's meta records; a project made before them: its sides, no
-        flip, the per-class max-normalisation and max over sides (what it did then)."""
-        legacy = "flip" not in meta
-        return cls(method=method, sides=tuple(meta.get("sides") or default_sides), flip=bool(meta.get("flip", False)),
-                   normalise="max" if legacy else meta.get("normalise"),
-                   aggregate="max" if legacy else meta.get("aggregate", "mean"),
-                   threshold=float(meta.get("threshold", 0.5)))
-
-    def meta(self) -> dict:
-        return {"method": self.method, "sides": list(self.sides), "flip": self.flip, "normalise": self.normalise,
-                "aggregate": self.aggregate, "threshold": self.threshold}
-
-
-EVIDENCE_FACTORS = (1.25, 1.5)
-"""Default test-time sides, as multiples of the middle training side (docs/real-photos.md)."""
-
-
-def evidence_sides(scales: Sequence[int], factors: Sequence[float] = EVIDENCE_FACTORS,
-                   multiple: int = 16) -> tuple[int, ...]:
-    """Test-time canvas sides: ``factors`` × the middle training side, each a multiple of 16.
-    Why: on photos, evidence from canvases larger than the middle training side is finer and
-    wins on held-out folds of msrc-dev (docs/real-photos.md); 336 → 416, 512 there."""
-    scales = sorted(int(s) for s in scales)
-    mid = scales[len(scales) // 2]
-    return tuple(sorted({max(2 * multiple, int(np.floor(f * mid / multiple + 0.5)) * multiple) for f in factors}))
 
 
 def resolve_settings(cfg: PseudoLabelConfig, scales: Sequence[int], background: bool) -> EvidenceSettings:
@@ -114,13 +65,6 @@ def resolve_settings(cfg: PseudoLabelConfig, scales: Sequence[int], background: 
         sides = (scales[len(scales) // 2],) if background else evidence_sides(scales)
     flip = (not background) if cfg.flip is None else bool(cfg.flip)
     return EvidenceSettings(method=method, sides=sides, flip=flip, normalise=cfg.normalise, threshold=cfg.threshold)
-
-
-@dataclass
-class Evidence:
-    sp_scores: np.ndarray  # (N, C) SP-CAM score of each superpixel
-    cam: np.ndarray  # (C, h, w) CAM over the square canvas of side max(H, W)
-    probs: np.ndarray  # (C,) image-level class probabilities (top branch)
 
 
 def label_canvas(sp: np.ndarray, device: torch.device) -> tuple[torch.Tensor, int]:
@@ -197,64 +141,6 @@ def image_evidence(model: SPN, image: np.ndarray | None, sp: np.ndarray, sides: 
             f = backbone.get((side, mirrored), None if mirrored else backbone.get(side))
         parts.append(view_evidence(model, image, sp_canvas, n, side, mirrored, device, f))
     return aggregate_evidence(parts, aggregate)
-
-
-def label_maps(sp_scores: np.ndarray | None, cam: np.ndarray | None, sp: np.ndarray | None, height: int, width: int,
-               classes: Iterable[int], settings: EvidenceSettings) -> tuple[np.ndarray, str]:
-    """The (C, H, W) maps the per-pixel choice is made on, and the normalisation to label them
-    with (:func:`~spn_napari.cam.threshold_maps`): one image's stored evidence (``cams/sp-cam``
-    scores and superpixels, ``cams/cam``) under ``settings``. The one path from evidence to
-    labels, for a project's pseudo-labels, their uncertainty and predicting new photos."""
-    method = settings.method
-    if method == "sp-cam":
-        return paint_superpixels(sp_scores, sp), settings.part_normalise("sp-cam")
-    if method == "cam":
-        return upsample_cam(cam, height, width), settings.part_normalise("cam")
-    return fuse_scores(paint_superpixels(sp_scores, sp), upsample_cam(cam, height, width), classes,
-                       sp_normalise=settings.part_normalise("sp-cam"),
-                       cam_normalise=settings.part_normalise("cam")), "none"
-
-
-def label_evidence(ev: Evidence, sp: np.ndarray, classes: Iterable[int], settings: EvidenceSettings, *,
-                   background: bool) -> np.ndarray:
-    """(H, W) uint8 labels of one image's evidence over ``classes`` under ``settings``."""
-    classes = [int(c) for c in classes]
-    maps, norm = label_maps(ev.sp_scores, ev.cam, sp, *sp.shape, classes, settings)
-    return threshold_maps(maps, classes, settings.threshold, background=background, normalise=norm)
-
-
-def project_settings(project: Project, method: str) -> EvidenceSettings:
-    """The evidence settings the project's ``method`` pseudo-labels were made with (its artifact's
-    meta; the stored evidence's for a method whose labels were not written)."""
-    art = project.artifact(f"pseudo/{method}") or project.require("cams/sp-cam")
-    return EvidenceSettings.from_meta(art.get("meta", {}), method, [])
-
-
-def evidence_maps(project: Project, i: int, method: str) -> np.ndarray:
-    """(C, H, W) class evidence of image i, painted (SP-CAM) or upsampled (CAM) from the store;
-    ``fused``: the averaged normalised scores over the image's tags (-inf elsewhere)."""
-    check_method(method)
-    info = project.images[i]
-    sp_scores = project.read("cams/sp-cam", i) if method != "cam" else None
-    sp = project.read("superpixels", i) if method != "cam" else None
-    cam = project.read("cams/cam", i) if method != "sp-cam" else None
-    return label_maps(sp_scores, cam, sp, info.height, info.width, info.tags, project_settings(project, method))[0]
-
-
-def unsure_evidence(project: Project, i: int, method: str, band: float) -> np.ndarray:
-    """(H, W) bool: image i's pixels whose ``method`` evidence, normalised as its labels were
-    made, has its best two tags within ``band`` (:func:`~spn_napari.cam.uncertain_pixels`)."""
-    check_method(method)
-    info = project.images[i]
-    settings = project_settings(project, method)
-    if method == "sp-cam":  # constant per superpixel: decided per superpixel and painted (4× faster)
-        scores = project.read("cams/sp-cam", i)  # (N, C)
-        return uncertain_pixels(scores.T[:, :, None], info.tags, band=band, background=project.has_background,
-                                normalise=settings.part_normalise("sp-cam"))[:, 0][project.read("superpixels", i)]
-    sp_scores = project.read("cams/sp-cam", i) if method == "fused" else None
-    sp = project.read("superpixels", i) if method == "fused" else None
-    maps, norm = label_maps(sp_scores, project.read("cams/cam", i), sp, info.height, info.width, info.tags, settings)
-    return uncertain_pixels(maps, info.tags, band=band, background=project.has_background, normalise=norm)
 
 
 def view_backbones(project: Project, model: SPN, i: int, settings: EvidenceSettings, cache: dict[int, str] | None,

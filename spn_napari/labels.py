@@ -21,6 +21,7 @@ from collections.abc import Callable
 import numpy as np
 
 from .errors import ProjectError
+from .evidence import unsure_evidence
 from .metrics import IGNORE
 from .store import Project
 
@@ -109,7 +110,6 @@ def training_target(project: Project, i: int, kind: str | None = None, *,
 def unsure_pixels(project: Project, i: int, method: str, band: float) -> np.ndarray:
     """(H, W) bool: image i's pixels whose ``method`` evidence is within ``band`` of the threshold
     (without background: whose best two tags are that close), normalised as its labels were made."""
-    from .inference import unsure_evidence  # inference loads the SPN's code; labels stay light to import
     return unsure_evidence(project, i, method, band)
 
 

@@ -8,7 +8,7 @@ Which model predicts:
 - before the first round, and round 0 (whose labels are the SPN's pseudo-labels): the SPN, with
   the project's pseudo-label method (round 0's ``start_from``; before it the method
   ``pseudo-labels`` last wrote) and the evidence settings those were made with (sides, mirrored
-  views, normalisation: :class:`~spn_napari.inference.EvidenceSettings`, from ``project.db``).
+  views, normalisation: :class:`~spn_napari.evidence.EvidenceSettings`, from ``project.db``).
   SP-CAM needs superpixels: they are computed for the new image with the SLIC settings of the
   project's own, so a project image gets the superpixels it has in the project.
 
@@ -38,7 +38,8 @@ from .errors import ProjectError, SpnError
 from .events import Event
 from .export import label_palette, write_mask
 from .features import backbone_map
-from .inference import EvidenceSettings, image_evidence, label_evidence, views
+from .evidence import EvidenceSettings, label_evidence
+from .inference import image_evidence, views
 from .labels import pseudo_method
 from .models.decoupled import DecoupledNet
 from .models.spn import SPN

