@@ -3,6 +3,7 @@
     python benchmarks/real_photos.py [--data ../shared/data/msrc-dev] [--work runs/real_photos]
                                      [--out benchmarks/results/real_photos.json] [--device auto]
                                      [--no-simulate] [--no-ablation] [--rounds 3] [--correct-fraction 0.1]
+                                     [--resume]
 
 Runs what a user runs, at the defaults (`spn-napari init --no-background`, `superpixels`,
 `train-spn`, `pseudo-labels`, `round`), then `simulate`: three rounds with 10 % of the images
@@ -16,7 +17,9 @@ the seconds of its step. Baseline: every pixel the class covering most of the im
 truth ("the image's largest tag everywhere").
 
 Prints the tables and writes the JSON that the README's and docs/real-photos.md's tables are
-copied from. The work folder is kept (the project opens in napari); an existing one is refused.
+copied from. The work folder is kept (the project opens in napari); an existing one is refused,
+unless ``--resume``: then the steps whose results the project already holds are not run again,
+and their seconds are those the earlier run recorded in WORK/steps.json.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -36,6 +40,7 @@ from spn_napari.pipeline import init_project, run
 from spn_napari.labels import labels_kind
 from spn_napari.rounds import RoundConfig, run_round
 from spn_napari.simulate import SimulateConfig, simulate
+from spn_napari.store import Project
 from spn_napari.superpixels import compute_superpixels
 from spn_napari.train import TrainConfig, default_threads, train_spn
 
@@ -58,6 +63,8 @@ def main() -> int:
     ap.add_argument("--device", default="auto")
     ap.add_argument("--no-simulate", action="store_true", help="stop after round 1")
     ap.add_argument("--no-ablation", action="store_true", help="skip the evidence ablation (a timing run)")
+    ap.add_argument("--resume", action="store_true", help="finish an interrupted run in --work: skip the steps "
+                    "its project holds, with the seconds it recorded")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--correct-fraction", type=float, default=0.1)
     a = ap.parse_args()
@@ -66,21 +73,36 @@ def main() -> int:
               file=sys.stderr)
         return 2
     work = Path(a.work)
-    if work.exists():
-        print(f"{work}: already exists — delete it or pass another --work.", file=sys.stderr)
+    steps_file = work / "steps.json"
+    if work.exists() and not (a.resume and steps_file.exists()):
+        print(f"{work}: already exists — delete it, pass another --work, or --resume a run that recorded "
+              f"{steps_file.name}.", file=sys.stderr)
         return 2
     default_threads()
-    seconds: dict[str, float] = {}
+    seconds: dict[str, float] = json.loads(steps_file.read_text()) if a.resume else {}
 
     def timed(name: str, events) -> None:
+        if name in seconds:  # --resume: done by the earlier run
+            print(f"{name}: {seconds[name]:.0f} s (recorded)", file=sys.stderr, flush=True)
+            return
         t0 = time.perf_counter()
         run(events)
         seconds[name] = time.perf_counter() - t0
+        steps_file.write_text(json.dumps(seconds, indent=1) + "\n")
         print(f"{name}: {seconds[name]:.0f} s", file=sys.stderr, flush=True)
 
-    t0 = time.perf_counter()
-    project = init_project(work / "project", a.data, background=False)
-    seconds["init"] = time.perf_counter() - t0
+    if a.resume:
+        project = Project(work / "project")
+        if "init" not in seconds:  # not recorded: timed again, into a scratch folder
+            t0 = time.perf_counter()
+            init_project(work / "init-timing" / "project", a.data, background=False)
+            seconds["init"] = time.perf_counter() - t0
+            shutil.rmtree(work / "init-timing")
+    else:
+        t0 = time.perf_counter()
+        project = init_project(work / "project", a.data, background=False)
+        seconds["init"] = time.perf_counter() - t0
+        steps_file.write_text(json.dumps(seconds, indent=1) + "\n")
     timed("superpixels", compute_superpixels(project))
     timed("train-spn", train_spn(project, TrainConfig(device=a.device)))
     rows = [_row("largest tag everywhere (oracle)", score_labels(project, lambda i: largest_tag_labels(project, i)), None)]
