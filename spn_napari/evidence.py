@@ -99,12 +99,25 @@ def label_maps(sp_scores: np.ndarray | None, cam: np.ndarray | None, sp: np.ndar
                        cam_normalise=settings.part_normalise("cam")), "none"
 
 
+def _tag_maps(sp_scores: np.ndarray | None, cam: np.ndarray | None, sp: np.ndarray | None, height: int, width: int,
+              classes: Iterable[int], settings: EvidenceSettings) -> tuple[list[int], np.ndarray, str]:
+    """:func:`label_maps` for the considered classes only: their sorted list, their (K, H, W) maps
+    and the normalisation — the same numbers, without painting and upsampling every class."""
+    cs = sorted({int(c) for c in classes})
+    sub_sp = None if sp_scores is None else np.asarray(sp_scores)[:, cs]  # (N, K)
+    sub_cam = None if cam is None else np.asarray(cam)[cs]  # (K, h, w)
+    maps, norm = label_maps(sub_sp, sub_cam, sp, height, width, range(len(cs)), settings)
+    return cs, maps, norm
+
+
 def label_evidence(ev: Evidence, sp: np.ndarray, classes: Iterable[int], settings: EvidenceSettings, *,
                    background: bool) -> np.ndarray:
     """(H, W) uint8 labels of one image's evidence over ``classes`` under ``settings``."""
-    classes = [int(c) for c in classes]
-    maps, norm = label_maps(ev.sp_scores, ev.cam, sp, *sp.shape, classes, settings)
-    return threshold_maps(maps, classes, settings.threshold, background=background, normalise=norm)
+    if not len(classes := list(classes)):
+        return np.zeros(sp.shape, np.uint8)  # no class is possible
+    cs, maps, norm = _tag_maps(ev.sp_scores, ev.cam, sp, *sp.shape, classes, settings)  # (K, H, W)
+    lut = np.array([0] + [c + 1 for c in cs], np.uint8)
+    return lut[threshold_maps(maps, range(len(cs)), settings.threshold, background=background, normalise=norm)]
 
 
 def project_settings(project: Project, method: str) -> EvidenceSettings:
@@ -135,7 +148,11 @@ def unsure_evidence(project: Project, i: int, method: str, band: float) -> np.nd
         scores = project.read("cams/sp-cam", i)  # (N, C)
         return uncertain_pixels(scores.T[:, :, None], info.tags, band=band, background=project.has_background,
                                 normalise=settings.part_normalise("sp-cam"))[:, 0][project.read("superpixels", i)]
+    if not info.tags:
+        return uncertain_pixels(np.zeros((0, info.height, info.width), np.float32), [], band=band,
+                                background=project.has_background)
     sp_scores = project.read("cams/sp-cam", i) if method == "fused" else None
     sp = project.read("superpixels", i) if method == "fused" else None
-    maps, norm = label_maps(sp_scores, project.read("cams/cam", i), sp, info.height, info.width, info.tags, settings)
-    return uncertain_pixels(maps, info.tags, band=band, background=project.has_background, normalise=norm)
+    cs, maps, norm = _tag_maps(sp_scores, project.read("cams/cam", i), sp, info.height, info.width, info.tags,
+                               settings)  # (K, H, W)
+    return uncertain_pixels(maps, range(len(cs)), band=band, background=project.has_background, normalise=norm)
