@@ -115,14 +115,13 @@ def _scales(text: str | None) -> tuple[int, ...] | None:
 
 
 def cmd_pseudo_labels(a: argparse.Namespace) -> int:
-    from .evidence import check_method
+    from .evidence import check_method, check_normalise
     from .inference import PseudoLabelConfig, make_pseudo_labels
     from .train import default_threads
     default_threads()
     if a.method != "auto":
         check_method(a.method)
-    if a.normalise is not None and a.normalise not in ("max", "shared"):
-        raise SpnError(f"--normalise {a.normalise}: use max or shared.")
+    check_normalise(a.normalise)  # before the project is opened, as --method
     project = _project(a.project)
     device, progress = _distributed(a)  # under torchrun each rank labels its share of the images
     cfg = PseudoLabelConfig(method=a.method, device=device, threshold=a.threshold, classes=a.classes,
@@ -383,7 +382,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "(projects with a background class)")
     s.add_argument("--classes", default="tags", help="tags (default) or predicted")
     s.add_argument("--sides", default=None, metavar="S1,S2,…", help="canvas sides the evidence is averaged "
-                   "over (default without background: the largest training side and 1.5× the middle one)")
+                   "over (default without background: 1.25× and 1.5× the middle training side)")
     s.add_argument("--flip", action=argparse.BooleanOptionalAction, default=None,
                    help="also average each side's mirror image (default: on without a background class)")
     s.add_argument("--normalise", default=None, help="max or shared: how each class's scores are scaled "

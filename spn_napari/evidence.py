@@ -18,7 +18,7 @@ from .cam import DEFAULT_NORMALISE, METHODS, fuse_scores, paint_superpixels, thr
 from .errors import SpnError
 from .store import Project
 
-__all__ = ["check_method", "EvidenceSettings", "EVIDENCE_FACTORS", "evidence_sides", "Evidence", "label_maps",
+__all__ = ["check_method", "check_normalise", "EvidenceSettings", "EVIDENCE_FACTORS", "evidence_sides", "Evidence", "label_maps",
            "label_evidence", "project_settings", "evidence_maps", "unsure_evidence"]
 
 
@@ -26,6 +26,13 @@ def check_method(method: str) -> str:
     if method not in METHODS:
         raise SpnError(f"--method {method}: unknown method — use one of {', '.join(METHODS)}.")
     return method
+
+
+def check_normalise(normalise: str | None) -> str | None:
+    """A user's ``--normalise``: None (each method's own), "max" or "shared"."""
+    if normalise is not None and normalise not in ("max", "shared"):
+        raise SpnError(f"--normalise {normalise}: use max or shared.")
+    return normalise
 
 
 @dataclass(frozen=True)
@@ -127,15 +134,21 @@ def project_settings(project: Project, method: str) -> EvidenceSettings:
     return EvidenceSettings.from_meta(art.get("meta", {}), method, [])
 
 
+def _stored(project: Project, i: int, method: str) -> tuple[np.ndarray | None, np.ndarray | None, np.ndarray | None]:
+    """Image i's stored evidence that ``method`` reads: SP-CAM scores (N, C), CAM (C, h, w) and
+    superpixels (H, W); None for what it does not read."""
+    uses_sp, uses_cam = method != "cam", method != "sp-cam"
+    return (project.read("cams/sp-cam", i) if uses_sp else None, project.read("cams/cam", i) if uses_cam else None,
+            project.read("superpixels", i) if uses_sp else None)
+
+
 def evidence_maps(project: Project, i: int, method: str) -> np.ndarray:
     """(C, H, W) class evidence of image i, painted (SP-CAM) or upsampled (CAM) from the store;
     ``fused``: the averaged normalised scores over the image's tags (-inf elsewhere)."""
     check_method(method)
     info = project.images[i]
-    sp_scores = project.read("cams/sp-cam", i) if method != "cam" else None
-    sp = project.read("superpixels", i) if method != "cam" else None
-    cam = project.read("cams/cam", i) if method != "sp-cam" else None
-    return label_maps(sp_scores, cam, sp, info.height, info.width, info.tags, project_settings(project, method))[0]
+    return label_maps(*_stored(project, i, method), info.height, info.width, info.tags,
+                      project_settings(project, method))[0]
 
 
 def unsure_evidence(project: Project, i: int, method: str, band: float) -> np.ndarray:
@@ -151,8 +164,6 @@ def unsure_evidence(project: Project, i: int, method: str, band: float) -> np.nd
     if not info.tags:
         return uncertain_pixels(np.zeros((0, info.height, info.width), np.float32), [], band=band,
                                 background=project.has_background)
-    sp_scores = project.read("cams/sp-cam", i) if method == "fused" else None
-    sp = project.read("superpixels", i) if method == "fused" else None
-    cs, maps, norm = _tag_maps(sp_scores, project.read("cams/cam", i), sp, info.height, info.width, info.tags,
+    cs, maps, norm = _tag_maps(*_stored(project, i, method), info.height, info.width, info.tags,
                                settings)  # (K, H, W)
     return uncertain_pixels(maps, range(len(cs)), band=band, background=project.has_background, normalise=norm)

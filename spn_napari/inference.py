@@ -21,7 +21,7 @@ import torch.nn.functional as F
 
 from . import distributed
 from .errors import SpnError
-from .evidence import (Evidence, EvidenceSettings, check_method, evidence_maps, evidence_sides, label_evidence,
+from .evidence import (Evidence, EvidenceSettings, check_method, check_normalise, evidence_maps, evidence_sides, label_evidence,
                        unsure_evidence)
 from .events import Event
 from .models.spn import SPN
@@ -54,8 +54,7 @@ def resolve_settings(cfg: PseudoLabelConfig, scales: Sequence[int], background: 
     """``cfg`` with its automatic choices made for a project (``scales``: the SPN's training sides)."""
     method = cfg.method if cfg.method != "auto" else ("sp-cam" if background else "fused")
     check_method(method)
-    if cfg.normalise is not None and cfg.normalise not in ("max", "shared"):
-        raise SpnError(f"--normalise {cfg.normalise}: use max or shared.")
+    check_normalise(cfg.normalise)
     scales = sorted(scales)
     if cfg.multi_scale:
         sides = tuple(scales)

@@ -20,6 +20,7 @@ from collections.abc import Callable
 
 import numpy as np
 
+from .cam import METHODS
 from .errors import ProjectError
 from .evidence import unsure_evidence
 from .metrics import IGNORE
@@ -28,16 +29,14 @@ from .store import Project
 __all__ = ["labels_kind", "base_kind", "pseudo_method", "current_labels", "apply_correction", "labels_reader", "training_target",
            "round0_method", "present_classes", "unsure_pixels"]
 
-PSEUDO_METHODS = ("fused", "sp-cam", "cam")  # spn_napari.cam.METHODS, in the order they are preferred
-
-
 def pseudo_method(project: Project) -> str | None:
     """The method of the project's pseudo-labels: the one ``pseudo-labels`` last wrote (recorded in
-    the project's settings), else the first in PSEUDO_METHODS that exists; None when none does."""
+    the project's settings), else the first of :data:`~spn_napari.cam.METHODS` that exists; None
+    when none does."""
     last = (project.settings.get("evidence") or {}).get("method")
     if last and project.artifact(f"pseudo/{last}"):
         return last
-    return next((m for m in PSEUDO_METHODS if project.artifact(f"pseudo/{m}")), None)
+    return next((m for m in METHODS if project.artifact(f"pseudo/{m}")), None)
 
 
 def labels_kind(r: int) -> str:

@@ -23,14 +23,14 @@ import torch
 from torch.utils.data import DataLoader
 
 from . import distributed
-from .cam import upsample_cam
+from .cam import METHODS, upsample_cam
 from .data.loader import FigureGroundSamples, MultiScaleBatches, collate
 from .data.transforms import fit_to_canvas
 from .errors import ProjectError, SpnError
 from .evaluate import round_metrics
 from .events import Event
 from .features import read_features
-from .labels import PSEUDO_METHODS, labels_kind, present_classes, pseudo_method, round0_method, training_target
+from .labels import labels_kind, present_classes, pseudo_method, round0_method, training_target
 from .models.decoupled import IGNORE, DecoupledConfig, DecoupledNet, decoupled_loss
 from .store import Project
 from .train import (autocast, batch_inputs, compile_convs, drop_state, feature_cache, fit, load_checkpoint, load_spn,
@@ -146,8 +146,8 @@ def round0_method_for(project: Project, method: str) -> str:
     """``--start-from`` resolved: "auto" is the project's pseudo-label method (labels.pseudo_method)."""
     if method == "auto":
         return pseudo_method(project) or "fused"
-    if method not in PSEUDO_METHODS:
-        raise SpnError(f"--start-from {method}: use auto, {', '.join(PSEUDO_METHODS)}.")
+    if method not in METHODS:
+        raise SpnError(f"--start-from {method}: use auto, {', '.join(METHODS)}.")
     return method
 
 
@@ -164,8 +164,8 @@ def ensure_round0(project: Project, method: str) -> None:
     """Record the SPN's pseudo-labels as round 0 (a copy, so re-running the SPN cannot change it)."""
     if history(project):
         return
-    source = round0_source(project, method)
     method = round0_method_for(project, method)
+    source = round0_source(project, method)
     with project.writer(labels_kind(0), meta={"source": source}) as w:
         for i in range(len(project)):
             w.put(i, project.read(source, i))
