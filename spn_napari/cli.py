@@ -100,8 +100,9 @@ def _distributed(a: argparse.Namespace) -> tuple[str, str]:
     return device, (a.progress if distributed.is_main() else "none")
 
 
-def _scales(text: str | None) -> tuple[int, ...] | None:
-    """'250,300,350' -> (250, 300, 350); None keeps the automatic, data-scaled set."""
+def _scales(text: str | None, flag: str = "--scales") -> tuple[int, ...] | None:
+    """'250,300,350' -> (250, 300, 350); None keeps the automatic, data-scaled set. ``flag``
+    names the option in the error."""
     if not text:
         return None
     try:
@@ -109,8 +110,8 @@ def _scales(text: str | None) -> tuple[int, ...] | None:
     except ValueError:
         sides = ()
     if not sides or min(sides) < 32:
-        raise SpnError(f"--scales {text}: expected canvas sides of at least 32 pixels separated by "
-                       f"commas, e.g. --scales 250,300,350,400,450,500.")
+        raise SpnError(f"{flag} {text}: expected canvas sides of at least 32 pixels separated by "
+                       f"commas, e.g. {flag} 250,300,350,400,450,500.")
     return sides
 
 
@@ -125,7 +126,7 @@ def cmd_pseudo_labels(a: argparse.Namespace) -> int:
     project = _project(a.project)
     device, progress = _distributed(a)  # under torchrun each rank labels its share of the images
     cfg = PseudoLabelConfig(method=a.method, device=device, threshold=a.threshold, classes=a.classes,
-                            multi_scale=a.multi_scale, sides=_scales(a.sides) if a.sides else None,
+                            multi_scale=a.multi_scale, sides=_scales(a.sides, "--sides"),
                             flip=a.flip, normalise=a.normalise)
     last = Progress(progress, "pseudo-labels")(make_pseudo_labels(project, cfg))
     if progress != "none" or a.progress == "none":
@@ -220,7 +221,9 @@ def _round_config(a: argparse.Namespace, device: str | None = None):
                        scales=_scales(a.scales), start_from=a.start_from, state=getattr(a, "state", None),
                        reviewed_weight=_positive("--reviewed-weight", a.reviewed_weight),
                        ignore_band=_band(a.ignore_band), compile=getattr(a, "compile", False),
-                       cache=not a.no_cache)
+                       cache=not a.no_cache,
+                       predict_sides=_scales(getattr(a, "predict_sides", None), "--predict-sides"),
+                       predict_flip=getattr(a, "predict_flip", False))
 
 
 def cmd_round(a: argparse.Namespace) -> int:
@@ -476,6 +479,9 @@ def _round_args(s: argparse.ArgumentParser) -> None:
                         f"threshold, unless a person set them; 0 trains on every pixel (default {d.ignore_band})")
     s.add_argument("--no-cache", action="store_true", help="run the frozen encoder in every step instead of "
                    "reading its maps from the project's feature cache")
+    s.add_argument("--predict-sides", default=None, metavar="S1,S2,…", help="canvas sides the round's labels "
+                   "are averaged over (default: the middle training side; docs/real-photos.md)")
+    s.add_argument("--predict-flip", action="store_true", help="also average each side's mirror image")
 
 
 def _version() -> str:

@@ -25,9 +25,15 @@ from .data.transforms import fit_to_canvas
 from .events import Event
 from .store import Project
 
-__all__ = ["features_kind", "cached_sides", "compute_features", "read_features", "backbone_map"]
+__all__ = ["features_kind", "cached_sides", "compute_features", "read_features", "backbone_map", "views", "view_maps"]
 
 DTYPE = np.float16  # half the bytes; the maps are ReLU6 outputs of BN-ed convs, well inside fp16's range
+
+
+def views(sides: Iterable[int], flip: bool) -> list[tuple[int, bool]]:
+    """The test-time (side, mirrored) passes a prediction is averaged over: each side, and with
+    ``flip`` also its mirrored square canvas."""
+    return [(int(s), f) for s in sides for f in ((False, True) if flip else (False,))]
 
 
 def features_kind(encoder: str, side: int) -> str:
@@ -82,3 +88,20 @@ def compute_features(project: Project, encoder: torch.nn.Module, name: str, side
                 writers[features_kind(name, s)].put(i, backbone_map(encoder, image, s, device))
             yield Event("image", done, len(mine), {"sides": missing})
     yield Event("done", n, n, {"seconds": time.perf_counter() - t0, "sides": missing})
+
+
+def view_maps(project: Project, encoder: torch.nn.Module, i: int, passes: Iterable[tuple[int, bool]],
+              cache: dict[int, str] | None, device: torch.device) -> dict[tuple[int, bool], torch.Tensor]:
+    """{(side, mirrored): (Cb, g, g) float32} backbone maps of project image i for each test-time
+    pass (:func:`views`): the cache's for the sides it holds, the others computed through the
+    cache's float16 (as a new photo's are) and not stored — test-time sides and mirrored views
+    would add more than a training set's worth of maps."""
+    out, image = {}, None
+    for side, mirrored in passes:
+        if not mirrored and cache and side in cache:
+            out[(side, False)] = read_features(project, cache[side], i)
+        else:
+            image = project.image(i) if image is None else image
+            out[(side, mirrored)] = torch.from_numpy(
+                backbone_map(encoder, image, side, device, flip=mirrored).astype(np.float32))
+    return out

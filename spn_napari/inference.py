@@ -28,10 +28,10 @@ from .models.spn import SPN
 from .ops import superpixel_pool
 from .store import Project
 from .data.transforms import fit_to_canvas
-from .features import backbone_map, read_features
+from .features import view_maps, views
 from .train import feature_cache, load_spn, resolve_device
 
-__all__ = ["PseudoLabelConfig", "resolve_settings", "label_canvas", "views", "view_evidence", "aggregate_evidence",
+__all__ = ["PseudoLabelConfig", "resolve_settings", "label_canvas", "view_evidence", "aggregate_evidence",
            "image_evidence", "view_backbones", "make_pseudo_labels",
            # from spn_napari.evidence, where they live; kept here for the API's users
            "Evidence", "EvidenceSettings", "check_method", "evidence_maps", "evidence_sides", "label_evidence",
@@ -75,11 +75,6 @@ def label_canvas(sp: np.ndarray, device: torch.device) -> tuple[torch.Tensor, in
     canvas = torch.full((1, max(h, w), max(h, w)), -1, dtype=torch.long)
     canvas[0, :h, :w] = torch.from_numpy(sp.astype(np.int64))
     return canvas.to(device), int(sp.max()) + 1
-
-
-def views(sides: Iterable[int], flip: bool) -> list[tuple[int, bool]]:
-    """The (side, mirrored) passes the evidence is averaged over."""
-    return [(int(s), f) for s in sides for f in ((False, True) if flip else (False,))]
 
 
 @torch.no_grad()
@@ -145,21 +140,11 @@ def image_evidence(model: SPN, image: np.ndarray | None, sp: np.ndarray, sides: 
 def view_backbones(project: Project, model: SPN, i: int, settings: EvidenceSettings, cache: dict[int, str] | None,
                    device: torch.device) -> dict | None:
     """{(side, mirrored): (Cb, g, g)} backbone maps of image i for every view of a cacheable
-    (frozen) encoder: the cache's for the training sides it holds, the others computed through
-    the cache's float16 (as a new photo's are, :class:`~spn_napari.segmenter.Segmenter`) and not
-    stored — test-time sides and mirrored views would add more than a training set's worth of
-    maps. None for other encoders (the SPN runs on the image)."""
+    (frozen) encoder (:func:`~spn_napari.features.view_maps`); None for other encoders (the SPN
+    runs on the image)."""
     if not getattr(model.encoder, "cacheable", False):
         return None
-    out, image = {}, None
-    for side, mirrored in views(settings.sides, settings.flip):
-        if not mirrored and cache and side in cache:
-            out[(side, False)] = read_features(project, cache[side], i)
-        else:
-            image = project.image(i) if image is None else image
-            out[(side, mirrored)] = torch.from_numpy(
-                backbone_map(model.encoder, image, side, device, flip=mirrored).astype(np.float32))
-    return out
+    return view_maps(project, model.encoder, i, views(settings.sides, settings.flip), cache, device)
 
 
 def make_pseudo_labels(project: Project, cfg: PseudoLabelConfig = PseudoLabelConfig()) -> Iterator[Event]:

@@ -29,7 +29,7 @@ from .data.transforms import fit_to_canvas
 from .errors import ProjectError, SpnError
 from .evaluate import round_metrics
 from .events import Event
-from .features import read_features
+from .features import view_maps, views
 from .labels import labels_kind, present_classes, pseudo_method, round0_method, training_target
 from .models.decoupled import IGNORE, DecoupledConfig, DecoupledNet, decoupled_loss
 from .store import Project
@@ -37,7 +37,7 @@ from .train import (autocast, batch_inputs, compile_convs, drop_state, feature_c
                     resolve_device, seed_everything, training_scales)
 
 __all__ = ["RoundConfig", "run_round", "history", "round_uncertainty", "rollback", "current_round", "load_decoupled",
-           "predict_labels", "predict_round_labels", "round0_source", "round0_method_for", "ensure_round0"]
+           "predict_labels", "view_probabilities", "round_views", "image_class_probabilities", "predict_round_labels", "round0_source", "round0_method_for", "ensure_round0"]
 
 
 @dataclass(frozen=True)
@@ -59,6 +59,8 @@ class RoundConfig:
     reviewed_weight: int = 10  # a corrected image is drawn this many times as often as the others
     ignore_band: float = 0.2  # round 1: ignore pixels whose SPN evidence is this close to the threshold
     cache: bool = True  # train and predict from the frozen encoder's cached maps (spn_napari.features)
+    predict_sides: tuple[int, ...] | None = None  # test-time sides; None: the middle training side (round_views)
+    predict_flip: bool = False  # also predict each side's mirrored canvas, averaged
 
 
 def _model_kind(r: int) -> str:
@@ -119,23 +121,51 @@ def load_decoupled(project: Project, r: int, device: torch.device) -> tuple[Deco
     return model.to(device).eval(), ckpt
 
 
-@torch.no_grad()
-def predict_labels(model: DecoupledNet, image: np.ndarray, classes, side: int, device: torch.device, *,
-                   background: bool = True, backbone: torch.Tensor | None = None) -> tuple[np.ndarray, float]:
-    """One image's labels (H, W) uint8 and its uncertainty (mean of 1 - the winning probability).
+def round_views(scales, sides=None, flip: bool | None = None) -> list[tuple[int, bool]]:
+    """The (side, mirrored) views a round's DecoupledNet predicts with, its probabilities averaged.
 
-    ``background=False``: the background row is dropped and each pixel takes the most probable of
-    ``classes`` (probabilities renormalised over them); no classes leaves every pixel 0.
-    ``backbone``: the frozen encoder's cached map of the image at ``side`` (Cb, g, g), used instead
-    of running the encoder."""
+    Default: the middle training side alone. Unlike the SPN's evidence, larger or mirrored views
+    did not help the round's labels on held-out folds of msrc-dev (held-out 0.626 mIoU against
+    0.627 for the middle side, at 2–6× the time: benchmarks/round_views.py, docs/real-photos.md);
+    ``sides``/``flip`` (``round --predict-sides/--predict-flip``) ask for them."""
+    scales = sorted(int(s) for s in scales)
+    return views(sides or (scales[len(scales) // 2],), bool(flip))
+
+
+@torch.no_grad()
+def view_probabilities(model: DecoupledNet, image: np.ndarray, classes: list[int], side: int, mirrored: bool,
+                       device: torch.device, backbone: torch.Tensor | None = None) -> np.ndarray:
+    """(1 + K, H, W) probabilities of one view: row 0 background, row k + 1 ``classes[k]``.
+
+    A mirrored view flips the whole square canvas, so its maps flip back cell for cell;
+    ``backbone`` (Cb, g, g): the frozen encoder's map of this view, used instead of the image."""
     h, w = image.shape[:2]
-    classes = sorted(int(c) for c in classes)
     if backbone is not None:
         probs = model.segment(None, classes, backbone=backbone[None].to(device))  # (1+K, side, side)
     else:
-        x, _, _ = fit_to_canvas(image, None, side)
-        probs = model.segment(x[None].to(device), classes)  # (1+K, side, side)
-    probs = upsample_cam(probs.cpu().numpy(), h, w)  # (1+K, H, W)
+        x, _, _ = fit_to_canvas(image, None, side)  # (3, side, side)
+        probs = model.segment((x.flip(-1) if mirrored else x)[None].to(device), classes)  # (1+K, side, side)
+    if mirrored:
+        probs = probs.flip(-1)
+    return upsample_cam(probs.cpu().numpy(), h, w)  # (1+K, H, W)
+
+
+@torch.no_grad()
+def predict_labels(model: DecoupledNet, image: np.ndarray, classes, side, device: torch.device, *,
+                   background: bool = True, backbone=None) -> tuple[np.ndarray, float]:
+    """One image's labels (H, W) uint8 and its uncertainty (mean of 1 - the winning probability).
+
+    ``side``: a canvas side, or the (side, mirrored) views (:func:`round_views`) whose
+    probabilities are averaged. ``background=False``: the background row is dropped and each
+    pixel takes the most probable of ``classes`` (probabilities renormalised over them); no
+    classes leaves every pixel 0. ``backbone``: the frozen encoder's cached map (Cb, g, g) of the
+    image at a single ``side``, or {(side, mirrored): map} for views, used instead of running the
+    encoder."""
+    passes = [(int(side), False)] if np.isscalar(side) else [(int(s), bool(m)) for s, m in side]
+    maps = backbone if isinstance(backbone, dict) else {passes[0]: backbone} if backbone is not None else {}
+    classes = sorted(int(c) for c in classes)
+    probs = sum(view_probabilities(model, image, classes, s, m, device, maps.get((s, m)))
+                for s, m in passes) / len(passes)  # (1+K, H, W)
     lut = np.array([0] + [c + 1 for c in classes], np.uint8)
     if not background and classes:
         probs, lut = probs[1:] / np.maximum(probs[1:].sum(0), 1e-12), lut[1:]  # (K, H, W), (K,)
@@ -175,19 +205,44 @@ def ensure_round0(project: Project, method: str) -> None:
     project.add_round(entry)
 
 
-def predict_round_labels(project: Project, model: DecoupledNet, kind: str, side: int, device: torch.device, *,
+@torch.no_grad()
+def image_class_probabilities(model: DecoupledNet, image: np.ndarray, side: int, device: torch.device,
+                              backbone: torch.Tensor | None = None) -> np.ndarray:
+    """(C,) the classifier's probability of each class in ``image`` at canvas ``side``
+    (``backbone`` (Cb, g, g): its cached map, used instead of the image)."""
+    if backbone is not None:
+        p = model.class_probabilities(None, backbone=backbone[None].to(device))
+    else:
+        x, _, _ = fit_to_canvas(image, None, side)  # (3, side, side)
+        p = model.class_probabilities(x[None].to(device))
+    return p[0].cpu().numpy()  # (C,)
+
+
+def predict_round_labels(project: Project, model: DecoupledNet, kind: str, side, device: torch.device, *,
                          cache: dict[int, str] | None = None, meta: dict | None = None) -> Iterator[Event]:
-    """Predict every image's labels with ``model`` (eval mode) at canvas ``side`` and commit them
-    as artifact ``kind``; returns each image's uncertainty, in image order.
+    """Predict every image's labels with ``model`` (eval mode) at canvas ``side`` (or the
+    (side, mirrored) views of :func:`round_views`) and commit them as artifact ``kind``; returns
+    each image's uncertainty, in image order. With ``cache`` the frozen encoder's maps come from
+    it for the sides it holds, through its float16 for the other views.
 
     Under torchrun each rank predicts and writes its share of the images ('image' events count
-    that share), rank 0 commits once all are written, and every rank gets every uncertainty."""
+    that share), rank 0 commits once all are written, and every rank gets every uncertainty.
+
+    Without a background class an image with a single class has nothing to choose between (its
+    labels are certain): its uncertainty is 1 - the classifier's probability of that class, how
+    little the round's net agrees with the tag, so such photos do not all read "certain"."""
+    passes = [(int(side), False)] if np.isscalar(side) else [(int(s), bool(m)) for s, m in side]
     mine, values = distributed.shard(len(project)), {}
     with distributed.sharded_writers(project, [kind], meta=meta) as writers:
         for done, i in enumerate(mine, 1):
-            f = read_features(project, cache[side], i) if cache else None
-            labels, u = predict_labels(model, project.image(i), present_classes(project, i), side, device,
-                                       background=project.has_background, backbone=f)
+            maps = view_maps(project, model.encoder, i, passes, cache, device) if cache else None
+            image, classes = project.image(i), present_classes(project, i)
+            labels, u = predict_labels(model, image, classes, passes, device,
+                                       background=project.has_background, backbone=maps)
+            if not project.has_background and len(classes) == 1:
+                side0 = passes[0][0]
+                u = 1.0 - float(image_class_probabilities(model, image, side0, device,
+                                                          None if maps is None else maps.get((side0, False)))[classes[0]])
             writers[kind].put(i, labels)
             values[i] = round(u, 5)
             yield Event("image", done, len(mine))
@@ -264,19 +319,19 @@ def run_round(project: Project, cfg: RoundConfig = RoundConfig()) -> Iterator[Ev
                                                  "corrections": project.corrections_version(), "seed": cfg.seed,
                                                  "cached": bool(cache)})
     model.eval()
-    side = sorted(scales)[len(scales) // 2]
-    uncertainty = yield from predict_round_labels(project, model, labels_kind(k), side, device, cache=cache,
-                                                  meta={"parent": parent})
+    passes = round_views(scales, cfg.predict_sides, cfg.predict_flip)
+    uncertainty = yield from predict_round_labels(project, model, labels_kind(k), passes, device, cache=cache,
+                                                  meta={"parent": parent, "views": passes})
     if not distributed.is_main():  # rank 0 saves the model, scores and records the round
         distributed.barrier()
         yield Event("done", k, k, {"round": k, "rank": rank})
         return
     buf = io.BytesIO()
     torch.save(model.to("cpu").to_checkpoint(classes=list(project.classes), scales=list(scales),
-                                             round=k, parent=parent), buf)
+                                             round=k, parent=parent, views=[list(v) for v in passes]), buf)
     project.commit_file(_model_kind(k), buf.getvalue(), suffix=".pt")
     entry = {"round": k, "parent": parent, "created": time.time(), "model": _model_kind(k),
-             "config": {**asdict(cfg), "scales": list(scales)}, "seed": cfg.seed,
+             "config": {**asdict(cfg), "scales": list(scales), "views": [list(v) for v in passes]}, "seed": cfg.seed,
              "seconds": time.perf_counter() - t0}
     project.reload()
     entry["metrics"] = round_metrics(project, k, parent)  # corrections saved meanwhile (the GUI) count

@@ -3,8 +3,9 @@ predictor shape), and the batch over image files that ``spn-napari predict`` run
 
 Which model predicts:
 
-- a round r ≥ 1: its DecoupledNet, at the middle of its training sides, exactly as the round
-  predicted the project's own images (:func:`spn_napari.rounds.predict_labels`);
+- a round r ≥ 1: its DecoupledNet, with the test-time views the round predicted the project's
+  own images with (:func:`spn_napari.rounds.round_views`; a round made before them: the middle
+  of its training sides), exactly as the round did (:func:`spn_napari.rounds.predict_labels`);
 - before the first round, and round 0 (whose labels are the SPN's pseudo-labels): the SPN, with
   the project's pseudo-label method (round 0's ``start_from``; before it the method
   ``pseudo-labels`` last wrote) and the evidence settings those were made with (sides, mirrored
@@ -33,17 +34,16 @@ import torch
 from .cam import METHODS
 from .data.generic import label_rows, resolve_image_name
 from .data.images import IMAGE_SUFFIXES, as_rgb, is_image_file, load_image
-from .data.transforms import fit_to_canvas
 from .errors import ProjectError, SpnError
 from .events import Event
 from .export import label_palette, write_mask
-from .features import backbone_map
+from .features import backbone_map, views
 from .evidence import EvidenceSettings, label_evidence
-from .inference import image_evidence, views
+from .inference import image_evidence
 from .labels import pseudo_method
 from .models.decoupled import DecoupledNet
 from .models.spn import SPN
-from .rounds import current_round, history, load_decoupled, predict_labels
+from .rounds import current_round, history, image_class_probabilities, load_decoupled, predict_labels
 from .store import Project
 from .superpixels import SuperpixelConfig, slic_labels
 from .train import load_spn, resolve_device
@@ -56,7 +56,9 @@ class Segmenter:
 
     Construct with :meth:`from_project`; the keyword-only constructor takes the pieces:
     ``model`` a DecoupledNet (a round) or an SPN (before the first round, and round 0), in eval
-    mode on ``device``; ``sides`` the canvas sides it runs at (the DecoupledNet: one); for an SPN
+    mode on ``device``; ``sides`` the canvas sides it runs at; for a DecoupledNet ``flip`` (each
+    side's mirrored canvas too; its probabilities are averaged over the views) and
+    ``class_side`` (the side its classifier runs at without tags; default the first side); for an SPN
     ``method`` ('sp-cam' | 'cam'), ``threshold`` (fraction of each class map's peak) and
     ``superpixels`` (the SLIC settings) and ``evidence`` (views and normalisation; by default
     ``sides`` without mirrored views, each method's normalisation); ``cached``: the backbone map
@@ -67,13 +69,12 @@ class Segmenter:
                  has_background: bool = True, sides: Sequence[int], device: torch.device | str = "cpu",
                  round: int | None = None, method: str = "decoupled", threshold: float = 0.5,
                  superpixels: SuperpixelConfig | None = None, cached: bool = False,
-                 evidence: EvidenceSettings | None = None) -> None:
+                 evidence: EvidenceSettings | None = None, flip: bool = False,
+                 class_side: int | None = None) -> None:
         if isinstance(model, SPN) and method not in METHODS:
             raise ValueError(f"an SPN predicts with one of {METHODS}, not {method!r}")
         if isinstance(model, DecoupledNet):
             method = "decoupled"
-            if len(sides) != 1:
-                raise ValueError(f"a DecoupledNet predicts at one side, not {tuple(sides)}")
         if len(classes) != len(colors):
             raise ValueError(f"{len(classes)} classes but {len(colors)} colours")
         self.model, self.device = model, torch.device(device)
@@ -82,6 +83,8 @@ class Segmenter:
         self.sides, self.method, self.threshold = tuple(int(s) for s in sides), method, float(threshold)
         self.superpixels = superpixels or SuperpixelConfig()
         self.cached = bool(cached)
+        self.views = views(self.sides, flip)  # the DecoupledNet's test-time passes
+        self.class_side = int(class_side or self.sides[0])
         self.evidence = evidence or EvidenceSettings(method=method, sides=self.sides, flip=False, normalise=None,
                                                      threshold=self.threshold)
 
@@ -105,9 +108,11 @@ class Segmenter:
                   "device": dev, "round": r}
         if r:  # a refinement round: its DecoupledNet
             model, ckpt = load_decoupled(project, r, dev)
-            scales = sorted(ckpt["scales"])
+            mid = sorted(ckpt["scales"])[len(ckpt["scales"]) // 2]
+            passes = ckpt.get("views") or [(mid, False)]  # a round made before test-time views: its middle side
             cached = getattr(model.encoder, "cacheable", False) and rounds[r]["config"].get("cache", True)
-            return cls(model=model, sides=[scales[len(scales) // 2]], cached=cached, **common)
+            return cls(model=model, sides=sorted({int(s) for s, _ in passes}), flip=any(m for _, m in passes),
+                       class_side=mid, cached=cached, **common)
         model, ckpt = load_spn(project, dev)  # round 0 and before: the SPN's pseudo-labels
         if r == 0:
             method = rounds[0]["config"].get("start_from", "sp-cam")
@@ -174,19 +179,23 @@ class Segmenter:
     # ---- predicting -----------------------------------------------------------------------
     def _backbone(self, image: np.ndarray, side: int) -> torch.Tensor | None:
         """(Cb, g, g) float32 as the feature cache would give it, or None to run the encoder on the image."""
+        maps = self._view_maps(image, [(side, False)])
+        return None if maps is None else maps[(side, False)]
+
+    def _view_maps(self, image: np.ndarray, passes) -> dict | None:
+        """{(side, mirrored): (Cb, g, g) float32} as the feature cache gives them (a project image's
+        labels were made from these), or None to run the encoder on the image."""
         if not self.cached:
             return None
-        return torch.from_numpy(backbone_map(self.model.encoder, image, side, self.device).astype(np.float32))
+        return {(s, m): torch.from_numpy(backbone_map(self.model.encoder, image, s, self.device, flip=m)
+                                         .astype(np.float32)) for s, m in passes}
 
     def _evidence(self, image: np.ndarray):
         """The SPN's evidence for ``image`` and its superpixels (H, W) int32: every view of
         ``evidence``, through the cache's float16 when the project's evidence went through it."""
         sp = slic_labels(image, self.superpixels)
         ev = self.evidence
-        backbone = None
-        if self.cached:
-            backbone = {(s, f): torch.from_numpy(backbone_map(self.model.encoder, image, s, self.device, flip=f)
-                                                 .astype(np.float32)) for s, f in views(ev.sides, ev.flip)}
+        backbone = self._view_maps(image, views(ev.sides, ev.flip))
         return image_evidence(self.model, image, sp, ev.sides, self.device, backbone, flip=ev.flip,
                               aggregate=ev.aggregate), sp
 
@@ -197,15 +206,10 @@ class Segmenter:
         image = as_rgb(image)
         if isinstance(self.model, SPN):
             return self._evidence(image)[0].probs
-        return self._decoupled_probs(image, self._backbone(image, self.sides[0]))
+        return self._decoupled_probs(image, self._backbone(image, self.class_side))
 
     def _decoupled_probs(self, image: np.ndarray, backbone: torch.Tensor | None) -> np.ndarray:
-        if backbone is not None:
-            p = self.model.class_probabilities(None, backbone=backbone[None].to(self.device))
-        else:
-            x, _, _ = fit_to_canvas(image, None, self.sides[0])  # (3, side, side)
-            p = self.model.class_probabilities(x[None].to(self.device))
-        return p[0].cpu().numpy()  # (C,)
+        return image_class_probabilities(self.model, image, self.class_side, self.device, backbone)  # (C,)
 
     @torch.no_grad()
     def predict(self, image: np.ndarray, tags: Iterable[str | int] | None = None) -> np.ndarray:
@@ -220,11 +224,10 @@ class Segmenter:
             if classes is None:
                 classes = np.flatnonzero(ev.probs > 0.5).tolist()
             return label_evidence(ev, sp, classes, self.evidence, background=self._background)  # (H, W)
-        backbone = self._backbone(image, self.sides[0])
         if classes is None:
-            classes = np.flatnonzero(self._decoupled_probs(image, backbone) > 0.5).tolist()
-        labels, _ = predict_labels(self.model, image, classes, self.sides[0], self.device,
-                                   background=self._background, backbone=backbone)
+            classes = np.flatnonzero(self._decoupled_probs(image, self._backbone(image, self.class_side)) > 0.5).tolist()
+        labels, _ = predict_labels(self.model, image, classes, self.views, self.device,
+                                   background=self._background, backbone=self._view_maps(image, self.views))
         return labels  # (H, W)
 
 

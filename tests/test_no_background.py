@@ -245,86 +245,20 @@ def test_predict_labels_drops_the_background_row():
     assert (labels == 0).all() and u == pytest.approx(0.0)  # no class possible: "no label"
 
 
-# ---------------------------------------------------------------- corrections
-
-def test_a_set_0_is_refused_without_background(nb_project, tmp_path, capsys):
-    labels, set_mask = np.zeros((H, W), np.uint8), np.zeros((H, W), bool)
-    labels[0, :2], set_mask[0, :3] = 2, True  # (0, 2) is set to 0
-    with pytest.raises(ProjectError, match="value 0 .background. on 1 set pixels.*no background class"):
-        nb_project.save_correction(0, labels, set_mask)
-    set_mask[0, 2] = False  # an unset 0 is fine
-    nb_project.save_correction(0, labels, set_mask)
-    assert nb_project.correction(0)[1].sum() == 2
-    corr = tmp_path / "corr"
-    corr.mkdir()
-    mask = np.full((H, W), 255, np.uint8)
-    mask[1, 1] = 0
-    Image.fromarray(mask).save(corr / "im_c.png")
-    code, _, err = cli(capsys, "import-corrections", nb_project.root, corr, "--progress", "none")
-    assert_user_error(code, err, str(corr / "im_c.png"), "value 0", "no background class", "255 (not set)")
-    mask[1, 1] = 3
-    Image.fromarray(mask).save(corr / "im_c.png")
-    code, _, err = cli(capsys, "import-corrections", nb_project.root, corr, "--progress", "none")
-    assert code == 0, err
-    assert Project(nb_project.root).correction(2)[0][1, 1] == 3
+def test_predict_labels_flips_a_mirrored_view_back_and_averages_views():
+    """A mirrored view's maps flip back: the halves swap. Averaged with the plain view every pixel
+    is (.3, .3, .4) — cow, winning probability .4."""
+    from spn_napari.rounds import predict_labels
+    image = np.zeros((H, H, 3), np.uint8)  # square: the canvas is the image
+    left, right = np.s_[:, : H // 2], np.s_[:, H // 2:]
+    labels, _ = predict_labels(FakeNet(), image, [2, 0], [(H, True)], torch.device("cpu"))
+    assert (labels[left] == 3).all() and (labels[right] == 0).all()
+    labels, u = predict_labels(FakeNet(), image, [2, 0], [(H, False), (H, True)], torch.device("cpu"))
+    assert (labels == 3).all() and u == pytest.approx(0.6, abs=1e-6)
 
 
-def test_the_annotator_never_stores_a_0_without_background(labelled):
-    """napari's eraser paints 0: without background that pixel goes back to the model's label."""
-    from spn_napari.annotator import Annotator
-    ann = Annotator(labelled)
-    labels = ann.view(0).labels.copy()  # rows 1 1 2 2 1 2
-    labels[0, 0] = 3  # a correction
-    labels[1, 1] = 0  # erased
-    assert ann.save(0, labels)
-    fixed, set_mask = labelled.correction(0)
-    assert set_mask.sum() == 1 and set_mask[0, 0] and fixed[0, 0] == 3
-    ann.accept(0, labels)  # accept: every pixel but the erased one becomes the person's
-    assert labelled.correction(0)[1].sum() == H * W - 1 and labelled.review(0) == "reviewed"
-
-
-def test_export_without_background(labelled, tmp_path):
-    from spn_napari.export import export_labels
-    out = export_labels(labelled, tmp_path / "out", kind="pseudo/sp-cam")
-    np.testing.assert_array_equal(np.asarray(Image.open(out / "im_b.png")), labelled.read("pseudo/sp-cam", 1))
-    meta = json.loads((out / "export.json").read_text())
-    assert meta["classes"] == list(CLASSES) and meta["background"] is False
-
-
-# ---------------------------------------------------------------- napari layers and the dock
-
-def test_label_layer_has_no_background_entry(labelled):
-    from spn_napari.annotator import Annotator
-    from spn_napari.napari_io import layer_specs
-    specs = {kw["name"]: (data, kw) for data, kw, _ in layer_specs(labelled, Annotator(labelled).view(0))}
-    kw = specs["labels"][1]
-    assert kw["features"] == {"index": [1, 2, 3], "class": list(CLASSES)}
-    assert kw["colormap"][0] == "transparent"
-    assert [kw["colormap"][c + 1] for c in range(3)] == list(labelled.colors)
-
-
-def test_the_dock_lists_classes_only(labelled, make_napari_viewer):
-    pytest.importorskip("napari")
-    from qtpy.QtWidgets import QPushButton
-    from spn_napari._widgets.annotator_widget import AnnotatorWidget
-    w = AnnotatorWidget(make_napari_viewer())
-    w.viewer.window.add_dock_widget(w)
-    try:
-        assert w.open_project(labelled.root, image=0)
-        for combo in (w.klass, w.swap_from, w.swap_to):
-            assert [combo.itemText(k) for k in range(combo.count())] == list(CLASSES)
-        layer = w.viewer.layers["labels"]
-        assert w.klass.currentIndex() == 0 and layer.selected_label == 1  # sky
-        w.klass.setCurrentIndex(2)
-        assert layer.selected_label == 3  # cow
-        np.testing.assert_array_equal(np.asarray(w.viewer.layers["SP-CAM"].data),
-                                      w.annotator.view(0).evidence["sp-cam"][2])
-        y, x = np.argwhere(np.asarray(layer.data) == 1)[0]
-        assert "class: sky" in layer.get_status((int(y), int(x)), world=True)["value"]
-        before = np.array(layer.data)  # rows 1 1 2 2 1 2
-        w.swap_from.setCurrentIndex(0)  # sky -> grass
-        w.swap_to.setCurrentIndex(1)
-        next(b for b in w.findChildren(QPushButton) if b.text() == "Swap").click()
-        np.testing.assert_array_equal(np.asarray(layer.data), np.where(before == 1, 2, before))
-    finally:
-        w.timer.stop()
+def test_round_views_default_to_the_middle_training_side():
+    from spn_napari.rounds import round_views
+    scales = (208, 256, 304, 336, 384, 432)
+    assert round_views(scales) == [(336, False)]
+    assert round_views(scales, sides=(512, 416), flip=True) == [(512, False), (512, True), (416, False), (416, True)]

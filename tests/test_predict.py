@@ -44,14 +44,15 @@ def _round_project(tmp_path_factory, _labelled_project) -> Path:
 @pytest.fixture(scope="module")
 def _lite_project(tmp_path_factory, _sp_project) -> Path:
     """A lite0 project (its frozen encoder's maps cached in float16) with SP-CAM labels and one round;
-    the evidence averaged over a cached side, an uncached one and their mirror images."""
+    the evidence and the round's labels averaged over a cached side, an uncached one and their
+    mirror images."""
     root = tmp_path_factory.mktemp("predict-lite") / "project"
     shutil.copytree(_sp_project, root)
     p = Project(root)
     run(train_spn(p, TrainConfig(epochs=1, batch_size=4, device="cpu", encoder="lite0", scales=(64, 96))))
     run(make_pseudo_labels(p, PseudoLabelConfig(device="cpu", sides=(80, 96), flip=True)))
     shutil.copytree(root, root.with_name("spn-only"))
-    run(run_round(p, RoundConfig(epochs=1, batch_size=4, device="cpu")))
+    run(run_round(p, RoundConfig(epochs=1, batch_size=4, device="cpu", predict_sides=(64, 80), predict_flip=True)))
     return root
 
 
@@ -104,6 +105,10 @@ def test_predictions_equal_the_stored_labels(which, request):
     assert seg.classes == p.classes and seg.colors == p.colors
     assert seg.has_background == ("no background" not in which) == p.has_background
     assert seg.cached == ("lite0" in which)
+    if which.endswith("round"):  # the views the round recorded: lite0's asked for two sides, mirrored
+        mirrored = which == "lite0 round"
+        assert [list(v) for v in seg.views] == p.rounds()[-1]["config"]["views"] == p.artifact(kind)["meta"]["views"]
+        assert any(m for _, m in seg.views) == mirrored and len(seg.views) == (4 if mirrored else 1)
     for i in range(len(p)):
         got = seg.predict(p.image(i), tags=_tag_names(p, i))
         assert got.dtype == np.uint8 and got.shape == p.image(i).shape[:2]
@@ -319,3 +324,18 @@ def test_cli_progress_jsonl_names_each_mask(labelled_project, tmp_path, capsys):
     assert events[0]["mask"] == str(tmp_path / "o" / "a.png") and events[0]["step"] == 1 and events[0]["total"] == 2
     assert str(tmp_path / "b.png") in events[1]["error"]
     assert (events[2]["written"], events[2]["skipped"]) == (1, 1)
+
+
+def test_single_tag_photos_confidence_is_the_classifiers_agreement(_nb_project):
+    """Without background a one-tag photo's labels are certain, so its round uncertainty is
+    1 - the classifier's probability of its tag (the dock's confidence column), not 0."""
+    from spn_napari.rounds import round_uncertainty
+    p = Project(_nb_project)
+    seg = Segmenter.from_project(p.root, device="cpu")
+    unc = round_uncertainty(p)
+    single = [i for i in range(len(p)) if len(p.images[i].tags) == 1]
+    assert single, "the demo has one-tag photos"
+    for i in single:
+        agreement = seg.class_probabilities(p.image(i))[p.images[i].tags[0]]
+        assert unc[i] == pytest.approx(1.0 - agreement, abs=2e-5), f"image {i}"
+    assert len({round(float(unc[i]), 5) for i in single}) > 1
