@@ -21,7 +21,12 @@ import numpy as np
 from .errors import ProjectError
 from .store import Project
 
-__all__ = ["Annotator", "ImageView", "superpixel_fill", "swap_class", "contours"]
+__all__ = ["Annotator", "ImageView", "superpixel_fill", "swap_class", "contours", "tags_by_area", "UNSURE_BAND"]
+
+UNSURE_BAND = 0.2
+"""The evidence band the dock's Unsure layer shows: the band round 1 leaves out of its loss
+(:attr:`spn_napari.rounds.RoundConfig.ignore_band`'s default), so the layer shows the pixels the
+first round will not learn from unless a person sets them."""
 
 
 @dataclass
@@ -37,6 +42,8 @@ class ImageView:
     superpixels: np.ndarray | None  # int32 labels 0..N-1
     evidence: dict[str, np.ndarray]  # method -> (C, H, W) float32 class maps
     edges: np.ndarray | None  # uint8, 1 on superpixel contours (see contours()); None without superpixels
+    unsure: np.ndarray | None  # uint8, 1 where the SPN's evidence is unsure (see unsure_mask()); None without it
+    tags: tuple[int, ...] = ()  # the image's classes (0-based), the most labelled area first (class_order)
 
 
 def contours(sp: np.ndarray) -> np.ndarray:
@@ -45,6 +52,16 @@ def contours(sp: np.ndarray) -> np.ndarray:
     edge[:, :-1] |= sp[:, :-1] != sp[:, 1:]
     edge[:-1, :] |= sp[:-1, :] != sp[1:, :]
     return edge
+
+
+def tags_by_area(tags, labels: np.ndarray) -> tuple[int, ...]:
+    """The 0-based classes ``tags`` ordered by the area their label (class + 1) covers in
+    ``labels``, largest first; ties keep the tags' order."""
+    tags = list(tags)
+    if not tags:
+        return ()
+    area = np.bincount(labels.ravel(), minlength=max(tags) + 2)  # (L,)
+    return tuple(sorted(tags, key=lambda c: (-int(area[c + 1]), tags.index(c))))
 
 
 def superpixel_fill(sp: np.ndarray, points) -> np.ndarray:
@@ -120,11 +137,23 @@ class Annotator:
             from .cam import upsample_cam
             evidence["cam"] = upsample_cam(p.read("cams/cam", i), *base.shape)
         edges = None if sp is None else contours(sp).astype(np.uint8)  # once per visit, not per switch
-        v = ImageView(i, p.images[i].name, p.image(i), labels, base, set_mask, sp, evidence, edges)
+        v = ImageView(i, p.images[i].name, p.image(i), labels, base, set_mask, sp, evidence, edges,
+                      self._unsure(i) if evidence else None, tags_by_area(p.images[i].tags, labels))
         self._cache[i] = v
         while len(self._cache) > self._size:
             self._cache.popitem(last=False)
         return v
+
+    def _unsure(self, i: int) -> np.ndarray | None:
+        """(H, W) uint8, 1 where image i's evidence for its best two tags (with a background
+        class: for the best tag and the threshold) lies within :data:`UNSURE_BAND`, normalised as
+        its pseudo-labels were made — the pixels round 1 ignores (:func:`spn_napari.labels.unsure_pixels`)."""
+        from .labels import round0_method, unsure_pixels
+        p = self.project
+        method = round0_method(p)
+        if method is None or not (p.artifact("cams/sp-cam") and p.artifact("cams/cam")):
+            return None
+        return unsure_pixels(p, i, method, UNSURE_BAND).astype(np.uint8)
 
     def forget(self) -> None:
         """Drop cached views (after a round or a reload changed the labels)."""

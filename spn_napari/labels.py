@@ -80,9 +80,11 @@ def labels_reader(project: Project, kind: str | None) -> Callable[[int], np.ndar
     return lambda i: project.read(kind, i)
 
 
-def round0_method(project: Project) -> str:
-    """The pseudo-label method round 0's labels came from ('sp-cam' or 'cam')."""
-    return next(e for e in project.rounds() if e["round"] == 0)["config"]["start_from"]
+def round0_method(project: Project) -> str | None:
+    """The pseudo-label method round 0's labels came from ('fused', 'sp-cam' or 'cam'); before
+    any round, the method the project's pseudo-labels have (:func:`pseudo_method`; None without)."""
+    zero = next((e for e in project.rounds() if e["round"] == 0), None)
+    return zero["config"]["start_from"] if zero else pseudo_method(project)
 
 
 def training_target(project: Project, i: int, kind: str | None = None, *,

@@ -44,6 +44,17 @@ def evidence_limits(m: np.ndarray) -> tuple[float, float]:
 # its texture.
 CONTOUR_COLORMAP = {"name": "spn contours", "colors": [[0.0, 0.0, 0.0, 0.0], [1.0, 1.0, 1.0, 1.0]]}
 
+# Evidence (SP-CAM, CAM) over the photo: no evidence is transparent, so the photo shows through,
+# and the colour and its opacity grow together up to an opaque yellow at the map's peak. The
+# additive 'inferno' shown before turned the whole photo dark or bright and hid where the class was.
+EVIDENCE_COLORMAP = {"name": "spn evidence", "colors": [[0.9, 0.1, 0.0, 0.0], [1.0, 0.45, 0.0, 0.45],
+                                                        [1.0, 0.95, 0.1, 0.9]]}
+
+# The Unsure layer: magenta where the evidence's best two tags are close, transparent elsewhere.
+UNSURE_COLORMAP = {"name": "spn unsure", "colors": [[1.0, 0.0, 1.0, 0.0], [1.0, 0.0, 1.0, 1.0]]}
+
+LABELS_OPACITY = 0.5  # filled; drawn as outlines (the dock's O key) the labels are opaque lines
+
 
 def labels_style(project) -> dict:
     """A napari Labels layer's keyword arguments that show label values as the project's classes:
@@ -58,19 +69,23 @@ def labels_style(project) -> dict:
 
 def layer_specs(project, view, klass: int | None = None) -> list[tuple]:
     """napari LayerData tuples for one image view: image, superpixel contours, SP-CAM / CAM maps
-    of class ``klass`` (0-based; default the image's first tag), and the labels with the
-    project's class names and colours (:func:`labels_style`)."""
+    of class ``klass`` (0-based; default the image's tag with the most labelled area), the Unsure
+    pixels (hidden at first) and the labels with the project's class names and colours
+    (:func:`labels_style`)."""
     meta = {"spn_project": str(project.root), "spn_image": view.index}
     layers = [(view.image, {"name": "image", "rgb": True, "metadata": meta}, "image")]
     if view.edges is not None:
         layers.append((view.edges, {"name": "superpixels", "opacity": 0.5, "colormap": CONTOUR_COLORMAP,
                                     "contrast_limits": (0, 1), "metadata": meta}, "image"))
-    tag = klass if klass is not None else (project.images[view.index].tags or (0,))[0]
+    tag = klass if klass is not None else (view.tags or (0,))[0]
     for method, maps in view.evidence.items():
-        layers.append((maps[tag], {"name": method.upper(), "colormap": "inferno", "opacity": 0.5,
-                                   "contrast_limits": evidence_limits(maps[tag]),
-                                   "blending": "additive", "visible": method == "sp-cam", "metadata": meta}, "image"))
-    layers.append((view.labels.copy(), {"name": "labels", "opacity": 0.6, **labels_style(project),
+        layers.append((maps[tag], {"name": method.upper(), "colormap": EVIDENCE_COLORMAP, "opacity": 0.9,
+                                   "contrast_limits": evidence_limits(maps[tag]), "blending": "translucent",
+                                   "visible": method == "sp-cam", "metadata": meta}, "image"))
+    if view.unsure is not None:
+        layers.append((view.unsure, {"name": "Unsure", "colormap": UNSURE_COLORMAP, "opacity": 0.6,
+                                     "contrast_limits": (0, 1), "visible": False, "metadata": meta}, "image"))
+    layers.append((view.labels.copy(), {"name": "labels", "opacity": LABELS_OPACITY, **labels_style(project),
                                         "metadata": meta}, "labels"))
     return layers
 

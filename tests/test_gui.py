@@ -38,12 +38,12 @@ def test_reader_takes_projects_only(labelled_project, tmp_path):
     assert get_reader(str(tmp_path)) is None
     assert get_reader(str(labelled_project.root / "project.db")) is not None
     names = [kw["name"] for _, kw, _ in read_project_layers(labelled_project.root)]
-    assert names == ["image", "superpixels", "SP-CAM", "CAM", "labels"]
+    assert names == ["image", "superpixels", "SP-CAM", "CAM", "Unsure", "labels"]
 
 
 def test_layers_and_class_names(widget, labelled_project):
     v = widget.viewer
-    for name in ("image", "superpixels", "SP-CAM", "CAM", "labels"):
+    for name in ("image", "superpixels", "SP-CAM", "CAM", "Unsure", "labels"):
         assert name in v.layers
     labels = v.layers["labels"]
     np.testing.assert_array_equal(labels.data, labelled_project.read("pseudo/sp-cam", 0))
@@ -168,7 +168,7 @@ def test_superpixel_fill_paints_exactly_one_superpixel_and_undoes(widget, labell
     # a superpixel not already of the target class
     sid = next(s for s in np.unique(sp) if (before[sp == s] != target).any())
     r, c = np.argwhere(sp == sid)[0]
-    widget.klass.setCurrentIndex(target)
+    widget.choose_class(target)
     widget.sp_fill.setChecked(True)
     assert widget.fill_superpixels([(r, c)]) == int((sp == sid).sum())
     after = np.asarray(layer.data)
@@ -190,7 +190,7 @@ def test_swap_class_is_one_step(widget):
 
 def test_accept_saves_and_a_new_viewer_finds_the_correction(widget, labelled_project, make_napari_viewer):
     sp = labelled_project.read("superpixels", 0)
-    widget.klass.setCurrentIndex(4)
+    widget.choose_class(4)
     r, c = np.argwhere(sp == sp[0, 0])[0]
     widget.fill_superpixels([(r, c)])
     painted = np.array(widget.viewer.layers["labels"].data)
@@ -206,7 +206,7 @@ def test_accept_saves_and_a_new_viewer_finds_the_correction(widget, labelled_pro
     shown = widget.current
     sp2 = labelled_project.read("superpixels", shown)
     base = np.asarray(widget.viewer.layers["labels"].data)[sp2 == sp2[0, 0]]
-    widget.klass.setCurrentIndex(next(v for v in (1, 2, 3, 4) if not (base == v).any()))
+    widget.choose_class(next(v for v in (1, 2, 3, 4) if not (base == v).any()))
     widget.fill_superpixels([(0, 0)])
     edited = np.array(widget.viewer.layers["labels"].data)
     widget.show_image(0)
@@ -346,7 +346,7 @@ def test_the_class_choice_shows_that_class_evidence(widget, labelled_project):
     size), and the brush paints that class."""
     view = widget.annotator.view(0)
     for c in range(1, len(labelled_project.classes) + 1):
-        widget.klass.setCurrentIndex(c)
+        widget.choose_class(c)
         for method in ("sp-cam", "cam"):
             np.testing.assert_array_equal(np.asarray(widget.viewer.layers[method.upper()].data),
                                           view.evidence[method][c - 1])
@@ -407,7 +407,7 @@ def test_a_failed_save_is_shown_kept_and_retried(widget, labelled_project, monke
     monkeypatch.setattr(zarr.Group, "create_array", failing_once)
     sp = labelled_project.read("superpixels", 0)
     shown = np.asarray(widget.viewer.layers["labels"].data)[sp == sp[0, 0]]
-    widget.klass.setCurrentIndex(next(v for v in (1, 2, 3, 4) if not (shown == v).any()))
+    widget.choose_class(next(v for v in (1, 2, 3, 4) if not (shown == v).any()))
     widget.fill_superpixels([tuple(np.argwhere(sp == sp[0, 0])[0])])
     edited = np.array(widget.viewer.layers["labels"].data)
     assert not widget.save()
@@ -575,7 +575,10 @@ def test_the_no_background_box_imports_a_project_without_background(widget, demo
     project = Project(tmp_path / "photos-project")
     assert not project.has_background and widget.annotator.project.root == project.root
     classes = (data / "classes.txt").read_text().split()
-    assert [widget.klass.itemText(k) for k in range(widget.klass.count())] == classes
+    values = [widget.klass.itemData(k) for k in range(widget.klass.count()) if widget.klass.itemData(k) is not None]
+    assert sorted(values) == list(range(1, len(classes) + 1))  # every class, no 'background'
+    tags = [t + 1 for t in widget.annotator.view(widget.current).tags]
+    assert values[:len(tags)] == tags and widget.klass.currentData() == tags[0]
 
 
 def test_a_data_set_with_bad_files_is_a_notification(widget, demo_dir, tmp_path, qtbot):
@@ -679,6 +682,7 @@ def test_progress_is_shown_in_one_deferred_repaint(widget, qtbot):
     from spn_napari.events import Event
 
     panel = widget.runs
+    widget.sections["run"].set_expanded(True)  # folded, the panel paints nothing
     counter = EventCounter("Paint", panel.progress)
     widget.viewer.window.show()  # make_napari_viewer's window is hidden, and would paint nothing
     qtbot.waitUntil(lambda: counter.n > 0)
@@ -703,7 +707,7 @@ def test_sample_data_builds_the_demo_project_once_and_opens_it(make_napari_viewe
     viewer.open_sample("spn-napari", "demo-project")
     root = tmp_path / "sample-project"
     assert (root / "ready").exists()
-    assert [layer.name for layer in viewer.layers] == ["image", "superpixels", "SP-CAM", "CAM", "labels"]
+    assert [layer.name for layer in viewer.layers] == ["image", "superpixels", "SP-CAM", "CAM", "Unsure", "labels"]
     p, meta = Project(root), viewer.layers["labels"].metadata
     i = meta["spn_image"]
     assert meta["spn_project"] == str(root) and len(p) == 24
@@ -711,4 +715,4 @@ def test_sample_data_builds_the_demo_project_once_and_opens_it(make_napari_viewe
     stamp = (root / "ready").stat().st_mtime_ns
     viewer.layers.clear()
     viewer.open_sample("spn-napari", "demo-project")
-    assert (root / "ready").stat().st_mtime_ns == stamp and len(viewer.layers) == 5
+    assert (root / "ready").stat().st_mtime_ns == stamp and len(viewer.layers) == 6

@@ -4,7 +4,11 @@ A thin view over :class:`spn_napari.annotator.Annotator` (no torch here): the im
 model over the project's columns, :mod:`.image_list`: an Accept updates one row), the layers of
 the shown image, the correction tools (napari's paint/fill/erase, superpixel fill, class
 swap, accept/reject), autosave, and segmenting any open image layer with the project's model
-(:mod:`.segment_panel`). Keys: N next unreviewed, P previous, A accept, R reject.
+(:mod:`.segment_panel`). The class box follows the shown photo: its tags first (the one with the
+most labelled area chosen), and the paint label and the class box follow each other.
+
+Keys: N next unreviewed, P previous, A accept, R reject, 1–9 the image's n-th tag, O labels as
+outlines or filled, U the Unsure layer, L the shown image's row into view.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from qtpy.QtWidgets import (
     QLineEdit,
     QListView,
     QPushButton,
+    QSizePolicy,
     QTableView,
     QVBoxLayout,
     QWidget,
@@ -33,14 +38,16 @@ from qtpy.QtWidgets import (
 
 from ..annotator import Annotator, superpixel_fill, swap_class
 from ..errors import SpnError
-from ..napari_io import evidence_limits, layer_specs
+from ..napari_io import LABELS_OPACITY, evidence_limits, layer_specs
 from .image_list import ImageListModel
 from .rounds_panel import RoundsPanel
 from .run_panel import RunPanel
+from .section import Section
 from .segment_panel import SegmentPanel
 from .steady_label import SteadyLabel
 
 AUTOSAVE_MS = 5000
+OUTLINE_WIDTH = 2  # pixels of a label's outline in the O (outlines) view
 
 
 class AnnotatorWidget(QWidget):
@@ -55,6 +62,8 @@ class AnnotatorWidget(QWidget):
         self._opening: Path | None = None  # the project an 'init' child is creating
         self._fitted: tuple | None = None  # _fit_state() right after the last reset_view
         self._list_refs: tuple = (lambda: None, [])  # (window, [its QListViews]) as weakrefs
+        self._hooked: dict = {}  # layer name -> the layer object the dock has connected to
+        self._setting_label = False  # the dock itself is setting the paint label
 
         self.path = QLineEdit(placeholderText="project folder")
         open_btn = QPushButton("Open…")
@@ -75,6 +84,10 @@ class AnnotatorWidget(QWidget):
         self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Stretch)
         self.table.horizontalHeader().setSortIndicator(0, Qt.SortOrder.AscendingOrder)
         self.table.setSortingEnabled(True)  # sorts by name; a header click sorts by its column
+        # a new order starts at its top (the shown image's row stays selected; key L scrolls to it)
+        self.table.horizontalHeader().sortIndicatorChanged.connect(lambda *_: self.table.scrollToTop())
+        self.table.setWordWrap(False)
+        self.table.verticalHeader().setDefaultSectionSize(self.table.fontMetrics().height() + 6)
         self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
         self.table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
         self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
@@ -88,7 +101,19 @@ class AnnotatorWidget(QWidget):
             nav.addWidget(b)
 
         self.klass = QComboBox()
+        self.klass.setPlaceholderText("pick a class")
+        self.klass.setToolTip("the class to paint and whose evidence SP-CAM/CAM show: the photo's tags first "
+                              "(keys 1–9), the one with the most labelled area chosen")
+        self.klass.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+        self.klass.setMinimumContentsLength(12)
         self.klass.currentIndexChanged.connect(self._class_changed)
+        self.outlines = QCheckBox("outlines (O)")
+        self.outlines.setToolTip("draw the labels as outlines over the photo instead of filled")
+        self.outlines.toggled.connect(self._outlines_toggled)
+        self.unsure = QCheckBox("unsure (U)")
+        self.unsure.setToolTip("show in magenta the pixels whose evidence for their best two tags is close: "
+                               "the ones round 1 does not learn from unless you set them")
+        self.unsure.toggled.connect(self._unsure_toggled)
         self.sp_fill = QCheckBox("Superpixel fill (click/drag paints whole superpixels)")
         self.sp_fill.toggled.connect(self._sp_fill_toggled)
         self.swap_from, self.swap_to = QComboBox(), QComboBox()
@@ -103,28 +128,34 @@ class AnnotatorWidget(QWidget):
         swap.addWidget(swap_btn)
         cls_row = QHBoxLayout()
         cls_row.addWidget(QLabel("class"))
-        cls_row.addWidget(self.klass)
+        cls_row.addWidget(self.klass, 1)
+        cls_row.addWidget(self.outlines)
+        cls_row.addWidget(self.unsure)
 
         self.status = SteadyLabel("open a project folder (or File › Open a project)", lines=2)
 
         self.runs = RunPanel(lambda: None if self.annotator is None else self.annotator.project.root,
                              self.save, self.notify)
+        self.runs.step_started.connect(self._on_step_started)
         self.runs.step_finished.connect(self._on_step_finished)
         self.rounds = RoundsPanel(self)
         self.segmenting = SegmentPanel(self)
+        # folded at first, so the image list gets the height (>= 12 rows at 1600x1000)
+        self.sections = {name: Section(title, panel) for name, title, panel in (
+            ("run", "Run", self.runs), ("segment", "Segment", self.segmenting), ("rounds", "Rounds", self.rounds))}
+        self.table.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
 
         layout = QVBoxLayout(self)
         layout.addLayout(top)
         layout.addWidget(self.no_background)
-        layout.addWidget(self.table)
+        layout.addWidget(self.table, 1)
         layout.addLayout(nav)
         layout.addLayout(cls_row)
         layout.addWidget(self.sp_fill)
         layout.addLayout(swap)
         layout.addWidget(self.status)
-        layout.addWidget(self.runs)
-        layout.addWidget(self.segmenting)
-        layout.addWidget(self.rounds)
+        for section in self.sections.values():
+            layout.addWidget(section)
 
         self.timer = QTimer(self)
         self.timer.timeout.connect(self.save)
@@ -164,12 +195,11 @@ class AnnotatorWidget(QWidget):
         self.current = None  # an index into the previous project: nothing may read it from this one
         self.path.setText(str(path))
         names = self.annotator.project.label_names()  # no 'background' in a project without one
-        for combo in (self.klass, self.swap_from, self.swap_to):
+        for combo in (self.swap_from, self.swap_to):
             combo.blockSignals(True)
             combo.clear()
             combo.addItems(names)
             combo.blockSignals(False)
-        self.klass.setCurrentIndex(self._index(1))  # the first class (classes.txt has one at least)
         self.refresh_list()
         self.rounds.refresh()
         first = self.annotator.next_unreviewed(len(self.annotator.project) - 1)
@@ -222,18 +252,50 @@ class AnnotatorWidget(QWidget):
         self.current = i
         self._select_row(i)
         view = self.annotator.view(i)
-        c = self._value(self.klass.currentIndex())
-        self._set_layers(layer_specs(self.annotator.project, view, klass=c - 1 if c > 0 else None))
-        self.labels_layer.selected_label = c
+        c = self._fill_classes(view)
+        self._set_layers(layer_specs(self.annotator.project, view, klass=c - 1 if c else None))
+        self._hook_labels_layer()
+        self._set_selected_label(c or 0)
         self.labels_layer.mode = "paint"
         self.viewer.layers.selection.active = self.labels_layer
-        self._hook_labels_layer()
         self._fit_view()
         missing = self.annotator.next_step()
         self.status.setText(f"{view.name}: {self.annotator.project.review(i)} — "
                             f"{int(view.set_mask.sum())} pixels corrected"
-                            + (f" · no pseudo-labels yet: run {missing} next (below)" if missing else ""))
+                            + (" · no tags: pick a class to paint" if not view.tags else "")
+                            + (f" · no pseudo-labels yet: run {missing} next (Run, below)" if missing else ""))
         self._one_frame()
+
+    def _fill_classes(self, view) -> int | None:
+        """Refill the class box for ``view``'s photo: its tags first, numbered for keys 1–9 and
+        ordered by labelled area, then the other classes; the first tag is chosen. Returns the
+        chosen label value, or None for a photo without tags (nothing is chosen for the person)."""
+        names, first = self.annotator.project.label_names(), self._value(0)
+        tags = [t + 1 for t in view.tags]
+        self.klass.blockSignals(True)
+        self.klass.clear()
+        for n, v in enumerate(tags, 1):
+            self.klass.addItem(f"{n}  {names[v - first]}" if n <= 9 else names[v - first], v)
+        if tags:
+            self.klass.insertSeparator(len(tags))
+        for v in range(first, first + len(names)):
+            if v not in tags:
+                self.klass.addItem(names[v - first], v)
+        self.klass.setCurrentIndex(0 if tags else -1)
+        self.klass.blockSignals(False)
+        return tags[0] if tags else None
+
+    def choose_class(self, value: int) -> None:
+        """Choose label ``value`` (class c is c + 1) in the class box: paint label and evidence follow."""
+        self.klass.setCurrentIndex(self.klass.findData(int(value)))
+
+    def choose_tag(self, n: int) -> None:
+        """Choose the shown photo's n-th tag (0-based; keys 1–9) as the class."""
+        if self.annotator is None or self.current is None:
+            return
+        tags = self.annotator.view(self.current).tags
+        if n < len(tags):
+            self.choose_class(tags[n] + 1)
 
     def _set_layers(self, specs) -> None:
         """Set each layer of ``specs`` (napari LayerData tuples) to its data, adding missing ones.
@@ -324,14 +386,10 @@ class AnnotatorWidget(QWidget):
         bg = self.annotator is None or self.annotator.project.has_background
         return index if bg else index + 1
 
-    def _index(self, value: int) -> int:
-        """The class lists' entry of label ``value`` (inverse of :meth:`_value`)."""
-        return value - self._value(0)
-
     def _class_changed(self) -> None:
-        if self.annotator is None or self.current is None:
+        c = self.klass.currentData()
+        if self.annotator is None or self.current is None or c is None:
             return
-        c = self._value(self.klass.currentIndex())
         view = self.annotator.view(self.current)
         for method, maps in view.evidence.items():
             if method.upper() in self.viewer.layers and c > 0:
@@ -339,20 +397,70 @@ class AnnotatorWidget(QWidget):
                 layer.data = maps[c - 1]
                 layer.contrast_limits = evidence_limits(maps[c - 1])
         if "labels" in self.viewer.layers:
-            self.labels_layer.selected_label = c
+            self._set_selected_label(c)
+
+    def _set_selected_label(self, value: int) -> None:
+        """The paint label set by the dock (the class box is already right: not echoed back)."""
+        layer = self.labels_layer
+        if layer.selected_label != value:
+            self._setting_label = True
+            try:
+                layer.selected_label = value
+            finally:
+                self._setting_label = False
+
+    def _label_picked(self, event=None) -> None:
+        """The paint label changed in napari's layer controls (or its picker): the class box follows."""
+        if self._setting_label:
+            return
+        index = self.klass.findData(int(self.labels_layer.selected_label))
+        if index >= 0 and index != self.klass.currentIndex():
+            self.klass.setCurrentIndex(index)
+
+    # ---- how the labels and the evidence show ------------------------------------------------
+    def _outlines_toggled(self, on: bool) -> None:
+        if "labels" in self.viewer.layers:
+            self._show_outlines(self.labels_layer, on)
+
+    @staticmethod
+    def _show_outlines(layer, on: bool) -> None:
+        layer.contour = OUTLINE_WIDTH if on else 0
+        layer.opacity = 1.0 if on else LABELS_OPACITY
+
+    def _unsure_toggled(self, on: bool) -> None:
+        if "Unsure" in self.viewer.layers:
+            self.viewer.layers["Unsure"].visible = on
+
+    def show_current_row(self) -> None:
+        """Bring the shown image's row into view (key L), wherever the sort put it."""
+        if self.current is not None:
+            self._select_row(self.current)
 
     # ---- tools ----------------------------------------------------------------------------
     def _hook_labels_layer(self) -> None:
+        """Connect the labels layer (once per layer: the dock's events and keys ride on it) and
+        give it the outline setting; the Unsure box follows the Unsure layer's visibility."""
         layer = self.labels_layer
-        if getattr(layer, "_spn_hooked", False):
-            return
-        layer._spn_hooked = True
-        layer.mouse_drag_callbacks.append(self._sp_fill_drag)
-        self._bind_keys(layer)  # layer keys win over viewer keys while the layer is selected
+        if self._hooked.get("labels") is not layer:
+            self._hooked["labels"] = layer
+            layer.mouse_drag_callbacks.append(self._sp_fill_drag)
+            layer.events.selected_label.connect(self._label_picked)
+            self._bind_keys(layer)  # layer keys win over viewer keys while the layer is selected
+            self._show_outlines(layer, self.outlines.isChecked())
+        unsure = self.viewer.layers["Unsure"] if "Unsure" in self.viewer.layers else None
+        self.unsure.setEnabled(unsure is not None)
+        if unsure is not None and self._hooked.get("Unsure") is not unsure:
+            self._hooked["Unsure"] = unsure
+            unsure.visible = self.unsure.isChecked()
+            unsure.events.visible.connect(lambda e: self.unsure.setChecked(bool(e.source.visible)))
 
     def _bind_keys(self, target) -> None:
-        """N next unreviewed, P previous, A accept, R reject on the viewer or a layer."""
-        for key, fn in (("n", self.next_unreviewed), ("p", self.previous), ("a", self.accept), ("r", self.reject)):
+        """N next unreviewed, P previous, A accept, R reject, 1–9 the n-th tag, O outlines, U the
+        Unsure layer, L the current row, on the viewer or a layer."""
+        keys = [("n", self.next_unreviewed), ("p", self.previous), ("a", self.accept), ("r", self.reject),
+                ("o", self.outlines.toggle), ("u", self.unsure.toggle), ("l", self.show_current_row)]
+        keys += [(str(k), lambda k=k: self.choose_tag(k - 1)) for k in range(1, 10)]
+        for key, fn in keys:
             target.bind_key(key, lambda _target, fn=fn: fn(), overwrite=True)
 
     def _sp_fill_toggled(self, on: bool) -> None:
@@ -452,6 +560,12 @@ class AnnotatorWidget(QWidget):
 
     def cancel(self) -> None:
         self.runs.cancel()
+
+    def _on_step_started(self, step: str) -> None:
+        """The status line describes the run in progress (not the last one's end), and the Run
+        section opens to show its progress."""
+        self.sections["run"].set_expanded(True)
+        self.status.setText(f"{step}: running — progress and Cancel under Run")
 
     def _on_step_finished(self, step: str, ok: bool, message: str) -> None:
         if step == "predict":  # the segment panel shows the result; the project did not change

@@ -28,13 +28,15 @@ COLUMNS = ("image", "status", "tags", "confidence")
 _KEYS = ("name", "review", "tags", "confidence")  # Annotator.columns() key of each column
 STATUS = COLUMNS.index("status")
 CONFIDENCE = COLUMNS.index("confidence")
+TAGS = COLUMNS.index("tags")
 
 
 class ImageListModel(QAbstractTableModel):
     """Rows are images (in sorted order); columns image, status, tags and confidence.
 
-    The display role gives each cell's text ('—' for an unknown confidence); ``Qt.UserRole``
-    gives the row's image index, as :meth:`image_at` does."""
+    The display role gives each cell's text ('—' for an unknown confidence), the tooltip role a
+    tags cell's whole text (a narrow column cuts it); ``Qt.UserRole`` gives the row's image index,
+    as :meth:`image_at` does."""
 
     def __init__(self, parent=None) -> None:
         super().__init__(parent)
@@ -94,6 +96,8 @@ class ImageListModel(QAbstractTableModel):
         i = int(self._order[index.row()])
         if role == Qt.ItemDataRole.UserRole:
             return i
+        if role == Qt.ItemDataRole.ToolTipRole and index.column() == TAGS:
+            return self._cols["tags"][i] or "no tags"
         if role != Qt.ItemDataRole.DisplayRole:
             return None
         if index.column() == CONFIDENCE:

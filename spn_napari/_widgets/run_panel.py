@@ -35,9 +35,10 @@ class RunPanel(QWidget):
 
     ``project_root()`` names the open project (None: nothing open); ``before_start()`` runs before
     each child starts (the dock saves the corrections there, which the child reads). Emits
-    ``step_finished(step, ok, message)`` when the child ends.
+    ``step_started(step)`` when a child starts and ``step_finished(step, ok, message)`` when it ends.
     """
 
+    step_started = Signal(str)
     step_finished = Signal(str, bool, str)
 
     def __init__(self, project_root: Callable[[], object], before_start: Callable[[], object],
@@ -102,6 +103,7 @@ class RunPanel(QWidget):
             self.loss_plot.clear()
         self._latest, self._losses = None, []
         self.job.start()
+        self.step_started.emit(step)
         return self.job
 
     def running(self) -> bool:

@@ -20,7 +20,7 @@ from ..errors import SpnError
 from ..jobs import predict_command
 from ..napari_io import labels_style
 
-OVERLAYS = ("superpixels", "SP-CAM", "CAM")  # the dock's own image layers that are maps, not images
+OVERLAYS = ("superpixels", "SP-CAM", "CAM", "Unsure")  # the dock's own image layers that are maps, not images
 
 
 class SegmentPanel(QWidget):

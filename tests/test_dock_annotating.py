@@ -1,0 +1,182 @@
+"""The dock as an annotator uses it (issue 20), driven headlessly on the real napari viewer:
+the class box follows the photo's tags, keys 1–9 choose them, the paint label and the class box
+follow each other, labels as outlines or filled, the Unsure layer (the engine's ignore band),
+an image list of at least 12 rows at 1600×1000 with tag tooltips, a sort that starts at the top
+and a key that brings the shown image's row back, and a status line that tells the run in progress."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from spn_napari.store import Project
+
+pytest.importorskip("napari")
+from spn_napari._widgets.annotator_widget import AnnotatorWidget  # noqa: E402
+
+
+@pytest.fixture
+def widget(make_napari_viewer, labelled_project):
+    viewer = make_napari_viewer()
+    w = AnnotatorWidget(viewer)
+    viewer.window.add_dock_widget(w)
+    assert w.open_project(labelled_project.root, image=0)
+    yield w
+    w.timer.stop()
+
+
+def _box(widget) -> list:
+    """The class box's label values, in its order (separators left out)."""
+    k = widget.klass
+    return [k.itemData(i) for i in range(k.count()) if k.itemData(i) is not None]
+
+
+def _by_area(labels: np.ndarray, tags) -> list[int]:
+    """Reference: the tags' label values by labelled area, largest first (a plain loop)."""
+    area = {t + 1: int((labels == t + 1).sum()) for t in tags}
+    return sorted(area, key=lambda v: -area[v])  # stable: ties keep the tags' order
+
+
+def test_the_class_box_follows_each_photo(widget, labelled_project):
+    """On every image: its tags first, by labelled area, then every other label; the largest tag
+    chosen; SP-CAM and CAM show that class; the paint label is it."""
+    p = labelled_project
+    multi = 0
+    for i in range(len(p)):
+        widget.show_image(i)
+        labels = np.asarray(widget.labels_layer.data)
+        tags = _by_area(labels, p.images[i].tags)
+        multi += len(tags) > 1
+        assert _box(widget)[:len(tags)] == tags
+        assert sorted(_box(widget)) == list(range(0, len(p.classes) + 1))  # background too: it has one
+        assert widget.klass.currentData() == tags[0] == widget.labels_layer.selected_label
+        view = widget.annotator.view(i)
+        for method in ("sp-cam", "cam"):
+            np.testing.assert_array_equal(np.asarray(widget.viewer.layers[method.upper()].data),
+                                          view.evidence[method][tags[0] - 1])
+    assert multi, "the demo has photos with two tags or more"
+
+
+def test_number_keys_choose_the_photos_tags_and_the_paint_label_follows_the_box(widget, labelled_project, qtbot):
+    p = labelled_project
+    i = next(i for i in range(len(p)) if len(p.images[i].tags) >= 2)
+    widget.show_image(i)
+    tags = _by_area(np.asarray(widget.labels_layer.data), p.images[i].tags)
+    canvas = widget.viewer.window._qt_viewer.canvas.native
+    assert widget.viewer.layers.selection.active is widget.labels_layer
+    qtbot.keyClick(canvas, "2")  # the second tag, on the canvas with the labels layer selected
+    assert widget.klass.currentData() == tags[1] == widget.labels_layer.selected_label
+    np.testing.assert_array_equal(np.asarray(widget.viewer.layers["SP-CAM"].data),
+                                  widget.annotator.view(i).evidence["sp-cam"][tags[1] - 1])
+    qtbot.keyClick(canvas, "1")
+    assert widget.klass.currentData() == tags[0]
+    qtbot.keyClick(canvas, "9")  # no ninth tag: nothing changes
+    assert widget.klass.currentData() == tags[0]
+    other = next(v for v in range(1, len(p.classes) + 1) if v not in tags)
+    widget.labels_layer.selected_label = other  # napari's label spinner or picker
+    assert widget.klass.currentData() == other
+
+
+def test_a_photo_without_tags_chooses_nothing(make_napari_viewer, tmp_path):
+    from PIL import Image
+    from spn_napari.data.readers import read_dataset
+    data = tmp_path / "data"
+    (data / "images").mkdir(parents=True)
+    (data / "classes.txt").write_text("cat\ndog\n")
+    for k in range(2):
+        Image.fromarray(np.full((30, 40, 3), 90 * k, np.uint8)).save(data / "images" / f"im{k}.png")
+    (data / "labels.csv").write_text("image,labels\nim0.png,dog\nim1.png,\n")
+    project = Project.create(tmp_path / "project", read_dataset(data))
+    w = AnnotatorWidget(make_napari_viewer())
+    assert w.open_project(project.root, image=1)
+    assert project.images[1].tags == () or not project.images[1].tags
+    assert sorted(_box(w)) == [0, 1, 2] and w.klass.currentIndex() == -1 and w.klass.currentData() is None
+    assert "no tags: pick a class" in w.status.text()
+    w.show_image(0)
+    assert _box(w)[0] == 2 and w.klass.currentData() == 2  # dog
+    w.timer.stop()
+
+
+def test_o_draws_the_labels_as_outlines_and_back(widget, qtbot):
+    canvas = widget.viewer.window._qt_viewer.canvas.native
+    layer = widget.labels_layer
+    assert layer.contour == 0
+    qtbot.keyClick(canvas, "o")
+    assert widget.outlines.isChecked() and layer.contour > 0 and layer.opacity == 1.0
+    widget.show_image(1)  # the setting stays with the next image
+    assert widget.labels_layer.contour > 0
+    qtbot.keyClick(canvas, "o")
+    assert layer.contour == 0 and layer.opacity < 1.0
+
+
+def test_the_unsure_layer_is_what_round_1_leaves_out(widget, labelled_project, qtbot):
+    """The Unsure layer marks exactly the pixels round 1's target ignores (the engine's ignore band
+    around the same evidence), for every image; U shows and hides it."""
+    from spn_napari.labels import labels_kind, training_target
+    from spn_napari.metrics import IGNORE
+    from spn_napari.rounds import ensure_round0
+    p = Project(labelled_project.root)
+    ensure_round0(p, "auto")  # round 0: the pseudo-labels the dock shows
+    layer = widget.viewer.layers["Unsure"]
+    assert not layer.visible
+    qtbot.keyClick(widget.viewer.window._qt_viewer.canvas.native, "u")
+    assert layer.visible and widget.unsure.isChecked()
+    marked = 0
+    for i in range(len(p)):
+        widget.show_image(i)
+        target = training_target(p, i, labels_kind(0), ignore_band=0.2)
+        np.testing.assert_array_equal(np.asarray(layer.data).astype(bool), target == IGNORE, err_msg=f"image {i}")
+        marked += int((target == IGNORE).sum())
+    assert marked > 0 and layer.visible  # stays shown from image to image
+    layer.visible = False  # from napari's layer list: the box follows
+    assert not widget.unsure.isChecked()
+
+
+def test_the_list_shows_twelve_rows_tags_in_tooltips_and_sorting_starts_at_the_top(
+        make_napari_viewer, tmp_path, qtbot):
+    from qtpy.QtCore import Qt
+    from qtpy.QtWidgets import QApplication
+    from spn_napari.data.readers import read_dataset
+    from PIL import Image
+    data = tmp_path / "data"
+    (data / "images").mkdir(parents=True)
+    (data / "classes.txt").write_text("building\ngrass\ntree\ncow\nsky\n")
+    rows = ["image,labels"]
+    for k in range(60):
+        Image.fromarray(np.full((24, 32, 3), k * 4, np.uint8)).save(data / "images" / f"im{k:02d}.png")
+        rows.append(f"im{k:02d}.png,building;grass;tree;cow;sky")
+    (data / "labels.csv").write_text("\n".join(rows) + "\n")
+    project = Project.create(tmp_path / "project", read_dataset(data))
+    viewer = make_napari_viewer(show=True)
+    w = AnnotatorWidget(viewer)
+    viewer.window.add_dock_widget(w)
+    viewer.window._qt_window.resize(1600, 1000)
+    assert w.open_project(project.root, image=40)
+    QApplication.processEvents()
+    t = w.table
+    assert t.viewport().height() // t.rowHeight(0) >= 12
+    model = w.image_list
+    assert model.data(model.index(0, 2), Qt.ItemDataRole.ToolTipRole) == "building, grass, tree, cow, sky"
+    t.scrollTo(model.index(model.row_of(40), 0))
+    assert t.verticalScrollBar().value() > 0
+    t.sortByColumn(0, Qt.SortOrder.DescendingOrder)
+    assert t.verticalScrollBar().value() == 0  # the top of the new order
+    assert t.currentIndex().row() == model.row_of(40) == 19  # still the shown image's row
+    qtbot.keyClick(viewer.window._qt_viewer.canvas.native, "l")  # bring it into view
+    assert t.viewport().rect().contains(t.visualRect(model.index(model.row_of(40), 0)).center())
+    w.timer.stop()
+
+
+def test_the_status_line_tells_the_run_in_progress(widget, labelled_project, qtbot):
+    """A cancelled run's 'cancelled' does not linger: the next run's start replaces it, and the
+    folded Run section opens to show the progress."""
+    assert not widget.sections["run"].expanded()
+    job = widget.run_step("round")
+    assert widget.sections["run"].expanded() and "round: running" in widget.status.text()
+    with qtbot.waitSignal(job.finished, timeout=60_000):
+        widget.cancel()
+    assert "cancelled" in widget.status.text()
+    job = widget.run_step("round")
+    assert "round: running" in widget.status.text() and "cancelled" not in widget.status.text()
+    with qtbot.waitSignal(job.finished, timeout=60_000):
+        widget.cancel()
