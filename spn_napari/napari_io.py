@@ -44,11 +44,13 @@ def evidence_limits(m: np.ndarray) -> tuple[float, float]:
 # its texture.
 CONTOUR_COLORMAP = {"name": "spn contours", "colors": [[0.0, 0.0, 0.0, 0.0], [1.0, 1.0, 1.0, 1.0]]}
 
-# Evidence (SP-CAM, CAM) over the photo: no evidence is transparent, so the photo shows through,
-# and the colour and its opacity grow together up to an opaque yellow at the map's peak. The
-# additive 'inferno' shown before turned the whole photo dark or bright and hid where the class was.
-EVIDENCE_COLORMAP = {"name": "spn evidence", "colors": [[0.9, 0.1, 0.0, 0.0], [1.0, 0.45, 0.0, 0.45],
-                                                        [1.0, 0.95, 0.1, 0.9]]}
+# Evidence (SP-CAM, CAM) over the photo: the lower 40 % of the map's range is transparent, so the
+# photo shows where the class has little evidence; above it the colour and its opacity grow
+# together to an opaque yellow at the map's peak. The additive 'inferno' shown before lifted the
+# whole photo (a class's evidence is rarely near zero anywhere) and hid where the class was.
+EVIDENCE_COLORMAP = {"name": "spn evidence", "controls": [0.0, 0.4, 0.7, 1.0],
+                     "colors": [[1.0, 0.1, 0.0, 0.0], [1.0, 0.1, 0.0, 0.0], [1.0, 0.45, 0.0, 0.55],
+                                [1.0, 0.95, 0.1, 0.95]]}
 
 # The Unsure layer: magenta where the evidence's best two tags are close, transparent elsewhere.
 UNSURE_COLORMAP = {"name": "spn unsure", "colors": [[1.0, 0.0, 1.0, 0.0], [1.0, 0.0, 1.0, 1.0]]}

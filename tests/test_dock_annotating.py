@@ -162,7 +162,7 @@ def test_the_list_shows_twelve_rows_tags_in_tooltips_and_sorting_starts_at_the_t
     t.sortByColumn(0, Qt.SortOrder.DescendingOrder)
     assert t.verticalScrollBar().value() == 0  # the top of the new order
     assert t.currentIndex().row() == model.row_of(40) == 19  # still the shown image's row
-    qtbot.keyClick(viewer.window._qt_viewer.canvas.native, "l")  # bring it into view
+    qtbot.keyClick(viewer.window._qt_viewer.canvas.native, "g")  # bring it into view
     assert t.viewport().rect().contains(t.visualRect(model.index(model.row_of(40), 0)).center())
     w.timer.stop()
 

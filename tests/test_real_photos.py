@@ -13,9 +13,9 @@ import os
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 
-from conftest import cli
 from spn_napari.evaluate import evaluate_labels, largest_tag_labels, score_labels
 from spn_napari.store import Project
 
@@ -45,14 +45,20 @@ def msrc24(tmp_path_factory) -> Path:
     return out
 
 
-def test_sp_cam_on_real_photos_beats_the_largest_tag(msrc24, tmp_path, capsys):
-    root = tmp_path / "p"
+@pytest.fixture(scope="module")
+def msrc_project(msrc24, tmp_path_factory) -> Path:
+    """The 24 photos through the default pipeline, with SP-CAM's and CAM's labels beside the default's."""
+    from spn_napari.cli import main
+    root = tmp_path_factory.mktemp("msrc24-project") / "p"
     for args in (["init", root, "--from", msrc24, "--no-background"], ["superpixels", root],
                  ["train-spn", root], ["pseudo-labels", root, "--method", "sp-cam"],
                  ["pseudo-labels", root, "--method", "cam"], ["pseudo-labels", root]):
-        code, _, err = cli(capsys, *args, "--progress", "none")
-        assert code == 0, err
-    project = Project(root)
+        assert main([str(a) for a in args] + ["--progress", "none"]) == 0, args
+    return root
+
+
+def test_sp_cam_on_real_photos_beats_the_largest_tag(msrc_project):
+    project = Project(msrc_project)
     assert not project.has_background and len(project) == N
     sp_cam = evaluate_labels(project, "pseudo/sp-cam")
     cam = evaluate_labels(project, "pseudo/cam")
@@ -68,3 +74,77 @@ def test_sp_cam_on_real_photos_beats_the_largest_tag(msrc24, tmp_path, capsys):
     assert sp_cam["miou"] > largest["miou"] + 0.04
     assert sp_cam["mean_class_accuracy"] > largest["mean_class_accuracy"] + 0.06
     assert fused["miou"] > max(sp_cam["miou"], cam["miou"]) and fused["miou"] > largest["miou"] + 0.10
+
+
+def _canvas_to_image(viewer, shot_shape, image_shape) -> tuple[np.ndarray, np.ndarray]:
+    """(row, col) index into the image of every screenshot pixel (-1 outside the image): the
+    camera's centre and zoom map canvas pixels to world (= image pixel) coordinates."""
+    cam = viewer.scene.camera if hasattr(viewer, "scene") else viewer.camera  # napari >= 0.9; before
+    hc, wc = viewer.canvas.size  # (height, width) in logical pixels
+    s = shot_shape[0] / hc  # the screenshot's pixels per logical pixel
+    r, c = np.mgrid[0:shot_shape[0], 0:shot_shape[1]]
+    y = np.rint(cam.center[-2] + ((r + 0.5) / s - hc / 2) / cam.zoom).astype(int)
+    x = np.rint(cam.center[-1] + ((c + 0.5) / s - wc / 2) / cam.zoom).astype(int)
+    inside = (y >= 0) & (y < image_shape[0]) & (x >= 0) & (x < image_shape[1])
+    return np.where(inside, y, -1), np.where(inside, x, -1)
+
+
+def test_the_dock_shows_a_tags_evidence_where_its_class_is(msrc_project, make_napari_viewer, tmp_path):
+    """On rendered pixels of real photos with two tags, for each tag chosen (as keys 1 and 2 do),
+    with the labels filled and as outlines, for SP-CAM and CAM: what the evidence layer adds to
+    the picture (rendered with and without it, the photo hidden so its colours do not mask the
+    overlay) follows the class's evidence map (correlation), and pooled over the photos and their
+    tags it is brighter inside the class's true region than outside."""
+    pytest.importorskip("napari")
+    from qtpy.QtWidgets import QApplication
+    from spn_napari._widgets.annotator_widget import AnnotatorWidget
+    shutil.copytree(msrc_project, tmp_path / "p")
+    viewer = make_napari_viewer(show=True)
+    w = AnnotatorWidget(viewer)
+    viewer.window.add_dock_widget(w)
+    viewer.window._qt_window.resize(1600, 1000)
+    assert w.open_project(tmp_path / "p", image=0)
+    p = w.annotator.project
+    photos = [i for i in range(len(p)) if len(p.images[i].tags) == 2][:4]
+    assert len(photos) >= 3, "msrc24 has two-tag photos"
+    pooled: dict = {}  # (method, outlines) -> [sum inside, n inside, sum outside, n outside]
+
+    def shot() -> np.ndarray:
+        for _ in range(3):  # a first switch may still be laying out the window
+            QApplication.processEvents()
+        return viewer.screenshot(canvas_only=True, flash=False)[..., :3].astype(float)
+
+    for i in photos:
+        w.show_image(i)
+        viewer.layers["image"].visible = viewer.layers["superpixels"].visible = False
+        gt, view = p.ground_truth(i), w.annotator.view(i)
+        for n, tag in enumerate(view.tags):
+            w.choose_tag(n)
+            for outlines in (False, True):
+                w.outlines.setChecked(outlines)
+                for name in ("SP-CAM", "CAM"):
+                    for other in ("SP-CAM", "CAM"):
+                        viewer.layers[other].visible = other == name
+                    on = shot()
+                    viewer.layers[name].visible = False
+                    off = shot()
+                    while off.shape != on.shape:  # the window settled between the two: again
+                        viewer.layers[name].visible = True
+                        on = shot()
+                        viewer.layers[name].visible = False
+                        off = shot()
+                    added = (on - off).sum(-1)  # (h, w) what the evidence layer adds
+                    ys, xs = _canvas_to_image(viewer, added.shape, gt.shape)
+                    seen = ys >= 0
+                    evidence = view.evidence[name.lower()][tag][ys[seen], xs[seen]]
+                    assert np.corrcoef(evidence, added[seen])[0, 1] > 0.5, (i, tag, name, outlines)
+                    truth = gt[ys[seen], xs[seen]]
+                    inside, outside = truth == tag + 1, (truth != tag + 1) & (truth != 255)
+                    acc = pooled.setdefault((name, outlines), [0.0, 0, 0.0, 0])
+                    acc[0] += added[seen][inside].sum()
+                    acc[1] += int(inside.sum())
+                    acc[2] += added[seen][outside].sum()
+                    acc[3] += int(outside.sum())
+    for key, (s_in, n_in, s_out, n_out) in pooled.items():
+        assert s_in / n_in > s_out / n_out, (key, s_in / n_in, s_out / n_out)
+    w.timer.stop()

@@ -8,7 +8,7 @@ swap, accept/reject), autosave, and segmenting any open image layer with the pro
 most labelled area chosen), and the paint label and the class box follow each other.
 
 Keys: N next unreviewed, P previous, A accept, R reject, 1–9 the image's n-th tag, O labels as
-outlines or filled, U the Unsure layer, L the shown image's row into view.
+outlines or filled, U the Unsure layer, G the shown image's row into view.
 """
 
 from __future__ import annotations
@@ -84,7 +84,7 @@ class AnnotatorWidget(QWidget):
         self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Stretch)
         self.table.horizontalHeader().setSortIndicator(0, Qt.SortOrder.AscendingOrder)
         self.table.setSortingEnabled(True)  # sorts by name; a header click sorts by its column
-        # a new order starts at its top (the shown image's row stays selected; key L scrolls to it)
+        # a new order starts at its top (the shown image's row stays selected; key G scrolls to it)
         self.table.horizontalHeader().sortIndicatorChanged.connect(lambda *_: self.table.scrollToTop())
         self.table.setWordWrap(False)
         self.table.verticalHeader().setDefaultSectionSize(self.table.fontMetrics().height() + 6)
@@ -432,7 +432,7 @@ class AnnotatorWidget(QWidget):
             self.viewer.layers["Unsure"].visible = on
 
     def show_current_row(self) -> None:
-        """Bring the shown image's row into view (key L), wherever the sort put it."""
+        """Bring the shown image's row into view (key G), wherever the sort put it."""
         if self.current is not None:
             self._select_row(self.current)
 
@@ -456,9 +456,9 @@ class AnnotatorWidget(QWidget):
 
     def _bind_keys(self, target) -> None:
         """N next unreviewed, P previous, A accept, R reject, 1–9 the n-th tag, O outlines, U the
-        Unsure layer, L the current row, on the viewer or a layer."""
+        Unsure layer, G the current row, on the viewer or a layer."""
         keys = [("n", self.next_unreviewed), ("p", self.previous), ("a", self.accept), ("r", self.reject),
-                ("o", self.outlines.toggle), ("u", self.unsure.toggle), ("l", self.show_current_row)]
+                ("o", self.outlines.toggle), ("u", self.unsure.toggle), ("g", self.show_current_row)]
         keys += [(str(k), lambda k=k: self.choose_tag(k - 1)) for k in range(1, 10)]
         for key, fn in keys:
             target.bind_key(key, lambda _target, fn=fn: fn(), overwrite=True)
