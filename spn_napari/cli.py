@@ -177,6 +177,14 @@ def cmd_export(a: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_serve(a: argparse.Namespace) -> int:
+    from .predict_server import serve
+    from .train import default_threads
+    default_threads()
+    _project(a.project)  # a missing or newer-format project: one line, exit 2, before "ready"
+    return serve(a.project, a.device)
+
+
 def cmd_predict(a: argparse.Namespace) -> int:
     from .events import run
     from .segmenter import Segmenter, predict_paths
@@ -417,6 +425,12 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--round", type=int, default=None, metavar="R", help="a round's model (default: the current one)")
     s.add_argument("--tags", default=None, metavar="labels.csv", help="each image's classes, as in a data set's "
                    "labels.csv (image,labels; tags joined by ';'); default: the model's classifier (probability > 0.5)")
+    s.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+
+    s = add("serve", cmd_serve, "label images on request, the model kept loaded: one JSON request a line on "
+            "stdin, one JSON answer a line on stdout (the napari dock's Segment; see spn_napari.predict_server)",
+            progress=False)
+    s.add_argument("project")
     s.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
 
     s = add("import-corrections", cmd_import_corrections,

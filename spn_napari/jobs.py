@@ -14,8 +14,8 @@ from pathlib import Path
 
 from .events import Event
 
-__all__ = ["STEPS", "command", "init_command", "predict_command", "default_project_for", "parse_event", "error_message",
-           "devices"]
+__all__ = ["STEPS", "command", "init_command", "predict_command", "serve_command", "default_project_for", "parse_event",
+           "error_message", "devices", "child_threads"]
 
 STEPS = {
     "superpixels": ["superpixels"],
@@ -56,6 +56,18 @@ def predict_command(project, inputs, out, *, device: str = "auto", round: int | 
     argv = [sys.executable, "-m", "spn_napari", "predict", str(project), *map(str, inputs), "--out", str(out),
             "--device", device, "--progress", "jsonl"]
     return argv + ([] if round is None else ["--round", str(round)])
+
+
+def serve_command(project, *, device: str = "auto") -> list[str]:
+    """argv of the long-lived child that answers the dock's Segment requests (``spn-napari serve``)."""
+    return [sys.executable, "-m", "spn_napari", "serve", str(project), "--device", device]
+
+
+def child_threads() -> int:
+    """Torch threads of the dock's children: every core but one, which stays the viewer's (on a
+    2-core machine a training on both cores blocked the event loop for up to 164 ms, niced or not)."""
+    import os
+    return max(1, (os.cpu_count() or 1) - 1)
 
 
 def default_project_for(dataset) -> Path:

@@ -279,7 +279,11 @@ def load_spn(project: Project, device: torch.device) -> tuple[SPN, dict]:
 
 
 def default_threads() -> None:
-    """Use every core for intra-op parallelism (torch defaults to physical cores only),
-    unless the user chose a number with OMP_NUM_THREADS."""
-    if not os.environ.get("OMP_NUM_THREADS"):
+    """Use every core for intra-op parallelism (torch defaults to physical cores only), unless
+    the user chose a number with OMP_NUM_THREADS, or the napari dock with SPN_NAPARI_THREADS
+    (its children leave the viewer a core: :func:`spn_napari.jobs.child_threads`)."""
+    chosen = os.environ.get("SPN_NAPARI_THREADS")
+    if chosen and chosen.isdigit() and int(chosen) > 0:
+        torch.set_num_threads(int(chosen))
+    elif not os.environ.get("OMP_NUM_THREADS"):
         torch.set_num_threads(max(1, os.cpu_count() or 1))

@@ -476,34 +476,6 @@ def test_rounds_run_in_a_child_process_and_cancel_cleanly(widget, labelled_proje
     assert widget.runs.progress.value() == 0 and not widget.runs.cancel_btn.isEnabled()
 
 
-def test_segment_labels_any_open_image_layer_with_the_project_model(widget, labelled_project, qtbot):
-    """A gray image layer of another size, not from the project, is labelled by `predict` in a
-    child process: a Labels layer over it equal to the Segmenter's prediction in this process,
-    with the project's class names and colours; the dock's evidence maps are not offered."""
-    from spn_napari.data.images import as_rgb
-    from spn_napari.segmenter import Segmenter
-    gray = np.asarray(labelled_project.image(5)[:50, :60].mean(2), np.uint8)  # (50, 60)
-    widget.viewer.add_image(gray, name="photo", scale=(2.0, 2.0), translate=(5.0, -3.0))
-    panel = widget.segmenting
-    assert panel.image_layers() == ["image", "photo"]
-    panel.layer.setCurrentText("photo")
-    widget.runs.device.setCurrentText("cpu")
-    job = panel.segment()
-    with qtbot.waitSignal(job.finished, timeout=120_000) as done:
-        pass
-    assert done.args[0], done.args[1]
-    out = widget.viewer.layers["photo segmentation"]
-    ref = Segmenter.from_project(labelled_project.root, device="cpu").predict(as_rgb(gray))
-    np.testing.assert_array_equal(np.asarray(out.data), ref)
-    assert tuple(out.scale) == (2.0, 2.0) and tuple(out.translate) == (5.0, -3.0)
-    assert list(out.features["class"]) == ["background", *labelled_project.classes]
-    for c, colour in enumerate(labelled_project.colors):
-        expected = [int(colour[k:k + 2], 16) / 255 for k in (1, 3, 5)]
-        np.testing.assert_allclose(out.colormap.map(np.array([c + 1]))[0][:3], expected, atol=0.01)
-    assert widget.current == 0 and "labels" in widget.viewer.layers  # the project was not reloaded
-    assert not Path(job.argv[job.argv.index("predict") + 2]).parent.exists()  # the temporary folder is gone
-
-
 def test_segment_refuses_a_stack_with_a_notification(widget):
     widget.viewer.add_image(np.zeros((3, 20, 20), np.uint8), name="stack")
     assert widget.segmenting.segment("stack") is None

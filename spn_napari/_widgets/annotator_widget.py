@@ -551,6 +551,7 @@ class AnnotatorWidget(QWidget):
         self.save()
         self.timer.stop()
         self.cancel()
+        self.segmenting.stop()
         super().closeEvent(event)
 
     # ---- long work and rounds (the panels) ---------------------------------------------------
@@ -568,8 +569,6 @@ class AnnotatorWidget(QWidget):
         self.status.setText(f"{step}: running — progress and Cancel under Run")
 
     def _on_step_finished(self, step: str, ok: bool, message: str) -> None:
-        if step == "predict":  # the segment panel shows the result; the project did not change
-            return
         if step == "init":
             if ok:
                 self.open_project(self._opening)

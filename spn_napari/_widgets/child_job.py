@@ -6,7 +6,7 @@ import time
 
 from qtpy.QtCore import QObject, QProcess, QProcessEnvironment, QTimer, Signal
 
-from ..jobs import CHILD_NICE, error_message, parse_event
+from ..jobs import CHILD_NICE, child_threads, error_message, parse_event
 
 CANCEL_GRACE_MS = 1500  # SIGTERM first (clean stop); SIGKILL if the child is still there after this
 
@@ -27,6 +27,7 @@ class ChildJob(QObject):
         self.proc.setArguments(argv[1:])
         env = QProcessEnvironment.systemEnvironment()
         env.insert("SPN_NAPARI_NICE", str(CHILD_NICE))
+        env.insert("SPN_NAPARI_THREADS", str(child_threads()))
         self.proc.setProcessEnvironment(env)
         self.proc.readyReadStandardOutput.connect(self._read_out)
         self.proc.readyReadStandardError.connect(self._read_err)

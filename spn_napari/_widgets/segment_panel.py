@@ -1,9 +1,11 @@
 """The dock's "segment" row: label any open image layer with the open project's current model.
 
-The layer's pixels go to a temporary PNG, ``spn-napari predict`` labels it in a child process
-(through the host's run panel: progress, Cancel, and no torch in the viewer's process), and the
-mask comes back as a Labels layer "<layer> segmentation" with the project's class names and
-colours, placed over its image (same scale and translation)."""
+The layer's pixels go to a temporary PNG, a long-lived child (``spn-napari serve``,
+:mod:`.predict_worker`: no torch in the viewer's process, the model kept loaded between requests)
+labels it, and the mask comes back as a Labels layer "<layer> segmentation" with the project's
+class names and colours, placed over its image (same scale and translation). The child follows
+the project's current round by itself; it is replaced when another project opens or the device
+changes, and stopped with the dock."""
 
 from __future__ import annotations
 
@@ -13,12 +15,12 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
-from qtpy.QtWidgets import QComboBox, QHBoxLayout, QLabel, QPushButton, QWidget
+from qtpy.QtWidgets import QComboBox, QHBoxLayout, QLabel, QLineEdit, QPushButton, QVBoxLayout, QWidget
 
 from ..data.images import as_rgb, load_mask
 from ..errors import SpnError
-from ..jobs import predict_command
 from ..napari_io import labels_style
+from .predict_worker import PredictWorker
 
 OVERLAYS = ("superpixels", "SP-CAM", "CAM", "Unsure")  # the dock's own image layers that are maps, not images
 
@@ -35,18 +37,24 @@ class SegmentPanel(QWidget):
         self.layer.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
         self.layer.setMinimumContentsLength(12)
         self.layer.setToolTip("an open image layer (2-D, gray or RGB) to label with the project's current model")
+        self.tags = QLineEdit(placeholderText="tags, e.g. cow; grass (empty: the model decides)")
+        self.tags.setToolTip("the classes in the image, separated by ';' or ','; left empty, the model's "
+                             "classifier chooses them (probability > 0.5)")
         self.button = QPushButton("Segment")
         self.button.clicked.connect(lambda: self.segment())
-        self._pending: tuple[str, Path, object] | None = None  # (layer name, temp folder, layer)
-        row = QHBoxLayout(self)
-        row.setContentsMargins(0, 0, 0, 0)
-        row.addWidget(QLabel("segment"))
+        self.worker: PredictWorker | None = None
+        self._pending: dict[int, tuple[str, Path, object]] = {}  # request id -> (layer name, temp folder, layer)
+        row = QHBoxLayout()
+        row.addWidget(QLabel("layer"))
         row.addWidget(self.layer, 1)
         row.addWidget(self.button)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addLayout(row)
+        layout.addWidget(self.tags)
         layers = host.viewer.layers
         for event in (layers.events.inserted, layers.events.removed, layers.events.moved):
             event.connect(self.refresh)
-        host.runs.step_finished.connect(self._on_finished)
         self.refresh()
 
     def image_layers(self) -> list[str]:
@@ -67,9 +75,9 @@ class SegmentPanel(QWidget):
             self.layer.setCurrentText(chosen)
         self.layer.blockSignals(False)
 
-    def segment(self, name: str | None = None):
-        """Label image layer ``name`` (default: the chosen one) in a child process; returns the
-        child job, or None (with a notification) when there is nothing to run."""
+    def segment(self, name: str | None = None) -> int | None:
+        """Label image layer ``name`` (default: the chosen one) in the Segment child; returns the
+        request's id, or None (with a notification) when there is nothing to run."""
         host = self.host
         if host.annotator is None:
             host.notify("open a project first: its current model labels the image")
@@ -89,6 +97,7 @@ class SegmentPanel(QWidget):
         except ValueError as exc:
             host.notify(f"{name}: {exc}", error=True)
             return None
+        tags = [t.strip() for t in self.tags.text().replace(",", ";").split(";") if t.strip()] or None
         tmp = Path(tempfile.mkdtemp(prefix="spn-segment-"))
         try:
             Image.fromarray(image).save(tmp / "image.png")
@@ -97,33 +106,54 @@ class SegmentPanel(QWidget):
             host.notify(f"{tmp}: cannot save the image for the model ({exc.strerror or exc}) — free some space",
                         error=True)
             return None
-        argv = predict_command(host.annotator.project.root, [tmp / "image.png"], tmp / "masks",
-                               device=host.runs.device.currentText())
-        job = host.runs.start("predict", argv)
-        if job is None:
-            shutil.rmtree(tmp, ignore_errors=True)
-            return None
-        self._pending = (name, tmp, layer)
-        return job
+        worker = self._worker()
+        first = not worker.running()
+        rid = worker.request(tmp / "image.png", tmp / "mask.png", tags)
+        self._pending[rid] = (name, tmp, layer)
+        host.notify(f"Segment: labelling {name}" + (" (loading the model first: a few seconds)" if first else ""))
+        return rid
 
-    def _on_finished(self, step: str, ok: bool, message: str) -> None:
-        if step != "predict" or self._pending is None:
+    def _worker(self) -> PredictWorker:
+        """The child for the open project and the chosen device (a new one when either changed)."""
+        root, device = self.host.annotator.project.root, self.host.runs.device.currentText()
+        if self.worker is None or (self.worker.project, self.worker.device) != (root, device):
+            self.stop()
+            self.worker = PredictWorker(root, device, self)
+            self.worker.answered.connect(self._answered)
+            self.worker.notice.connect(self.host.notify)
+        return self.worker
+
+    def stop(self) -> None:
+        """Stop the child (the dock closes, another project opens); pending requests are dropped."""
+        if self.worker is not None:
+            self.worker.stop()
+            self.worker.deleteLater()
+            self.worker = None
+        for _, tmp, _ in self._pending.values():
+            shutil.rmtree(tmp, ignore_errors=True)
+        self._pending.clear()
+
+    def _answered(self, answer: dict) -> None:
+        pending = self._pending.pop(answer.get("id"), None)
+        if pending is None:
             return
-        name, tmp, layer = self._pending
-        self._pending = None
+        name, tmp, layer = pending
         try:
-            if ok:
-                self._show(name, load_mask(tmp / "masks" / "image.png"), layer)
+            if answer["event"] == "done":
+                self._show(name, load_mask(Path(answer["out"])), layer, answer.get("round"))
+            else:
+                self.host.notify(f"Segment {name}: {answer.get('message', 'failed')}", error=True)
         except SpnError as exc:
             self.host.notify(str(exc), error=True)
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
 
-    def _show(self, name: str, mask: np.ndarray, layer) -> None:
+    def _show(self, name: str, mask: np.ndarray, layer, model_round: int | None = None) -> None:
         """Put ``mask`` (H, W) uint8 into the Labels layer "<name> segmentation" over ``layer``."""
         viewer, target = self.host.viewer, f"{name} segmentation"
         place = {"scale": tuple(layer.scale)[-2:], "translate": tuple(layer.translate)[-2:]}
         if target in viewer.layers:  # a new one: the project (its classes) may have changed since
             viewer.layers.remove(target)
         viewer.add_labels(mask, name=target, opacity=0.6, **labels_style(self.host.annotator.project), **place)
-        self.host.notify(f"{target}: labelled with the project's current model")
+        model = "the SPN" if not model_round else f"round {model_round}"
+        self.host.notify(f"{target}: labelled with the project's current model ({model})")

@@ -1,0 +1,74 @@
+"""A long-lived predictor: the project's model stays loaded between requests (the dock's Segment).
+
+``spn-napari serve PROJECT`` reads one JSON request a line on stdin and answers one JSON event a
+line on stdout:
+
+- on start: ``{"event": "ready"}``;
+- request ``{"id": 7, "image": "in.png", "out": "mask.png", "tags": ["cow", "grass"] | null}``:
+  the image file is labelled with the project's current model (:class:`~spn_napari.segmenter.Segmenter`;
+  ``tags`` null: the model's classifier decides) and the mask written as a palette PNG, then
+  ``{"event": "done", "id": 7, "out": "mask.png", "round": r, "seconds": s, "loaded": bool}``;
+- a request that cannot be answered: ``{"event": "error", "id": 7, "message": "one line"}``, and
+  the server goes on.
+
+Why: started per request, a child spends seconds importing torch and loading the model before
+labelling one photo in a fraction of a second. Kept alive, only the first request pays that.
+Before each request the server re-reads the project: when its current round, its SPN or its
+evidence settings changed (a new round, a rollback, new pseudo-labels) it loads the model anew,
+so an answer always comes from the model the project has now. End of input ends the server.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from typing import IO
+
+from .data.images import load_image
+from .errors import SpnError
+from .export import write_mask
+from .rounds import current_round
+from .segmenter import Segmenter
+from .store import Project
+
+__all__ = ["serve", "model_key"]
+
+
+def model_key(project: Project) -> str:
+    """What decides which model (and settings) labels an image: the current round, the SPN's
+    checkpoint and the recorded evidence settings; a change means loading the model anew."""
+    return json.dumps([current_round(project), project.artifact("spn"), project.settings.get("evidence")],
+                      sort_keys=True, default=str)
+
+
+def _emit(out: IO[str], event: dict) -> None:
+    out.write(json.dumps(event) + "\n")
+    out.flush()
+
+
+def serve(root, device: str = "auto", stdin: IO[str] = sys.stdin, stdout: IO[str] = sys.stdout) -> int:
+    """Answer requests from ``stdin`` until it ends (see the module's docstring); returns 0."""
+    project, segmenter, key = Project(root), None, None
+    _emit(stdout, {"event": "ready"})
+    for line in stdin:
+        if not line.strip():
+            continue
+        rid = None
+        try:
+            req = json.loads(line)
+            rid = req.get("id")
+            t0 = time.perf_counter()
+            project.reload()
+            loaded = model_key(project) != key
+            if loaded:
+                segmenter, key = Segmenter.from_project(project, device=device), model_key(project)
+            tags = req.get("tags")
+            labels = segmenter.predict(load_image(req["image"]), tags)  # (H, W) uint8
+            write_mask(req["out"], labels, segmenter.palette)
+            _emit(stdout, {"event": "done", "id": rid, "out": req["out"], "round": segmenter.round,
+                           "seconds": time.perf_counter() - t0, "loaded": loaded})
+        except (SpnError, OSError, KeyError, ValueError) as exc:
+            message = str(exc) if isinstance(exc, SpnError) else f"{type(exc).__name__}: {exc}"
+            _emit(stdout, {"event": "error", "id": rid, "message": message})
+    return 0
