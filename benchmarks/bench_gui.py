@@ -200,8 +200,8 @@ def rounds_on_a_copy(widget, root: Path, epochs: int):
         copy = work / "project"
         shutil.copytree(root, copy)
         widget.open_project(copy)
-        widget.runs.epochs.setValue(epochs)
-        widget.runs.device.setCurrentText("cpu")
+        widget.runs.epochs.value = epochs
+        widget.runs.device.value = "cpu"
         yield
     finally:
         widget.open_project(root)

@@ -1,7 +1,7 @@
 """The README's screenshot: napari with the SPN annotator dock on a project of real photos.
 
     xvfb-run -a -s "-screen 0 1600x1000x24" .venv/bin/python scripts/screenshot.py [PROJECT] [--out docs/plugin.png]
-        [--image NAME] [--tag 2] [--outlines] [--unsure]
+        [--image NAME] [--tag 2] [--outlines] [--unsure] [--expand run,segment,rounds]
 
 PROJECT defaults to runs/real_photos/project (msrc-dev, which `python benchmarks/real_photos.py`
 makes; runs/demo/project, from the README's first command, works too). The script opens the
@@ -27,6 +27,7 @@ def main() -> None:
     ap.add_argument("--tag", type=int, default=1, help="which of its tags to choose (1: the largest)")
     ap.add_argument("--outlines", action="store_true", help="labels as outlines (the O key)")
     ap.add_argument("--unsure", action="store_true", help="show the Unsure layer (the U key)")
+    ap.add_argument("--expand", default="", help="sections to open, e.g. run,segment,rounds")
     ap.add_argument("--size", default="1500x950")
     a = ap.parse_args()
     import napari
@@ -55,6 +56,8 @@ def main() -> None:
         widget.outlines.setChecked(a.outlines)
         widget.unsure.setChecked(a.unsure)
         widget.rounds.refresh()
+        for name in filter(None, a.expand.split(",")):
+            widget.sections[name.strip()].set_expanded(True)
         app = QApplication.instance()
         for _ in range(5):
             app.processEvents()

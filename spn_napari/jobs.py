@@ -20,7 +20,7 @@ __all__ = ["STEPS", "command", "init_command", "predict_command", "serve_command
 STEPS = {
     "superpixels": ["superpixels"],
     "train-spn": ["train-spn"],
-    "pseudo-labels": ["pseudo-labels", "--method", "auto"],
+    "pseudo-labels": ["pseudo-labels"],  # the dock adds --method (auto by default)
     "cam-labels": ["pseudo-labels", "--method", "cam"],
     "round": ["round"],
 }

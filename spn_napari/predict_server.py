@@ -4,9 +4,10 @@
 line on stdout:
 
 - on start: ``{"event": "ready"}``;
-- request ``{"id": 7, "image": "in.png", "out": "mask.png", "tags": ["cow", "grass"] | null}``:
-  the image file is labelled with the project's current model (:class:`~spn_napari.segmenter.Segmenter`;
-  ``tags`` null: the model's classifier decides) and the mask written as a palette PNG, then
+- request ``{"id": 7, "image": "in.png", "out": "mask.png", "tags": ["cow", "grass"] | null,
+  "round": 2 | null}``: the image file is labelled with the project's current model, or round
+  ``round``'s (:class:`~spn_napari.segmenter.Segmenter`; ``tags`` null: the model's classifier
+  decides) and the mask written as a palette PNG, then
   ``{"event": "done", "id": 7, "out": "mask.png", "round": r, "seconds": s, "loaded": bool}``;
 - a request that cannot be answered: ``{"event": "error", "id": 7, "message": "one line"}``, and
   the server goes on.
@@ -35,11 +36,12 @@ from .store import Project
 __all__ = ["serve", "model_key"]
 
 
-def model_key(project: Project) -> str:
-    """What decides which model (and settings) labels an image: the current round, the SPN's
-    checkpoint and the recorded evidence settings; a change means loading the model anew."""
-    return json.dumps([current_round(project), project.artifact("spn"), project.settings.get("evidence")],
-                      sort_keys=True, default=str)
+def model_key(project: Project, round: int | None = None) -> str:
+    """What decides which model (and settings) labels an image: the round asked for (None: the
+    current one), the SPN's checkpoint and the recorded evidence settings; a change means loading
+    the model anew."""
+    r = current_round(project) if round is None else round
+    return json.dumps([r, project.artifact("spn"), project.settings.get("evidence")], sort_keys=True, default=str)
 
 
 def _emit(out: IO[str], event: dict) -> None:
@@ -60,9 +62,11 @@ def serve(root, device: str = "auto", stdin: IO[str] = sys.stdin, stdout: IO[str
             rid = req.get("id")
             t0 = time.perf_counter()
             project.reload()
-            loaded = model_key(project) != key
+            wanted = req.get("round")
+            loaded = model_key(project, wanted) != key
             if loaded:
-                segmenter, key = Segmenter.from_project(project, device=device), model_key(project)
+                segmenter = Segmenter.from_project(project, round=wanted, device=device)
+                key = model_key(project, wanted)
             tags = req.get("tags")
             labels = segmenter.predict(load_image(req["image"]), tags)  # (H, W) uint8
             write_mask(req["out"], labels, segmenter.palette)

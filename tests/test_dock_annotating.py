@@ -180,3 +180,16 @@ def test_the_status_line_tells_the_run_in_progress(widget, labelled_project, qtb
     assert "round: running" in widget.status.text() and "cancelled" not in widget.status.text()
     with qtbot.waitSignal(job.finished, timeout=60_000):
         widget.cancel()
+
+
+def test_the_run_form_sets_each_steps_options(widget):
+    """The magicgui run form: 'default' values add no option; others reach the step's command line."""
+    from spn_napari.jobs import command
+    runs = widget.runs
+    assert [runs.step_options(s) for s in ("superpixels", "train-spn", "pseudo-labels", "round")] == \
+        [[], [], ["--method", "auto"], []]
+    runs.epochs.value, runs.n_segments.value, runs.method.value = 3, 200, "cam"
+    assert runs.step_options("round") == runs.step_options("train-spn") == ["--epochs", "3"]
+    assert runs.step_options("superpixels") == ["--n-segments", "200"]
+    argv = command("pseudo-labels", "P", device="cpu", extra=runs.step_options("pseudo-labels"))
+    assert argv[3:] == ["pseudo-labels", "P", "--progress", "jsonl", "--device", "cpu", "--method", "cam"]

@@ -436,8 +436,8 @@ def test_rounds_run_in_a_child_process_and_cancel_cleanly(widget, labelled_proje
     from conftest import tree_state
     from spn_napari.labels import labels_kind
     from spn_napari.rounds import history
-    widget.runs.epochs.setValue(1)
-    widget.runs.device.setCurrentText("cpu")
+    widget.runs.epochs.value = 1
+    widget.runs.device.value = "cpu"
     job = widget.run_step("round")
     losses = []  # connected before the event loop runs again, so no event is missed
     job.progressed.connect(lambda ev: losses.append(ev.data["loss"]) if ev.event == "step" else None)
@@ -465,7 +465,7 @@ def test_rounds_run_in_a_child_process_and_cancel_cleanly(widget, labelled_proje
                                   p.read(labels_kind(0), widget.current))
 
     before = tree_state(labelled_project.root)
-    widget.runs.epochs.setValue(50)
+    widget.runs.epochs.value = 50
     job = widget.run_step("round")
     qtbot.waitUntil(lambda: job.last is not None and job.last.event == "step", timeout=300_000)
     with qtbot.waitSignal(job.finished, timeout=60_000) as done:
@@ -483,8 +483,8 @@ def test_segment_refuses_a_stack_with_a_notification(widget):
 
 
 def test_a_failing_child_is_a_notification_not_a_traceback(widget, labelled_project, qtbot):
-    widget.runs.device.addItem("cuda:7")
-    widget.runs.device.setCurrentText("cuda:7")  # no such GPU here: the child exits with a one-line error
+    widget.runs.device.choices = (*widget.runs.device.choices, "cuda:7")
+    widget.runs.device.value = "cuda:7"  # no such GPU here: the child exits with a one-line error
     job = widget.run_step("round")
     with qtbot.waitSignal(job.finished, timeout=120_000) as done:
         pass
@@ -500,7 +500,7 @@ def test_a_child_killed_by_the_system_is_a_notification(widget, labelled_project
     import os
     import signal
     from conftest import tree_state
-    widget.runs.epochs.setValue(50)
+    widget.runs.epochs.value = 50
     job = widget.run_step("round")
     qtbot.waitUntil(lambda: job.last is not None and job.last.event == "step", timeout=300_000)
     before = tree_state(labelled_project.root)  # round 0 is recorded before training starts

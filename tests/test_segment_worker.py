@@ -86,7 +86,7 @@ def widget(make_napari_viewer, served):
     w = AnnotatorWidget(viewer)
     viewer.window.add_dock_widget(w)
     assert w.open_project(served.root, image=0)
-    w.runs.device.setCurrentText("cpu")
+    w.runs.device.value = "cpu"
     yield w
     w.timer.stop()
     w.segmenting.stop()
@@ -120,7 +120,7 @@ def test_segment_labels_a_layer_twice_with_one_child(widget, served, qtbot):
     assert list(out.features["class"]) == ["background", *served.classes]
     assert not Path(first["out"]).parent.exists()  # the temporary folder is gone
     tag = served.classes[served.images[5].tags[0]]
-    panel.tags.setText(f" {tag} ;")
+    panel.tags.value = f" {tag} ;"
     second = _segment(widget, qtbot, "photo")
     assert second["event"] == "done" and not second["loaded"] and panel.worker.pid() == pid
     np.testing.assert_array_equal(np.asarray(widget.viewer.layers["photo segmentation"].data),
@@ -156,3 +156,18 @@ def test_the_child_stops_with_the_dock(widget, served, qtbot):
         for _ in range(50):  # reaped by QProcess: gone from the process table
             os.kill(pid, 0)
             qtbot.wait(100)
+
+
+def test_the_round_choice_asks_that_rounds_model(widget, served, qtbot):
+    """The form's round: 'current' follows the project; 'round 0 (SPN)' asks for the SPN even
+    while round 1 is current; the choices follow a new round's history."""
+    widget.viewer.add_image(served.image(3), name="photo", rgb=True)
+    panel = widget.segmenting
+    assert [name for name, _ in panel._round_choices()] == ["current", "round 0 (SPN)", "round 1"]
+    panel.round.value = 0
+    answer = _segment(widget, qtbot, "photo")
+    assert answer["round"] == 0
+    np.testing.assert_array_equal(np.asarray(widget.viewer.layers["photo segmentation"].data),
+                                  Segmenter.from_project(served.root, round=0, device="cpu").predict(served.image(3)))
+    panel.round.value = None
+    assert _segment(widget, qtbot, "photo")["round"] == 1

@@ -202,6 +202,7 @@ class AnnotatorWidget(QWidget):
             combo.blockSignals(False)
         self.refresh_list()
         self.rounds.refresh()
+        self.segmenting.refresh()
         first = self.annotator.next_unreviewed(len(self.annotator.project) - 1)
         self.show_image(image if image is not None else (first if first is not None else 0))
         return True
@@ -584,6 +585,7 @@ class AnnotatorWidget(QWidget):
         shown, self.current = self.current, None
         self.refresh_list()
         self.rounds.refresh()
+        self.segmenting.refresh()
         self.show_image(shown if shown is not None else 0)
 
     def notify(self, message: str, *, error: bool = False) -> None:

@@ -1,5 +1,9 @@
 """The dock's "run" panel: one CLI step at a time in a child process, with progress, ETA, a live
-loss plot and Cancel. The event loop only ever reads what the child printed (QProcess signals)."""
+loss plot and Cancel. The event loop only ever reads what the child printed (QProcess signals).
+
+The run settings (device, epochs, superpixels, label method) are a magicgui form, as napari
+plugins build their forms; the progress bar and the loss plot stay hand-written Qt (they are
+repainted under a throttle, see ``_redraw``)."""
 
 from __future__ import annotations
 
@@ -7,17 +11,9 @@ import time
 from collections.abc import Callable
 from contextlib import contextmanager
 
+from magicgui.widgets import ComboBox, Container, SpinBox
 from qtpy.QtCore import QTimer, Signal
-from qtpy.QtWidgets import (
-    QComboBox,
-    QHBoxLayout,
-    QLabel,
-    QProgressBar,
-    QPushButton,
-    QSpinBox,
-    QVBoxLayout,
-    QWidget,
-)
+from qtpy.QtWidgets import QHBoxLayout, QProgressBar, QPushButton, QVBoxLayout, QWidget
 
 from ..jobs import command, devices
 from .child_job import ChildJob
@@ -28,6 +24,7 @@ REDRAW_MS = 250  # the dock shows the child's progress at most this often
 
 BUTTONS = (("superpixels", "Superpixels"), ("train-spn", "Train SPN"),
            ("pseudo-labels", "Pseudo-labels"), ("round", "Run refinement round"))
+METHODS = ("auto", "fused", "sp-cam", "cam")  # pseudo-labels --method (spn_napari.cam.METHODS and auto)
 
 
 class RunPanel(QWidget):
@@ -46,17 +43,21 @@ class RunPanel(QWidget):
         super().__init__(parent)
         self._root, self._before_start, self._notify = project_root, before_start, notify
         self.job: ChildJob | None = None
-        self.device = QComboBox()
-        self.device.addItems(devices())
-        self.epochs = QSpinBox(minimum=0, maximum=1000, value=0, specialValueText="default")
+        self.device = ComboBox(label="device", choices=devices(), tooltip="where the steps run")
+        self.epochs = SpinBox(label="epochs (0: default)", min=0, max=1000, value=0,
+                              tooltip="Train SPN and rounds: epochs (0: each step's own default)")
+        self.n_segments = SpinBox(label="superpixels (0: 300)", min=0, max=5000, step=50, value=0,
+                                  tooltip="Superpixels: about this many per image (0: the default, 300)")
+        self.method = ComboBox(label="labels", choices=METHODS, value="auto",
+                               tooltip="Pseudo-labels: auto (fused without a background class, SP-CAM with "
+                                       "one), fused, sp-cam or cam")
+        self.form = Container(widgets=[self.device, self.epochs, self.n_segments, self.method], labels=True)
+        self.form.native.layout().setContentsMargins(0, 0, 0, 0)
         buttons = QHBoxLayout()
         for step, text in BUTTONS:
             b = QPushButton(text)
             b.clicked.connect(lambda _=False, step=step: self.run_step(step))
             buttons.addWidget(b)
-        opts = QHBoxLayout()
-        for w in (QLabel("device"), self.device, QLabel("epochs"), self.epochs):
-            opts.addWidget(w)
         self.progress = QProgressBar()
         self.cancel_btn = QPushButton("Cancel")
         self.cancel_btn.setEnabled(False)
@@ -71,7 +72,7 @@ class RunPanel(QWidget):
         self._redraw_timer.timeout.connect(self._redraw)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
-        layout.addLayout(opts)
+        layout.addWidget(self.form.native)
         layout.addLayout(buttons)
         layout.addLayout(prog)
         layout.addWidget(self.info)
@@ -83,9 +84,17 @@ class RunPanel(QWidget):
         if root is None:
             self._notify("open a project first")
             return None
-        extra = (["--epochs", str(self.epochs.value())]
-                 if step in ("train-spn", "round") and self.epochs.value() > 0 else [])
-        return self.start(step, command(step, root, device=self.device.currentText(), extra=extra))
+        return self.start(step, command(step, root, device=self.device.value, extra=self.step_options(step)))
+
+    def step_options(self, step: str) -> list[str]:
+        """The CLI options of ``step`` that the form sets (a 'default' value adds none)."""
+        if step in ("train-spn", "round") and self.epochs.value > 0:
+            return ["--epochs", str(self.epochs.value)]
+        if step == "superpixels" and self.n_segments.value > 0:
+            return ["--n-segments", str(self.n_segments.value)]
+        if step == "pseudo-labels":
+            return ["--method", self.method.value]
+        return []
 
     def start(self, step: str, argv: list[str]) -> ChildJob | None:
         """Run ``argv`` (a CLI command with ``--progress jsonl``) as the child for ``step``."""

@@ -5,7 +5,7 @@ The layer's pixels go to a temporary PNG, a long-lived child (``spn-napari serve
 labels it, and the mask comes back as a Labels layer "<layer> segmentation" with the project's
 class names and colours, placed over its image (same scale and translation). The child follows
 the project's current round by itself; it is replaced when another project opens or the device
-changes, and stopped with the dock."""
+changes, and stopped with the dock. The settings (layer, round, tags) are a magicgui form."""
 
 from __future__ import annotations
 
@@ -15,7 +15,8 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
-from qtpy.QtWidgets import QComboBox, QHBoxLayout, QLabel, QLineEdit, QPushButton, QVBoxLayout, QWidget
+from magicgui.widgets import ComboBox, Container, LineEdit
+from qtpy.QtWidgets import QComboBox, QPushButton, QVBoxLayout, QWidget
 
 from ..data.images import as_rgb, load_mask
 from ..errors import SpnError
@@ -32,32 +33,39 @@ class SegmentPanel(QWidget):
     def __init__(self, host, parent=None) -> None:
         super().__init__(parent)
         self.host = host
-        self.layer = QComboBox()
+        self.layer = ComboBox(label="layer", choices=self.image_layers,
+                              tooltip="an open image layer (2-D, gray or RGB) to label with the project's model")
         # a width that does not follow the layer names: a new layer never relayouts the window
-        self.layer.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
-        self.layer.setMinimumContentsLength(12)
-        self.layer.setToolTip("an open image layer (2-D, gray or RGB) to label with the project's current model")
-        self.tags = QLineEdit(placeholderText="tags, e.g. cow; grass (empty: the model decides)")
-        self.tags.setToolTip("the classes in the image, separated by ';' or ','; left empty, the model's "
-                             "classifier chooses them (probability > 0.5)")
+        self.layer.native.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+        self.layer.native.setMinimumContentsLength(12)
+        self.round = ComboBox(label="round", choices=self._round_choices,
+                              tooltip="the model: the project's current round's, or an earlier round's")
+        self.tags = LineEdit(label="tags", tooltip="the classes in the image, separated by ';' or ','; left "
+                                                   "empty, the model's classifier chooses them (probability > 0.5)")
+        self.tags.native.setPlaceholderText("e.g. cow; grass (empty: the model decides)")
+        self.form = Container(widgets=[self.layer, self.round, self.tags], labels=True)
+        self.form.native.layout().setContentsMargins(0, 0, 0, 0)
         self.button = QPushButton("Segment")
         self.button.clicked.connect(lambda: self.segment())
         self.worker: PredictWorker | None = None
         self._pending: dict[int, tuple[str, Path, object]] = {}  # request id -> (layer name, temp folder, layer)
-        row = QHBoxLayout()
-        row.addWidget(QLabel("layer"))
-        row.addWidget(self.layer, 1)
-        row.addWidget(self.button)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
-        layout.addLayout(row)
-        layout.addWidget(self.tags)
+        layout.addWidget(self.form.native)
+        layout.addWidget(self.button)
         layers = host.viewer.layers
         for event in (layers.events.inserted, layers.events.removed, layers.events.moved):
             event.connect(self.refresh)
         self.refresh()
 
-    def image_layers(self) -> list[str]:
+    def _round_choices(self, *_) -> list:
+        """('current', None), then each round of the open project as (name, number)."""
+        from ..rounds import history
+        project = self.host.annotator.project if self.host.annotator is not None else None
+        rounds = [e["round"] for e in history(project)] if project is not None else []
+        return [("current", None)] + [(f"round {r}" + (" (SPN)" if r == 0 else ""), r) for r in rounds]
+
+    def image_layers(self, *_) -> list[str]:
         """Names of the open image layers that can be segmented (not the dock's evidence maps)."""
         from napari.layers import Image as ImageLayer
         return [layer.name for layer in self.host.viewer.layers
@@ -65,15 +73,10 @@ class SegmentPanel(QWidget):
                 and not (layer.name in OVERLAYS and "spn_project" in layer.metadata)]
 
     def refresh(self, *_) -> None:
-        """Rebuild the layer choice, keeping the chosen layer when it is still open."""
-        chosen = self.layer.currentText()
-        names = self.image_layers()
-        self.layer.blockSignals(True)
-        self.layer.clear()
-        self.layer.addItems(names)
-        if chosen in names:
-            self.layer.setCurrentText(chosen)
-        self.layer.blockSignals(False)
+        """Rebuild the layer and round choices (layers come and go, rounds are made and rolled
+        back), keeping the chosen ones while they exist."""
+        self.layer.reset_choices()
+        self.round.reset_choices()
 
     def segment(self, name: str | None = None) -> int | None:
         """Label image layer ``name`` (default: the chosen one) in the Segment child; returns the
@@ -82,7 +85,7 @@ class SegmentPanel(QWidget):
         if host.annotator is None:
             host.notify("open a project first: its current model labels the image")
             return None
-        name = name or self.layer.currentText()
+        name = name or self.layer.value
         if not name or name not in host.viewer.layers:
             host.notify("open an image layer first (File › Open), then choose it beside Segment")
             return None
@@ -97,7 +100,7 @@ class SegmentPanel(QWidget):
         except ValueError as exc:
             host.notify(f"{name}: {exc}", error=True)
             return None
-        tags = [t.strip() for t in self.tags.text().replace(",", ";").split(";") if t.strip()] or None
+        tags = [t.strip() for t in self.tags.value.replace(",", ";").split(";") if t.strip()] or None
         tmp = Path(tempfile.mkdtemp(prefix="spn-segment-"))
         try:
             Image.fromarray(image).save(tmp / "image.png")
@@ -108,14 +111,14 @@ class SegmentPanel(QWidget):
             return None
         worker = self._worker()
         first = not worker.running()
-        rid = worker.request(tmp / "image.png", tmp / "mask.png", tags)
+        rid = worker.request(tmp / "image.png", tmp / "mask.png", tags, self.round.value)
         self._pending[rid] = (name, tmp, layer)
         host.notify(f"Segment: labelling {name}" + (" (loading the model first: a few seconds)" if first else ""))
         return rid
 
     def _worker(self) -> PredictWorker:
         """The child for the open project and the chosen device (a new one when either changed)."""
-        root, device = self.host.annotator.project.root, self.host.runs.device.currentText()
+        root, device = self.host.annotator.project.root, self.host.runs.device.value
         if self.worker is None or (self.worker.project, self.worker.device) != (root, device):
             self.stop()
             self.worker = PredictWorker(root, device, self)
