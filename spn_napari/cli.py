@@ -292,10 +292,12 @@ def cmd_simulate(a: argparse.Namespace) -> int:
         return 0
     f = lambda v: "—" if v is None else f"{v:.3f}"  # noqa: E731
     print(f"start (round 0, {a.start_from}): mIoU {f(res['start_miou'])}")
-    print(f"{'round':>5s} {'mIoU':>6s} {'unrev.':>6s} {'model':>6s} {'corrected':>9s} {'changed':>7s} {'time s':>7s}")
+    print(f"{'round':>5s} {'mIoU':>6s} {'unrev.':>6s} {'model':>6s} {'corrected':>9s} {'clicks':>7s} {'looks':>7s} "
+          f"{'changed':>7s} {'time s':>7s}")
     for r in res["rounds"]:
         print(f"{r['round']:>5d} {f(r['miou']):>6s} {f(r['miou_unreviewed']):>6s} {f(r['miou_model']):>6s} "
-              f"{r['corrected']:>9d} {f(r['changed']):>7s} {r['seconds']:>7.0f}")
+              f"{r['corrected']:>9d} {r['clicks']:>7d} {r['looks']:>7d} {f(r['changed']):>7s} {r['seconds']:>7.0f}")
+    print(f"superpixel oracle (every superpixel its true class): mIoU {f(res['superpixel_oracle_miou'])}")
     print(f"full supervision: mIoU {f(res['full_supervision_miou'])}   (work copy: {res['work']})")
     return 0
 

@@ -1,9 +1,13 @@
-"""Simulated annotator: how fast do corrections pay off? `spn-napari simulate PROJECT`.
+"""Simulated annotator: how fast do corrections pay off, and at what effort? `spn-napari simulate PROJECT`.
 
-Each round a share of the not-yet-reviewed images is "corrected" with its ground truth (picked at
-random, or those whose current labels are least certain), then a refinement round runs. At the end
-the same segmentation net is trained once on the full ground truth: the upper bound. It runs on a
-copy of the project, so the project's own corrections and rounds are never touched.
+Each round a share of the not-yet-reviewed images (picked at random, or those whose current labels
+are least certain) is fixed as a person fixes a whole image in the dock: every superpixel looked
+at, each whose label is not its true class set to it with one click (:mod:`spn_napari.effort`);
+then a refinement round runs. Each round reports the clicks and looks spent so far beside its
+mIoU, and the result the superpixel oracle (every superpixel its true class: what clicking whole
+superpixels can reach). At the end the same segmentation net is trained once on the full ground
+truth, exact masks: the upper bound. It runs on a copy of the project, so the project's own
+corrections and rounds are never touched.
 """
 
 from __future__ import annotations
@@ -18,8 +22,10 @@ import numpy as np
 
 from .errors import ProjectError, SpnError
 from .events import Event
+from .effort import fix_whole_image, superpixel_oracle
 from .evidence import evidence_maps
 from .evaluate import round_metrics
+from .labels import current_labels
 from .rounds import RoundConfig, ensure_round0, history, rollback, round0_method_for, round0_source, round_uncertainty, run_round
 from .store import Project
 
@@ -68,7 +74,19 @@ def _pick(project: Project, count: int, cfg: SimulateConfig, rng: np.random.Gene
     return sorted(sorted(todo, key=lambda i: -u[i])[:count])
 
 
-def _correct_with_truth(project: Project, images: list[int]) -> None:
+def _fix_whole(project: Project, images: list[int]) -> tuple[int, int]:
+    """Fix each image whole with superpixel clicks (:func:`spn_napari.effort.fix_whole_image`) and
+    accept it (every pixel the person's, as the dock's Accept); returns (clicks, looks)."""
+    clicks = looks = 0
+    for i in images:
+        fix = fix_whole_image(project.read("superpixels", i), current_labels(project, i), project.ground_truth(i))
+        project.save_correction(i, fix.labels, np.ones(fix.labels.shape, bool), review="reviewed")
+        clicks, looks = clicks + fix.clicks, looks + fix.looks
+    return clicks, looks
+
+
+def _correct_exactly(project: Project, images: list[int]) -> None:
+    """Full supervision: each image's whole true mask as its correction."""
     for i in images:
         gt = project.ground_truth(i)
         project.save_correction(i, np.where(gt == 255, 0, gt), gt != 255, review="reviewed")
@@ -92,8 +110,8 @@ def simulate(project: Project, cfg: SimulateConfig = SimulateConfig(), *, work: 
 
     Yields each round's events (data tagged with "sim_round") and 'done' whose data is the
     result: {"start_miou", "rounds": [{"round", "miou", "mean_class_accuracy", "miou_unreviewed",
-    "corrected", "changed", "seconds"}, ...], "full_supervision_miou",
-    "full_supervision_mean_class_accuracy", "work"}.
+    "corrected", "clicks", "looks", "changed", "seconds"}, ...] (clicks and looks: spent so far),
+    "superpixel_oracle_miou", "full_supervision_miou", "full_supervision_mean_class_accuracy", "work"}.
     """
     if cfg.select not in SELECT:
         raise SpnError(f"--select {cfg.select}: use random or uncertain.")
@@ -117,23 +135,25 @@ def simulate(project: Project, cfg: SimulateConfig = SimulateConfig(), *, work: 
     start = _round_zero(sim)
     rng = np.random.default_rng(cfg.seed)
     per_round = max(1, round(cfg.correct_fraction * len(sim)))
-    rows = []
+    rows, clicks, looks = [], 0, 0
     for r in range(cfg.rounds):
-        _correct_with_truth(sim, _pick(sim, per_round, cfg, rng))
+        c, k = _fix_whole(sim, _pick(sim, per_round, cfg, rng))
+        clicks, looks = clicks + c, looks + k
         t0 = time.perf_counter()
         for ev in run_round(sim, cfg.round):
             yield Event(ev.event, ev.step, ev.total, {**ev.data, "sim_round": r + 1})
         m = history(sim)[-1]["metrics"]
         rows.append({"round": r + 1, "miou": m["miou"], "mean_class_accuracy": m.get("mean_class_accuracy"),
                      "miou_unreviewed": m["miou_unreviewed"],
-                     "miou_model": m["miou_model"], "corrected": m["corrected"], "changed": m["changed"],
-                     "seconds": time.perf_counter() - t0})
-    result = {"start_miou": start["metrics"]["miou"], "rounds": rows, "full_supervision_miou": None,
+                     "miou_model": m["miou_model"], "corrected": m["corrected"], "clicks": clicks, "looks": looks,
+                     "changed": m["changed"], "seconds": time.perf_counter() - t0})
+    result = {"start_miou": start["metrics"]["miou"], "rounds": rows,
+              "superpixel_oracle_miou": superpixel_oracle(sim)["miou"], "full_supervision_miou": None,
               "full_supervision_mean_class_accuracy": None,
               "select": cfg.select, "correct_fraction": cfg.correct_fraction, "work": str(work)}
     if cfg.full_supervision:
         rollback(sim, 0)  # the upper bound starts where round 1 started: from the SPN
-        _correct_with_truth(sim, [i for i in range(len(sim)) if sim.images[i].has_gt])
+        _correct_exactly(sim, [i for i in range(len(sim)) if sim.images[i].has_gt])
         for ev in run_round(sim, replace(cfg.round)):
             yield Event(ev.event, ev.step, ev.total, {**ev.data, "sim_round": "full"})
         full = history(sim)[-1]["metrics"]
