@@ -38,6 +38,7 @@ _API = {
     "current_round": "rounds", "current_labels": "labels", "training_target": "labels",
     "import_corrections": "corrections", "SimulateConfig": "simulate", "simulate": "simulate",
     "DecoupledNet": "models.decoupled", "Segmenter": "segmenter",
+    "suggest": "suggest", "Suggestion": "suggest", "superpixel_oracle": "effort",
 }
 
 __all__ = sorted(_API)

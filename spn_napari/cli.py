@@ -177,6 +177,21 @@ def cmd_export(a: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_suggest(a: argparse.Namespace) -> int:
+    from .suggest import suggest
+    project = _project(a.project)
+    found = suggest(project, a.n)
+    if a.json:
+        print(json.dumps([s.as_dict() for s in found]))
+        return 0
+    names = ["background" if project.has_background else "no label", *project.classes]
+    print(f"{'image':24s} {'superpixel':>10s} {'pixels':>7s} {'now':>14s} {'proposed':>14s} {'score':>6s}")
+    for s in found:
+        print(f"{s.name:24s} {s.superpixel:>10d} {s.pixels:>7d} {names[s.current]:>14s} {names[s.proposed]:>14s} "
+              f"{s.score:6.3f}")
+    return 0
+
+
 def cmd_serve(a: argparse.Namespace) -> int:
     from .predict_server import serve
     from .train import default_threads
@@ -285,7 +300,8 @@ def cmd_simulate(a: argparse.Namespace) -> int:
     if a.rounds < 1:
         raise SpnError(f"--rounds {a.rounds}: must be at least 1.")
     cfg = SimulateConfig(rounds=a.rounds, correct_fraction=a.correct_fraction, select=a.select, seed=a.seed,
-                         full_supervision=not a.no_full, round=_round_config(a))
+                         full_supervision=not a.no_full, round=_round_config(a), annotator=a.annotator,
+                         budget=a.budget)
     res = Progress(a.progress, "simulate")(simulate(project, cfg, work=a.work)).data
     if a.json:
         print(json.dumps(res))
@@ -429,6 +445,12 @@ def build_parser() -> argparse.ArgumentParser:
                    "labels.csv (image,labels; tags joined by ';'); default: the model's classifier (probability > 0.5)")
     s.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
 
+    s = add("suggest", cmd_suggest, "the superpixels most worth a check across every unreviewed image, "
+            "each with the class it most likely should be (spn_napari.suggest)", progress=False)
+    s.add_argument("project")
+    s.add_argument("--n", type=int, default=20, help="how many (default 20)")
+    s.add_argument("--json", action="store_true", help="one JSON list on stdout")
+
     s = add("serve", cmd_serve, "label images on request, the model kept loaded: one JSON request a line on "
             "stdin, one JSON answer a line on stdout (the napari dock's Segment; see spn_napari.predict_server)",
             progress=False)
@@ -456,6 +478,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--select", default="random", help="random (default) or uncertain")
     s.add_argument("--work", default=None, help="folder for the project copy (default: PROJECT-simulate-TIME)")
     s.add_argument("--no-full", action="store_true", help="skip the full-supervision upper bound")
+    s.add_argument("--annotator", default="whole", help="whole (default): fix --correct-fraction of the images "
+                   "whole; suggestions: check the suggested superpixels top-down, --budget clicks a round")
+    s.add_argument("--budget", type=int, default=None, help="--annotator suggestions: clicks per round")
     s.add_argument("--json", action="store_true", help="print one JSON object on stdout")
 
     s = add("history", cmd_history, "list the rounds with their metrics (* = current)", progress=False)

@@ -29,9 +29,10 @@ from .labels import current_labels
 from .rounds import RoundConfig, ensure_round0, history, rollback, round0_method_for, round0_source, round_uncertainty, run_round
 from .store import Project
 
-__all__ = ["SimulateConfig", "simulate", "SELECT"]
+__all__ = ["SimulateConfig", "simulate", "SELECT", "ANNOTATORS"]
 
 SELECT = ("random", "uncertain")
+ANNOTATORS = ("whole", "suggestions")
 
 
 @dataclass(frozen=True)
@@ -41,6 +42,8 @@ class SimulateConfig:
     select: str = "random"  # "random" | "uncertain"
     seed: int = 0
     full_supervision: bool = True  # also train once on the full ground truth (the upper bound)
+    annotator: str = "whole"  # "whole": fix whole images; "suggestions": check the suggested superpixels
+    budget: int | None = None  # "suggestions": clicks per round
     round: RoundConfig = field(default_factory=RoundConfig)
 
 
@@ -85,6 +88,36 @@ def _fix_whole(project: Project, images: list[int]) -> tuple[int, int]:
     return clicks, looks
 
 
+def _check_suggestions(project: Project, budget: int) -> tuple[int, int, int]:
+    """A person takes the suggestion queue (:func:`spn_napari.suggest.suggest`) top-down until
+    ``budget`` clicks are spent: a wrong superpixel costs a click and is set to its true class, a
+    right one a look and is marked correct (a superpixel without truth: a look, no answer). The
+    answers are saved per image as partial corrections; returns (clicks, looks, answered)."""
+    from .effort import superpixel_majority
+    from .suggest import answer, suggest
+    queue = suggest(project, None)
+    clicks = looks = 0
+    answers: dict[int, dict[int, int]] = {}
+    truth_of: dict[int, np.ndarray] = {}
+    for s in queue:
+        if clicks >= budget:
+            break
+        if s.image not in truth_of:
+            truth_of[s.image] = superpixel_majority(project.read("superpixels", s.image), project.ground_truth(s.image),
+                                                    ignore=255)
+        truth = int(truth_of[s.image][s.superpixel])
+        if truth == 255 or truth == s.current:
+            looks += 1
+            if truth != 255:
+                answers.setdefault(s.image, {})[s.superpixel] = s.current
+            continue
+        clicks += 1
+        answers.setdefault(s.image, {})[s.superpixel] = truth
+    for i, given in answers.items():
+        answer(project, i, given)
+    return clicks, looks, sum(len(a) for a in answers.values())
+
+
 def _correct_exactly(project: Project, images: list[int]) -> None:
     """Full supervision: each image's whole true mask as its correction."""
     for i in images:
@@ -115,6 +148,11 @@ def simulate(project: Project, cfg: SimulateConfig = SimulateConfig(), *, work: 
     """
     if cfg.select not in SELECT:
         raise SpnError(f"--select {cfg.select}: use random or uncertain.")
+    if cfg.annotator not in ANNOTATORS:
+        raise SpnError(f"--annotator {cfg.annotator}: use whole or suggestions.")
+    if cfg.annotator == "suggestions" and (cfg.budget is None or cfg.budget < 1):
+        raise SpnError(f"--budget {cfg.budget}: give the clicks a person spends per round, at least 1 "
+                       f"(e.g. --budget 500).")
     if not 0 < cfg.correct_fraction <= 1:
         raise SpnError(f"--correct-fraction {cfg.correct_fraction}: use a share in (0, 1], e.g. 0.1.")
     if not project.has_ground_truth:
@@ -137,7 +175,10 @@ def simulate(project: Project, cfg: SimulateConfig = SimulateConfig(), *, work: 
     per_round = max(1, round(cfg.correct_fraction * len(sim)))
     rows, clicks, looks = [], 0, 0
     for r in range(cfg.rounds):
-        c, k = _fix_whole(sim, _pick(sim, per_round, cfg, rng))
+        if cfg.annotator == "whole":
+            c, k = _fix_whole(sim, _pick(sim, per_round, cfg, rng))
+        else:
+            c, k, _ = _check_suggestions(sim, cfg.budget)
         clicks, looks = clicks + c, looks + k
         t0 = time.perf_counter()
         for ev in run_round(sim, cfg.round):
@@ -150,7 +191,8 @@ def simulate(project: Project, cfg: SimulateConfig = SimulateConfig(), *, work: 
     result = {"start_miou": start["metrics"]["miou"], "rounds": rows,
               "superpixel_oracle_miou": superpixel_oracle(sim)["miou"], "full_supervision_miou": None,
               "full_supervision_mean_class_accuracy": None,
-              "select": cfg.select, "correct_fraction": cfg.correct_fraction, "work": str(work)}
+              "select": cfg.select, "correct_fraction": cfg.correct_fraction, "annotator": cfg.annotator,
+              "budget": cfg.budget, "work": str(work)}
     if cfg.full_supervision:
         rollback(sim, 0)  # the upper bound starts where round 1 started: from the SPN
         _correct_exactly(sim, [i for i in range(len(sim)) if sim.images[i].has_gt])

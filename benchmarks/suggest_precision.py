@@ -1,0 +1,58 @@
+"""How often a suggested superpixel is really wrong, and its proposed class right, against the masks.
+
+    python benchmarks/suggest_precision.py PROJECT [--top 100 500 1000 3000] [--out benchmarks/results/suggest_precision.json]
+
+PROJECT: a project with ground truth and evidence (e.g. runs/real_photos/project after its round 1).
+Every unreviewed superpixel is ranked as ``spn-napari suggest`` ranks it
+(:func:`spn_napari.suggest.image_suggestions`); for the top k, the share whose current label is not
+their true class (the majority of their mask, :mod:`spn_napari.effort`), and among those the share
+whose proposed class is that true class. The share of wrong superpixels among all of them is the
+rate a random order would find. Nothing is fitted to the masks: they only score the ranking.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from spn_napari.effort import superpixel_majority
+from spn_napari.store import Project
+from spn_napari.suggest import suggest
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("project")
+    ap.add_argument("--top", type=int, nargs="+", default=[100, 500, 1000, 3000])
+    ap.add_argument("--out", default=None, help="write the JSON here")
+    a = ap.parse_args()
+    p = Project(a.project)
+    truth = {}
+    rows = []  # (wrong, proposal right) in rank order
+    for s in suggest(p, None):
+        if s.image not in truth:
+            truth[s.image] = superpixel_majority(p.read("superpixels", s.image), p.ground_truth(s.image), ignore=255)
+        t = int(truth[s.image][s.superpixel])
+        if t != 255:
+            rows.append((t != s.current, t == s.proposed))
+    r = np.array(rows, bool)
+    res = {"project": a.project, "superpixels": len(r), "wrong_share_all": float(r[:, 0].mean()), "top": {}}
+    print(f"{a.project}: {len(r)} checkable superpixels, {r[:, 0].mean():.3f} of them wrong (a random order's rate)")
+    for k in a.top:
+        top = r[:k]
+        wrong = float(top[:, 0].mean())
+        proposal = float(top[:, 1].sum() / max(1, top[:, 0].sum()))
+        res["top"][str(k)] = {"wrong_share": wrong, "proposal_right_when_wrong": proposal}
+        print(f"  top {k:5d}: {wrong:.3f} wrong; of those, the proposed class is the true one for {proposal:.3f}")
+    if a.out:
+        Path(a.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(a.out).write_text(json.dumps(res, indent=1) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,131 @@
+"""Which superpixels a person should check next, across the whole project (issue 21).
+
+Each superpixel of an image nobody has reviewed is scored by how likely a check changes it, from
+what the project already has:
+
+- **disagreement**: the class the SP-CAM evidence gives the superpixel (the best of the image's
+  tags, each tag's scores divided by its peak over the image, a tag without positive evidence
+  last — when no tag has any, the raw scores over their largest magnitude; with a background
+  class, background when no tag reaches the 50 % threshold) differs from its current label (the
+  class most of its pixels carry now: the current round's labels with corrections);
+- **margin**: how close the best two candidates' evidence is (0: a coin flip, 1: no contest);
+- **size**: a larger superpixel fixes more pixels with its one click.
+
+The score is ``(1 + disagreement) × (1 − margin) × √(pixels / mean pixels)``: a disagreement
+doubles it, a clear margin removes it, and size counts with a square root (many small wrong
+superpixels matter too). Each suggestion proposes the most likely other class: the evidence's
+class when it disagrees, else the second-best candidate. Superpixels a person already set
+(corrected pixels) and images with a single candidate class are passed over: a check cannot
+change them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from .cam import tag_scores
+from .effort import superpixel_majority
+from .errors import ProjectError, SpnError
+from .labels import current_labels
+from .store import Project
+
+__all__ = ["Suggestion", "image_suggestions", "suggest", "answer"]
+
+THRESHOLD = 0.5  # with a background class: a tag's normalised score below this is background
+
+
+@dataclass(frozen=True)
+class Suggestion:
+    """Superpixel ``superpixel`` of image ``image`` (``name``): labelled ``current`` now (a label
+    value: 0 background or no label, c + 1 class c), ``proposed`` the most likely other label;
+    ``score`` how worth a check it is (larger first), ``pixels`` its size."""
+
+    image: int
+    name: str
+    superpixel: int
+    current: int
+    proposed: int
+    score: float
+    pixels: int
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def image_suggestions(project: Project, i: int) -> list[Suggestion]:
+    """Every checkable superpixel of image i, scored (unsorted)."""
+    info = project.images[i]
+    sp = project.read("superpixels", i)  # (H, W) ids 0..N-1
+    scores = project.read("cams/sp-cam", i)  # (N, C)
+    labels = current_labels(project, i)  # (H, W)
+    corr = project.correction(i)
+    bg = project.has_background
+    cs, norm, ok = tag_scores(scores.T[:, :, None], info.tags, "max")  # (K, N, 1)
+    cand = norm[:, :, 0]  # (K, N) candidates' evidence
+    values = [c + 1 for c in cs]
+    if bg:  # background competes at the threshold
+        cand = np.concatenate([np.full((1, cand.shape[1]), THRESHOLD, np.float32), cand])
+        values = [0] + values
+    if len(values) < 2:
+        return []
+    cand = np.where(np.isfinite(cand), cand, -1.0) if ok else cand / max(float(np.abs(cand).max()), 1e-12)
+    order = np.argsort(-cand, axis=0, kind="stable")  # (K, N)
+    cols = np.arange(cand.shape[1])
+    first, second = order[0], order[1]
+    margin = np.clip(cand[first, cols] - cand[second, cols], 0.0, 1.0)  # (N,)
+    values = np.asarray(values)
+    evidence_label = values[first]
+    current = superpixel_majority(sp, labels)  # (N,)
+    area = np.bincount(sp.ravel(), minlength=len(current))  # (N,)
+    disagree = evidence_label != current
+    proposed = np.where(disagree, evidence_label, np.where(values[first] == current, values[second], values[first]))
+    score = (1.0 + disagree) * (1.0 - margin) * np.sqrt(area / max(area.mean(), 1.0))
+    checked = np.zeros(len(current), bool)
+    if corr is not None:
+        checked = np.bincount(sp.ravel(), weights=corr[1].ravel(), minlength=len(current)) > 0
+    return [Suggestion(i, info.name, int(s), int(current[s]), int(proposed[s]), float(score[s]), int(area[s]))
+            for s in np.flatnonzero(~checked & (area > 0))]
+
+
+def suggest(project: Project, n: int | None = 20) -> list[Suggestion]:
+    """The ``n`` superpixels most worth a check over every unreviewed image (None: all of them),
+    best first (ties: image then superpixel order)."""
+    if n is not None and n < 1:
+        raise SpnError(f"--n {n}: ask for at least one suggestion, e.g. --n 20.")
+    for kind, step in (("superpixels", "superpixels"), ("cams/sp-cam", "pseudo-labels")):
+        if project.artifact(kind) is None:
+            raise ProjectError(f"{project.root}: no evidence to suggest from yet — run "
+                               f"`spn-napari {step} {project.root}` first.")
+    reviews = project.reviews()
+    out: list[Suggestion] = []
+    for i in range(len(project)):
+        if reviews[i] == "unreviewed":
+            out += image_suggestions(project, i)
+    out.sort(key=lambda s: (-s.score, s.image, s.superpixel))
+    return out if n is None else out[:n]
+
+
+def answer(project: Project, i: int, answers: dict[int, int]) -> None:
+    """Save a person's answers for image i's superpixels: {superpixel: label value} ('accept the
+    proposal' and 'pick another class' give that class; 'mark it correct' gives its current
+    label). Each answered superpixel's pixels become set to that label in the image's correction,
+    beside what it already holds, in one atomic save; a superpixel answered again takes the later
+    answer. The image's review status is left as it is: the rest of it is still unchecked."""
+    if not answers:
+        return
+    sp = project.read("superpixels", i)  # (H, W)
+    n, top = int(sp.max()) + 1, len(project.classes) + (0 if project.has_background else 1)
+    corr = project.correction(i)
+    labels, set_mask = (corr[0].copy(), corr[1].copy()) if corr is not None else (
+        np.zeros(sp.shape, np.uint8), np.zeros(sp.shape, bool))
+    for s, value in answers.items():
+        if not 0 <= int(s) < n:
+            raise SpnError(f"superpixel {s}: image {project.images[i].name} has superpixels 0..{n - 1}.")
+        if not (0 if project.has_background else 1) <= int(value) <= top:
+            raise SpnError(f"label {value}: not a class of this project (use "
+                           f"{0 if project.has_background else 1}..{top}).")
+        where = sp == int(s)
+        labels[where], set_mask[where] = int(value), True
+    project.save_correction(i, labels, set_mask)

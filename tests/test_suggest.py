@@ -1,0 +1,116 @@
+"""Suggestions (spn_napari.suggest): the ranking against a plain re-computation, answers saved as
+partial corrections (a later answer stands), the CLI, simulate with a click budget, bad input."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from conftest import assert_user_error, cli, tree_state
+from spn_napari.errors import SpnError
+from spn_napari.labels import current_labels
+from spn_napari.store import Project
+from spn_napari.suggest import answer, image_suggestions, suggest
+
+
+def _reference(p: Project, i: int) -> dict[int, tuple[int, int, float]]:
+    """{superpixel: (current, proposed, score)} by plain loops over the definitions in the module."""
+    sp, labels, scores = p.read("superpixels", i), current_labels(p, i), p.read("cams/sp-cam", i)
+    tags = sorted(p.images[i].tags)
+    peak = {c: scores[:, c].max() for c in tags}
+    raw = not any(v > 0 for v in peak.values())  # no tag has evidence anywhere: the raw scores decide
+    scale = max(abs(scores[:, tags]).max(), 1e-12)
+    area = np.bincount(sp.ravel())
+    out = {}
+    for s in range(sp.max() + 1):
+        vals = list(labels[sp == s])
+        current = max(sorted(set(vals)), key=vals.count)
+        cands = ([(0.5, 0)] if p.has_background else []) + [
+            (scores[s, c] / scale if raw else scores[s, c] / peak[c] if peak[c] > 0 else -1.0, c + 1) for c in tags]
+        ranked = sorted(cands, key=lambda t: -t[0])  # stable: background, then tags in order
+        (b1, v1), (b2, v2) = ranked[0], ranked[1]
+        margin = min(max(b1 - b2, 0.0), 1.0)
+        disagree = v1 != current
+        proposed = v1 if disagree else v2
+        out[s] = (int(current), int(proposed), (1 + disagree) * (1 - margin) * np.sqrt(area[s] / area.mean()))
+    return out
+
+
+def test_suggestions_follow_their_definition(labelled_project):
+    p = labelled_project
+    checked = 0
+    for i in range(len(p)):
+        if len(p.images[i].tags) + p.has_background < 2:
+            assert image_suggestions(p, i) == []
+            continue
+        ref = _reference(p, i)
+        got = image_suggestions(p, i)
+        assert len(got) == len(ref)
+        for s in got:
+            current, proposed, score = ref[s.superpixel]
+            assert (s.current, s.proposed) == (current, proposed) and s.score == pytest.approx(score, rel=1e-5)
+            assert s.proposed != s.current
+            checked += 1
+    assert checked > 100
+    top = suggest(p, 10)
+    everything = sorted((s for i in range(len(p)) for s in image_suggestions(p, i)),
+                        key=lambda s: (-s.score, s.image, s.superpixel))
+    assert top == everything[:10] and suggest(p, None) == everything
+
+
+def test_answers_are_partial_corrections_and_a_later_answer_stands(labelled_project):
+    p = labelled_project
+    s = suggest(p, 1)[0]
+    sp = p.read("superpixels", s.image)
+    answer(p, s.image, {s.superpixel: s.proposed})
+    labels, set_mask = p.correction(s.image)
+    np.testing.assert_array_equal(set_mask, sp == s.superpixel)
+    assert (labels[set_mask] == s.proposed).all() and p.review(s.image) == "unreviewed"
+    answer(p, s.image, {s.superpixel: s.current})  # answered again: "mark it correct" stands
+    labels, set_mask = p.correction(s.image)
+    assert (labels[set_mask] == s.current).all() and set_mask.sum() == (sp == s.superpixel).sum()
+    assert all(x.superpixel != s.superpixel for x in image_suggestions(p, s.image))  # checked: not again
+    with pytest.raises(SpnError, match="superpixel"):
+        answer(p, s.image, {int(sp.max()) + 1: 1})
+
+
+def test_the_cli_lists_and_prints_json(labelled_project, capsys):
+    code, out, err = cli(capsys, "suggest", labelled_project.root, "--n", "5", "--json")
+    assert code == 0, err
+    got = json.loads(out)
+    assert [(d["image"], d["superpixel"]) for d in got] == [(s.image, s.superpixel) for s in suggest(labelled_project, 5)]
+
+
+@pytest.mark.parametrize("args, needles", [(["--n", "0"], ["--n 0", "at least one"]),
+                                           ([], ["no evidence", "pseudo-labels"])])
+def test_bad_suggest_requests_are_one_line(args, needles, labelled_project, sp_project, capsys):
+    project = labelled_project if args else sp_project  # sp_project: superpixels, no pseudo-labels
+    before = tree_state(project.root)
+    code, _, err = cli(capsys, "suggest", project.root, *args)
+    assert_user_error(code, err, *needles)
+    assert tree_state(project.root) == before
+
+
+def test_simulate_with_suggestions_spends_its_click_budget(labelled_project, tmp_path, capsys):
+    code, out, err = cli(capsys, "simulate", labelled_project.root, "--annotator", "suggestions", "--budget", "15",
+                         "--rounds", "1", "--no-full", "--epochs", "1", "--batch-size", "4", "--scales", "48,64",
+                         "--work", tmp_path / "sim", "--json", "--progress", "none")
+    assert code == 0, err
+    res = json.loads(out)
+    r = res["rounds"][0]
+    assert r["clicks"] == 15 and r["looks"] > 0 and res["annotator"] == "suggestions"
+    sim = Project(tmp_path / "sim")
+    set_pixels = sum(int(sim.correction(i)[1].sum()) for i in range(len(sim)) if sim.correction(i) is not None)
+    assert 0 < set_pixels < sum(im.height * im.width for im in sim.images) / 2  # partial corrections
+    assert all(sim.review(i) == "unreviewed" for i in range(len(sim)))
+
+
+@pytest.mark.parametrize("budget", ["0", "-3"])
+def test_a_budget_below_one_is_one_line(budget, labelled_project, tmp_path, capsys):
+    before = tree_state(labelled_project.root)
+    code, _, err = cli(capsys, "simulate", labelled_project.root, "--annotator", "suggestions", "--budget", budget,
+                       "--work", tmp_path / "sim", "--progress", "none")
+    assert_user_error(code, err, f"--budget {budget}")
+    assert tree_state(labelled_project.root) == before and not (tmp_path / "sim").exists()
