@@ -54,22 +54,23 @@ class Suggestion:
         return asdict(self)
 
 
-def image_suggestions(project: Project, i: int) -> list[Suggestion]:
-    """Every checkable superpixel of image i, scored (unsorted)."""
+def _image_table(project: Project, i: int) -> np.ndarray | None:
+    """Image i's checkable superpixels as one (M, 5) float64 array: superpixel, current, proposed,
+    score, pixels (arrays, not objects: a project has hundreds of thousands of superpixels)."""
     info = project.images[i]
+    bg = project.has_background
+    if len(info.tags) + bg < 2:
+        return None
     sp = project.read("superpixels", i)  # (H, W) ids 0..N-1
     scores = project.read("cams/sp-cam", i)  # (N, C)
-    labels = current_labels(project, i)  # (H, W)
     corr = project.correction(i)
-    bg = project.has_background
+    labels = current_labels(project, i)  # (H, W)
     cs, norm, ok = tag_scores(scores.T[:, :, None], info.tags, "max")  # (K, N, 1)
     cand = norm[:, :, 0]  # (K, N) candidates' evidence
     values = [c + 1 for c in cs]
     if bg:  # background competes at the threshold
         cand = np.concatenate([np.full((1, cand.shape[1]), THRESHOLD, np.float32), cand])
         values = [0] + values
-    if len(values) < 2:
-        return []
     cand = np.where(np.isfinite(cand), cand, -1.0) if ok else cand / max(float(np.abs(cand).max()), 1e-12)
     order = np.argsort(-cand, axis=0, kind="stable")  # (K, N)
     cols = np.arange(cand.shape[1])
@@ -80,13 +81,23 @@ def image_suggestions(project: Project, i: int) -> list[Suggestion]:
     current = superpixel_majority(sp, labels)  # (N,)
     area = np.bincount(sp.ravel(), minlength=len(current))  # (N,)
     disagree = evidence_label != current
-    proposed = np.where(disagree, evidence_label, np.where(values[first] == current, values[second], values[first]))
+    proposed = np.where(disagree, evidence_label, values[second])
     score = (1.0 + disagree) * (1.0 - margin) * np.sqrt(area / max(area.mean(), 1.0))
-    checked = np.zeros(len(current), bool)
-    if corr is not None:
-        checked = np.bincount(sp.ravel(), weights=corr[1].ravel(), minlength=len(current)) > 0
-    return [Suggestion(i, info.name, int(s), int(current[s]), int(proposed[s]), float(score[s]), int(area[s]))
-            for s in np.flatnonzero(~checked & (area > 0))]
+    keep = area > 0
+    if corr is not None:  # superpixels a person set: checked already
+        keep &= np.bincount(sp.ravel(), weights=corr[1].ravel(), minlength=len(current)) == 0
+    ids = np.flatnonzero(keep)
+    return np.stack([ids, current[ids], proposed[ids], score[ids], area[ids]], 1).astype(np.float64)
+
+
+def _suggestion(project: Project, i: int, row) -> Suggestion:
+    return Suggestion(i, project.images[i].name, int(row[0]), int(row[1]), int(row[2]), float(row[3]), int(row[4]))
+
+
+def image_suggestions(project: Project, i: int) -> list[Suggestion]:
+    """Every checkable superpixel of image i, scored (in superpixel order)."""
+    table = _image_table(project, i)
+    return [] if table is None else [_suggestion(project, i, row) for row in table]
 
 
 def suggest(project: Project, n: int | None = 20) -> list[Suggestion]:
@@ -99,12 +110,17 @@ def suggest(project: Project, n: int | None = 20) -> list[Suggestion]:
             raise ProjectError(f"{project.root}: no evidence to suggest from yet — run "
                                f"`spn-napari {step} {project.root}` first.")
     reviews = project.reviews()
-    out: list[Suggestion] = []
+    tables = []
     for i in range(len(project)):
-        if reviews[i] == "unreviewed":
-            out += image_suggestions(project, i)
-    out.sort(key=lambda s: (-s.score, s.image, s.superpixel))
-    return out if n is None else out[:n]
+        table = _image_table(project, i) if reviews[i] == "unreviewed" else None
+        if table is not None and len(table):
+            tables.append(np.concatenate([np.full((len(table), 1), i, np.float64), table], 1))
+    if not tables:
+        return []
+    rows = np.concatenate(tables)  # (M, 6): image, superpixel, current, proposed, score, pixels
+    order = np.lexsort((rows[:, 1], rows[:, 0], -rows[:, 4]))  # score descending, then image, superpixel
+    order = order if n is None else order[:n]
+    return [_suggestion(project, int(rows[k, 0]), rows[k, 1:]) for k in order]
 
 
 def answer(project: Project, i: int, answers: dict[int, int]) -> None:
