@@ -155,8 +155,12 @@ class Annotator:
             return None
         return unsure_pixels(p, i, method, UNSURE_BAND).astype(np.uint8)
 
-    def forget(self) -> None:
-        """Drop cached views (after a round or a reload changed the labels)."""
+    def forget(self, i: int | None = None) -> None:
+        """Drop cached views (after a round or a reload changed the labels); ``i``: only image
+        i's (its correction was saved from elsewhere, e.g. a suggestion's answer)."""
+        if i is not None:
+            self._cache.pop(i, None)
+            return
         self._cache.clear()
         self.project.reload()
 

@@ -31,7 +31,7 @@ from .errors import ProjectError, SpnError
 from .labels import current_labels
 from .store import Project
 
-__all__ = ["Suggestion", "image_suggestions", "suggest", "answer"]
+__all__ = ["Suggestion", "image_suggestions", "suggest", "answer", "SuggestionQueue"]
 
 THRESHOLD = 0.5  # with a background class: a tag's normalised score below this is background
 
@@ -145,3 +145,43 @@ def answer(project: Project, i: int, answers: dict[int, int]) -> None:
         where = sp == int(s)
         labels[where], set_mask[where] = int(value), True
     project.save_correction(i, labels, set_mask)
+
+
+class SuggestionQueue:
+    """The suggestions a person works through in the dock, best first, with what they cost.
+
+    Built once from :func:`suggest` (every unreviewed image); :meth:`next` gives the next one not
+    yet answered or skipped, :meth:`answer_current` saves an answer at once (:func:`answer`) and
+    counts it: a *click* when it changes the superpixel's label (the proposal, or another class),
+    a *look* when it confirms it (marked correct). Skipping costs nothing."""
+
+    def __init__(self, project: Project) -> None:
+        self.project = project
+        self._items = suggest(project, None)
+        self._at = -1
+        self.answers = self.clicks = self.looks = 0
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    @property
+    def current(self) -> Suggestion | None:
+        return self._items[self._at] if 0 <= self._at < len(self._items) else None
+
+    def next(self) -> Suggestion | None:
+        """Move on to the next suggestion (None at the end)."""
+        self._at = min(self._at + 1, len(self._items))
+        return self.current
+
+    def answer_current(self, value: int) -> Suggestion:
+        """Save label ``value`` for the current suggestion's superpixel; returns it."""
+        s = self.current
+        if s is None:
+            raise SpnError("no suggestion to answer: the queue is done — run a round for new ones.")
+        answer(self.project, s.image, {s.superpixel: int(value)})
+        self.answers += 1
+        if int(value) == s.current:
+            self.looks += 1
+        else:
+            self.clicks += 1
+        return s

@@ -193,3 +193,46 @@ def test_the_run_form_sets_each_steps_options(widget):
     assert runs.step_options("superpixels") == ["--n-segments", "200"]
     argv = command("pseudo-labels", "P", device="cpu", extra=runs.step_options("pseudo-labels"))
     assert argv[3:] == ["pseudo-labels", "P", "--progress", "jsonl", "--device", "cpu", "--method", "cam"]
+
+
+def test_checking_suggestions_with_keys_saves_each_answer(widget, labelled_project, qtbot):
+    """Check suggestions: the dock shows the engine's queue in order (image, outlined superpixel,
+    proposed class chosen); Y, C, a tag's number and S answer as a person would, each answer saved
+    at once as a partial correction; the counter counts answers, clicks and looks."""
+    from spn_napari.suggest import suggest
+    p = Project(labelled_project.root)
+    queue = suggest(p, None)
+    canvas = widget.viewer.window._qt_viewer.canvas.native
+    panel = widget.suggestions
+    panel.button.click()
+    assert panel.active
+    sp_of = lambda i: p.read("superpixels", i)  # noqa: E731
+    first = queue[0]
+    assert widget.current == first.image and widget.klass.currentData() == first.proposed
+    outline = np.asarray(widget.viewer.layers["Suggestion"].data).astype(bool)
+    assert outline.any() and (sp_of(first.image)[outline] == first.superpixel).all()
+    qtbot.keyClick(canvas, "y")  # accept the proposal
+    labels, set_mask = Project(p.root).correction(first.image)
+    np.testing.assert_array_equal(set_mask, sp_of(first.image) == first.superpixel)
+    assert (labels[set_mask] == first.proposed).all()
+    assert (widget.annotator.view(first.image).labels[set_mask] == first.proposed).all()  # what the dock shows
+    second = queue[1]
+    assert widget.current == second.image
+    qtbot.keyClick(canvas, "c")  # correct as labelled: a look
+    labels, set_mask = Project(p.root).correction(second.image)
+    assert (labels[sp_of(second.image) == second.superpixel] == second.current).all()
+    qtbot.keyClick(canvas, "s")  # skip the third: nothing saved for it
+    third, fourth = queue[2], queue[3]
+    corr = Project(p.root).correction(third.image)
+    assert corr is None or not corr[1][sp_of(third.image) == third.superpixel].any()
+    tags = widget.annotator.view(fourth.image).tags
+    qtbot.keyClick(canvas, "1")  # the photo's first tag as the answer
+    labels, set_mask = Project(p.root).correction(fourth.image)
+    assert (labels[sp_of(fourth.image) == fourth.superpixel] == tags[0] + 1).all()
+    clicks = 1 + (tags[0] + 1 != fourth.current)
+    assert panel.counter.text().startswith(f"answers 3 · clicks {clicks} · looks {3 - clicks}")
+    widget.show_image((widget.current + 1) % len(p))  # leaving the image saves nothing over the answers
+    labels, set_mask = Project(p.root).correction(first.image)
+    assert (labels[sp_of(first.image) == first.superpixel] == first.proposed).all()
+    panel.button.click()
+    assert not panel.active and "Suggestion" not in widget.viewer.layers

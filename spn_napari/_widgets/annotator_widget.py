@@ -8,7 +8,9 @@ swap, accept/reject), autosave, and segmenting any open image layer with the pro
 most labelled area chosen), and the paint label and the class box follow each other.
 
 Keys: N next unreviewed, P previous, A accept, R reject, 1–9 the image's n-th tag, O labels as
-outlines or filled, U the Unsure layer, G the shown image's row into view.
+outlines or filled, U the Unsure layer, G the shown image's row into view; while checking
+suggestions (:mod:`.suggestions_panel`) Y accepts the proposal, 1–9 answers with a tag, C marks the
+superpixel correct and S skips it.
 """
 
 from __future__ import annotations
@@ -44,6 +46,7 @@ from .rounds_panel import RoundsPanel
 from .run_panel import RunPanel
 from .section import Section
 from .segment_panel import SegmentPanel
+from .suggestions_panel import SuggestionsPanel
 from .steady_label import SteadyLabel
 
 AUTOSAVE_MS = 5000
@@ -140,6 +143,7 @@ class AnnotatorWidget(QWidget):
         self.runs.step_finished.connect(self._on_step_finished)
         self.rounds = RoundsPanel(self)
         self.segmenting = SegmentPanel(self)
+        self.suggestions = SuggestionsPanel(self)
         # folded at first, so the image list gets the height (>= 12 rows at 1600x1000)
         self.sections = {name: Section(title, panel) for name, title, panel in (
             ("run", "Run", self.runs), ("segment", "Segment", self.segmenting), ("rounds", "Rounds", self.rounds))}
@@ -154,6 +158,7 @@ class AnnotatorWidget(QWidget):
         layout.addWidget(self.sp_fill)
         layout.addLayout(swap)
         layout.addWidget(self.status)
+        layout.addWidget(self.suggestions)
         for section in self.sections.values():
             layout.addWidget(section)
 
@@ -432,6 +437,15 @@ class AnnotatorWidget(QWidget):
         if "Unsure" in self.viewer.layers:
             self.viewer.layers["Unsure"].visible = on
 
+    def refresh_shown_labels(self, i: int) -> None:
+        """Image i's correction was saved from elsewhere (a suggestion's answer): re-read its view,
+        and when it is shown, put its labels into the layer (nothing to save: layer and view agree)."""
+        self.annotator.forget(i)
+        if self.current == i and "labels" in self.viewer.layers:
+            layer = self.labels_layer
+            with layer.block_history():
+                layer.data = self.annotator.view(i).labels.copy()
+
     def show_current_row(self) -> None:
         """Bring the shown image's row into view (key G), wherever the sort put it."""
         if self.current is not None:
@@ -458,9 +472,12 @@ class AnnotatorWidget(QWidget):
     def _bind_keys(self, target) -> None:
         """N next unreviewed, P previous, A accept, R reject, 1–9 the n-th tag, O outlines, U the
         Unsure layer, G the current row, on the viewer or a layer."""
+        checking = self.suggestions
         keys = [("n", self.next_unreviewed), ("p", self.previous), ("a", self.accept), ("r", self.reject),
-                ("o", self.outlines.toggle), ("u", self.unsure.toggle), ("g", self.show_current_row)]
-        keys += [(str(k), lambda k=k: self.choose_tag(k - 1)) for k in range(1, 10)]
+                ("o", self.outlines.toggle), ("u", self.unsure.toggle), ("g", self.show_current_row),
+                ("y", checking.accept), ("c", checking.correct), ("s", checking.skip)]
+        keys += [(str(k), lambda k=k: checking.tag(k - 1) if checking.active else self.choose_tag(k - 1))
+                 for k in range(1, 10)]
         for key, fn in keys:
             target.bind_key(key, lambda _target, fn=fn: fn(), overwrite=True)
 
@@ -581,6 +598,7 @@ class AnnotatorWidget(QWidget):
     def reload(self) -> None:
         """The project changed underneath (a round ended, a rollback): rebuild the lists and the
         shown image from it, without saving the stale labels on screen as a correction."""
+        self.suggestions.stop()  # its queue was made from the old labels
         self.annotator.forget()
         shown, self.current = self.current, None
         self.refresh_list()

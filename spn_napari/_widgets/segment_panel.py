@@ -23,7 +23,7 @@ from ..errors import SpnError
 from ..napari_io import labels_style
 from .predict_worker import PredictWorker
 
-OVERLAYS = ("superpixels", "SP-CAM", "CAM", "Unsure")  # the dock's own image layers that are maps, not images
+OVERLAYS = ("superpixels", "SP-CAM", "CAM", "Unsure", "Suggestion")  # the dock's own image layers that are maps, not images
 
 
 class SegmentPanel(QWidget):

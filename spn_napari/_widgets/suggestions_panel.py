@@ -1,0 +1,153 @@
+"""The dock's *Check suggestions* mode: the superpixels most worth a check, one after another,
+across every unreviewed image (:class:`spn_napari.suggest.SuggestionQueue`).
+
+Each suggestion shows its image, outlines the superpixel (layer "Suggestion") and chooses the
+proposed class in the class box. Keys while checking: **Y** accept the proposal, **1**–**9** the
+photo's n-th tag instead, **C** mark it correct as labelled, **S** skip. Each answer is saved at
+once as a partial correction; a counter shows answers, clicks and looks."""
+
+from __future__ import annotations
+
+import numpy as np
+from qtpy.QtWidgets import QHBoxLayout, QPushButton, QVBoxLayout, QWidget
+
+from ..errors import SpnError
+from ..suggest import SuggestionQueue
+from .steady_label import SteadyLabel
+
+LAYER = "Suggestion"
+OUTLINE = {"name": "spn suggestion", "colors": [[0.0, 1.0, 1.0, 0.0], [0.0, 1.0, 1.0, 1.0]]}  # cyan
+
+
+def inner_outline(mask: np.ndarray) -> np.ndarray:
+    """(H, W) uint8: the pixels of ``mask`` that touch a pixel outside it (or the image's edge)."""
+    m = np.pad(mask, 1)
+    inside = m[1:-1, 1:-1]
+    touches = ~(m[:-2, 1:-1] & m[2:, 1:-1] & m[1:-1, :-2] & m[1:-1, 2:])
+    return (inside & touches).astype(np.uint8)
+
+
+class SuggestionsPanel(QWidget):
+    """``host`` is the AnnotatorWidget: its ``annotator``, ``viewer``, ``show_image()``,
+    ``choose_class()``, ``save()``, ``refresh_shown_labels()`` and ``notify()``."""
+
+    def __init__(self, host, parent=None) -> None:
+        super().__init__(parent)
+        self.host = host
+        self.queue: SuggestionQueue | None = None
+        self.button = QPushButton("Check suggestions")
+        self.button.setCheckable(True)
+        self.button.setToolTip("go through the superpixels most likely wrong, over all unreviewed images: "
+                               "Y accept the proposal, 1–9 another tag, C correct as it is, S skip")
+        self.button.toggled.connect(self._toggled)
+        self.counter = SteadyLabel("answers 0 · clicks 0 · looks 0")
+        row = QHBoxLayout()
+        row.addWidget(self.button)
+        row.addWidget(self.counter, 1)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addLayout(row)
+
+    @property
+    def active(self) -> bool:
+        return self.queue is not None
+
+    def _toggled(self, on: bool) -> None:
+        if on:
+            self.start()
+        else:
+            self.stop()
+
+    def start(self) -> bool:
+        """Build the queue from the open project and show the first suggestion."""
+        host = self.host
+        if host.annotator is None:
+            host.notify("open a project first")
+            self.button.setChecked(False)
+            return False
+        host.save()  # the queue reads the corrections as saved
+        try:
+            self.queue = SuggestionQueue(host.annotator.project)
+        except SpnError as exc:
+            host.notify(str(exc), error=True)
+            self.button.setChecked(False)
+            return False
+        if not self.button.isChecked():
+            self.button.blockSignals(True)
+            self.button.setChecked(True)
+            self.button.blockSignals(False)
+        self._count()
+        self.show_next()
+        return True
+
+    def stop(self) -> None:
+        self.queue = None
+        if LAYER in self.host.viewer.layers:
+            self.host.viewer.layers.remove(LAYER)
+        if self.button.isChecked():
+            self.button.blockSignals(True)
+            self.button.setChecked(False)
+            self.button.blockSignals(False)
+
+    def show_next(self) -> None:
+        s = self.queue.next()
+        if s is None:
+            self.host.notify("no more suggestions: run a refinement round for new ones")
+            self.stop()
+            return
+        host = self.host
+        if host.current != s.image:
+            host.show_image(s.image)
+        sp = host.annotator.view(s.image).superpixels
+        outline = inner_outline(sp == s.superpixel)  # (H, W)
+        viewer = host.viewer
+        if LAYER in viewer.layers:
+            viewer.layers[LAYER].data = outline
+        else:
+            viewer.add_image(outline, name=LAYER, colormap=OUTLINE, contrast_limits=(0, 1), blending="translucent",
+                             metadata={"spn_project": str(host.annotator.project.root)})
+            viewer.layers.selection.active = host.labels_layer
+        host.choose_class(s.proposed)
+        names = host.annotator.project.label_names()
+        first = 0 if host.annotator.project.has_background else 1
+        host.status.setText(f"{s.name}, superpixel {s.superpixel}: {names[s.current - first] if s.current >= first else 'no label'}"
+                            f" → {names[s.proposed - first]}?  Y yes · 1–9 another tag · C correct · S skip")
+
+    def answer(self, value: int) -> None:
+        """Save ``value`` for the shown suggestion and move on."""
+        if self.queue is None or self.queue.current is None:
+            return
+        host = self.host
+        host.save()  # the person's own strokes first, so the answer lands on top of them
+        try:
+            s = self.queue.answer_current(value)
+        except (OSError, SpnError) as exc:
+            host.notify(f"could not save the answer: {exc} — try again", error=True)
+            return
+        host.refresh_shown_labels(s.image)
+        self._count()
+        self.show_next()
+
+    def accept(self) -> None:
+        if self.queue is not None and self.queue.current is not None:
+            self.answer(self.queue.current.proposed)
+
+    def correct(self) -> None:
+        if self.queue is not None and self.queue.current is not None:
+            self.answer(self.queue.current.current)
+
+    def tag(self, n: int) -> None:
+        """Answer with the photo's n-th tag (0-based), as ordered in the class box."""
+        if self.queue is None or self.queue.current is None:
+            return
+        tags = self.host.annotator.view(self.queue.current.image).tags
+        if n < len(tags):
+            self.answer(tags[n] + 1)
+
+    def skip(self) -> None:
+        if self.queue is not None:
+            self.show_next()
+
+    def _count(self) -> None:
+        q = self.queue
+        self.counter.setText(f"answers {q.answers} · clicks {q.clicks} · looks {q.looks} · {len(q)} suggested")
