@@ -27,6 +27,7 @@ from .events import Event
 from .models.spn import SPN
 from .ops import superpixel_pool
 from .store import Project
+from .suggest import write_index
 from .data.transforms import fit_to_canvas
 from .features import view_maps, views
 from .train import feature_cache, load_spn, resolve_device
@@ -185,5 +186,7 @@ def make_pseudo_labels(project: Project, cfg: PseudoLabelConfig = PseudoLabelCon
             yield Event("image", done, len(mine))
     if distributed.is_main():
         project.set_settings(evidence=settings.meta())
+        if project.current_round() is None:  # the pseudo-labels are the labels: rank them for checks
+            write_index(project)
     yield Event("done", n, n, {"seconds": time.perf_counter() - t0, "method": settings.method,
                                "settings": settings.meta()})

@@ -33,6 +33,7 @@ from .features import view_maps, views
 from .labels import labels_kind, present_classes, pseudo_method, round0_method, training_target
 from .models.decoupled import IGNORE, DecoupledConfig, DecoupledNet, decoupled_loss
 from .store import Project
+from .suggest import write_index
 from .train import (autocast, batch_inputs, compile_convs, drop_state, feature_cache, fit, load_checkpoint, load_spn,
                     resolve_device, seed_everything, training_scales)
 
@@ -336,6 +337,8 @@ def run_round(project: Project, cfg: RoundConfig = RoundConfig()) -> Iterator[Ev
     project.reload()
     entry["metrics"] = round_metrics(project, k, parent)  # corrections saved meanwhile (the GUI) count
     project.add_round(entry, uncertainty)
+    if project.artifact("cams/sp-cam") and project.artifact("superpixels"):
+        write_index(project)  # the suggestions for the new labels (spn_napari.suggest)
     drop_state(cfg.state)
     distributed.barrier()
     yield Event("done", k, k, entry)

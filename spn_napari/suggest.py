@@ -17,10 +17,16 @@ superpixels matter too). Each suggestion proposes the most likely other class: t
 class when it disagrees, else the second-best candidate. Superpixels a person already set
 (corrected pixels) and images with a single candidate class are passed over: a check cannot
 change them.
+
+The ranking is kept in the project as one file (artifact ``suggestions/index``: each image's
+:data:`PER_IMAGE` best superpixels), written when pseudo-labels or a round end and whenever it is
+found stale, so a queue over 20,000 photos starts from one read instead of reading every photo.
+Photos corrected since it was written are scored afresh when it is read.
 """
 
 from __future__ import annotations
 
+import io
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -28,12 +34,14 @@ import numpy as np
 from .cam import tag_scores
 from .effort import superpixel_majority
 from .errors import ProjectError, SpnError
-from .labels import current_labels
+from .labels import base_kind, current_labels
 from .store import Project
 
-__all__ = ["Suggestion", "image_suggestions", "suggest", "answer", "SuggestionQueue"]
+__all__ = ["Suggestion", "image_suggestions", "suggest", "answer", "SuggestionQueue", "write_index", "PER_IMAGE"]
 
 THRESHOLD = 0.5  # with a background class: a tag's normalised score below this is background
+PER_IMAGE = 64  # superpixels of each photo the ranking keeps: more than a person checks before a round
+INDEX_KIND = "suggestions/index"
 
 
 @dataclass(frozen=True)
@@ -100,24 +108,68 @@ def image_suggestions(project: Project, i: int) -> list[Suggestion]:
     return [] if table is None else [_suggestion(project, i, row) for row in table]
 
 
+def _stamp(project: Project) -> dict:
+    """What the ranking was made from: the labels it compared (the current round's, or the
+    pseudo-labels) and the evidence; a change makes the index stale."""
+    return {"round": project.current_round(), "labels": base_kind(project),
+            "evidence": (project.artifact("cams/sp-cam") or {}).get("version")}
+
+
+def _rows(project: Project, images) -> np.ndarray:
+    """(M, 6) float64 rows (image, superpixel, current, proposed, score, pixels) of ``images``:
+    each image's PER_IMAGE best superpixels."""
+    tables = []
+    for i in images:
+        table = _image_table(project, i)
+        if table is not None and len(table):
+            table = table[np.argsort(-table[:, 3], kind="stable")[:PER_IMAGE]]
+            tables.append(np.concatenate([np.full((len(table), 1), i, np.float64), table], 1))
+    return np.concatenate(tables) if tables else np.zeros((0, 6))
+
+
+def write_index(project: Project) -> np.ndarray:
+    """Score every photo and keep the ranking in the project (``suggestions/index``); returns its rows."""
+    rows = _rows(project, range(len(project)))
+    buf = io.BytesIO()
+    np.savez(buf, ids=rows[:, [0, 1, 2, 3, 5]].astype(np.int32), score=rows[:, 4],
+             corrected=np.asarray(project.corrected(), bool), corrections=np.int64(project.corrections_version()))
+    project.commit_file(INDEX_KIND, buf.getvalue(), suffix=".npz", meta=_stamp(project))
+    return rows
+
+
+def _ranked_rows(project: Project) -> np.ndarray:
+    """Every unreviewed photo's rows, from the index when it is current (photos corrected since it
+    was written scored afresh), else from a new index."""
+    entry = project.artifact(INDEX_KIND)
+    rows = None
+    if entry is not None and entry.get("meta") == _stamp(project):
+        with np.load(project.file(INDEX_KIND)) as z:
+            ids, score = z["ids"].astype(np.float64), z["score"]  # (M, 5), (M,)
+            rows = np.concatenate([ids[:, :4], score[:, None], ids[:, 4:]], 1)  # (M, 6)
+            corrections, was_corrected = int(z["corrections"]), z["corrected"]
+        if corrections != project.corrections_version():
+            now = np.asarray(project.corrected(), bool)
+            if len(was_corrected) != len(now):
+                rows = None
+            else:
+                again = np.flatnonzero(now)  # their answers may have taken superpixels out
+                rows = np.concatenate([rows[~np.isin(rows[:, 0], again)], _rows(project, again)])
+    if rows is None:
+        rows = write_index(project)
+    unreviewed = np.asarray(project.reviews()) == "unreviewed"
+    return rows[unreviewed[rows[:, 0].astype(np.int64)]] if len(rows) else rows
+
+
 def suggest(project: Project, n: int | None = 20) -> list[Suggestion]:
-    """The ``n`` superpixels most worth a check over every unreviewed image (None: all of them),
-    best first (ties: image then superpixel order)."""
+    """The ``n`` superpixels most worth a check over every unreviewed image (None: all of them;
+    at most :data:`PER_IMAGE` of each image), best first (ties: image then superpixel order)."""
     if n is not None and n < 1:
         raise SpnError(f"--n {n}: ask for at least one suggestion, e.g. --n 20.")
     for kind, step in (("superpixels", "superpixels"), ("cams/sp-cam", "pseudo-labels")):
         if project.artifact(kind) is None:
             raise ProjectError(f"{project.root}: no evidence to suggest from yet — run "
                                f"`spn-napari {step} {project.root}` first.")
-    reviews = project.reviews()
-    tables = []
-    for i in range(len(project)):
-        table = _image_table(project, i) if reviews[i] == "unreviewed" else None
-        if table is not None and len(table):
-            tables.append(np.concatenate([np.full((len(table), 1), i, np.float64), table], 1))
-    if not tables:
-        return []
-    rows = np.concatenate(tables)  # (M, 6): image, superpixel, current, proposed, score, pixels
+    rows = _ranked_rows(project)  # (M, 6): image, superpixel, current, proposed, score, pixels
     order = np.lexsort((rows[:, 1], rows[:, 0], -rows[:, 4]))  # score descending, then image, superpixel
     order = order if n is None else order[:n]
     return [_suggestion(project, int(rows[k, 0]), rows[k, 1:]) for k in order]

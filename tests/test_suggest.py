@@ -12,7 +12,7 @@ from conftest import assert_user_error, cli, tree_state
 from spn_napari.errors import SpnError
 from spn_napari.labels import current_labels
 from spn_napari.store import Project
-from spn_napari.suggest import answer, image_suggestions, suggest
+from spn_napari.suggest import PER_IMAGE, answer, image_suggestions, suggest
 
 
 def _reference(p: Project, i: int) -> dict[int, tuple[int, int, float]]:
@@ -55,9 +55,33 @@ def test_suggestions_follow_their_definition(labelled_project):
             checked += 1
     assert checked > 100
     top = suggest(p, 10)
-    everything = sorted((s for i in range(len(p)) for s in image_suggestions(p, i)),
-                        key=lambda s: (-s.score, s.image, s.superpixel))
+    kept = [s for i in range(len(p)) for s in sorted(image_suggestions(p, i), key=lambda s: -s.score)[:PER_IMAGE]]
+    everything = sorted(kept, key=lambda s: (-s.score, s.image, s.superpixel))
     assert top == everything[:10] and suggest(p, None) == everything
+
+
+def test_the_ranking_is_kept_in_the_project_and_follows_answers_and_rounds(labelled_project):
+    """The first ranking writes the index; the next reads it (no new version); an answer rescores
+    only its photo; a round's new labels make it stale, so it is written again."""
+    from spn_napari.pipeline import run
+    from spn_napari.rounds import RoundConfig, run_round
+    p = labelled_project
+    first = suggest(p, None)
+    version = p.artifact("suggestions/index")["version"]
+    assert suggest(p, None) == first and p.artifact("suggestions/index")["version"] == version
+    s = first[0]
+    answer(p, s.image, {s.superpixel: s.proposed})
+    after = suggest(p, None)
+    assert p.artifact("suggestions/index")["version"] == version  # read, the answered photo rescored
+    fresh = sorted((x for i in range(len(p)) for x in sorted(image_suggestions(p, i), key=lambda x: -x.score)[:PER_IMAGE]),
+                   key=lambda x: (-x.score, x.image, x.superpixel))
+    assert after == fresh and all((x.image, x.superpixel) != (s.image, s.superpixel) for x in after)
+    run(run_round(p, RoundConfig(epochs=1, batch_size=4, device="cpu", scales=(48, 64))))
+    assert p.artifact("suggestions/index")["meta"]["round"] == 1  # the round wrote it for its labels
+    rebuilt = p.artifact("suggestions/index")["version"]
+    assert suggest(p, 5) == sorted((x for i in range(len(p)) for x in image_suggestions(p, i)),
+                                   key=lambda x: (-x.score, x.image, x.superpixel))[:5]
+    assert p.artifact("suggestions/index")["version"] == rebuilt
 
 
 def test_answers_are_partial_corrections_and_a_later_answer_stands(labelled_project):

@@ -442,9 +442,11 @@ class AnnotatorWidget(QWidget):
         and when it is shown, put its labels into the layer (nothing to save: layer and view agree)."""
         self.annotator.forget(i)
         if self.current == i and "labels" in self.viewer.layers:
-            layer = self.labels_layer
-            with layer.block_history():
-                layer.data = self.annotator.view(i).labels.copy()
+            layer, new = self.labels_layer, self.annotator.view(i).labels
+            changed = np.asarray(layer.data) != new  # (H, W): the answered superpixel's pixels
+            if changed.any():  # painted in place: napari uploads the changed rows, not the image
+                with layer.block_history():
+                    layer.data_setitem(np.nonzero(changed), new[changed])
 
     def show_current_row(self) -> None:
         """Bring the shown image's row into view (key G), wherever the sort put it."""

@@ -1,0 +1,137 @@
+"""Check suggestions at 20,000 photos against 200: the first suggestion and each answer, side by side.
+
+    xvfb-run -a python benchmarks/bench_suggest_scale.py [--sizes 200 20000] [--answers 20] [--rounds 3]
+        [--cache DIR] [--out benchmarks/results/suggest_scale.json]
+
+Projects: the tiny random-image projects of ``bench_dock_scale.py`` (16×16 px, 3 classes, one or two
+tags), plus what suggestions read: a 4×4 grid of 16 superpixels per image, SP-CAM scores per
+superpixel (random) and the ranking (``spn_napari.suggest.write_index``, as pseudo-labels writes it),
+built once into --cache and copied afresh for each turn (answers write to them). In the real dock
+on a shown napari viewer, the sizes take turns (--rounds): the time from pressing *Check
+suggestions* to its first suggestion shown (the queue read from the ranking), then --answers
+answers (Y, accept the proposal: saved at once, the next suggestion shown), each timed with the Qt
+events it posts. Goals (issue 21): the first suggestion within 1 s at 355 photos, each answer
+within 100 ms, and an answer at 20,000 photos within 1.5× of one at 200.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import shutil
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+from qtpy.QtWidgets import QApplication
+
+from _machine import cpu_model  # benchmarks/ is on sys.path when run as a script
+from bench_dock_scale import SIDE, build_project, settle
+
+RESULTS = Path(__file__).parent / "results" / "suggest_scale.json"
+
+
+def build(root: Path, n: int) -> None:
+    from spn_napari.store import Project
+    from spn_napari.suggest import write_index
+    build_project(root, n)
+    project = Project(root)
+    grid = (np.arange(SIDE)[:, None] // 4 * 4 + np.arange(SIDE)[None, :] // 4).astype(np.int32)  # (16, 16): 16 ids
+    rng = np.random.default_rng(1)
+    with project.writer("superpixels") as w:
+        for i in range(n):
+            w.put(i, grid)
+    with project.writer("cams/sp-cam") as w:
+        for i in range(n):
+            w.put(i, rng.random((16, len(project.classes)), dtype=np.float32))
+    write_index(project)
+
+
+def cached(cache: Path, n: int) -> Path:
+    root = cache / f"n{n}" / "project"
+    if not (root.parent / "ready").exists():
+        shutil.rmtree(root.parent, ignore_errors=True)
+        root.parent.mkdir(parents=True)
+        t0 = time.perf_counter()
+        build(root, n)
+        (root.parent / "ready").write_text(f"{time.perf_counter() - t0:.1f} s to build\n")
+    return root
+
+
+def one_turn(app, viewer, src: Path, answers: int) -> tuple[float, list[float]]:
+    from spn_napari._widgets.annotator_widget import AnnotatorWidget
+    work = Path(tempfile.mkdtemp(prefix="spn-bench-suggest-"))
+    try:
+        shutil.copytree(src, work / "project")
+        widget = AnnotatorWidget(viewer)
+        dock = viewer.window.add_dock_widget(widget)
+        widget.open_project(work / "project", image=0)
+        widget.timer.stop()
+        settle(app)
+        gc.collect()
+        t0 = time.perf_counter()
+        widget.suggestions.button.click()
+        settle(app)
+        first = time.perf_counter() - t0
+        times = []
+        for _ in range(answers):
+            gc.collect()
+            t0 = time.perf_counter()
+            widget.suggestions.accept()
+            settle(app)
+            times.append(time.perf_counter() - t0)
+        widget.suggestions.stop()
+        viewer.window.remove_dock_widget(dock)
+        viewer.layers.clear()  # the next turn's dock would adopt these layers' (deleted) project
+        return first, times
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def main() -> int:
+    import napari
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--sizes", type=int, nargs="+", default=[200, 20000])
+    ap.add_argument("--answers", type=int, default=20)
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--cache", default=str(Path.home() / ".cache" / "spn-napari" / "bench-suggest-scale"))
+    ap.add_argument("--out", default=None, help=f"write the JSON here (e.g. {RESULTS})")
+    a = ap.parse_args()
+    cache = Path(a.cache)
+    t0 = time.perf_counter()
+    roots = {n: cached(cache, n) for n in a.sizes}
+    built = time.perf_counter() - t0
+    viewer = napari.Viewer(show=True)
+    app = QApplication.instance()
+    one_turn(app, viewer, roots[a.sizes[0]], 2)  # discarded: first draws and calls
+    firsts = {n: [] for n in a.sizes}
+    answers = {n: [] for n in a.sizes}
+    for _ in range(a.rounds):
+        for n in a.sizes:
+            first, times = one_turn(app, viewer, roots[n], a.answers)
+            firsts[n].append(first)
+            answers[n] += times[1:]  # the first answer of a turn warms up
+    small, big = a.sizes[0], a.sizes[-1]
+    res = {"cpu": cpu_model(), "sizes": a.sizes, "answers": a.answers, "rounds": a.rounds, "build_or_cache_s": built,
+           "first_suggestion_ms": {str(n): 1000 * statistics.median(firsts[n]) for n in a.sizes},
+           "answer_ms": {str(n): 1000 * statistics.median(answers[n]) for n in a.sizes},
+           "answer_max_ms": {str(n): 1000 * max(answers[n]) for n in a.sizes}}
+    res["answer_ratio"] = res["answer_ms"][str(big)] / res["answer_ms"][str(small)]
+    res["goals"] = {"first_suggestion_ms": 1000, "answer_ms": 100, "answer_ratio": 1.5}
+    print(f"{cpu_model()}; median ms")
+    for n in a.sizes:
+        print(f"  {n:6d} photos: first suggestion {res['first_suggestion_ms'][str(n)]:7.1f}, "
+              f"answer {res['answer_ms'][str(n)]:6.1f} (max {res['answer_max_ms'][str(n)]:.1f})")
+    print(f"answer at {big} / at {small}: {res['answer_ratio']:.2f}× (goal ≤ 1.5×)")
+    if a.out:
+        Path(a.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(a.out).write_text(json.dumps(res, indent=1) + "\n")
+    viewer.close()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
