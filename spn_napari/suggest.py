@@ -160,19 +160,23 @@ def _ranked_rows(project: Project) -> np.ndarray:
     return rows[unreviewed[rows[:, 0].astype(np.int64)]] if len(rows) else rows
 
 
-def suggest(project: Project, n: int | None = 20) -> list[Suggestion]:
-    """The ``n`` superpixels most worth a check over every unreviewed image (None: all of them;
-    at most :data:`PER_IMAGE` of each image), best first (ties: image then superpixel order)."""
-    if n is not None and n < 1:
-        raise SpnError(f"--n {n}: ask for at least one suggestion, e.g. --n 20.")
+def _ranking(project: Project) -> np.ndarray:
+    """(M, 6) rows of every unreviewed photo's suggestions, best first (ties: image, then superpixel)."""
     for kind, step in (("superpixels", "superpixels"), ("cams/sp-cam", "pseudo-labels")):
         if project.artifact(kind) is None:
             raise ProjectError(f"{project.root}: no evidence to suggest from yet — run "
                                f"`spn-napari {step} {project.root}` first.")
     rows = _ranked_rows(project)  # (M, 6): image, superpixel, current, proposed, score, pixels
-    order = np.lexsort((rows[:, 1], rows[:, 0], -rows[:, 4]))  # score descending, then image, superpixel
-    order = order if n is None else order[:n]
-    return [_suggestion(project, int(rows[k, 0]), rows[k, 1:]) for k in order]
+    return rows[np.lexsort((rows[:, 1], rows[:, 0], -rows[:, 4]))]
+
+
+def suggest(project: Project, n: int | None = 20) -> list[Suggestion]:
+    """The ``n`` superpixels most worth a check over every unreviewed image (None: all of them;
+    at most :data:`PER_IMAGE` of each image), best first (ties: image then superpixel order)."""
+    if n is not None and n < 1:
+        raise SpnError(f"--n {n}: ask for at least one suggestion, e.g. --n 20.")
+    rows = _ranking(project)
+    return [_suggestion(project, int(r[0]), r[1:]) for r in (rows if n is None else rows[:n])]
 
 
 def answer(project: Project, i: int, answers: dict[int, int]) -> None:
@@ -209,20 +213,23 @@ class SuggestionQueue:
 
     def __init__(self, project: Project) -> None:
         self.project = project
-        self._items = suggest(project, None)
+        self._rows = _ranking(project)  # (M, 6), best first; a Suggestion is made when it is reached
         self._at = -1
         self.answers = self.clicks = self.looks = 0
 
     def __len__(self) -> int:
-        return len(self._items)
+        return len(self._rows)
 
     @property
     def current(self) -> Suggestion | None:
-        return self._items[self._at] if 0 <= self._at < len(self._items) else None
+        if not 0 <= self._at < len(self._rows):
+            return None
+        row = self._rows[self._at]
+        return _suggestion(self.project, int(row[0]), row[1:])
 
     def next(self) -> Suggestion | None:
         """Move on to the next suggestion (None at the end)."""
-        self._at = min(self._at + 1, len(self._items))
+        self._at = min(self._at + 1, len(self._rows))
         return self.current
 
     def answer_current(self, value: int) -> Suggestion:
