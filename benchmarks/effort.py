@@ -1,0 +1,147 @@
+"""mIoU against clicks: fixing whole images (at random, least certain first) against checking suggestions.
+
+    python benchmarks/effort.py PROJECT [--rounds 3] [--correct-fraction 0.1] [--epochs E] [--work DIR]
+        [--out benchmarks/results/effort.json] [--png docs/effort.png]
+
+PROJECT: a project with ground truth, superpixels and pseudo-labels (e.g. runs/real_photos/project,
+which ``benchmarks/real_photos.py`` leaves; any round history it has is rolled back on the copies).
+Each curve is one ``simulate`` (:mod:`spn_napari.simulate`) on its own copy, ``--rounds`` rounds:
+
+- *whole images, random* and *whole images, least certain first*: ``--correct-fraction`` of the
+  photos fixed whole before each round (every superpixel looked at, each wrong one clicked);
+- *suggestions, same clicks*: the suggestion queue taken top-down before each round with the
+  clicks the random whole-image run spent in that round as the budget;
+- *suggestions, a third of the clicks*: the same with a third of them — the issue's goal is that
+  this reaches the mIoU of three whole-image rounds.
+
+Full supervision (the same net on every mask) and the superpixel oracle (every superpixel its true
+class: what clicking can reach) are drawn as lines. Writes the JSON and a PNG of the curves.
+All runs take as long as ``simulate`` takes: on msrc-dev and 2 CPU cores, hours; ``--epochs``
+shortens each round (the curves then say less).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+from PIL import Image, ImageDraw
+
+from spn_napari.events import run
+from spn_napari.rounds import RoundConfig
+from spn_napari.simulate import SimulateConfig, simulate
+from spn_napari.store import Project
+from spn_napari.train import default_threads
+
+from _machine import cpu_model  # benchmarks/ is on sys.path when run as a script
+
+COLOURS = {"whole images, random": (31, 119, 180), "whole images, least certain first": (255, 127, 14),
+           "suggestions, same clicks": (44, 160, 44), "suggestions, a third of the clicks": (214, 39, 40)}
+
+
+def curve(result: dict) -> list[dict]:
+    """Points (clicks, looks, mIoU) of one simulate result, from round 0 (no clicks)."""
+    return [{"clicks": 0, "looks": 0, "miou": result["start_miou"]}] + [
+        {"clicks": r["clicks"], "looks": r["looks"], "miou": r["miou"]} for r in result["rounds"]]
+
+
+def plot(res: dict, path: Path, size=(900, 560)) -> None:
+    """The curves as a PNG: mIoU (y) against clicks (x), with full supervision and the oracle as lines."""
+    w, h = size
+    left, right, top, bottom = 70, 260, 30, 60
+    img = Image.new("RGB", size, "white")
+    d = ImageDraw.Draw(img)
+    xmax = max(p["clicks"] for c in res["curves"].values() for p in c) or 1
+    ys = [p["miou"] for c in res["curves"].values() for p in c] + [v for v in (res["full_supervision_miou"],
+                                                                           res["superpixel_oracle_miou"]) if v]
+    ylo, yhi = max(0.0, min(ys) - 0.05), min(1.0, max(ys) + 0.03)
+    X = lambda v: left + (w - left - right) * v / xmax  # noqa: E731
+    Y = lambda v: h - bottom - (h - top - bottom) * (v - ylo) / (yhi - ylo)  # noqa: E731
+    d.rectangle([left, top, w - right, h - bottom], outline="black")
+    for k in range(6):
+        v = ylo + (yhi - ylo) * k / 5
+        d.text((8, Y(v) - 6), f"{v:.2f}", fill="black")
+        xv = xmax * k / 5
+        d.text((X(xv) - 12, h - bottom + 6), f"{xv:.0f}", fill="black")
+    d.text(((w - right) // 2 - 20, h - 25), "clicks", fill="black")
+    d.text((8, 8), "mIoU", fill="black")
+    for name, value, colour in (("full supervision", res["full_supervision_miou"], (120, 120, 120)),
+                                ("superpixel oracle", res["superpixel_oracle_miou"], (0, 0, 0))):
+        if value is not None and ylo <= value <= yhi:
+            for x0 in range(left, w - right, 12):
+                d.line([(x0, Y(value)), (min(x0 + 6, w - right), Y(value))], fill=colour, width=2)
+            d.text((left + 6, Y(value) - 14), f"{name} {value:.3f}", fill=colour)
+    for k, (name, points) in enumerate(res["curves"].items()):
+        colour = COLOURS.get(name, (0, 0, 0))
+        xy = [(X(p["clicks"]), Y(p["miou"])) for p in points]
+        d.line(xy, fill=colour, width=3)
+        for x, y in xy:
+            d.ellipse([x - 4, y - 4, x + 4, y + 4], fill=colour)
+        d.text((w - right + 8, top + 18 * k), name, fill=colour)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    img.save(path)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("project")
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--correct-fraction", type=float, default=0.1)
+    ap.add_argument("--epochs", type=int, default=None, help="epochs per round (default: the round's own)")
+    ap.add_argument("--device", default="auto")
+    ap.add_argument("--work", default="runs/effort", help="folder for the project copies")
+    ap.add_argument("--out", default="benchmarks/results/effort.json")
+    ap.add_argument("--png", default="docs/effort.png")
+    a = ap.parse_args()
+    default_threads()
+    project = Project(a.project)
+    work = Path(a.work)
+    if work.exists():
+        print(f"{work}: already exists — delete it or pass another --work.", file=sys.stderr)
+        return 2
+    rc = RoundConfig(device=a.device) if a.epochs is None else RoundConfig(device=a.device, epochs=a.epochs)
+    base = SimulateConfig(rounds=a.rounds, correct_fraction=a.correct_fraction, full_supervision=False, round=rc)
+    res = {"project": a.project, "cpu": cpu_model(), "rounds": a.rounds, "correct_fraction": a.correct_fraction,
+           "epochs": a.epochs, "curves": {}, "seconds": {}}
+
+    def go(name: str, cfg: SimulateConfig) -> dict:
+        t0 = time.perf_counter()
+        out = run(simulate(project, cfg, work=work / name.replace(" ", "-").replace(",", ""))).data
+        res["seconds"][name] = time.perf_counter() - t0
+        res["curves"][name] = curve(out)
+        print(f"{name}: " + ", ".join(f"{p['clicks']} clicks → {p['miou']:.3f}" for p in res["curves"][name]),
+              file=sys.stderr, flush=True)
+        return out
+
+    whole = go("whole images, random", base)
+    go("whole images, least certain first", replace(base, select="uncertain"))
+    spent = [r["clicks"] for r in whole["rounds"]]
+    per_round = [b - a for a, b in zip([0, *spent], spent)]
+    budget = max(1, round(sum(per_round) / len(per_round)))
+    go("suggestions, same clicks", replace(base, annotator="suggestions", budget=budget))
+    go("suggestions, a third of the clicks", replace(base, annotator="suggestions", budget=max(1, budget // 3)))
+    full = run(simulate(project, replace(base, rounds=1, full_supervision=True), work=work / "full")).data
+    res["full_supervision_miou"] = full["full_supervision_miou"]
+    res["superpixel_oracle_miou"] = whole["superpixel_oracle_miou"]
+    res["budget_per_round"] = {"same": budget, "third": max(1, budget // 3)}
+    goal = res["curves"]["whole images, random"][-1]
+    third = res["curves"]["suggestions, a third of the clicks"][-1]
+    res["goal"] = {"whole_miou": goal["miou"], "whole_clicks": goal["clicks"], "suggestions_third_miou": third["miou"],
+                   "suggestions_third_clicks": third["clicks"], "met": third["miou"] >= goal["miou"]}
+    out = Path(a.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(res, indent=1) + "\n")
+    plot(res, Path(a.png))
+    print(f"{a.rounds} whole-image rounds: {goal['clicks']} clicks → mIoU {goal['miou']:.3f}; suggestions with a "
+          f"third of the clicks: {third['clicks']} → {third['miou']:.3f}; full supervision "
+          f"{res['full_supervision_miou']:.3f}, superpixel oracle {res['superpixel_oracle_miou']:.3f}. "
+          f"Wrote {out} and {a.png}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
