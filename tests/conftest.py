@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import importlib.util
+import os
 import shutil
 import sqlite3
 from pathlib import Path
@@ -15,6 +17,17 @@ from spn_napari.data.synthetic import write_demo_dataset
 from spn_napari.pipeline import run
 from spn_napari.store import Project
 from spn_napari.superpixels import SuperpixelConfig, compute_superpixels
+
+
+def pytest_sessionstart(session) -> None:
+    """Under CI=true a missing napari or Qt binding fails the run: the GUI tests would otherwise
+    skip, and a CI without the plugin's dependencies would go quietly green."""
+    if os.environ.get("CI", "").lower() != "true":
+        return
+    missing = [m for m in ("napari", "qtpy", "PyQt6", "magicgui") if importlib.util.find_spec(m) is None]
+    if missing:
+        raise pytest.UsageError(f"CI=true but {', '.join(missing)} not installed: the GUI tests would be "
+                                f"skipped — run `bash scripts/setup.sh` (it installs .[test]).")
 
 
 @pytest.fixture(scope="session")

@@ -71,3 +71,19 @@ def test_every_public_name_resolves():
     import spn_napari as spn
     missing = [name for name in spn.__all__ if getattr(spn, name, None) is None]
     assert not missing
+
+
+def test_ci_without_napari_fails_instead_of_skipping(monkeypatch):
+    """Under CI=true, a machine without napari stops the run at start (the GUI tests would skip)."""
+    import importlib.util
+
+    import pytest
+
+    import conftest
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "napari" else real(name, *a))
+    monkeypatch.setenv("CI", "true")
+    with pytest.raises(pytest.UsageError, match="napari not installed"):
+        conftest.pytest_sessionstart(None)
+    monkeypatch.setenv("CI", "false")
+    conftest.pytest_sessionstart(None)  # outside CI: the GUI tests may skip

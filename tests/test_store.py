@@ -8,6 +8,7 @@ import shutil
 import sqlite3
 import signal
 import subprocess
+import time
 import sys
 import textwrap
 from pathlib import Path
@@ -148,10 +149,14 @@ def _kill_once_committed(root: Path, mode: str, counter: str, at_least: int) -> 
     SIGKILL it at once (an arbitrary instant of its loop)."""
     proc = _start_writer(root, mode)
     assert proc.stdout.readline().strip() == "go"
+    deadline = time.monotonic() + 120  # a writer that stopped committing fails the test, not hangs it
     while Project(root).settings.get(counter, 0) < at_least:
-        pass
+        if time.monotonic() > deadline or proc.poll() is not None:
+            proc.kill()
+            pytest.fail(f"the {mode} writer committed no {counter} >= {at_least} within 120 s "
+                        f"(exit status {proc.poll()})")
     proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    proc.wait(60)
 
 
 def test_killed_manifest_writer_leaves_a_readable_project(sp_project):
