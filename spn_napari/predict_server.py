@@ -36,11 +36,11 @@ from .store import Project
 __all__ = ["serve", "model_key"]
 
 
-def model_key(project: Project, round: int | None = None) -> str:
-    """What decides which model (and settings) labels an image: the round asked for (None: the
-    current one), the SPN's checkpoint and the recorded evidence settings; a change means loading
-    the model anew."""
-    r = current_round(project) if round is None else round
+def model_key(project: Project, wanted: int | None = None) -> str:
+    """What decides which model (and settings) labels an image: the round asked for (``wanted``;
+    None: the current one), the SPN's checkpoint and the recorded evidence settings; a change
+    means loading the model anew."""
+    r = current_round(project) if wanted is None else wanted
     return json.dumps([r, project.artifact("spn"), project.settings.get("evidence")], sort_keys=True, default=str)
 
 

@@ -69,13 +69,13 @@ class PredictWorker(QObject):
         self._inflight.clear()
 
     # ---- requests ----------------------------------------------------------------------------
-    def request(self, image, out, tags=None, round: int | None = None) -> int:
+    def request(self, image, out, tags=None, model_round: int | None = None) -> int:
         """Ask for image file ``image`` labelled into ``out`` (tags: class names, or None for
-        the model's classifier; ``round``: that round's model, None the current one); returns the
-        request's id, which its answer carries."""
+        the model's classifier; ``model_round``: that round's model, None the current one);
+        returns the request's id, which its answer carries."""
         rid, self._next_id = self._next_id, self._next_id + 1
         self._queue.append({"id": rid, "image": str(image), "out": str(out),
-                            "tags": None if tags is None else list(tags), "round": round})
+                            "tags": None if tags is None else list(tags), "round": model_round})
         if not self.running():
             self._start()
         elif self._ready:
