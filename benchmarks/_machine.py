@@ -1,8 +1,10 @@
-"""What every benchmark prints about the machine it ran on."""
+"""What every benchmark shares: the machine it ran on, and how its results are written."""
 
 from __future__ import annotations
 
+import json
 import platform
+from pathlib import Path
 
 
 def cpu_model() -> str:
@@ -15,3 +17,11 @@ def cpu_model() -> str:
     except OSError:
         pass
     return platform.processor() or platform.machine()
+
+
+def write_results(path, res: dict) -> Path:
+    """Write a benchmark's results as indented JSON at ``path`` (its folder made if missing)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(res, indent=1) + "\n")
+    return path

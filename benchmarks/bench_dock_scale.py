@@ -98,14 +98,14 @@ def build_project(root: Path, n: int, seed: int = 0) -> None:
         shutil.rmtree(work, ignore_errors=True)
 
 
-def cached_project(cache: Path, n: int) -> Path:
-    """The n-image project in ``cache``, built on first use."""
+def cached_project(cache: Path, n: int, build=build_project) -> Path:
+    """The n-image project in ``cache``, made by ``build(root, n)`` on first use."""
     root = cache / f"n{n}" / "project"
     if not (root.parent / "ready").exists():
         shutil.rmtree(root.parent, ignore_errors=True)
         root.parent.mkdir(parents=True)
         t0 = time.perf_counter()
-        build_project(root, n)
+        build(root, n)
         (root.parent / "ready").write_text(f"{time.perf_counter() - t0:.1f} s to build\n")
     return root
 

@@ -28,7 +28,7 @@ from PIL import Image
 from spn_napari.jobs import CHILD_NICE, child_threads, predict_command, serve_command
 from spn_napari.store import Project
 
-from _machine import cpu_model  # benchmarks/ is on sys.path when run as a script
+from _machine import cpu_model, write_results  # benchmarks/ is on sys.path when run as a script
 
 
 def main() -> int:
@@ -77,8 +77,7 @@ def main() -> int:
           f"(median of 2..{len(seconds)}: {res['later_median_s']:.2f} s; goal ≤ 1 s); "
           f"a one-shot `predict` child: {one_shot:.2f} s")
     if a.out:
-        Path(a.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(a.out).write_text(json.dumps(res, indent=1) + "\n")
+        write_results(a.out, res)
     return 0
 
 

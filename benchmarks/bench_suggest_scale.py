@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import gc
-import json
 import shutil
 import statistics
 import tempfile
@@ -28,8 +27,8 @@ from pathlib import Path
 import numpy as np
 from qtpy.QtWidgets import QApplication
 
-from _machine import cpu_model  # benchmarks/ is on sys.path when run as a script
-from bench_dock_scale import SIDE, build_project, settle
+from _machine import cpu_model, write_results  # benchmarks/ is on sys.path when run as a script
+from bench_dock_scale import SIDE, build_project, cached_project, settle
 
 RESULTS = Path(__file__).parent / "results" / "suggest_scale.json"
 
@@ -48,17 +47,6 @@ def build(root: Path, n: int) -> None:
         for i in range(n):
             w.put(i, rng.random((16, len(project.classes)), dtype=np.float32))
     write_index(project)
-
-
-def cached(cache: Path, n: int) -> Path:
-    root = cache / f"n{n}" / "project"
-    if not (root.parent / "ready").exists():
-        shutil.rmtree(root.parent, ignore_errors=True)
-        root.parent.mkdir(parents=True)
-        t0 = time.perf_counter()
-        build(root, n)
-        (root.parent / "ready").write_text(f"{time.perf_counter() - t0:.1f} s to build\n")
-    return root
 
 
 def one_turn(app, viewer, src: Path, answers: int) -> tuple[float, list[float]]:
@@ -102,7 +90,7 @@ def main() -> int:
     a = ap.parse_args()
     cache = Path(a.cache)
     t0 = time.perf_counter()
-    roots = {n: cached(cache, n) for n in a.sizes}
+    roots = {n: cached_project(cache, n, build) for n in a.sizes}
     built = time.perf_counter() - t0
     viewer = napari.Viewer(show=True)
     app = QApplication.instance()
@@ -127,8 +115,7 @@ def main() -> int:
               f"answer {res['answer_ms'][str(n)]:6.1f} (max {res['answer_max_ms'][str(n)]:.1f})")
     print(f"answer at {big} / at {small}: {res['answer_ratio']:.2f}× (goal ≤ 1.5×)")
     if a.out:
-        Path(a.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(a.out).write_text(json.dumps(res, indent=1) + "\n")
+        write_results(a.out, res)
     viewer.close()
     return 0
 

@@ -23,7 +23,6 @@ shortens each round (the curves then say less).
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from dataclasses import replace
@@ -37,7 +36,7 @@ from spn_napari.simulate import SimulateConfig, simulate
 from spn_napari.store import Project
 from spn_napari.train import default_threads
 
-from _machine import cpu_model  # benchmarks/ is on sys.path when run as a script
+from _machine import cpu_model, write_results  # benchmarks/ is on sys.path when run as a script
 
 COLOURS = {"whole images, random": (31, 119, 180), "whole images, least certain first": (255, 127, 14),
            "suggestions, same clicks": (44, 160, 44), "suggestions, a third of the clicks": (214, 39, 40)}
@@ -132,9 +131,7 @@ def main() -> int:
     third = res["curves"]["suggestions, a third of the clicks"][-1]
     res["goal"] = {"whole_miou": goal["miou"], "whole_clicks": goal["clicks"], "suggestions_third_miou": third["miou"],
                    "suggestions_third_clicks": third["clicks"], "met": third["miou"] >= goal["miou"]}
-    out = Path(a.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(res, indent=1) + "\n")
+    out = write_results(a.out, res)
     plot(res, Path(a.png))
     print(f"{a.rounds} whole-image rounds: {goal['clicks']} clicks → mIoU {goal['miou']:.3f}; suggestions with a "
           f"third of the clicks: {third['clicks']} → {third['miou']:.3f}; full supervision "

@@ -24,10 +24,8 @@ Two outputs:
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -38,7 +36,7 @@ from spn_napari.metrics import confusion_matrix, mean_class_accuracy, mean_iou
 from spn_napari.store import Project
 from spn_napari.train import default_threads, load_spn, resolve_device
 
-from _machine import cpu_model  # benchmarks/ is on sys.path when run as a script
+from _machine import cpu_model, write_results  # benchmarks/ is on sys.path when run as a script
 
 FACTORS = (1.0, 1.25, 1.5, 2.0)  # test-time sides, × the middle training side
 
@@ -192,8 +190,7 @@ def main() -> int:
            **run_ablation(project, a.device, a.folds, log=lambda m: print(m, file=sys.stderr))}
     print_ablation(res)
     if a.out:
-        Path(a.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(a.out).write_text(json.dumps(res, indent=1) + "\n")
+        write_results(a.out, res)
     return 0
 
 

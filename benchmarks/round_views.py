@@ -17,10 +17,8 @@ default chosen this way gives on photos it was not chosen on.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -32,7 +30,7 @@ from spn_napari.rounds import current_round, load_decoupled, view_probabilities
 from spn_napari.store import Project
 from spn_napari.train import default_threads, resolve_device
 
-from _machine import cpu_model  # benchmarks/ is on sys.path when run as a script
+from _machine import cpu_model, write_results  # benchmarks/ is on sys.path when run as a script
 from evidence_ablation import FACTORS, folds, scores, view_sides
 
 
@@ -110,8 +108,7 @@ def main() -> int:
     print(f"chosen on {res['folds'] - 1} folds, scored on the held-out one: mIoU {cv['held_out']['miou']:.3f}, "
           f"mAcc {cv['held_out']['mean_class_accuracy']:.3f}; chosen: {' | '.join(sorted(set(cv['chosen_per_fold'])))}")
     if a.out:
-        Path(a.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(a.out).write_text(json.dumps(res, indent=1) + "\n")
+        write_results(a.out, res)
     return 0
 
 

@@ -13,15 +13,15 @@ rate a random order would find. Nothing is fitted to the masks: they only score 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
-from pathlib import Path
 
 import numpy as np
 
 from spn_napari.effort import superpixel_majority
 from spn_napari.store import Project
 from spn_napari.suggest import suggest
+
+from _machine import write_results  # benchmarks/ is on sys.path when run as a script
 
 
 def main() -> int:
@@ -49,8 +49,7 @@ def main() -> int:
         res["top"][str(k)] = {"wrong_share": wrong, "proposal_right_when_wrong": proposal}
         print(f"  top {k:5d}: {wrong:.3f} wrong; of those, the proposed class is the true one for {proposal:.3f}")
     if a.out:
-        Path(a.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(a.out).write_text(json.dumps(res, indent=1) + "\n")
+        write_results(a.out, res)
     return 0
 
 
