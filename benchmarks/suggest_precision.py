@@ -3,11 +3,13 @@
     python benchmarks/suggest_precision.py PROJECT [--top 100 500 1000 3000] [--out benchmarks/results/suggest_precision.json]
 
 PROJECT: a project with ground truth and evidence (e.g. runs/real_photos/project after its round 1).
-Every unreviewed superpixel is ranked as ``spn-napari suggest`` ranks it
-(:func:`spn_napari.suggest.image_suggestions`); for the top k, the share whose current label is not
-their true class (the majority of their mask, :mod:`spn_napari.effort`), and among those the share
-whose proposed class is that true class. The share of wrong superpixels among all of them is the
-rate a random order would find. Nothing is fitted to the masks: they only score the ranking.
+The unreviewed superpixels are ranked as ``spn-napari suggest`` ranks them
+(:func:`spn_napari.suggest.suggest`, which keeps each photo's best ``PER_IMAGE``); for the top k,
+the share whose current label is not their true class (the majority of their mask,
+:mod:`spn_napari.effort`), and among those the share whose proposed class is that true class. The
+share of wrong superpixels among *every* checkable superpixel of those photos
+(:func:`spn_napari.suggest.image_suggestions`) is the rate a random order would find. Nothing is
+fitted to the masks: they only score the ranking.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import numpy as np
 
 from spn_napari.effort import superpixel_majority
 from spn_napari.store import Project
-from spn_napari.suggest import suggest
+from spn_napari.suggest import image_suggestions, suggest
 
 from _machine import write_results  # benchmarks/ is on sys.path when run as a script
 
@@ -32,16 +34,25 @@ def main() -> int:
     a = ap.parse_args()
     p = Project(a.project)
     truth = {}
-    rows = []  # (wrong, proposal right) in rank order
-    for s in suggest(p, None):
-        if s.image not in truth:
-            truth[s.image] = superpixel_majority(p.read("superpixels", s.image), p.ground_truth(s.image), ignore=255)
-        t = int(truth[s.image][s.superpixel])
-        if t != 255:
-            rows.append((t != s.current, t == s.proposed))
-    r = np.array(rows, bool)
-    res = {"project": a.project, "superpixels": len(r), "wrong_share_all": float(r[:, 0].mean()), "top": {}}
-    print(f"{a.project}: {len(r)} checkable superpixels, {r[:, 0].mean():.3f} of them wrong (a random order's rate)")
+
+    def judged(suggestions) -> np.ndarray:
+        """(M, 2) bool: (wrong, proposal right) of each suggestion whose superpixel has truth."""
+        rows = []
+        for s in suggestions:
+            if s.image not in truth:
+                truth[s.image] = superpixel_majority(p.read("superpixels", s.image), p.ground_truth(s.image),
+                                                     ignore=255)
+            t = int(truth[s.image][s.superpixel])
+            if t != 255:
+                rows.append((t != s.current, t == s.proposed))
+        return np.array(rows, bool).reshape(-1, 2)
+
+    r = judged(suggest(p, None))  # in rank order
+    every = judged(s for i in range(len(p)) if p.review(i) == "unreviewed" for s in image_suggestions(p, i))
+    res = {"project": a.project, "superpixels": len(every), "ranked": len(r),
+           "wrong_share_all": float(every[:, 0].mean()), "top": {}}
+    print(f"{a.project}: {len(every)} checkable superpixels, {every[:, 0].mean():.3f} of them wrong (a random "
+          f"order's rate); {len(r)} ranked")
     for k in a.top:
         top = r[:k]
         wrong = float(top[:, 0].mean())
