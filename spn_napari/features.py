@@ -25,7 +25,8 @@ from .data.transforms import fit_to_canvas
 from .events import Event
 from .store import Project
 
-__all__ = ["features_kind", "cached_sides", "compute_features", "read_features", "backbone_map", "views", "view_maps"]
+__all__ = ["features_kind", "cached_sides", "compute_features", "read_features", "backbone_map", "views", "view_maps",
+           "image_view_maps"]
 
 DTYPE = np.float16  # half the bytes; the maps are ReLU6 outputs of BN-ed convs, well inside fp16's range
 
@@ -90,18 +91,24 @@ def compute_features(project: Project, encoder: torch.nn.Module, name: str, side
     yield Event("done", n, n, {"seconds": time.perf_counter() - t0, "sides": missing})
 
 
+def image_view_maps(encoder: torch.nn.Module, image: np.ndarray, passes: Iterable[tuple[int, bool]],
+                    device: torch.device) -> dict[tuple[int, bool], torch.Tensor]:
+    """{(side, mirrored): (Cb, g, g) float32} backbone maps of ``image`` (H, W, 3) for each test-time
+    pass, through the cache's float16 (:func:`backbone_map`), as a cached project image's are."""
+    return {(int(s), bool(m)): torch.from_numpy(backbone_map(encoder, image, s, device, flip=m).astype(np.float32))
+            for s, m in passes}
+
+
 def view_maps(project: Project, encoder: torch.nn.Module, i: int, passes: Iterable[tuple[int, bool]],
               cache: dict[int, str] | None, device: torch.device) -> dict[tuple[int, bool], torch.Tensor]:
     """{(side, mirrored): (Cb, g, g) float32} backbone maps of project image i for each test-time
     pass (:func:`views`): the cache's for the sides it holds, the others computed through the
-    cache's float16 (as a new photo's are) and not stored — test-time sides and mirrored views
+    cache's float16 (:func:`image_view_maps`) and not stored — test-time sides and mirrored views
     would add more than a training set's worth of maps."""
-    out, image = {}, None
-    for side, mirrored in passes:
-        if not mirrored and cache and side in cache:
-            out[(side, False)] = read_features(project, cache[side], i)
-        else:
-            image = project.image(i) if image is None else image
-            out[(side, mirrored)] = torch.from_numpy(
-                backbone_map(encoder, image, side, device, flip=mirrored).astype(np.float32))
+    passes = [(int(s), bool(m)) for s, m in passes]
+    cached = {p for p in passes if not p[1] and cache and p[0] in cache}
+    out = {p: read_features(project, cache[p[0]], i) for p in cached}
+    rest = [p for p in passes if p not in cached]
+    if rest:
+        out.update(image_view_maps(encoder, project.image(i), rest, device))
     return out

@@ -63,10 +63,10 @@ def serve(root, device: str = "auto", stdin: IO[str] = sys.stdin, stdout: IO[str
             t0 = time.perf_counter()
             project.reload()
             wanted = req.get("round")
-            loaded = model_key(project, wanted) != key
+            now = model_key(project, wanted)
+            loaded = now != key
             if loaded:
-                segmenter = Segmenter.from_project(project, round=wanted, device=device)
-                key = model_key(project, wanted)
+                segmenter, key = Segmenter.from_project(project, round=wanted, device=device), now
             tags = req.get("tags")
             labels = segmenter.predict(load_image(req["image"]), tags)  # (H, W) uint8
             write_mask(req["out"], labels, segmenter.palette)

@@ -133,6 +133,11 @@ def round_views(scales, sides=None, flip: bool | None = None) -> list[tuple[int,
     return views(sides or (scales[len(scales) // 2],), bool(flip))
 
 
+def _passes(side) -> list[tuple[int, bool]]:
+    """A canvas side, or (side, mirrored) views, as the list of views."""
+    return [(int(side), False)] if np.isscalar(side) else [(int(s), bool(m)) for s, m in side]
+
+
 @torch.no_grad()
 def view_probabilities(model: DecoupledNet, image: np.ndarray, classes: list[int], side: int, mirrored: bool,
                        device: torch.device, backbone: torch.Tensor | None = None) -> np.ndarray:
@@ -162,7 +167,7 @@ def predict_labels(model: DecoupledNet, image: np.ndarray, classes, side, device
     classes leaves every pixel 0. ``backbone``: the frozen encoder's cached map (Cb, g, g) of the
     image at a single ``side``, or {(side, mirrored): map} for views, used instead of running the
     encoder."""
-    passes = [(int(side), False)] if np.isscalar(side) else [(int(s), bool(m)) for s, m in side]
+    passes = _passes(side)
     maps = backbone if isinstance(backbone, dict) else {passes[0]: backbone} if backbone is not None else {}
     classes = sorted(int(c) for c in classes)
     probs = sum(view_probabilities(model, image, classes, s, m, device, maps.get((s, m)))
@@ -232,7 +237,7 @@ def predict_round_labels(project: Project, model: DecoupledNet, kind: str, side,
     Without a background class an image with a single class has nothing to choose between (its
     labels are certain): its uncertainty is 1 - the classifier's probability of that class, how
     little the round's net agrees with the tag, so such photos do not all read "certain"."""
-    passes = [(int(side), False)] if np.isscalar(side) else [(int(s), bool(m)) for s, m in side]
+    passes = _passes(side)
     mine, values = distributed.shard(len(project)), {}
     with distributed.sharded_writers(project, [kind], meta=meta) as writers:
         for done, i in enumerate(mine, 1):

@@ -37,7 +37,7 @@ from .data.images import IMAGE_SUFFIXES, as_rgb, is_image_file, load_image
 from .errors import ProjectError, SpnError
 from .events import Event
 from .export import label_palette, write_mask
-from .features import backbone_map, views
+from .features import image_view_maps, views
 from .evidence import EvidenceSettings, label_evidence
 from .inference import image_evidence
 from .labels import pseudo_method
@@ -185,10 +185,7 @@ class Segmenter:
     def _view_maps(self, image: np.ndarray, passes) -> dict | None:
         """{(side, mirrored): (Cb, g, g) float32} as the feature cache gives them (a project image's
         labels were made from these), or None to run the encoder on the image."""
-        if not self.cached:
-            return None
-        return {(s, m): torch.from_numpy(backbone_map(self.model.encoder, image, s, self.device, flip=m)
-                                         .astype(np.float32)) for s, m in passes}
+        return image_view_maps(self.model.encoder, image, passes, self.device) if self.cached else None
 
     def _evidence(self, image: np.ndarray):
         """The SPN's evidence for ``image`` and its superpixels (H, W) int32: every view of

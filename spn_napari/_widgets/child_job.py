@@ -11,6 +11,20 @@ from ..jobs import CHILD_NICE, child_threads, error_message, parse_event
 CANCEL_GRACE_MS = 1500  # SIGTERM first (clean stop); SIGKILL if the child is still there after this
 
 
+def child_process(argv: list[str], parent=None) -> QProcess:
+    """A QProcess (not started) for ``argv`` as the dock runs its children: at a lower CPU
+    priority and with every core but one (:data:`~spn_napari.jobs.CHILD_NICE`,
+    :func:`~spn_napari.jobs.child_threads`), so the viewer keeps a core."""
+    proc = QProcess(parent)
+    proc.setProgram(argv[0])
+    proc.setArguments(argv[1:])
+    env = QProcessEnvironment.systemEnvironment()
+    env.insert("SPN_NAPARI_NICE", str(CHILD_NICE))
+    env.insert("SPN_NAPARI_THREADS", str(child_threads()))
+    proc.setProcessEnvironment(env)
+    return proc
+
+
 class ChildJob(QObject):
     """Runs ``argv``; emits ``progressed(Event)`` per JSON line, then ``finished(ok, message)``."""
 
@@ -22,13 +36,7 @@ class ChildJob(QObject):
         self.argv, self.started_at, self.last = argv, None, None
         self.cancelled = False
         self._buf, self._err = b"", b""
-        self.proc = QProcess(self)
-        self.proc.setProgram(argv[0])
-        self.proc.setArguments(argv[1:])
-        env = QProcessEnvironment.systemEnvironment()
-        env.insert("SPN_NAPARI_NICE", str(CHILD_NICE))
-        env.insert("SPN_NAPARI_THREADS", str(child_threads()))
-        self.proc.setProcessEnvironment(env)
+        self.proc = child_process(argv, self)
         self.proc.readyReadStandardOutput.connect(self._read_out)
         self.proc.readyReadStandardError.connect(self._read_err)
         self.proc.finished.connect(self._done)

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import json
 
-from qtpy.QtCore import QObject, QProcess, QProcessEnvironment, Signal
+from qtpy.QtCore import QObject, QProcess, Signal
 
-from ..jobs import CHILD_NICE, child_threads, error_message, parse_event, serve_command
+from ..jobs import error_message, parse_event, serve_command
+from .child_job import child_process
 
 
 class PredictWorker(QObject):
@@ -43,14 +44,7 @@ class PredictWorker(QObject):
                              "answer takes a few seconds again)")
         self.starts += 1
         self._ready, self._buf, self._err = False, b"", b""
-        argv = serve_command(self.project, device=self.device)
-        proc = QProcess(self)
-        proc.setProgram(argv[0])
-        proc.setArguments(argv[1:])
-        env = QProcessEnvironment.systemEnvironment()
-        env.insert("SPN_NAPARI_NICE", str(CHILD_NICE))
-        env.insert("SPN_NAPARI_THREADS", str(child_threads()))
-        proc.setProcessEnvironment(env)
+        proc = child_process(serve_command(self.project, device=self.device), self)
         proc.readyReadStandardOutput.connect(self._read_out)
         proc.readyReadStandardError.connect(lambda: self._read_err(proc))
         proc.finished.connect(lambda *_: self._ended(proc))
