@@ -111,3 +111,31 @@ def _labelled_project(tmp_path_factory, _sp_project) -> Path:
 def labelled_project(_labelled_project, tmp_path) -> Project:
     """A fresh copy of a project with an SPN and pseudo-labels, for tests that write to it."""
     return _copy_project(_labelled_project, tmp_path / "labelled")
+
+
+@pytest.fixture(scope="session")
+def _round_project(tmp_path_factory, _labelled_project) -> Path:
+    """The labelled project after one 1-epoch CPU refinement round (small sides): every image has a
+    round's labels and confidence. Shared: read it, or copy it before writing."""
+    from spn_napari.rounds import RoundConfig, run_round
+    root = tmp_path_factory.mktemp("round") / "project"
+    project = _copy_project(_labelled_project, root)
+    run(run_round(project, RoundConfig(epochs=1, batch_size=4, device="cpu", scales=(48, 64))))
+    return root
+
+
+def open_dock(viewer, root, image: int = 0):
+    """The SPN annotator dock in ``viewer``, showing project ``root``'s image ``image``."""
+    from spn_napari._widgets.annotator_widget import AnnotatorWidget
+    w = AnnotatorWidget(viewer)
+    viewer.window.add_dock_widget(w)
+    assert w.open_project(root, image=image)
+    return w
+
+
+@pytest.fixture
+def widget(make_napari_viewer, labelled_project):
+    """The dock on a fresh labelled project, image 0 (the GUI tests' modules skip without napari)."""
+    w = open_dock(make_napari_viewer(), labelled_project.root)
+    yield w
+    w.timer.stop()

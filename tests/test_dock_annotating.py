@@ -15,16 +15,6 @@ pytest.importorskip("napari")
 from spn_napari._widgets.annotator_widget import AnnotatorWidget  # noqa: E402
 
 
-@pytest.fixture
-def widget(make_napari_viewer, labelled_project):
-    viewer = make_napari_viewer()
-    w = AnnotatorWidget(viewer)
-    viewer.window.add_dock_widget(w)
-    assert w.open_project(labelled_project.root, image=0)
-    yield w
-    w.timer.stop()
-
-
 def _box(widget) -> list:
     """The class box's label values, in its order (separators left out)."""
     k = widget.klass

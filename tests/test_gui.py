@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -17,16 +16,6 @@ from spn_napari.store import Project
 
 pytest.importorskip("napari")
 from spn_napari._widgets.annotator_widget import AnnotatorWidget  # noqa: E402
-
-
-@pytest.fixture
-def widget(make_napari_viewer, labelled_project):
-    viewer = make_napari_viewer()
-    w = AnnotatorWidget(viewer)
-    viewer.window.add_dock_widget(w)
-    assert w.open_project(labelled_project.root, image=0)
-    yield w
-    w.timer.stop()
 
 
 def test_manifest_validates():
@@ -295,18 +284,6 @@ def test_accept_updates_its_row_alone(widget, labelled_project):
     assert [s[0] for s in signals] == ["dataChanged", "dataChanged"]
     assert signals[1][1].row() == model.row_of(shown)
     assert model.data(model.index(model.row_of(shown), 1)) == "rejected"
-
-
-@pytest.fixture(scope="module")
-def _round_project(tmp_path_factory, _labelled_project):
-    """The labelled project after one (1-epoch, CPU) refinement round: every image has a confidence."""
-    import shutil
-    from spn_napari.pipeline import run
-    from spn_napari.rounds import RoundConfig, run_round
-    root = tmp_path_factory.mktemp("round") / "project"
-    shutil.copytree(_labelled_project, root)
-    run(run_round(Project(root), RoundConfig(epochs=1, batch_size=4, device="cpu", scales=(48, 64))))
-    return root
 
 
 def test_sorting_by_confidence_follows_the_round_and_a_click_shows_that_image(

@@ -33,15 +33,6 @@ FAST = RoundConfig(epochs=1, batch_size=4, device="cpu", scales=(48, 64))
 
 
 @pytest.fixture(scope="module")
-def _round_project(tmp_path_factory, _labelled_project) -> Path:
-    """The labelled project (small encoder) after one 1-epoch refinement round."""
-    root = tmp_path_factory.mktemp("predict-round") / "project"
-    shutil.copytree(_labelled_project, root)
-    run(run_round(Project(root), FAST))
-    return root
-
-
-@pytest.fixture(scope="module")
 def _lite_project(tmp_path_factory, _sp_project) -> Path:
     """A lite0 project (its frozen encoder's maps cached in float16) with SP-CAM labels and one round;
     the evidence and the round's labels averaged over a cached side, an uncached one and their

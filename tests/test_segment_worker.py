@@ -15,28 +15,17 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from conftest import open_dock
 from spn_napari.data.images import as_rgb, load_mask
-from spn_napari.pipeline import run
 from spn_napari.predict_server import serve
-from spn_napari.rounds import RoundConfig, rollback, run_round
+from spn_napari.rounds import rollback
 from spn_napari.segmenter import Segmenter
 from spn_napari.store import Project
 
-FAST = RoundConfig(epochs=1, batch_size=4, device="cpu", scales=(48, 64))
-
-
-@pytest.fixture(scope="module")
-def _served_project(tmp_path_factory, _labelled_project) -> Path:
-    """The labelled (SP-CAM) project after one 1-epoch round."""
-    root = tmp_path_factory.mktemp("served") / "project"
-    shutil.copytree(_labelled_project, root)
-    run(run_round(Project(root), FAST))
-    return root
-
-
 @pytest.fixture
-def served(_served_project, tmp_path) -> Project:
-    shutil.copytree(_served_project, tmp_path / "project")
+def served(_round_project, tmp_path) -> Project:
+    """A copy of the labelled (SP-CAM) project after one 1-epoch round (conftest's)."""
+    shutil.copytree(_round_project, tmp_path / "project")
     return Project(tmp_path / "project")
 
 
@@ -76,16 +65,12 @@ def test_serve_answers_each_request_as_segmenter_does_and_follows_a_rollback(ser
     np.testing.assert_array_equal(load_mask(tmp_path / "d.png"), r0.predict(image, [tag]))
 
 
-pytest.importorskip("napari")
-from spn_napari._widgets.annotator_widget import AnnotatorWidget  # noqa: E402
+pytest.importorskip("napari")  # the dock's tests below (without napari this whole module skips)
 
 
 @pytest.fixture
 def widget(make_napari_viewer, served):
-    viewer = make_napari_viewer()
-    w = AnnotatorWidget(viewer)
-    viewer.window.add_dock_widget(w)
-    assert w.open_project(served.root, image=0)
+    w = open_dock(make_napari_viewer(), served.root)
     w.runs.device.value = "cpu"
     yield w
     w.timer.stop()
