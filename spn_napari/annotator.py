@@ -42,8 +42,8 @@ class ImageView:
     superpixels: np.ndarray | None  # int32 labels 0..N-1
     evidence: dict[str, np.ndarray]  # method -> (C, H, W) float32 class maps
     edges: np.ndarray | None  # uint8, 1 on superpixel contours (see contours()); None without superpixels
-    unsure: np.ndarray | None  # uint8, 1 where the SPN's evidence is unsure (see unsure_mask()); None without it
-    tags: tuple[int, ...] = ()  # the image's classes (0-based), the most labelled area first (class_order)
+    unsure: np.ndarray | None  # uint8, 1 where the SPN's evidence is unsure (Annotator._unsure); None without it
+    tags: tuple[int, ...] = ()  # the image's classes (0-based), the most labelled area first (tags_by_area)
 
 
 def contours(sp: np.ndarray) -> np.ndarray:

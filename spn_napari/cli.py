@@ -184,10 +184,10 @@ def cmd_suggest(a: argparse.Namespace) -> int:
     if a.json:
         print(json.dumps([s.as_dict() for s in found]))
         return 0
-    names = ["background" if project.has_background else "no label", *project.classes]
     print(f"{'image':24s} {'superpixel':>10s} {'pixels':>7s} {'now':>14s} {'proposed':>14s} {'score':>6s}")
     for s in found:
-        print(f"{s.name:24s} {s.superpixel:>10d} {s.pixels:>7d} {names[s.current]:>14s} {names[s.proposed]:>14s} "
+        now, proposed = s.names(project)
+        print(f"{s.name:24s} {s.superpixel:>10d} {s.pixels:>7d} {now:>14s} {proposed:>14s} "
               f"{s.score:6.3f}")
     return 0
 

@@ -22,12 +22,13 @@ import numpy as np
 
 from .errors import ProjectError, SpnError
 from .events import Event
-from .effort import fix_whole_image, superpixel_oracle
+from .effort import fix_whole_image, superpixel_majority, superpixel_oracle
 from .evidence import evidence_maps
 from .evaluate import round_metrics
 from .labels import current_labels
 from .rounds import RoundConfig, ensure_round0, history, rollback, round0_method_for, round0_source, round_uncertainty, run_round
 from .store import Project
+from .suggest import answer, suggest
 
 __all__ = ["SimulateConfig", "simulate", "SELECT", "ANNOTATORS"]
 
@@ -88,13 +89,11 @@ def _fix_whole(project: Project, images: list[int]) -> tuple[int, int]:
     return clicks, looks
 
 
-def _check_suggestions(project: Project, budget: int) -> tuple[int, int, int]:
+def _check_suggestions(project: Project, budget: int) -> tuple[int, int]:
     """A person takes the suggestion queue (:func:`spn_napari.suggest.suggest`) top-down until
     ``budget`` clicks are spent: a wrong superpixel costs a click and is set to its true class, a
     right one a look and is marked correct (a superpixel without truth: a look, no answer). The
-    answers are saved per image as partial corrections; returns (clicks, looks, answered)."""
-    from .effort import superpixel_majority
-    from .suggest import answer, suggest
+    answers are saved per image as partial corrections (one save each); returns (clicks, looks)."""
     queue = suggest(project, None)
     clicks = looks = 0
     answers: dict[int, dict[int, int]] = {}
@@ -115,7 +114,7 @@ def _check_suggestions(project: Project, budget: int) -> tuple[int, int, int]:
         answers.setdefault(s.image, {})[s.superpixel] = truth
     for i, given in answers.items():
         answer(project, i, given)
-    return clicks, looks, sum(len(a) for a in answers.values())
+    return clicks, looks
 
 
 def _correct_exactly(project: Project, images: list[int]) -> None:
@@ -178,7 +177,7 @@ def simulate(project: Project, cfg: SimulateConfig = SimulateConfig(), *, work: 
         if cfg.annotator == "whole":
             c, k = _fix_whole(sim, _pick(sim, per_round, cfg, rng))
         else:
-            c, k, _ = _check_suggestions(sim, cfg.budget)
+            c, k = _check_suggestions(sim, cfg.budget)
         clicks, looks = clicks + c, looks + k
         t0 = time.perf_counter()
         for ev in run_round(sim, cfg.round):

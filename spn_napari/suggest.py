@@ -34,7 +34,7 @@ import numpy as np
 from .cam import tag_scores
 from .effort import superpixel_majority
 from .errors import ProjectError, SpnError
-from .labels import base_kind, current_labels
+from .labels import apply_correction, base_kind
 from .store import Project
 
 __all__ = ["Suggestion", "image_suggestions", "suggest", "answer", "SuggestionQueue", "write_index", "PER_IMAGE"]
@@ -61,6 +61,11 @@ class Suggestion:
     def as_dict(self) -> dict:
         return asdict(self)
 
+    def names(self, project: Project) -> tuple[str, str]:
+        """The current and the proposed label in words ('no label' for 0 without a background class)."""
+        words = ["background" if project.has_background else "no label", *project.classes]  # by label value
+        return words[self.current], words[self.proposed]
+
 
 def _image_table(project: Project, i: int) -> np.ndarray | None:
     """Image i's checkable superpixels as one (M, 5) float64 array: superpixel, current, proposed,
@@ -72,7 +77,7 @@ def _image_table(project: Project, i: int) -> np.ndarray | None:
     sp = project.read("superpixels", i)  # (H, W) ids 0..N-1
     scores = project.read("cams/sp-cam", i)  # (N, C)
     corr = project.correction(i)
-    labels = current_labels(project, i)  # (H, W)
+    labels = apply_correction(project.read(base_kind(project), i), corr)  # (H, W): the current labels
     cs, norm, ok = tag_scores(scores.T[:, :, None], info.tags, "max")  # (K, N, 1)
     cand = norm[:, :, 0]  # (K, N) candidates' evidence
     values = [c + 1 for c in cs]

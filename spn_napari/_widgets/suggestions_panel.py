@@ -108,10 +108,9 @@ class SuggestionsPanel(QWidget):
                              metadata={"spn_project": str(host.annotator.project.root)})
             viewer.layers.selection.active = host.labels_layer
         host.choose_class(s.proposed)
-        names = host.annotator.project.label_names()
-        first = 0 if host.annotator.project.has_background else 1
-        host.status.setText(f"{s.name}, superpixel {s.superpixel}: {names[s.current - first] if s.current >= first else 'no label'}"
-                            f" → {names[s.proposed - first]}?  Y yes · 1–9 another tag · C correct · S skip")
+        now, proposed = s.names(host.annotator.project)
+        host.status.setText(f"{s.name}, superpixel {s.superpixel}: {now} → {proposed}?  "
+                            f"Y yes · 1–9 another tag · C correct · S skip")
 
     def answer(self, value: int) -> None:
         """Save ``value`` for the shown suggestion and move on."""
