@@ -92,6 +92,20 @@ def folds(n: int, k: int, seed: int = 0) -> list[np.ndarray]:
     return [np.sort(perm[j::k]) for j in range(k)]
 
 
+def cross_validate(cms: dict[str, np.ndarray], keys, k: int, background: bool) -> dict:
+    """The choice among ``keys`` (of ``cms``: per-image confusion matrices) made on k-1 folds and
+    scored on the held-out one, fold by fold: {"held_out": scores, "chosen_per_fold": [key, ...]}."""
+    n = len(next(iter(cms.values())))
+    held = np.zeros_like(next(iter(cms.values()))[0])
+    chosen = []
+    for f in folds(n, k):
+        train = np.setdiff1d(np.arange(n), f)
+        best = max(keys, key=lambda kk: mean_iou(cms[kk][train].sum(0), background=background))
+        chosen.append(best)
+        held += cms[best][f].sum(0)
+    return {"held_out": scores(held, background), "chosen_per_fold": chosen}
+
+
 def ablation_steps(sides: dict[float, int]) -> list[tuple[str, dict]]:
     """The changes applied in turn: (row name, settings other than the method)."""
     mid, big = sides[1.0], (sides[1.25], sides[1.5])
@@ -144,17 +158,8 @@ def run_ablation(project: Project, device: str = "auto", k: int = 5, log=print) 
             row[method] = scores(cms[key(s)].sum(0), bg)
         rows.append(row)
     n = len(project)
-    cv = {}
-    for family in ("cam", "sp-cam", "fused", "any"):
-        keys = [kk for kk in cms if family == "any" or kk.startswith(family + " ")]
-        held = np.zeros_like(next(iter(cms.values()))[0])
-        chosen = []
-        for f in folds(n, k):
-            train = np.setdiff1d(np.arange(n), f)
-            best = max(keys, key=lambda kk: mean_iou(cms[kk][train].sum(0), background=bg))
-            chosen.append(best)
-            held += cms[best][f].sum(0)
-        cv[family] = {"held_out": scores(held, bg), "chosen_per_fold": chosen}
+    cv = {family: cross_validate(cms, [kk for kk in cms if family == "any" or kk.startswith(family + " ")], k, bg)
+          for family in ("cam", "sp-cam", "fused", "any")}
     return {"images": n, "folds": k, "sides": {str(f): s for f, s in sides.items()}, "views_seconds": views_s,
             "rows": rows, "cross_validated": cv,
             "grid": {kk: scores(v.sum(0), bg) for kk, v in cms.items()}}

@@ -25,13 +25,13 @@ import torch
 
 from spn_napari.features import cached_sides, view_maps, views
 from spn_napari.labels import present_classes
-from spn_napari.metrics import confusion_matrix, mean_iou
+from spn_napari.metrics import confusion_matrix
 from spn_napari.rounds import current_round, load_decoupled, view_probabilities
 from spn_napari.store import Project
 from spn_napari.train import default_threads, resolve_device
 
 from _machine import cpu_model, write_results  # benchmarks/ is on sys.path when run as a script
-from evidence_ablation import FACTORS, folds, scores, view_sides
+from evidence_ablation import FACTORS, cross_validate, scores, view_sides
 
 
 def candidates(sides: dict[float, int]) -> dict[str, list[tuple[int, bool]]]:
@@ -73,16 +73,9 @@ def run(project: Project, r: int, device: str = "auto", k: int = 5, log=print) -
     """The candidates' scores on every photo and the cross-validated choice, as one JSON-able dict."""
     cms, sides, seconds = view_confusions(project, r, resolve_device(device), log)
     bg, n = project.has_background, len(project)
-    held = np.zeros_like(next(iter(cms.values()))[0])
-    chosen = []
-    for f in folds(n, k):
-        train = np.setdiff1d(np.arange(n), f)
-        best = max(cms, key=lambda name: mean_iou(cms[name][train].sum(0), background=bg))
-        chosen.append(best)
-        held += cms[best][f].sum(0)
     return {"round": r, "images": n, "folds": k, "sides": {str(f): s for f, s in sides.items()}, "seconds": seconds,
             "candidates": {name: scores(cm.sum(0), bg) for name, cm in cms.items()},
-            "cross_validated": {"held_out": scores(held, bg), "chosen_per_fold": chosen}}
+            "cross_validated": cross_validate(cms, list(cms), k, bg)}
 
 
 def main() -> int:
