@@ -1,7 +1,7 @@
 """mIoU against clicks: fixing whole images (at random, least certain first) against checking suggestions.
 
     python benchmarks/effort.py PROJECT [--rounds 3] [--correct-fraction 0.1] [--epochs E] [--work DIR]
-        [--out benchmarks/results/effort.json] [--png docs/effort.png]
+        [--out benchmarks/results/effort.json] [--png docs/effort.png] [--resume]
 
 PROJECT: a project with ground truth, superpixels and pseudo-labels (e.g. runs/real_photos/project,
 which ``benchmarks/real_photos.py`` leaves; any round history it has is rolled back on the copies).
@@ -17,12 +17,15 @@ Each curve is one ``simulate`` (:mod:`spn_napari.simulate`) on its own copy, ``-
 Full supervision (the same net on every mask) and the superpixel oracle (every superpixel its true
 class: what clicking can reach) are drawn as lines. Writes the JSON and a PNG of the curves.
 All runs take as long as ``simulate`` takes: on msrc-dev and 2 CPU cores, hours; ``--epochs``
-shortens each round (the curves then say less).
+shortens each round (the curves then say less). The JSON is written after each curve, and
+``--resume`` runs only the curves it does not hold yet (a run may span several sittings).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import shutil
 import sys
 import time
 from dataclasses import replace
@@ -95,38 +98,54 @@ def main() -> int:
     ap.add_argument("--work", default="runs/effort", help="folder for the project copies")
     ap.add_argument("--out", default="benchmarks/results/effort.json")
     ap.add_argument("--png", default="docs/effort.png")
+    ap.add_argument("--resume", action="store_true",
+                    help="keep the curves --out already holds for these settings and run only the missing ones")
     a = ap.parse_args()
     default_threads()
     project = Project(a.project)
     work = Path(a.work)
-    if work.exists():
-        print(f"{work}: already exists — delete it or pass another --work.", file=sys.stderr)
+    settings = {"project": a.project, "rounds": a.rounds, "correct_fraction": a.correct_fraction, "epochs": a.epochs}
+    res = {**settings, "cpu": cpu_model(), "curves": {}, "seconds": {}}
+    if a.resume and Path(a.out).exists():
+        old = json.loads(Path(a.out).read_text())
+        if any(old.get(k) != v for k, v in settings.items()):
+            print(f"{a.out}: holds a run with other settings — drop --resume or pass another --out.", file=sys.stderr)
+            return 2
+        res.update(old)
+    elif work.exists():
+        print(f"{work}: already exists — delete it, pass another --work, or add --resume.", file=sys.stderr)
         return 2
     rc = RoundConfig(device=a.device) if a.epochs is None else RoundConfig(device=a.device, epochs=a.epochs)
     base = SimulateConfig(rounds=a.rounds, correct_fraction=a.correct_fraction, full_supervision=False, round=rc)
-    res = {"project": a.project, "cpu": cpu_model(), "rounds": a.rounds, "correct_fraction": a.correct_fraction,
-           "epochs": a.epochs, "curves": {}, "seconds": {}}
 
     def go(name: str, cfg: SimulateConfig) -> dict:
+        """One simulate, unless --resume found its curve; the results are written after each."""
+        if name in res.get("results", {}):
+            return res["results"][name]
+        arm = work / name.replace(" ", "-").replace(",", "")
+        shutil.rmtree(arm, ignore_errors=True)  # a copy an interrupted run left
         t0 = time.perf_counter()
-        out = run(simulate(project, cfg, work=work / name.replace(" ", "-").replace(",", ""))).data
+        out = run(simulate(project, cfg, work=arm)).data
         res["seconds"][name] = time.perf_counter() - t0
-        res["curves"][name] = curve(out)
-        print(f"{name}: " + ", ".join(f"{p['clicks']} clicks → {p['miou']:.3f}" for p in res["curves"][name]),
-              file=sys.stderr, flush=True)
-        return out
+        if not cfg.full_supervision:
+            res["curves"][name] = curve(out)
+        res.setdefault("results", {})[name] = {k: out[k] for k in ("superpixel_oracle_miou", "full_supervision_miou")}
+        write_results(a.out, res)
+        print(f"{name}: " + ", ".join(f"{p['clicks']} clicks → {p['miou']:.3f}" for p in res["curves"].get(name, []))
+              + f" (full supervision {out['full_supervision_miou']})", file=sys.stderr, flush=True)
+        return res["results"][name]
 
     whole = go("whole images, random", base)
-    go("whole images, least certain first", replace(base, select="uncertain"))
-    spent = [r["clicks"] for r in whole["rounds"]]
+    spent = [p["clicks"] for p in res["curves"]["whole images, random"][1:]]
     per_round = [b - a for a, b in zip([0, *spent], spent)]
     budget = max(1, round(sum(per_round) / len(per_round)))
-    go("suggestions, same clicks", replace(base, annotator="suggestions", budget=budget))
+    res["budget_per_round"] = {"same": budget, "third": max(1, budget // 3)}
     go("suggestions, a third of the clicks", replace(base, annotator="suggestions", budget=max(1, budget // 3)))
-    full = run(simulate(project, replace(base, rounds=1, full_supervision=True), work=work / "full")).data
+    go("suggestions, same clicks", replace(base, annotator="suggestions", budget=budget))
+    go("whole images, least certain first", replace(base, select="uncertain"))
+    full = go("full supervision", replace(base, rounds=0, full_supervision=True))  # no rounds: the bound only
     res["full_supervision_miou"] = full["full_supervision_miou"]
     res["superpixel_oracle_miou"] = whole["superpixel_oracle_miou"]
-    res["budget_per_round"] = {"same": budget, "third": max(1, budget // 3)}
     goal = res["curves"]["whole images, random"][-1]
     third = res["curves"]["suggestions, a third of the clicks"][-1]
     res["goal"] = {"whole_miou": goal["miou"], "whole_clicks": goal["clicks"], "suggestions_third_miou": third["miou"],
