@@ -1,4 +1,5 @@
-"""napari contributions without Qt: the project reader, the labels writer and the sample project.
+"""napari contributions without Qt: the project reader, the labels writer and the sample project
+(a pretrained project shipped as package data, unpacked into a writable folder).
 
 The reader opens a project folder (or its ``project.db``) as layers of its first image to
 review; the dock widget (Plugins › SPN annotator) then browses, edits and trains. A folder that is
@@ -11,7 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["get_reader", "read_project_layers", "write_labels", "sample_project", "layer_specs", "labels_style"]
+__all__ = ["get_reader", "read_project_layers", "write_labels", "sample_project", "sample_dir", "unpack_sample",
+           "SAMPLE_ARCHIVE", "layer_specs", "labels_style"]
 
 
 def _project_root(path) -> Path | None:
@@ -113,27 +115,47 @@ def write_labels(path: str, data, meta: dict) -> list[str]:
     return [path]
 
 
-def sample_project() -> list[tuple]:
-    """npe2 sample data: a small demo project, generated and trained once (about a minute on a
-    CPU), cached under ~/.cache/spn-napari/sample-project, then opened like a project folder."""
+SAMPLE_ARCHIVE = Path(__file__).parent / "sample" / "demo-project.zip"  # scripts/make_sample_project.py
+SAMPLE_STAMP = "sample.sha256"  # in the unpacked project: the archive it came from
+
+
+def sample_dir() -> Path:
+    """Where the sample project is unpacked: ``$SPN_NAPARI_CACHE/sample-project`` (default
+    ``~/.cache/spn-napari``), a folder the user can write to (corrections are saved there)."""
     import os
-    from .pipeline import run, init_project
+    return Path(os.environ.get("SPN_NAPARI_CACHE", Path.home() / ".cache" / "spn-napari")) / "sample-project"
+
+
+def unpack_sample(root: Path, archive: Path = SAMPLE_ARCHIVE) -> Path:
+    """Unpack the shipped sample project ``archive`` into ``root``, unless ``root`` already holds
+    this archive's project (then it is kept as the user left it). A different archive (a newer
+    package) or a half-unpacked folder is replaced. Returns ``root``."""
+    import hashlib
+    import os
+    import shutil
+    import zipfile
+    from .errors import SpnError
     from .store import is_project
-    cache = Path(os.environ.get("SPN_NAPARI_CACHE", Path.home() / ".cache" / "spn-napari"))
-    root = cache / "sample-project"
-    if not is_project(root) or not (root / "ready").exists():
-        from .data.synthetic import write_demo_dataset
-        from .inference import PseudoLabelConfig, make_pseudo_labels
-        from .superpixels import SuperpixelConfig, compute_superpixels
-        from .train import TrainConfig, train_spn
-        import shutil
-        shutil.rmtree(cache / "sample-data", ignore_errors=True)
-        shutil.rmtree(root, ignore_errors=True)
-        data = write_demo_dataset(cache / "sample-data", n=24, size=128, seed=0)
-        project = init_project(root, data)
-        run(compute_superpixels(project, SuperpixelConfig(n_segments=80)))
-        run(train_spn(project, TrainConfig(epochs=8, batch_size=8)))
-        for method in ("cam", "sp-cam"):
-            run(make_pseudo_labels(project, PseudoLabelConfig(method=method)))
-        (root / "ready").write_text("sample project complete\n")
-    return read_project_layers(root)
+    if not archive.is_file():
+        raise SpnError(f"{archive}: no sample project in this installation — make it with "
+                       f"`python scripts/make_sample_project.py`, or open a project folder instead.")
+    digest = hashlib.sha256(archive.read_bytes()).hexdigest()
+    stamp = root / SAMPLE_STAMP
+    if is_project(root) and stamp.is_file() and stamp.read_text().strip() == digest:
+        return root
+    tmp = root.with_name(f".{root.name}.unpacking-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    with zipfile.ZipFile(archive) as zf:
+        zf.extractall(tmp)
+    (tmp / SAMPLE_STAMP).write_text(digest + "\n")  # written last: a complete project
+    shutil.rmtree(root, ignore_errors=True)
+    tmp.rename(root)
+    return root
+
+
+def sample_project() -> list[tuple]:
+    """npe2 sample data: the small pretrained demo project shipped with the package (12 demo
+    images, superpixels, an SPN with the demo's encoder, CAM and SP-CAM pseudo-labels; made by
+    ``scripts/make_sample_project.py``), unpacked into :func:`sample_dir` and opened like a
+    project folder. Nothing is trained in the viewer's process."""
+    return read_project_layers(unpack_sample(sample_dir()))

@@ -646,22 +646,3 @@ def test_progress_is_shown_in_one_deferred_repaint(widget, qtbot):
     assert panel.loss_plot.xs == [3.0, 7.0] and panel.loss_plot.ys == [0.25, 0.125]
     qtbot.waitUntil(lambda: counter.n > 0)  # painted by the event loop, after the updates
     counter.remove()
-
-
-def test_sample_data_builds_the_demo_project_once_and_opens_it(make_napari_viewer, tmp_path, monkeypatch):
-    """File › Open Sample › SPN demo project: generated, trained and cached on first use, then
-    opened like a project folder (the same layers); a second opening reuses the cache."""
-    monkeypatch.setenv("SPN_NAPARI_CACHE", str(tmp_path))
-    viewer = make_napari_viewer()
-    viewer.open_sample("spn-napari", "demo-project")
-    root = tmp_path / "sample-project"
-    assert (root / "ready").exists()
-    assert [layer.name for layer in viewer.layers] == ["image", "superpixels", "SP-CAM", "CAM", "Unsure", "labels"]
-    p, meta = Project(root), viewer.layers["labels"].metadata
-    i = meta["spn_image"]
-    assert meta["spn_project"] == str(root) and len(p) == 24
-    np.testing.assert_array_equal(np.asarray(viewer.layers["labels"].data), p.read("pseudo/sp-cam", i))
-    stamp = (root / "ready").stat().st_mtime_ns
-    viewer.layers.clear()
-    viewer.open_sample("spn-napari", "demo-project")
-    assert (root / "ready").stat().st_mtime_ns == stamp and len(viewer.layers) == 6

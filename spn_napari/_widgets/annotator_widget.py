@@ -30,7 +30,6 @@ from qtpy.QtWidgets import (
     QHeaderView,
     QLabel,
     QLineEdit,
-    QListView,
     QPushButton,
     QSizePolicy,
     QTableView,
@@ -42,6 +41,7 @@ from ..annotator import Annotator, superpixel_fill, swap_class
 from ..errors import SpnError
 from ..napari_io import LABELS_OPACITY, evidence_limits, layer_specs
 from .image_list import ImageListModel
+from .napari_adapter import colormap_rebuilders, dims_updater, layer_list_views, reset_undo_history
 from .rounds_panel import RoundsPanel
 from .run_panel import RunPanel
 from .section import Section
@@ -308,21 +308,16 @@ class AnnotatorWidget(QWidget):
 
         The viewer's dims are recomputed once, after all layers (each recomputation costs ~3-8
         ms), and only if a layer's shape changed: the dims follow the layers' extents alone.
-        napari's vispy Labels layer rebuilds its colormap on every data event (a new GLSL program,
-        compiled in the next redraw: ~10 ms under a software OpenGL), though the colours depend
-        only on the colormap and the data's dtype, and its own data-change handler still rebuilds
-        them when the dtype changes; so that rebuild is skipped. Both handlers are napari
-        internals: where they are missing, only the time is lost."""
-        update = getattr(self.viewer, "_on_layers_change", None)
+        napari's vispy Labels layer rebuilds its colormap on every data event (~10 ms under a
+        software OpenGL), though the colours depend only on the colormap and the data's dtype;
+        so that rebuild is skipped. Both handlers are napari internals, reached through
+        :mod:`.napari_adapter`: where they are missing, only the time is lost."""
+        update = dims_updater(self.viewer)
         reshaped = False
         with ExitStack() as stack:
             for layer in self.viewer.layers:
-                if update is not None:
-                    stack.enter_context(layer.events.data.blocker(update))
-                for cb in layer.events.data.callbacks:
-                    owner = cb[0]() if isinstance(cb, tuple) else None
-                    if owner is not None and cb[1] == "_on_colormap_change":
-                        stack.enter_context(layer.events.data.blocker(getattr(owner, cb[1])))
+                for cb in ([update] if update is not None else []) + colormap_rebuilders(layer):
+                    stack.enter_context(layer.events.data.blocker(cb))
             for data, kwargs, kind in specs:
                 name = kwargs["name"]
                 if name not in self.viewer.layers:
@@ -334,22 +329,21 @@ class AnnotatorWidget(QWidget):
                 layer.metadata = kwargs["metadata"]
                 if "contrast_limits" in kwargs and tuple(layer.contrast_limits) != tuple(kwargs["contrast_limits"]):
                     layer.contrast_limits = kwargs["contrast_limits"]  # each set redraws the thumbnail
-                if name == "labels" and hasattr(layer, "_reset_history"):
-                    layer._reset_history()  # undo does not cross images
+                if name == "labels":
+                    reset_undo_history(layer)  # undo does not cross images
         if update is not None and reshaped:
             update()
 
     @property
     def _camera(self):
-        scene = getattr(self.viewer, "scene", None)  # napari ≥ 0.9; viewer.camera before
-        return scene.camera if scene is not None else self.viewer.camera
+        return self.viewer.scene.camera
 
     def _fit_state(self) -> tuple:
         """What ``reset_view`` depends on (the layers' extents via the dims, the canvas size) and
         what it sets (the camera)."""
         v, cam = self.viewer, self._camera
-        size = v.canvas.size if hasattr(v, "canvas") else v._canvas_size  # napari ≥ 0.9; before
-        return (tuple(v.dims.range), v.dims.ndisplay, tuple(size), tuple(cam.center), cam.zoom, tuple(cam.angles))
+        return (tuple(v.dims.range), v.dims.ndisplay, tuple(v.canvas.size), tuple(cam.center), cam.zoom,
+                tuple(cam.angles))
 
     def _fit_view(self) -> None:
         """Fit the camera to the layers (``reset_view``), unless it still shows the fit made last
@@ -373,13 +367,13 @@ class AnnotatorWidget(QWidget):
                 view.doItemsLayout()
 
     def _list_views(self) -> list:
-        """The QListViews of this widget's window (napari's layer list among them), looked up
-        once per window: findChildren walks every widget (~3 ms). Weak references, as the window
+        """The QListViews of this widget's window (napari's layer list among them:
+        :func:`.napari_adapter.layer_list_views`), looked up once per window (~3 ms). Weak references, as the window
         owns this widget and must not be kept alive by it; those to views that Python does not
         hold (Qt's own, inside combo boxes) die at once, and are not needed."""
         window = self.window()
         if self._list_refs[0]() is not window:
-            self._list_refs = (weakref.ref(window), [weakref.ref(v) for v in window.findChildren(QListView)])
+            self._list_refs = (weakref.ref(window), [weakref.ref(v) for v in layer_list_views(window)])
         return [view for view in (ref() for ref in self._list_refs[1]) if view is not None]
 
     @property
