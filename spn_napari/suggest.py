@@ -37,7 +37,7 @@ from .errors import ProjectError, SpnError
 from .labels import apply_correction, base_kind
 from .store import Project
 
-__all__ = ["Suggestion", "image_suggestions", "suggest", "answer", "SuggestionQueue", "write_index", "PER_IMAGE"]
+__all__ = ["Suggestion", "ScoreWeights", "WEIGHTS", "superpixel_parts", "image_suggestions", "suggest", "answer", "SuggestionQueue", "write_index", "PER_IMAGE"]
 
 THRESHOLD = 0.5  # with a background class: a tag's normalised score below this is background
 PER_IMAGE = 64  # superpixels of each photo the ranking keeps: more than a person checks before a round
@@ -67,9 +67,29 @@ class Suggestion:
         return words[self.current], words[self.proposed]
 
 
-def _image_table(project: Project, i: int) -> np.ndarray | None:
-    """Image i's checkable superpixels as one (M, 5) float64 array: superpixel, current, proposed,
-    score, pixels (arrays, not objects: a project has hundreds of thousands of superpixels)."""
+@dataclass(frozen=True)
+class ScoreWeights:
+    """How the three signals make a superpixel's score:
+    ``(1 + disagree × disagreement) × (1 − margin)^margin × (pixels / mean pixels)^size``."""
+
+    disagree: float = 1.0
+    margin: float = 1.0
+    size: float = 0.5
+
+    def score(self, parts: np.ndarray) -> np.ndarray:
+        """(M,) scores of :func:`superpixel_parts` rows."""
+        d, m, a = parts[:, 3], parts[:, 4], parts[:, 5]
+        return (1.0 + self.disagree * d) * (1.0 - m) ** self.margin * a ** self.size
+
+
+WEIGHTS = ScoreWeights()
+
+
+def superpixel_parts(project: Project, i: int) -> np.ndarray | None:
+    """Image i's checkable superpixels with what their score is made of, one (M, 7) float64 array:
+    superpixel, current, proposed, disagreement (0/1), margin (0..1), pixels / mean pixels, pixels
+    (arrays, not objects: a project has hundreds of thousands of superpixels). None when the image
+    has a single candidate class."""
     info = project.images[i]
     bg = project.has_background
     if len(info.tags) + bg < 2:
@@ -95,12 +115,22 @@ def _image_table(project: Project, i: int) -> np.ndarray | None:
     area = np.bincount(sp.ravel(), minlength=len(current))  # (N,)
     disagree = evidence_label != current
     proposed = np.where(disagree, evidence_label, values[second])
-    score = (1.0 + disagree) * (1.0 - margin) * np.sqrt(area / max(area.mean(), 1.0))
     keep = area > 0
     if corr is not None:  # superpixels a person set: checked already
         keep &= np.bincount(sp.ravel(), weights=corr[1].ravel(), minlength=len(current)) == 0
     ids = np.flatnonzero(keep)
-    return np.stack([ids, current[ids], proposed[ids], score[ids], area[ids]], 1).astype(np.float64)
+    rel = area / max(area.mean(), 1.0)
+    return np.stack([ids, current[ids], proposed[ids], disagree[ids], margin[ids], rel[ids], area[ids]],
+                    1).astype(np.float64)
+
+
+def _image_table(project: Project, i: int) -> np.ndarray | None:
+    """Image i's checkable superpixels as one (M, 5) float64 array: superpixel, current, proposed,
+    score (:data:`WEIGHTS`), pixels."""
+    parts = superpixel_parts(project, i)
+    if parts is None:
+        return None
+    return np.stack([parts[:, 0], parts[:, 1], parts[:, 2], WEIGHTS.score(parts), parts[:, 6]], 1)
 
 
 def _suggestion(project: Project, i: int, row) -> Suggestion:
