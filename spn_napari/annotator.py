@@ -155,6 +155,19 @@ class Annotator:
             return None
         return unsure_pixels(p, i, method, UNSURE_BAND).astype(np.uint8)
 
+    def reload_correction(self, i: int) -> ImageView | None:
+        """Image i's correction was saved from elsewhere (a suggestion's answer): re-read it alone
+        into the cached view (its photo, superpixels and evidence are unchanged, so they are not
+        read again). Returns the view, or None when image i is not cached (its next view reads it)."""
+        from .labels import apply_correction
+        v = self._cache.get(i)
+        if v is None:
+            return None
+        corr = self.project.correction(i)
+        v.labels = apply_correction(v.base.copy(), corr)
+        v.set_mask = corr[1].copy() if corr is not None else np.zeros(v.base.shape, bool)
+        return v
+
     def forget(self, i: int | None = None) -> None:
         """Drop cached views (after a round or a reload changed the labels); ``i``: only image
         i's (its correction was saved from elsewhere, e.g. a suggestion's answer)."""

@@ -262,6 +262,11 @@ class SuggestionQueue:
         row = self._rows[self._at]
         return _suggestion(self.project, int(row[0]), row[1:])
 
+    def peek(self) -> Suggestion | None:
+        """The suggestion after the current one (None at the end), without moving on."""
+        at = self._at + 1
+        return _suggestion(self.project, int(self._rows[at, 0]), self._rows[at, 1:]) if at < len(self._rows) else None
+
     def next(self) -> Suggestion | None:
         """Move on to the next suggestion (None at the end)."""
         self._at = min(self._at + 1, len(self._rows))

@@ -185,7 +185,7 @@ def test_the_run_form_sets_each_steps_options(widget):
     assert argv[3:] == ["pseudo-labels", "P", "--progress", "jsonl", "--device", "cpu", "--method", "cam"]
 
 
-def test_checking_suggestions_with_keys_saves_each_answer(widget, labelled_project, qtbot):
+def test_checking_suggestions_with_keys_saves_each_answer(widget, labelled_project, qtbot, monkeypatch):
     """Check suggestions: the dock shows the engine's queue in order (image, outlined superpixel,
     proposed class chosen); Y, C, a tag's number and S answer as a person would, each answer saved
     at once as a partial correction; the counter counts answers, clicks and looks."""
@@ -201,7 +201,13 @@ def test_checking_suggestions_with_keys_saves_each_answer(widget, labelled_proje
     assert widget.current == first.image and widget.klass.currentData() == first.proposed
     outline = np.asarray(widget.viewer.layers["Suggestion"].data).astype(bool)
     assert outline.any() and (sp_of(first.image)[outline] == first.superpixel).all()
+    photos_read = []
+    store = widget.annotator.project
+    read_photo = store.image
+    qtbot.wait(300)  # the person looks; the dock reads the next suggestion's photo ahead meanwhile
+    monkeypatch.setattr(store, "image", lambda i: photos_read.append(i) or read_photo(i))
     qtbot.keyClick(canvas, "y")  # accept the proposal
+    assert photos_read == []  # the next photo was read ahead: the answer reads no photo
     labels, set_mask = Project(p.root).correction(first.image)
     np.testing.assert_array_equal(set_mask, sp_of(first.image) == first.superpixel)
     assert (labels[set_mask] == first.proposed).all()

@@ -138,3 +138,26 @@ def test_a_budget_below_one_is_one_line(budget, labelled_project, tmp_path, caps
                        "--work", tmp_path / "sim", "--progress", "none")
     assert_user_error(code, err, f"--budget {budget}")
     assert tree_state(labelled_project.root) == before and not (tmp_path / "sim").exists()
+
+
+def test_an_answer_reread_into_a_cached_view_equals_a_fresh_read(labelled_project):
+    """Annotator.reload_correction (the dock after an answer) gives the labels and set pixels a
+    view read from scratch gives; the peeked suggestion is the one next() moves to."""
+    from spn_napari.annotator import Annotator
+    from spn_napari.suggest import SuggestionQueue
+    p = Project(labelled_project.root)
+    top = suggest(p, 2)
+    queue = SuggestionQueue(p)
+    s = queue.next()
+    assert s == top[0] and queue.peek() == top[1]
+    ann = Annotator(p)
+    assert ann.reload_correction(s.image) is None  # not cached: nothing to re-read
+    before = ann.view(s.image)
+    queue.answer_current(s.proposed)
+    cached = ann.reload_correction(s.image)
+    fresh = Annotator(Project(p.root)).view(s.image)
+    assert cached is before
+    np.testing.assert_array_equal(cached.labels, fresh.labels)
+    np.testing.assert_array_equal(cached.set_mask, fresh.set_mask)
+    assert (cached.labels[p.read("superpixels", s.image) == s.superpixel] == s.proposed).all()
+    assert queue.next() == top[1]

@@ -432,11 +432,14 @@ class AnnotatorWidget(QWidget):
             self.viewer.layers["Unsure"].visible = on
 
     def refresh_shown_labels(self, i: int) -> None:
-        """Image i's correction was saved from elsewhere (a suggestion's answer): re-read its view,
-        and when it is shown, put its labels into the layer (nothing to save: layer and view agree)."""
-        self.annotator.forget(i)
-        if self.current == i and "labels" in self.viewer.layers:
-            layer, new = self.labels_layer, self.annotator.view(i).labels
+        """Image i's correction was saved from elsewhere (a suggestion's answer): re-read it into
+        its view, and when it is shown, put its labels into the layer (nothing to save: layer and
+        view agree — a stale layer would be saved over the answer)."""
+        view = self.annotator.reload_correction(i)
+        if view is None and self.current == i:  # not cached: the layer must still follow the saved answer
+            view = self.annotator.view(i)
+        if view is not None and self.current == i and "labels" in self.viewer.layers:
+            layer, new = self.labels_layer, view.labels
             changed = np.asarray(layer.data) != new  # (H, W): the answered superpixel's pixels
             if changed.any():  # painted in place: napari uploads the changed rows, not the image
                 with layer.block_history():
