@@ -15,11 +15,14 @@ import sys
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 from .errors import ProjectError, SpnError
 from .events import Event
 from .progress import Progress
+
+if TYPE_CHECKING:
+    from .store import Project
 
 EXIT_USAGE = 2
 EXIT_CANCELLED = 130
@@ -58,7 +61,7 @@ def _distributed(a: argparse.Namespace) -> tuple[str, str]:
     return device, (a.progress if distributed.is_main() else "none")
 
 
-def _run(a: argparse.Namespace, desc: str, job: Callable[[Any, str | None], Iterable[Event]], *,
+def _run(a: argparse.Namespace, desc: str, job: Callable[[Project, str | None], Iterable[Event]], *,
          threads: bool = False, distributed: bool = False) -> Event | None:
     """Run one long engine job the way every command does, in this order: torch's threads set
     (``threads``: the job runs a model), the project ``a.project`` opened (a missing one or one of
