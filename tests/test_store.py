@@ -17,11 +17,14 @@ import numpy as np
 import pytest
 
 from conftest import tree_state
+from spn_napari.colours import PALETTE, class_colors
 from spn_napari.data.images import load_image, load_mask
 from spn_napari.data.readers import read_dataset
 from spn_napari.errors import DatasetError, ProjectError
 from spn_napari.pipeline import run
-from spn_napari.store import DB_NAME, FORMAT_VERSION, MANIFEST, PALETTE, Project, class_colors
+from spn_napari.project_db import DB_NAME
+from spn_napari.project_format import FORMAT_VERSION, MANIFEST
+from spn_napari.store import Project
 from spn_napari.superpixels import SuperpixelConfig, compute_superpixels, superpixel_counts
 
 
