@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from spn_napari.cam import paint_superpixels, threshold_maps, upsample_cam
-from spn_napari.data.loader import collate
+from spn_napari.batches import collate
 from spn_napari.data.transforms import superpixel_canvas
 from spn_napari.evaluate import score_labels
 from spn_napari.features import features_kind, read_features

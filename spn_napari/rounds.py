@@ -23,8 +23,8 @@ import torch
 from torch.utils.data import DataLoader
 
 from . import distributed
+from .batches import FigureGroundSamples, MultiScaleBatches, collate
 from .cam import METHODS, upsample_cam
-from .data.loader import FigureGroundSamples, MultiScaleBatches, collate
 from .data.transforms import fit_to_canvas
 from .errors import ProjectError, SpnError
 from .evaluate import round_metrics

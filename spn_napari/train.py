@@ -19,7 +19,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from . import distributed
-from .data.loader import MultiScaleBatches, SuperpixelImages, collate
+from .batches import MultiScaleBatches, SuperpixelImages, collate
 from .data.transforms import auto_scales
 from .errors import SpnError
 from .events import Event

@@ -16,7 +16,7 @@ import torch
 from PIL import Image
 
 from conftest import assert_user_error, cli, tree_state
-from spn_napari.data.loader import FigureGroundSamples, MultiScaleBatches
+from spn_napari.batches import FigureGroundSamples, MultiScaleBatches
 from spn_napari.errors import SpnError
 from spn_napari.models.decoupled import IGNORE
 from spn_napari.pipeline import run
