@@ -34,7 +34,7 @@ from spn_napari.events import run
 from spn_napari.rounds import RoundConfig
 from spn_napari.simulate import SimulateConfig, simulate
 from spn_napari.store import Project
-from spn_napari.train import default_threads
+from spn_napari.runtime import default_threads
 
 from _machine import cpu_model, write_results  # benchmarks/ is on sys.path when run as a script
 

@@ -34,7 +34,8 @@ from spn_napari.inference import image_evidence
 from spn_napari.models.encoders import LiteEncoder
 from spn_napari.models.spn import SPN, SPNConfig, spn_loss
 from spn_napari.store import Project
-from spn_napari.train import default_threads, seed_everything
+from spn_napari.runtime import default_threads
+from spn_napari.train import seed_everything
 
 from _machine import cpu_model  # benchmarks/ is on sys.path when run as a script
 

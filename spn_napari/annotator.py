@@ -90,7 +90,7 @@ class Annotator:
         round's uncertainty for all images, not one per image): ``name``, ``review`` and ``tags``
         (the class names joined) as lists, ``confidence`` as an (n,) float64 array, 1 - the
         current round's uncertainty rounded to 3 places, NaN where unknown (before round 1)."""
-        from .rounds import round_uncertainty
+        from .round_history import round_uncertainty
         p = self.project
         names = p.classes
         unc = round_uncertainty(p)
@@ -106,7 +106,7 @@ class Annotator:
         """What the project needs before it has labels to review ('superpixels', 'train-spn',
         'pseudo-labels'), or None once it has them."""
         from .labels import pseudo_method
-        from .rounds import history
+        from .round_history import history
         p = self.project
         if history(p) or pseudo_method(p) is not None:
             return None

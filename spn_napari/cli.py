@@ -77,7 +77,8 @@ def cmd_superpixels(a: argparse.Namespace) -> int:
 
 
 def cmd_train_spn(a: argparse.Namespace) -> int:
-    from .train import TrainConfig, default_threads, resolve_encoder, train_spn
+    from .runtime import default_threads
+    from .train import TrainConfig, resolve_encoder, train_spn
     default_threads()
     project = _project(a.project)
     encoder = resolve_encoder(a.encoder, a.weights)
@@ -118,7 +119,7 @@ def _scales(text: str | None, flag: str = "--scales") -> tuple[int, ...] | None:
 def cmd_pseudo_labels(a: argparse.Namespace) -> int:
     from .evidence import check_method, check_normalise
     from .inference import PseudoLabelConfig, make_pseudo_labels
-    from .train import default_threads
+    from .runtime import default_threads
     default_threads()
     if a.method != "auto":
         check_method(a.method)
@@ -194,7 +195,7 @@ def cmd_suggest(a: argparse.Namespace) -> int:
 
 def cmd_serve(a: argparse.Namespace) -> int:
     from .predict_server import serve
-    from .train import default_threads
+    from .runtime import default_threads
     default_threads()
     _project(a.project)  # a missing or newer-format project: one line, exit 2, before "ready"
     return serve(a.project, a.device)
@@ -203,7 +204,7 @@ def cmd_serve(a: argparse.Namespace) -> int:
 def cmd_predict(a: argparse.Namespace) -> int:
     from .events import run
     from .segmenter import Segmenter, predict_paths
-    from .train import default_threads
+    from .runtime import default_threads
     default_threads()
     segmenter = Segmenter.from_project(a.project, round=a.round, device=a.device)
     show = Progress(a.progress, "predict")
@@ -251,7 +252,7 @@ def _round_config(a: argparse.Namespace, device: str | None = None):
 
 def cmd_round(a: argparse.Namespace) -> int:
     from .rounds import run_round
-    from .train import default_threads
+    from .runtime import default_threads
     default_threads()
     project = _project(a.project)
     device, progress = _distributed(a)
@@ -266,7 +267,7 @@ def cmd_round(a: argparse.Namespace) -> int:
 
 
 def cmd_history(a: argparse.Namespace) -> int:
-    from .rounds import current_round, history
+    from .round_history import current_round, history
     project = _project(a.project)
     rows, cur = history(project), current_round(project)
     if a.json:
@@ -286,7 +287,7 @@ def cmd_history(a: argparse.Namespace) -> int:
 
 
 def cmd_rollback(a: argparse.Namespace) -> int:
-    from .rounds import rollback
+    from .round_history import rollback
     entry = rollback(_project(a.project), a.to)
     print(f"round {entry['round']} is current again (later rounds are kept)", file=sys.stderr)
     return 0
@@ -294,7 +295,7 @@ def cmd_rollback(a: argparse.Namespace) -> int:
 
 def cmd_simulate(a: argparse.Namespace) -> int:
     from .simulate import SimulateConfig, simulate
-    from .train import default_threads
+    from .runtime import default_threads
     default_threads()
     project = _project(a.project)
     if a.rounds < 1:

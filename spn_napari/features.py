@@ -22,11 +22,12 @@ import torch
 
 from . import distributed
 from .data.transforms import fit_to_canvas
+from .errors import SpnError
 from .events import Event
 from .store import Project
 
-__all__ = ["features_kind", "cached_sides", "compute_features", "read_features", "backbone_map", "views", "view_maps",
-           "image_view_maps"]
+__all__ = ["features_kind", "cached_sides", "compute_features", "feature_cache", "read_features", "backbone_map", "views",
+           "view_maps", "image_view_maps"]
 
 DTYPE = np.float16  # half the bytes; the maps are ReLU6 outputs of BN-ed convs, well inside fp16's range
 
@@ -89,6 +90,23 @@ def compute_features(project: Project, encoder: torch.nn.Module, name: str, side
                 writers[features_kind(name, s)].put(i, backbone_map(encoder, image, s, device))
             yield Event("image", done, len(mine), {"sides": missing})
     yield Event("done", n, n, {"seconds": time.perf_counter() - t0, "sides": missing})
+
+
+def feature_cache(project: Project, encoder: torch.nn.Module, name: str, sides, device: torch.device,
+                  enabled: bool = True) -> Iterator[Event]:
+    """Make sure a frozen encoder's maps are cached for ``sides`` (computing the missing ones,
+    each rank its share under torchrun; 'features' events) and return {side: artifact}; None when
+    the encoder is not cacheable or ``enabled`` is off."""
+    if not (enabled and getattr(encoder, "cacheable", False)):
+        return None
+    for ev in compute_features(project, encoder, name, sides, device):
+        if ev.event == "image":  # progress only: nothing to show when every side is cached
+            yield Event("features", ev.step, ev.total, ev.data)
+    project.reload()
+    cache = cached_sides(project, name, sides)
+    if len(cache) != len(set(sides)):
+        raise SpnError(f"{project.root}: the feature cache for {name} is incomplete — run the command again.")
+    return cache
 
 
 def image_view_maps(encoder: torch.nn.Module, image: np.ndarray, passes: Iterable[tuple[int, bool]],

@@ -29,8 +29,8 @@ from .ops import superpixel_pool
 from .store import Project
 from .suggest import write_index
 from .data.transforms import fit_to_canvas
-from .features import view_maps, views
-from .train import feature_cache, load_spn, resolve_device
+from .features import feature_cache, view_maps, views
+from .runtime import load_spn, resolve_device
 
 __all__ = ["PseudoLabelConfig", "resolve_settings", "label_canvas", "view_evidence", "aggregate_evidence",
            "image_evidence", "view_backbones", "make_pseudo_labels",

@@ -34,10 +34,12 @@ def run_demo(out: Path, *, n: int = 200, size: int = 160, epochs: int | None = N
     from .evaluate import evaluate_labels
     from .inference import PseudoLabelConfig, make_pseudo_labels
     from .labels import labels_kind
-    from .rounds import RoundConfig, current_round, history, run_round
+    from .round_history import current_round, history
+    from .rounds import RoundConfig, run_round
     from .store import Project, is_project
     from .superpixels import SuperpixelConfig, compute_superpixels
-    from .train import TrainConfig, default_threads, train_spn
+    from .runtime import default_threads
+    from .train import TrainConfig, train_spn
 
     default_threads()
     out.mkdir(parents=True, exist_ok=True)

@@ -29,7 +29,7 @@ from typing import IO
 from .data.images import load_image
 from .errors import SpnError
 from .export import write_mask
-from .rounds import current_round
+from .round_history import current_round
 from .segmenter import Segmenter
 from .store import Project
 

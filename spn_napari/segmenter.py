@@ -4,8 +4,8 @@ predictor shape), and the batch over image files that ``spn-napari predict`` run
 Which model predicts:
 
 - a round r ≥ 1: its DecoupledNet, with the test-time views the round predicted the project's
-  own images with (:func:`spn_napari.rounds.round_views`; a round made before them: the middle
-  of its training sides), exactly as the round did (:func:`spn_napari.rounds.predict_labels`);
+  own images with (:func:`spn_napari.round_inference.round_views`; a round made before them: the middle
+  of its training sides), exactly as the round did (:func:`spn_napari.round_inference.predict_labels`);
 - before the first round, and round 0 (whose labels are the SPN's pseudo-labels): the SPN, with
   the project's pseudo-label method (round 0's ``start_from``; before it the method
   ``pseudo-labels`` last wrote) and the evidence settings those were made with (sides, mirrored
@@ -43,10 +43,11 @@ from .inference import image_evidence
 from .labels import pseudo_method
 from .models.decoupled import DecoupledNet
 from .models.spn import SPN
-from .rounds import current_round, history, image_class_probabilities, load_decoupled, predict_labels
+from .round_history import current_round, history
+from .round_inference import image_class_probabilities, predict_labels
+from .runtime import load_decoupled, load_spn, resolve_device
 from .store import Project
 from .superpixels import SuperpixelConfig, slic_labels
-from .train import load_spn, resolve_device
 
 __all__ = ["Segmenter", "predict_paths"]
 

@@ -26,7 +26,8 @@ from .effort import fix_whole_image, superpixel_majority, superpixel_oracle
 from .evidence import evidence_maps
 from .evaluate import round_metrics
 from .labels import current_labels
-from .rounds import RoundConfig, ensure_round0, history, rollback, round0_method_for, round0_source, round_uncertainty, run_round
+from .round_history import history, rollback, round_uncertainty
+from .rounds import RoundConfig, ensure_round0, round0_method_for, round0_source, run_round
 from .store import Project
 from .suggest import answer, suggest
 

@@ -12,7 +12,7 @@ import pytest
 from PIL import Image
 
 from spn_napari.labels import current_labels, labels_kind
-from spn_napari.rounds import current_round
+from spn_napari.round_history import current_round
 from spn_napari.store import Project
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -292,7 +292,7 @@ def test_sorting_by_confidence_follows_the_round_and_a_click_shows_that_image(
     confidences (both ways), the selection follows its image, and a click shows that row's image."""
     import shutil
     from qtpy.QtCore import Qt
-    from spn_napari.rounds import round_uncertainty
+    from spn_napari.round_history import round_uncertainty
     root = tmp_path / "project"
     shutil.copytree(_round_project, root)
     p = Project(root)
@@ -412,7 +412,7 @@ def test_rounds_run_in_a_child_process_and_cancel_cleanly(widget, labelled_proje
     cancelled mid-training: the child is gone and the project is exactly as before."""
     from conftest import tree_state
     from spn_napari.labels import labels_kind
-    from spn_napari.rounds import history
+    from spn_napari.round_history import history
     widget.runs.epochs.value = 1
     widget.runs.device.value = "cpu"
     job = widget.run_step("round")

@@ -24,7 +24,8 @@ from spn_napari.export import label_palette
 from spn_napari.inference import PseudoLabelConfig, make_pseudo_labels
 from spn_napari.labels import base_kind, labels_kind
 from spn_napari.pipeline import run
-from spn_napari.rounds import RoundConfig, rollback, run_round
+from spn_napari.round_history import rollback
+from spn_napari.rounds import RoundConfig, run_round
 from spn_napari.segmenter import Segmenter
 from spn_napari.store import Project
 from spn_napari.train import TrainConfig, train_spn
@@ -320,7 +321,7 @@ def test_cli_progress_jsonl_names_each_mask(labelled_project, tmp_path, capsys):
 def test_single_tag_photos_confidence_is_the_classifiers_agreement(_nb_project):
     """Without background a one-tag photo's labels are certain, so its round uncertainty is
     1 - the classifier's probability of its tag (the dock's confidence column), not 0."""
-    from spn_napari.rounds import round_uncertainty
+    from spn_napari.round_history import round_uncertainty
     p = Project(_nb_project)
     seg = Segmenter.from_project(p.root, device="cpu")
     unc = round_uncertainty(p)

@@ -158,7 +158,8 @@ def test_feature_cache_holds_the_encoder_output(sp_project):
 
 
 def test_train_spn_default_is_the_cached_pretrained_encoder(sp_project):
-    from spn_napari.train import TrainConfig, load_spn, train_spn
+    from spn_napari.runtime import load_spn
+    from spn_napari.train import TrainConfig, train_spn
     events = list(train_spn(sp_project, TrainConfig(epochs=1, batch_size=4, device="cpu", scales=(48, 64))))
     start = next(e for e in events if e.event == "start")
     assert start.data["encoder"] == "lite0" and start.data["cached"]

@@ -21,7 +21,8 @@ from spn_napari.errors import SpnError
 from spn_napari.models.decoupled import IGNORE
 from spn_napari.pipeline import run
 from spn_napari.labels import current_labels, labels_kind, training_target
-from spn_napari.rounds import RoundConfig, current_round, history, run_round
+from spn_napari.round_history import current_round, history
+from spn_napari.rounds import RoundConfig, run_round
 from spn_napari.simulate import SimulateConfig, simulate
 from spn_napari.store import Project
 
@@ -424,17 +425,17 @@ def test_no_complete_batch_is_a_clear_error():
 
 
 def test_a_painted_class_missing_from_the_tags_is_predicted_too(labelled_project, monkeypatch):
-    import spn_napari.rounds as rounds
+    import spn_napari.round_inference as round_inference
     p = labelled_project
     i = next(k for k, im in enumerate(p.images) if 3 not in im.tags)
     labels, set_mask = _stroke(p, i, 4)  # class index 3, not among image i's tags
     p.save_correction(i, labels, set_mask, review="reviewed")
     asked = {}
-    orig = rounds.predict_labels
+    orig = round_inference.predict_labels
 
     def spy(model, image, classes, side, device, **kw):
         asked[len(asked)] = list(classes)
         return orig(model, image, classes, side, device, **kw)
-    monkeypatch.setattr(rounds, "predict_labels", spy)
+    monkeypatch.setattr(round_inference, "predict_labels", spy)
     run(run_round(p, FAST))
     assert asked[i] == sorted(set(p.images[i].tags) | {3})

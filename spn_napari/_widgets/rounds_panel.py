@@ -17,7 +17,7 @@ from qtpy.QtWidgets import (
 
 from ..errors import SpnError
 from ..labels import labels_kind
-from ..rounds import current_round, history, rollback
+from ..round_history import current_round, history, rollback
 from .line_plot import LinePlot
 
 HISTORY_COLUMNS = ("round", "parent", "mIoU", "changed", "time s")
