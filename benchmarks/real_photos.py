@@ -37,7 +37,7 @@ import torch
 from spn_napari.evaluate import evaluate_labels, largest_tag_labels, score_labels
 from spn_napari.inference import PseudoLabelConfig, make_pseudo_labels, resolve_settings
 from spn_napari.pipeline import init_project, run
-from spn_napari.labels import labels_kind
+from spn_napari.kinds import round_labels
 from spn_napari.rounds import RoundConfig, run_round
 from spn_napari.simulate import SimulateConfig, simulate
 from spn_napari.store import Project
@@ -119,7 +119,7 @@ def main() -> int:
                      f"{' + mirrored' if default.flip else ''}", evaluate_labels(project, f"pseudo/{default.method}"),
                      seconds["pseudo-labels"]))
     timed("round 1", run_round(project, RoundConfig(device=a.device)))
-    rows.append(_row("default + DecoupledNet, round 1", evaluate_labels(project, labels_kind(1)), seconds["round 1"]))
+    rows.append(_row("default + DecoupledNet, round 1", evaluate_labels(project, round_labels(1)), seconds["round 1"]))
     pipeline_seconds = sum(v for k, v in seconds.items() if "paper rule" not in k)
     ratio = seconds["pseudo-labels"] / seconds["pseudo-labels sp-cam (paper rule)"]
     result = {"pseudo_labels_time_ratio": ratio, "data": str(a.data), "images": len(project), "classes": len(project.classes),

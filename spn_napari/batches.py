@@ -19,6 +19,7 @@ from torch.utils.data import Dataset, Sampler
 
 from .data.transforms import fit_mask_to_canvas, fit_to_canvas, superpixel_canvas
 from .features import read_features
+from .kinds import SUPERPIXELS
 from .models.decoupled import IGNORE
 from .store import Project
 
@@ -50,10 +51,10 @@ class SuperpixelImages(Dataset):
         i, side, flip = key
         p = self._p()
         if self.features:
-            sp, n = superpixel_canvas(p.read("superpixels", i), side)
+            sp, n = superpixel_canvas(p.read(SUPERPIXELS, i), side)
             return {"f": read_features(p, self.features[side], i), "sp": sp, "n": n,
                     "target": self.targets[i], "index": i}
-        x, sp, n = fit_to_canvas(p.image(i), p.read("superpixels", i), side, flip=flip and self.flip)
+        x, sp, n = fit_to_canvas(p.image(i), p.read(SUPERPIXELS, i), side, flip=flip and self.flip)
         return {"x": x, "sp": sp, "n": n, "target": self.targets[i], "index": i}
 
 

@@ -157,17 +157,18 @@ def _labels_kind(a: argparse.Namespace) -> str | None:
     """--round R, or --method auto|fused|sp-cam|cam|current -> the artifact to read (None: current
     labels; auto: the project's pseudo-labels)."""
     from .evidence import check_method
-    from .labels import labels_kind, pseudo_method
+    from .kinds import pseudo_labels, round_labels
+    from .labels import pseudo_method
     if a.round is not None:
-        return labels_kind(a.round)
+        return round_labels(a.round)
     if a.method == "auto":
         project = _project(a.project)
         method = pseudo_method(project)
         if method is None:
             raise ProjectError(f"{project.root}: no pseudo-labels in this project yet — run "
                                f"`spn-napari pseudo-labels {project.root}` first.")
-        return f"pseudo/{method}"
-    return None if a.method == "current" else f"pseudo/{check_method(a.method)}"
+        return pseudo_labels(method)
+    return None if a.method == "current" else pseudo_labels(check_method(a.method))
 
 
 def cmd_export(a: argparse.Namespace) -> int:

@@ -23,14 +23,14 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from . import distributed
+from . import distributed, kinds
 from .batches import FigureGroundSamples, MultiScaleBatches, collate
 from .cam import METHODS
 from .errors import ProjectError, SpnError
 from .evaluate import round_metrics
 from .events import Event
 from .features import feature_cache
-from .labels import labels_kind, present_classes, pseudo_method, round0_method, training_target
+from .labels import present_classes, pseudo_method, round0_method, training_target
 from .models.decoupled import IGNORE, DecoupledNet, decoupled_loss
 from .round_history import current_round, history
 from .round_inference import predict_round_labels, round_views
@@ -65,10 +65,6 @@ class RoundConfig:
     predict_flip: bool = False  # also predict each side's mirrored canvas, averaged
 
 
-def _model_kind(r: int) -> str:
-    return f"round/{r}/model"
-
-
 @dataclass(frozen=True)
 class _Targets:
     """FigureGroundSamples' target reader (module level, so loader workers can pickle it)."""
@@ -93,7 +89,7 @@ def round0_method_for(project: Project, method: str) -> str:
 
 def round0_source(project: Project, method: str) -> str:
     method = round0_method_for(project, method)
-    source = f"pseudo/{method}"
+    source = kinds.pseudo_labels(method)
     if project.artifact(source) is None:
         raise ProjectError(f"{project.root}: no {method} pseudo-labels in this project yet — run "
                            f"`spn-napari pseudo-labels {project.root} --method {method}` first.")
@@ -106,10 +102,10 @@ def ensure_round0(project: Project, method: str) -> None:
         return
     method = round0_method_for(project, method)
     source = round0_source(project, method)
-    with project.writer(labels_kind(0), meta={"source": source}) as w:
+    with project.writer(kinds.round_labels(0), meta={"source": source}) as w:
         for i in range(len(project)):
             w.put(i, project.read(source, i))
-    entry = {"round": 0, "parent": None, "created": time.time(), "model": "spn", "config": {"start_from": method},
+    entry = {"round": 0, "parent": None, "created": time.time(), "model": kinds.SPN, "config": {"start_from": method},
              "seed": None, "seconds": 0.0}
     entry["metrics"] = round_metrics(project, 0, None)
     project.add_round(entry)
@@ -184,7 +180,7 @@ def run_round(project: Project, cfg: RoundConfig = RoundConfig()) -> Iterator[Ev
                                                  "cached": bool(cache)})
     model.eval()
     passes = round_views(scales, cfg.predict_sides, cfg.predict_flip)
-    uncertainty = yield from predict_round_labels(project, model, labels_kind(k), passes, device, cache=cache,
+    uncertainty = yield from predict_round_labels(project, model, kinds.round_labels(k), passes, device, cache=cache,
                                                   meta={"parent": parent, "views": passes})
     if not distributed.is_main():  # rank 0 saves the model, scores and records the round
         distributed.barrier()
@@ -193,14 +189,14 @@ def run_round(project: Project, cfg: RoundConfig = RoundConfig()) -> Iterator[Ev
     buf = io.BytesIO()
     torch.save(model.to("cpu").to_checkpoint(classes=list(project.classes), scales=list(scales),
                                              round=k, parent=parent, views=[list(v) for v in passes]), buf)
-    project.commit_file(_model_kind(k), buf.getvalue(), suffix=".pt")
-    entry = {"round": k, "parent": parent, "created": time.time(), "model": _model_kind(k),
+    project.commit_file(kinds.round_model(k), buf.getvalue(), suffix=".pt")
+    entry = {"round": k, "parent": parent, "created": time.time(), "model": kinds.round_model(k),
              "config": {**asdict(cfg), "scales": list(scales), "views": [list(v) for v in passes]}, "seed": cfg.seed,
              "seconds": time.perf_counter() - t0}
     project.reload()
     entry["metrics"] = round_metrics(project, k, parent)  # corrections saved meanwhile (the GUI) count
     project.add_round(entry, uncertainty)
-    if project.artifact("cams/sp-cam") and project.artifact("superpixels"):
+    if project.artifact(kinds.SP_CAM) and project.artifact(kinds.SUPERPIXELS):
         write_index(project)  # the suggestions for the new labels (spn_napari.suggest)
     drop_state(cfg.state)
     distributed.barrier()

@@ -11,6 +11,7 @@ import os
 
 import torch
 
+from . import kinds
 from .errors import SpnError
 from .models.decoupled import DecoupledConfig, DecoupledNet
 from .models.spn import SPN, SPNConfig
@@ -61,7 +62,7 @@ def load_checkpoint(project: Project, kind: str, fix: str) -> dict:
 
 def load_spn(project: Project, device: torch.device) -> tuple[SPN, dict]:
     """The project's current SPN (eval mode) and its checkpoint dict (scales, classes, config)."""
-    ckpt = load_checkpoint(project, "spn", f"retrain with `spn-napari train-spn {project.root}`")
+    ckpt = load_checkpoint(project, kinds.SPN, f"retrain with `spn-napari train-spn {project.root}`")
     model = SPN(SPNConfig(**ckpt["config"]))
     model.load_state_dict(ckpt["state_dict"])
     return model.to(device).eval(), ckpt
@@ -69,7 +70,7 @@ def load_spn(project: Project, device: torch.device) -> tuple[SPN, dict]:
 
 def load_decoupled(project: Project, r: int, device: torch.device) -> tuple[DecoupledNet, dict]:
     """Round r's DecoupledNet (eval mode) and its checkpoint dict."""
-    ckpt = load_checkpoint(project, f"round/{r}/model", f"start again from `spn-napari train-spn {project.root}`")
+    ckpt = load_checkpoint(project, kinds.round_model(r), f"start again from `spn-napari train-spn {project.root}`")
     model = DecoupledNet(DecoupledConfig(**ckpt["config"]))
     model.load_state_dict(ckpt["state_dict"])
     return model.to(device).eval(), ckpt

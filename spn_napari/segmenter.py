@@ -31,6 +31,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from . import kinds
 from .cam import METHODS
 from .data.generic import label_rows, resolve_image_name
 from .data.images import IMAGE_SUFFIXES, as_rgb, is_image_file, load_image
@@ -119,10 +120,10 @@ class Segmenter:
             method = rounds[0]["config"].get("start_from", "sp-cam")
         else:
             method = pseudo_method(project) or METHODS[0]
-        pseudo = project.artifact(f"pseudo/{method}") or {}
+        pseudo = project.artifact(kinds.pseudo_labels(method)) or {}
         scales = sorted(ckpt["scales"])
         evidence = EvidenceSettings.from_meta(pseudo.get("meta", {}), method, [scales[len(scales) // 2]])
-        sp_meta = project.require("superpixels")["meta"]
+        sp_meta = project.require(kinds.SUPERPIXELS)["meta"]
         sp_cfg = SuperpixelConfig(**{f.name: sp_meta[f.name] for f in fields(SuperpixelConfig) if f.name in sp_meta})
         return cls(model=model, sides=evidence.sides, method=method, threshold=evidence.threshold,
                    superpixels=sp_cfg, cached=getattr(model.encoder, "cacheable", False), evidence=evidence, **common)

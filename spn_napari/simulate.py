@@ -25,6 +25,7 @@ from .events import Event
 from .effort import fix_whole_image, superpixel_majority, superpixel_oracle
 from .evidence import evidence_maps
 from .evaluate import round_metrics
+from .kinds import SUPERPIXELS
 from .labels import current_labels
 from .round_history import history, rollback, round_uncertainty
 from .rounds import RoundConfig, ensure_round0, round0_method_for, round0_source, run_round
@@ -84,7 +85,7 @@ def _fix_whole(project: Project, images: list[int]) -> tuple[int, int]:
     accept it (every pixel the person's, as the dock's Accept); returns (clicks, looks)."""
     clicks = looks = 0
     for i in images:
-        fix = fix_whole_image(project.read("superpixels", i), current_labels(project, i), project.ground_truth(i))
+        fix = fix_whole_image(project.read(SUPERPIXELS, i), current_labels(project, i), project.ground_truth(i))
         project.save_correction(i, fix.labels, np.ones(fix.labels.shape, bool), review="reviewed")
         clicks, looks = clicks + fix.clicks, looks + fix.looks
     return clicks, looks
@@ -103,7 +104,7 @@ def _check_suggestions(project: Project, budget: int) -> tuple[int, int]:
         if clicks >= budget:
             break
         if s.image not in truth_of:
-            truth_of[s.image] = superpixel_majority(project.read("superpixels", s.image), project.ground_truth(s.image),
+            truth_of[s.image] = superpixel_majority(project.read(SUPERPIXELS, s.image), project.ground_truth(s.image),
                                                     ignore=255)
         truth = int(truth_of[s.image][s.superpixel])
         if truth == 255 or truth == s.current:

@@ -46,6 +46,7 @@ from typing import Any
 import numpy as np
 import zarr
 
+from . import kinds
 from .errors import DatasetError, ProjectError
 from .pixels import PackedReader, PackedWriter, is_packed, merge_index
 from .project_db import DB_NAME, ProjectDB, create_db
@@ -463,11 +464,7 @@ class Project:
 
     def _maker(self, kind: str) -> str:
         """The command that makes artifact ``kind`` (for error messages)."""
-        if kind.startswith("round/"):
-            return f"spn-napari round {self.root}"
-        step = {"superpixels": "superpixels", "spn": "train-spn"}.get(kind, "pseudo-labels")
-        method = f" --method {kind.split('/', 1)[1]}" if kind.startswith(("pseudo/", "cams/")) else ""
-        return f"spn-napari {step} {self.root}{method}"
+        return kinds.maker(kind, self.root)
 
     def writer(self, kind: str, *, depends: tuple[str, ...] = (), meta: dict | None = None,
                version: str | None = None, part: int = 0) -> "ArtifactWriter":

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from . import distributed
+from . import distributed, kinds
 from .batches import MultiScaleBatches, SuperpixelImages, collate
 from .data.transforms import auto_scales
 from .errors import SpnError
@@ -83,7 +83,7 @@ def train_spn(project: Project, cfg: TrainConfig = TrainConfig()) -> Iterator[Ev
 
     Yields 'step' events (loss) and one 'epoch' event per epoch, then 'done'.
     """
-    project.require("superpixels")
+    project.require(kinds.SUPERPIXELS)
     device = resolve_device(cfg.device)
     seed_everything(cfg.seed)
     encoder = resolve_encoder(cfg.encoder, cfg.weights)
@@ -113,7 +113,7 @@ def train_spn(project: Project, cfg: TrainConfig = TrainConfig()) -> Iterator[Ev
 
     t0 = time.perf_counter()
     yield from fit(model, loader, sampler, step, epochs=cfg.epochs, lr=cfg.lr, weight_decay=cfg.weight_decay,
-                   state=cfg.state, fingerprint={"trainer": "spn", "superpixels": project.require("superpixels")["version"],
+                   state=cfg.state, fingerprint={"trainer": "spn", "superpixels": project.require(kinds.SUPERPIXELS)["version"],
                                                  "images": len(project), "encoder": encoder, "seed": cfg.seed,
                                                  "cached": bool(cache)})
     if not distributed.is_main():
@@ -123,7 +123,7 @@ def train_spn(project: Project, cfg: TrainConfig = TrainConfig()) -> Iterator[Ev
     buf = io.BytesIO()
     torch.save(model.to("cpu").to_checkpoint(train_config=asdict(cfg), scales=list(scales),
                                              classes=list(project.classes)), buf)
-    project.commit_file("spn", buf.getvalue(), suffix=".pt", depends=("superpixels",),
+    project.commit_file(kinds.SPN, buf.getvalue(), suffix=".pt", depends=(kinds.SUPERPIXELS,),
                         meta={"encoder": encoder, "epochs": cfg.epochs, "seconds": time.perf_counter() - t0,
                               "scales": list(scales)})
     drop_state(cfg.state)

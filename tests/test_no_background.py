@@ -197,8 +197,8 @@ def test_evaluate_keeps_the_background_row_with_background(tmp_path, capsys):
 
 def test_round_metrics_without_background(labelled):
     from spn_napari.evaluate import round_metrics
-    from spn_napari.labels import labels_kind
-    with labelled.writer(labels_kind(0)) as w:
+    from spn_napari.kinds import round_labels
+    with labelled.writer(round_labels(0)) as w:
         for i, pred in enumerate(_hand_predictions()):
             w.put(i, pred)
     fix, set_mask = np.zeros((H, W), np.uint8), np.zeros((H, W), bool)

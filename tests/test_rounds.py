@@ -20,7 +20,8 @@ from spn_napari.batches import FigureGroundSamples, MultiScaleBatches
 from spn_napari.errors import SpnError
 from spn_napari.models.decoupled import IGNORE
 from spn_napari.pipeline import run
-from spn_napari.labels import current_labels, labels_kind, training_target
+from spn_napari.kinds import round_labels
+from spn_napari.labels import current_labels, training_target
 from spn_napari.round_history import current_round, history
 from spn_napari.rounds import RoundConfig, run_round
 from spn_napari.simulate import SimulateConfig, simulate
@@ -87,7 +88,7 @@ def test_round_one_ignores_pixels_whose_evidence_is_near_the_threshold(labelled_
     ensure_round0(p, "sp-cam")
     band, ignored = 0.2, 0
     for i in range(len(p)):
-        ev, tags, base = evidence_maps(p, i, "sp-cam"), p.images[i].tags, p.read(labels_kind(0), i)
+        ev, tags, base = evidence_maps(p, i, "sp-cam"), p.images[i].tags, p.read(round_labels(0), i)
         corr = p.correction(i)
         want = base.copy()
         for y in range(base.shape[0]):
@@ -220,14 +221,14 @@ def test_round_records_everything_and_rollback_keeps_later_rounds(labelled_proje
     p.reload()
     r0, r1 = history(p)
     assert (r0["round"], r1["round"], r1["parent"], current_round(p)) == (0, 1, 0, 1)
-    np.testing.assert_array_equal(p.read(labels_kind(0), 3), p.read("pseudo/sp-cam", 3))
+    np.testing.assert_array_equal(p.read(round_labels(0), 3), p.read("pseudo/sp-cam", 3))
     assert p.file("round/1/model").exists()
     assert r1["seed"] == 0 and r1["config"]["epochs"] == 1 and len(p.round_uncertainty(1)) == len(p)
     m = r1["metrics"]
     for key in ("miou", "miou_unreviewed", "miou_model", "per_class", "changed", "corrected"):
         assert key in m
     # 'changed' is the share of pixels that differ from the parent round
-    diff = sum(int((p.read(labels_kind(1), i) != p.read(labels_kind(0), i)).sum()) for i in range(len(p)))
+    diff = sum(int((p.read(round_labels(1), i) != p.read(round_labels(0), i)).sum()) for i in range(len(p)))
     total = sum(im.height * im.width for im in p.images)
     assert m["changed"] == pytest.approx(diff / total)
 
@@ -237,7 +238,7 @@ def test_round_records_everything_and_rollback_keeps_later_rounds(labelled_proje
     assert code == 0, err
     p.reload()
     assert current_round(p) == 0
-    np.testing.assert_array_equal(current_labels(p, 2), p.read(labels_kind(0), 2))
+    np.testing.assert_array_equal(current_labels(p, 2), p.read(round_labels(0), 2))
     run(run_round(p, FAST))
     assert [(e["round"], e["parent"]) for e in history(p)] == [(0, None), (1, 0), (2, 0)]
     assert p.file("round/1/model").exists()  # round 1 kept
@@ -250,7 +251,7 @@ def test_same_seed_gives_the_same_labels(_labelled_project, tmp_path):
         shutil.copytree(_labelled_project, tmp_path / name)
         p = Project(tmp_path / name)
         run(run_round(p, FAST))
-        labels.append([p.read(labels_kind(1), i) for i in range(len(p))])
+        labels.append([p.read(round_labels(1), i) for i in range(len(p))])
     for a, b in zip(*labels):
         np.testing.assert_array_equal(a, b)
 
@@ -389,7 +390,7 @@ def test_export_gives_the_current_labels_with_corrections(labelled_project, tmp_
     assert code == 0, err
     for i in (0, 1):
         got = np.asarray(Image.open(tmp_path / "out" / f"{p.images[i].name}.png"))
-        expected = np.where(set_mask, labels, p.read(labels_kind(1), i)) if i == 0 else p.read(labels_kind(1), i)
+        expected = np.where(set_mask, labels, p.read(round_labels(1), i)) if i == 0 else p.read(round_labels(1), i)
         np.testing.assert_array_equal(got, expected)
     code, out, err = cli(capsys, "evaluate", p.root, "--round", "1", "--json")
     assert code == 0, err
