@@ -103,7 +103,7 @@ def main() -> int:
         print(f"{work}: already exists — delete it or pass another --work.", file=sys.stderr)
         return 2
     rc = RoundConfig(device=a.device) if a.epochs is None else RoundConfig(device=a.device, epochs=a.epochs)
-    base = SimulateConfig(rounds=a.rounds, correct_fraction=a.correct_fraction, full_supervision=False, round=rc)
+    base = SimulateConfig(rounds=a.rounds, correct_fraction=a.correct_fraction, full_supervision=False, round_config=rc)
     res = {"project": a.project, "cpu": cpu_model(), "rounds": a.rounds, "correct_fraction": a.correct_fraction,
            "epochs": a.epochs, "curves": {}, "seconds": {}}
 

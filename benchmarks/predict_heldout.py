@@ -97,7 +97,7 @@ def main() -> int:
     rows = []
     for name, r, with_tags in (("SPN (round 0), with tags", 0, True), ("round 1, with tags", 1, True),
                                ("round 1, without tags", 1, False)):
-        seg = Segmenter.from_project(project, round=r, device=a.device)
+        seg = Segmenter.from_project(project, round_no=r, device=a.device)
         meter = ConfusionMeter(len(classes) + 1)
         t0 = time.perf_counter()
         for it in held_items:

@@ -131,7 +131,7 @@ def main() -> int:
         result["ablation"] = run_ablation(project, a.device, log=lambda m: print(m, file=sys.stderr, flush=True))
         seconds["ablation"] = time.perf_counter() - t0
     if not a.no_simulate:
-        cfg = SimulateConfig(rounds=a.rounds, correct_fraction=a.correct_fraction, round=RoundConfig(device=a.device))
+        cfg = SimulateConfig(rounds=a.rounds, correct_fraction=a.correct_fraction, round_config=RoundConfig(device=a.device))
         t0 = time.perf_counter()
         sim = run(simulate(project, cfg, work=work / "simulate")).data
         seconds["simulate"] = time.perf_counter() - t0

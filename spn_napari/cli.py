@@ -207,7 +207,7 @@ def cmd_predict(a: argparse.Namespace) -> int:
     from .segmenter import Segmenter, predict_paths
     from .runtime import default_threads
     default_threads()
-    segmenter = Segmenter.from_project(a.project, round=a.round, device=a.device)
+    segmenter = Segmenter.from_project(a.project, round_no=a.round, device=a.device)
     show = Progress(a.progress, "predict")
 
     def on_event(ev) -> None:
@@ -302,7 +302,7 @@ def cmd_simulate(a: argparse.Namespace) -> int:
     if a.rounds < 1:
         raise SpnError(f"--rounds {a.rounds}: must be at least 1.")
     cfg = SimulateConfig(rounds=a.rounds, correct_fraction=a.correct_fraction, select=a.select, seed=a.seed,
-                         full_supervision=not a.no_full, round=_round_config(a), annotator=a.annotator,
+                         full_supervision=not a.no_full, round_config=_round_config(a), annotator=a.annotator,
                          budget=a.budget)
     res = Progress(a.progress, "simulate")(simulate(project, cfg, work=a.work)).data
     if a.json:

@@ -67,7 +67,7 @@ def serve(root, device: str = "auto", stdin: IO[str] = sys.stdin, stdout: IO[str
             now = model_key(project, wanted)
             loaded = now != key
             if loaded:
-                segmenter, key = Segmenter.from_project(project, round=wanted, device=device), now
+                segmenter, key = Segmenter.from_project(project, round_no=wanted, device=device), now
             tags = req.get("tags")
             labels = segmenter.predict(load_image(req["image"]), tags)  # (H, W) uint8
             write_mask(req["out"], labels, segmenter.palette)

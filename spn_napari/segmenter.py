@@ -69,7 +69,7 @@ class Segmenter:
 
     def __init__(self, *, model: DecoupledNet | SPN, classes: Sequence[str], colors: Sequence[str],
                  has_background: bool = True, sides: Sequence[int], device: torch.device | str = "cpu",
-                 round: int | None = None, method: str = "decoupled", threshold: float = 0.5,
+                 round_no: int | None = None, method: str = "decoupled", threshold: float = 0.5,
                  superpixels: SuperpixelConfig | None = None, cached: bool = False,
                  evidence: EvidenceSettings | None = None, flip: bool = False,
                  class_side: int | None = None) -> None:
@@ -81,7 +81,7 @@ class Segmenter:
             raise ValueError(f"{len(classes)} classes but {len(colors)} colours")
         self.model, self.device = model, torch.device(device)
         self._classes, self._colors = tuple(classes), tuple(colors)
-        self._background, self._round = bool(has_background), round
+        self._background, self._round = bool(has_background), round_no
         self.sides, self.method, self.threshold = tuple(int(s) for s in sides), method, float(threshold)
         self.superpixels = superpixels or SuperpixelConfig()
         self.cached = bool(cached)
@@ -91,9 +91,9 @@ class Segmenter:
                                                      threshold=self.threshold)
 
     @classmethod
-    def from_project(cls, path: Path | str | Project, round: int | None = None,
+    def from_project(cls, path: Path | str | Project, round_no: int | None = None,
                      device: str = "auto") -> "Segmenter":
-        """The model of round ``round`` of the project at ``path`` (default: the current round;
+        """The model of round ``round_no`` of the project at ``path`` (default: the current round;
         the SPN before the first round) on ``device`` ('auto', 'cpu', 'cuda', 'cuda:N').
 
         A ProjectError (one line: what and the fix) when there is no such round or no trained
@@ -101,13 +101,13 @@ class Segmenter:
         project = path if isinstance(path, Project) else Project(path)
         dev = resolve_device(device)
         rounds = {e["round"]: e for e in history(project)}
-        if round is not None and round not in rounds:
+        if round_no is not None and round_no not in rounds:
             have = ", ".join(str(r) for r in rounds) or "none yet"
-            raise ProjectError(f"--round {round}: {project.root} has no round {round} (rounds: {have}) — "
+            raise ProjectError(f"--round {round_no}: {project.root} has no round {round_no} (rounds: {have}) — "
                                f"pick one from `spn-napari history {project.root}`, or leave --round out.")
-        r = current_round(project) if round is None else round
+        r = current_round(project) if round_no is None else round_no
         common = {"classes": project.classes, "colors": project.colors, "has_background": project.has_background,
-                  "device": dev, "round": r}
+                  "device": dev, "round_no": r}
         if r:  # a refinement round: its DecoupledNet
             model, ckpt = load_decoupled(project, r, dev)
             mid = sorted(ckpt["scales"])[len(ckpt["scales"]) // 2]

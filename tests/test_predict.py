@@ -113,7 +113,7 @@ def test_round_zero_and_an_earlier_round_predict_with_their_own_model(_round_pro
     --round 1 stays round 1's DecoupledNet after the rollback."""
     p = _copy(_round_project, tmp_path)
     rollback(p, 0)
-    current, r0, r1 = (Segmenter.from_project(p.root, round=r, device="cpu") for r in (None, 0, 1))
+    current, r0, r1 = (Segmenter.from_project(p.root, round_no=r, device="cpu") for r in (None, 0, 1))
     assert (current.round, r0.round, r1.round) == (0, 0, 1) and r0.method == "sp-cam" and r1.method == "decoupled"
     for i in (0, 3, 7):
         img, tags = p.image(i), p.images[i].tags

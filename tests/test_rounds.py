@@ -368,7 +368,7 @@ def test_simulate_uncertain_picks_the_least_certain_images(labelled_project, tmp
     p = labelled_project
     u = [_sp_cam_uncertainty(p, i, "sp-cam") for i in range(len(p))]
     events = simulate(p, SimulateConfig(rounds=1, correct_fraction=0.3, select="uncertain", full_supervision=False,
-                                        round=FAST), work=tmp_path / "sim")
+                                        round_config=FAST), work=tmp_path / "sim")
     run(events)
     sim = Project(tmp_path / "sim")
     picked = sorted(i for i in range(len(sim)) if sim.correction(i) is not None)
