@@ -123,7 +123,7 @@ def run_round(project: Project, cfg: RoundConfig = RoundConfig()) -> Iterator[Ev
     if parent is None:
         round0_source(project, cfg.start_from)  # checked before anything is written
     seed_everything(cfg.seed)
-    if not parent:
+    if parent is None or parent == 0:  # no round yet, or round 0, whose labels are the SPN's: grow from the SPN
         spn, ckpt = load_spn(project, torch.device("cpu"))
         model = DecoupledNet.from_spn(spn)
     else:

@@ -108,7 +108,7 @@ class Segmenter:
         r = current_round(project) if round_no is None else round_no
         common = {"classes": project.classes, "colors": project.colors, "has_background": project.has_background,
                   "device": dev, "round_no": r}
-        if r:  # a refinement round: its DecoupledNet
+        if r is not None and r > 0:  # a refinement round: its DecoupledNet
             model, ckpt = load_decoupled(project, r, dev)
             mid = sorted(ckpt["scales"])[len(ckpt["scales"]) // 2]
             passes = ckpt.get("views") or [(mid, False)]  # a round made before test-time views: its middle side

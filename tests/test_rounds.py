@@ -417,6 +417,36 @@ def test_state_file_resumes_only_its_own_run_and_is_gone_after_the_commit(labell
     assert not state.exists() and state.with_name(state.name + ".done").exists()  # a later round starts afresh
 
 
+def test_round_0_is_a_parent_whose_model_is_the_spn(labelled_project, _round_project, monkeypatch):
+    """The next round grows from the SPN with no round yet and with round 0 current (round 0 is a
+    parent, not "no parent"), and from the current round's DecoupledNet after that. The loaders
+    are stopped at once, so nothing trains."""
+    import spn_napari.rounds as rounds
+    from spn_napari.rounds import ensure_round0
+
+    class Loaded(Exception):
+        pass
+    asked = []
+
+    def spy(name):
+        def load(project, *args):  # (project, device) or (project, r, device)
+            asked.append((name, *args[:-1]))
+            raise Loaded
+        return load
+    monkeypatch.setattr(rounds, "load_spn", spy("spn"))
+    monkeypatch.setattr(rounds, "load_decoupled", spy("decoupled"))
+    p = labelled_project
+    with pytest.raises(Loaded):
+        next(run_round(p, FAST))  # no round yet
+    ensure_round0(p, "sp-cam")
+    assert current_round(p) == 0
+    with pytest.raises(Loaded):
+        next(run_round(p, FAST))  # round 0 current
+    with pytest.raises(Loaded):
+        next(run_round(Project(_round_project), FAST))  # round 1 current; nothing is written before loading
+    assert asked == [("spn",), ("spn",), ("decoupled", 1)]
+
+
 def test_no_complete_batch_is_a_clear_error():
     """One process keeps the last partial batch; several processes drop it, and may have none."""
     sampler = MultiScaleBatches(10, batch_size=8, scales=(32,), world=2, drop_last=True)
