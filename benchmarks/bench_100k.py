@@ -29,7 +29,8 @@ from spn_napari.events import run
 from spn_napari.inference import PseudoLabelConfig, make_pseudo_labels
 from spn_napari.store import Project
 from spn_napari.superpixels import SuperpixelConfig, compute_superpixels
-from spn_napari.train import TrainConfig, default_threads, train_spn
+from spn_napari.runtime import default_threads
+from spn_napari.train import TrainConfig, train_spn
 
 from _machine import cpu_model  # benchmarks/ is on sys.path when run as a script
 from tiny_data import count_files, write_tiny_dataset

@@ -27,7 +27,8 @@ import torch
 from spn_napari.pipeline import init_project, run
 from spn_napari.superpixels import compute_superpixels
 from spn_napari.store import Project
-from spn_napari.train import DEFAULT_EPOCHS, TrainConfig, default_threads, train_spn
+from spn_napari.runtime import default_threads
+from spn_napari.train import DEFAULT_EPOCHS, TrainConfig, train_spn
 
 from _machine import cpu_model  # benchmarks/ is on sys.path when run as a script
 

@@ -103,7 +103,7 @@ def time_sp_cam_refresh(widget, app, root: Path, repeat: int = 5) -> dict:
     from spn_napari.cam import paint_superpixels
     from spn_napari.data.synthetic import generate_demo_image
     from spn_napari.inference import image_evidence
-    from spn_napari.train import load_spn
+    from spn_napari.runtime import load_spn
     from spn_napari.store import Project
     from spn_napari.superpixels import SuperpixelConfig, slic_labels
     project = Project(root)

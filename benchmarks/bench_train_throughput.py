@@ -32,7 +32,8 @@ from spn_napari.data.transforms import fit_to_canvas
 from spn_napari.models.decoupled import DecoupledNet, decoupled_loss
 from spn_napari.models.spn import build_spn, spn_loss
 from spn_napari.superpixels import SuperpixelConfig, slic_labels
-from spn_napari.train import autocast, resolve_device
+from spn_napari.runtime import resolve_device
+from spn_napari.train import autocast
 
 from _machine import cpu_model  # benchmarks/ is on sys.path when run as a script
 

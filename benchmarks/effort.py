@@ -37,7 +37,7 @@ from spn_napari.events import run
 from spn_napari.rounds import RoundConfig
 from spn_napari.simulate import SimulateConfig, simulate
 from spn_napari.store import Project
-from spn_napari.train import default_threads
+from spn_napari.runtime import default_threads
 
 from _machine import cpu_model, write_results  # benchmarks/ is on sys.path when run as a script
 
@@ -116,7 +116,8 @@ def main() -> int:
         print(f"{work}: already exists — delete it, pass another --work, or add --resume.", file=sys.stderr)
         return 2
     rc = RoundConfig(device=a.device) if a.epochs is None else RoundConfig(device=a.device, epochs=a.epochs)
-    base = SimulateConfig(rounds=a.rounds, correct_fraction=a.correct_fraction, full_supervision=False, round=rc)
+    base = SimulateConfig(rounds=a.rounds, correct_fraction=a.correct_fraction, full_supervision=False,
+                          round_config=rc)
 
     def go(name: str, cfg: SimulateConfig) -> dict:
         """One simulate, unless --resume found its curve; the results are written after each."""

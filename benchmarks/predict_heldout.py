@@ -31,7 +31,8 @@ from spn_napari.pipeline import init_project, run
 from spn_napari.rounds import RoundConfig, run_round
 from spn_napari.segmenter import Segmenter
 from spn_napari.superpixels import compute_superpixels
-from spn_napari.train import TrainConfig, default_threads, train_spn
+from spn_napari.runtime import default_threads
+from spn_napari.train import TrainConfig, train_spn
 
 from _machine import cpu_model  # benchmarks/ is on sys.path when run as a script
 from evidence_ablation import folds
@@ -96,7 +97,7 @@ def main() -> int:
     rows = []
     for name, r, with_tags in (("SPN (round 0), with tags", 0, True), ("round 1, with tags", 1, True),
                                ("round 1, without tags", 1, False)):
-        seg = Segmenter.from_project(project, round=r, device=a.device)
+        seg = Segmenter.from_project(project, round_no=r, device=a.device)
         meter = ConfusionMeter(len(classes) + 1)
         t0 = time.perf_counter()
         for it in held_items:

@@ -37,12 +37,13 @@ import torch
 from spn_napari.evaluate import evaluate_labels, largest_tag_labels, score_labels
 from spn_napari.inference import PseudoLabelConfig, make_pseudo_labels, resolve_settings
 from spn_napari.pipeline import init_project, run
-from spn_napari.labels import labels_kind
+from spn_napari.kinds import round_labels
 from spn_napari.rounds import RoundConfig, run_round
 from spn_napari.simulate import SimulateConfig, simulate
 from spn_napari.store import Project
 from spn_napari.superpixels import compute_superpixels
-from spn_napari.train import TrainConfig, default_threads, train_spn
+from spn_napari.runtime import default_threads
+from spn_napari.train import TrainConfig, train_spn
 
 from _machine import cpu_model  # benchmarks/ is on sys.path when run as a script
 from evidence_ablation import print_ablation, run_ablation
@@ -118,7 +119,7 @@ def main() -> int:
                      f"{' + mirrored' if default.flip else ''}", evaluate_labels(project, f"pseudo/{default.method}"),
                      seconds["pseudo-labels"]))
     timed("round 1", run_round(project, RoundConfig(device=a.device)))
-    rows.append(_row("default + DecoupledNet, round 1", evaluate_labels(project, labels_kind(1)), seconds["round 1"]))
+    rows.append(_row("default + DecoupledNet, round 1", evaluate_labels(project, round_labels(1)), seconds["round 1"]))
     pipeline_seconds = sum(v for k, v in seconds.items() if "paper rule" not in k)
     ratio = seconds["pseudo-labels"] / seconds["pseudo-labels sp-cam (paper rule)"]
     result = {"pseudo_labels_time_ratio": ratio, "data": str(a.data), "images": len(project), "classes": len(project.classes),
@@ -130,7 +131,7 @@ def main() -> int:
         result["ablation"] = run_ablation(project, a.device, log=lambda m: print(m, file=sys.stderr, flush=True))
         seconds["ablation"] = time.perf_counter() - t0
     if not a.no_simulate:
-        cfg = SimulateConfig(rounds=a.rounds, correct_fraction=a.correct_fraction, round=RoundConfig(device=a.device))
+        cfg = SimulateConfig(rounds=a.rounds, correct_fraction=a.correct_fraction, round_config=RoundConfig(device=a.device))
         t0 = time.perf_counter()
         sim = run(simulate(project, cfg, work=work / "simulate")).data
         seconds["simulate"] = time.perf_counter() - t0

@@ -5,9 +5,9 @@
 PROJECT: a project with a trained round and ground truth (e.g. runs/real_photos/project, which
 `benchmarks/real_photos.py` leaves). Every image is predicted once per view — the middle training
 side, 1.25×, 1.5× and 2× it, each also mirrored — with the engine's own
-:func:`spn_napari.rounds.view_probabilities` (through the feature cache's float16, as the round
+:func:`spn_napari.round_inference.view_probabilities` (through the feature cache's float16, as the round
 itself predicts); each candidate view set averages its views' probabilities and takes the best of
-the image's tags per pixel, as :func:`spn_napari.rounds.predict_labels` does.
+the image's tags per pixel, as :func:`spn_napari.round_inference.predict_labels` does.
 
 The choice: the photos are split into the same seeded folds as ``evidence_ablation.py``; for each
 fold the best view set on the *other* folds is scored on it. The held-out score is what the
@@ -26,9 +26,11 @@ import torch
 from spn_napari.features import cached_sides, view_maps, views
 from spn_napari.labels import present_classes
 from spn_napari.metrics import confusion_matrix
-from spn_napari.rounds import current_round, load_decoupled, view_probabilities
+from spn_napari.round_history import current_round
+from spn_napari.round_inference import view_probabilities
+from spn_napari.runtime import load_decoupled
 from spn_napari.store import Project
-from spn_napari.train import default_threads, resolve_device
+from spn_napari.runtime import default_threads, resolve_device
 
 from _machine import cpu_model, write_results  # benchmarks/ is on sys.path when run as a script
 from evidence_ablation import FACTORS, cross_validate, scores, view_sides

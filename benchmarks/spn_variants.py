@@ -26,15 +26,17 @@ import numpy as np
 import torch
 
 from spn_napari.cam import paint_superpixels, threshold_maps, upsample_cam
-from spn_napari.data.loader import collate
+from spn_napari.batches import collate
 from spn_napari.data.transforms import superpixel_canvas
 from spn_napari.evaluate import score_labels
-from spn_napari.features import features_kind, read_features
+from spn_napari.features import read_features
+from spn_napari.kinds import feature_maps
 from spn_napari.inference import image_evidence
 from spn_napari.models.encoders import LiteEncoder
 from spn_napari.models.spn import SPN, SPNConfig, spn_loss
 from spn_napari.store import Project
-from spn_napari.train import default_threads, seed_everything
+from spn_napari.runtime import default_threads
+from spn_napari.train import seed_everything
 
 from _machine import cpu_model  # benchmarks/ is on sys.path when run as a script
 
@@ -98,7 +100,7 @@ def main() -> int:
     default_threads()
     project = Project(a.project)
     sides = [int(s) for s in a.sides.split(",")]
-    missing = [s for s in sides if not project.artifact(features_kind("lite0", s))]
+    missing = [s for s in sides if not project.artifact(feature_maps("lite0", s))]
     if missing:
         print(f"{a.project}: no lite0 maps cached at sides {missing} — train an SPN with "
               f"`spn-napari train-spn {a.project} --scales {a.sides}` first.", file=sys.stderr)
@@ -109,7 +111,7 @@ def main() -> int:
         sp = project.read("superpixels", i)
         for s in sides:
             spc, n = superpixel_canvas(sp, s)
-            items[s].append({"f": read_features(project, features_kind("lite0", s), i), "sp": spc, "n": n,
+            items[s].append({"f": read_features(project, feature_maps("lite0", s), i), "sp": spc, "n": n,
                              "target": tags[i], "index": i})
     rows = [run_variant(project, items, _variant(v), epochs=a.epochs, lr=a.lr)
             for v in (a.variant or ["z=256,k=256,kernel=1"])]

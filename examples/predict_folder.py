@@ -26,7 +26,7 @@ def main(argv=None) -> None:
     ap.add_argument("--round", type=int, default=None)
     ap.add_argument("--device", default="auto")
     args = ap.parse_args(argv)
-    seg = spn.Segmenter.from_project(args.project, round=args.round, device=args.device)
+    seg = spn.Segmenter.from_project(args.project, round_no=args.round, device=args.device)
     args.out.mkdir(parents=True, exist_ok=True)
     photos = sorted(p for p in args.photos.iterdir() if is_image_file(p))
     for path in photos:

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from . import kinds
 from .errors import ProjectError
 from .store import Project
 
@@ -90,7 +91,7 @@ class Annotator:
         round's uncertainty for all images, not one per image): ``name``, ``review`` and ``tags``
         (the class names joined) as lists, ``confidence`` as an (n,) float64 array, 1 - the
         current round's uncertainty rounded to 3 places, NaN where unknown (before round 1)."""
-        from .rounds import round_uncertainty
+        from .round_history import round_uncertainty
         p = self.project
         names = p.classes
         unc = round_uncertainty(p)
@@ -106,11 +107,11 @@ class Annotator:
         """What the project needs before it has labels to review ('superpixels', 'train-spn',
         'pseudo-labels'), or None once it has them."""
         from .labels import pseudo_method
-        from .rounds import history
+        from .round_history import history
         p = self.project
         if history(p) or pseudo_method(p) is not None:
             return None
-        return next(step for step, kind in (("superpixels", "superpixels"), ("train-spn", "spn"),
+        return next(step for step, kind in (("superpixels", kinds.SUPERPIXELS), ("train-spn", kinds.SPN),
                                             ("pseudo-labels", None)) if kind is None or not p.artifact(kind))
 
     # ---- one image -----------------------------------------------------------------------
@@ -128,14 +129,14 @@ class Annotator:
         corr = p.correction(i)
         set_mask = corr[1] if corr is not None else np.zeros(base.shape, bool)
         labels = apply_correction(base.copy(), corr)
-        sp = p.read("superpixels", i) if p.artifact("superpixels") else None
+        sp = p.read(kinds.SUPERPIXELS, i) if p.artifact(kinds.SUPERPIXELS) else None
         evidence = {}
-        if sp is not None and p.artifact("cams/sp-cam"):
+        if sp is not None and p.artifact(kinds.SP_CAM):
             from .cam import paint_superpixels
-            evidence["sp-cam"] = paint_superpixels(p.read("cams/sp-cam", i), sp)
-        if p.artifact("cams/cam"):
+            evidence["sp-cam"] = paint_superpixels(p.read(kinds.SP_CAM, i), sp)
+        if p.artifact(kinds.CAM):
             from .cam import upsample_cam
-            evidence["cam"] = upsample_cam(p.read("cams/cam", i), *base.shape)
+            evidence["cam"] = upsample_cam(p.read(kinds.CAM, i), *base.shape)
         edges = None if sp is None else contours(sp).astype(np.uint8)  # once per visit, not per switch
         v = ImageView(i, p.images[i].name, p.image(i), labels, base, set_mask, sp, evidence, edges,
                       self._unsure(i) if evidence else None, tags_by_area(p.images[i].tags, labels))
@@ -151,7 +152,7 @@ class Annotator:
         from .labels import round0_method, unsure_pixels
         p = self.project
         method = round0_method(p)
-        if method is None or not (p.artifact("cams/sp-cam") and p.artifact("cams/cam")):
+        if method is None or not (p.artifact(kinds.SP_CAM) and p.artifact(kinds.CAM)):
             return None
         return unsure_pixels(p, i, method, UNSURE_BAND).astype(np.uint8)
 

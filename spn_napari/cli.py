@@ -48,8 +48,8 @@ def _positive(flag: str, value: int) -> int:
 # ---- the runner every long command shares --------------------------------------------------
 def _threads() -> None:
     """Before a model runs: torch uses every core, or the count chosen with OMP_NUM_THREADS or
-    the dock's SPN_NAPARI_THREADS (:func:`spn_napari.train.default_threads`)."""
-    from .train import default_threads
+    the dock's SPN_NAPARI_THREADS (:func:`spn_napari.runtime.default_threads`)."""
+    from .runtime import default_threads
     default_threads()
 
 
@@ -191,17 +191,18 @@ def _labels_kind(a: argparse.Namespace) -> str | None:
     """--round R, or --method auto|fused|sp-cam|cam|current -> the artifact to read (None: current
     labels; auto: the project's pseudo-labels)."""
     from .evidence import check_method
-    from .labels import labels_kind, pseudo_method
+    from .kinds import pseudo_labels, round_labels
+    from .labels import pseudo_method
     if a.round is not None:
-        return labels_kind(a.round)
+        return round_labels(a.round)
     if a.method == "auto":
         project = _project(a.project)
         method = pseudo_method(project)
         if method is None:
             raise ProjectError(f"{project.root}: no pseudo-labels in this project yet — run "
                                f"`spn-napari pseudo-labels {project.root}` first.")
-        return f"pseudo/{method}"
-    return None if a.method == "current" else f"pseudo/{check_method(a.method)}"
+        return pseudo_labels(method)
+    return None if a.method == "current" else pseudo_labels(check_method(a.method))
 
 
 def cmd_export(a: argparse.Namespace) -> int:
@@ -238,7 +239,7 @@ def cmd_predict(a: argparse.Namespace) -> int:
     from .events import run
     from .segmenter import Segmenter, predict_paths
     _threads()
-    segmenter = Segmenter.from_project(a.project, round=a.round, device=a.device)
+    segmenter = Segmenter.from_project(a.project, round_no=a.round, device=a.device)
     show = Progress(a.progress, "predict")
 
     def on_event(ev) -> None:
@@ -295,7 +296,7 @@ def cmd_round(a: argparse.Namespace) -> int:
 
 
 def cmd_history(a: argparse.Namespace) -> int:
-    from .rounds import current_round, history
+    from .round_history import current_round, history
     project = _project(a.project)
     rows, cur = history(project), current_round(project)
     if a.json:
@@ -315,7 +316,7 @@ def cmd_history(a: argparse.Namespace) -> int:
 
 
 def cmd_rollback(a: argparse.Namespace) -> int:
-    from .rounds import rollback
+    from .round_history import rollback
     entry = rollback(_project(a.project), a.to)
     print(f"round {entry['round']} is current again (later rounds are kept)", file=sys.stderr)
     return 0
@@ -328,7 +329,7 @@ def cmd_simulate(a: argparse.Namespace) -> int:
         if a.rounds < 1:
             raise SpnError(f"--rounds {a.rounds}: must be at least 1.")
         cfg = SimulateConfig(rounds=a.rounds, correct_fraction=a.correct_fraction, select=a.select, seed=a.seed,
-                             full_supervision=not a.no_full, round=_round_config(a), annotator=a.annotator,
+                             full_supervision=not a.no_full, round_config=_round_config(a), annotator=a.annotator,
                              budget=a.budget)
         return simulate(project, cfg, work=a.work)
 

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .kinds import SUPERPIXELS
 from .metrics import IGNORE, ConfusionMeter
 from .store import Project
 
@@ -70,6 +71,6 @@ def superpixel_oracle(project: Project) -> dict:
     for i in range(len(project)):
         gt = project.ground_truth(i)
         if gt is not None:
-            meter.add(oracle_labels(project.read("superpixels", i), gt), gt)
+            meter.add(oracle_labels(project.read(SUPERPIXELS, i), gt), gt)
             n += 1
     return {**meter.summary(project.label_names(), background=project.has_background), "images": n}

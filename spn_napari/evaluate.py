@@ -8,7 +8,8 @@ import numpy as np
 
 from .errors import ProjectError
 from .metrics import IGNORE, ConfusionMeter
-from .labels import apply_correction, labels_kind, labels_reader
+from .kinds import round_labels
+from .labels import apply_correction, labels_reader
 from .store import Project
 
 __all__ = ["evaluate_labels", "score_labels", "round_metrics", "largest_tag_labels"]
@@ -50,7 +51,7 @@ def round_metrics(project: Project, r: int, parent: int | None) -> dict:
     n_gt = n_raw = corrected = diff = total = 0
     reviews = project.reviews()  # one read, not one per image
     for i in range(len(project)):
-        labels = project.read(labels_kind(r), i)
+        labels = project.read(round_labels(r), i)
         corr = project.correction(i)
         touched = corr is not None or reviews[i] == "reviewed"
         corrected += touched
@@ -63,7 +64,7 @@ def round_metrics(project: Project, r: int, parent: int | None) -> dict:
                 raw.add(labels, gt)
                 n_raw += 1
         if parent is not None:
-            diff += int((labels != project.read(labels_kind(parent), i)).sum())
+            diff += int((labels != project.read(round_labels(parent), i)).sum())
             total += labels.size
     out: dict = {"corrected": corrected}
     if n_gt:

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from . import kinds
 from .cam import DEFAULT_NORMALISE, METHODS, fuse_scores, paint_superpixels, threshold_maps, uncertain_pixels, upsample_cam
 from .errors import SpnError
 from .store import Project
@@ -130,7 +131,7 @@ def label_evidence(ev: Evidence, sp: np.ndarray, classes: Iterable[int], setting
 def project_settings(project: Project, method: str) -> EvidenceSettings:
     """The evidence settings the project's ``method`` pseudo-labels were made with (its artifact's
     meta; the stored evidence's for a method whose labels were not written)."""
-    art = project.artifact(f"pseudo/{method}") or project.require("cams/sp-cam")
+    art = project.artifact(kinds.pseudo_labels(method)) or project.require(kinds.SP_CAM)
     return EvidenceSettings.from_meta(art.get("meta", {}), method, [])
 
 
@@ -138,8 +139,8 @@ def _stored(project: Project, i: int, method: str) -> tuple[np.ndarray | None, n
     """Image i's stored evidence that ``method`` reads: SP-CAM scores (N, C), CAM (C, h, w) and
     superpixels (H, W); None for what it does not read."""
     uses_sp, uses_cam = method != "cam", method != "sp-cam"
-    return (project.read("cams/sp-cam", i) if uses_sp else None, project.read("cams/cam", i) if uses_cam else None,
-            project.read("superpixels", i) if uses_sp else None)
+    return (project.read(kinds.SP_CAM, i) if uses_sp else None, project.read(kinds.CAM, i) if uses_cam else None,
+            project.read(kinds.SUPERPIXELS, i) if uses_sp else None)
 
 
 def evidence_maps(project: Project, i: int, method: str) -> np.ndarray:
@@ -158,9 +159,9 @@ def unsure_evidence(project: Project, i: int, method: str, band: float) -> np.nd
     info = project.images[i]
     settings = project_settings(project, method)
     if method == "sp-cam":  # constant per superpixel: decided per superpixel and painted (4× faster)
-        scores = project.read("cams/sp-cam", i)  # (N, C)
+        scores = project.read(kinds.SP_CAM, i)  # (N, C)
         return uncertain_pixels(scores.T[:, :, None], info.tags, band=band, background=project.has_background,
-                                normalise=settings.part_normalise("sp-cam"))[:, 0][project.read("superpixels", i)]
+                                normalise=settings.part_normalise("sp-cam"))[:, 0][project.read(kinds.SUPERPIXELS, i)]
     if not info.tags:
         return uncertain_pixels(np.zeros((0, info.height, info.width), np.float32), [], band=band,
                                 background=project.has_background)

@@ -3,7 +3,7 @@
 A frozen encoder (lite0) gives the same backbone map for the same image at the same side every
 time, so recomputing it in every epoch, in SP-CAM/CAM inference and in every DecoupledNet round
 is wasted work: it is most of a training step's cost on a CPU. This module computes the maps
-once — artifact ``features/<encoder>/<side>``, one (Cb, g, g) float16 array per image, g the
+once — artifact ``features/<encoder>/<side>`` (:func:`spn_napari.kinds.feature_maps`), one (Cb, g, g) float16 array per image, g the
 canvas side over the backbone's stride — and the trainers and inference read them back.
 
 The maps depend only on the images and the encoder's (fixed, pretrained) weights, so they have
@@ -22,11 +22,13 @@ import torch
 
 from . import distributed
 from .data.transforms import fit_to_canvas
+from .errors import SpnError
 from .events import Event
+from .kinds import feature_maps
 from .store import Project
 
-__all__ = ["features_kind", "cached_sides", "compute_features", "read_features", "backbone_map", "views", "view_maps",
-           "image_view_maps"]
+__all__ = ["cached_sides", "compute_features", "feature_cache", "read_features", "backbone_map", "views",
+           "view_maps", "image_view_maps"]
 
 DTYPE = np.float16  # half the bytes; the maps are ReLU6 outputs of BN-ed convs, well inside fp16's range
 
@@ -37,14 +39,9 @@ def views(sides: Iterable[int], flip: bool) -> list[tuple[int, bool]]:
     return [(int(s), f) for s in sides for f in ((False, True) if flip else (False,))]
 
 
-def features_kind(encoder: str, side: int) -> str:
-    """Artifact name of ``encoder``'s backbone maps at canvas side ``side``."""
-    return f"features/{encoder}/{int(side)}"
-
-
 def cached_sides(project: Project, encoder: str, sides: Iterable[int]) -> dict[int, str]:
     """{side: artifact kind} for those of ``sides`` whose maps the project holds."""
-    return {int(s): features_kind(encoder, s) for s in sides if project.artifact(features_kind(encoder, s))}
+    return {int(s): feature_maps(encoder, s) for s in sides if project.artifact(feature_maps(encoder, s))}
 
 
 def read_features(project: Project, kind: str, i: int) -> torch.Tensor:
@@ -75,20 +72,37 @@ def compute_features(project: Project, encoder: torch.nn.Module, name: str, side
     discards the partial maps (nothing is committed until every image is written). Under
     torchrun every rank computes its share and rank 0 commits once all are written.
     """
-    missing = sorted(int(s) for s in sides if not project.artifact(features_kind(name, s)))
+    missing = sorted(int(s) for s in sides if not project.artifact(feature_maps(name, s)))
     n, t0 = len(project), time.perf_counter()
     if not missing:
         yield Event("done", n, n, {"seconds": 0.0, "sides": []})
         return
     encoder = encoder.to(device).eval()
     mine = distributed.shard(n)  # under torchrun each rank computes its share of the images
-    with distributed.sharded_writers(project, [features_kind(name, s) for s in missing]) as writers:
+    with distributed.sharded_writers(project, [feature_maps(name, s) for s in missing]) as writers:
         for done, i in enumerate(mine, 1):
             image = project.image(i)
             for s in missing:
-                writers[features_kind(name, s)].put(i, backbone_map(encoder, image, s, device))
+                writers[feature_maps(name, s)].put(i, backbone_map(encoder, image, s, device))
             yield Event("image", done, len(mine), {"sides": missing})
     yield Event("done", n, n, {"seconds": time.perf_counter() - t0, "sides": missing})
+
+
+def feature_cache(project: Project, encoder: torch.nn.Module, name: str, sides, device: torch.device,
+                  enabled: bool = True) -> Iterator[Event]:
+    """Make sure a frozen encoder's maps are cached for ``sides`` (computing the missing ones,
+    each rank its share under torchrun; 'features' events) and return {side: artifact}; None when
+    the encoder is not cacheable or ``enabled`` is off."""
+    if not (enabled and getattr(encoder, "cacheable", False)):
+        return None
+    for ev in compute_features(project, encoder, name, sides, device):
+        if ev.event == "image":  # progress only: nothing to show when every side is cached
+            yield Event("features", ev.step, ev.total, ev.data)
+    project.reload()
+    cache = cached_sides(project, name, sides)
+    if len(cache) != len(set(sides)):
+        raise SpnError(f"{project.root}: the feature cache for {name} is incomplete — run the command again.")
+    return cache
 
 
 def image_view_maps(encoder: torch.nn.Module, image: np.ndarray, passes: Iterable[tuple[int, bool]],

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from . import distributed
+from . import distributed, kinds
 from .errors import SpnError
 from .evidence import (Evidence, EvidenceSettings, check_method, check_normalise, evidence_maps, evidence_sides, label_evidence,
                        unsure_evidence)
@@ -29,8 +29,8 @@ from .ops import superpixel_pool
 from .store import Project
 from .suggest import write_index
 from .data.transforms import fit_to_canvas
-from .features import view_maps, views
-from .train import feature_cache, load_spn, resolve_device
+from .features import feature_cache, view_maps, views
+from .runtime import load_spn, resolve_device
 
 __all__ = ["PseudoLabelConfig", "resolve_settings", "label_canvas", "view_evidence", "aggregate_evidence",
            "image_evidence", "view_backbones", "make_pseudo_labels",
@@ -160,22 +160,22 @@ def make_pseudo_labels(project: Project, cfg: PseudoLabelConfig = PseudoLabelCon
         check_method(cfg.method)
     if cfg.classes not in ("tags", "predicted"):
         raise SpnError(f"--classes {cfg.classes}: use 'tags' or 'predicted'.")
-    project.require("spn")
+    project.require(kinds.SPN)
     device = resolve_device(cfg.device)
     model, ckpt = load_spn(project, device)
     settings = resolve_settings(cfg, ckpt["scales"], project.has_background)
     trained = [s for s in settings.sides if s in set(ckpt["scales"])]  # only training sides are cached
     cache = (yield from feature_cache(project, model.encoder, ckpt["config"]["encoder"], trained, device)) if trained else None
     n, t0 = len(project), time.perf_counter()
-    deps = ("superpixels", "spn")
+    deps = (kinds.SUPERPIXELS, kinds.SPN)
     meta = {**settings.meta(), "classes": cfg.classes, "device": cfg.device}
     mine = distributed.shard(n)  # under torchrun each rank does its share; else every image
-    kinds = ("cams/sp-cam", "cams/cam", f"pseudo/{settings.method}")
-    with distributed.sharded_writers(project, kinds, depends=deps, meta=meta) as writers:
-        w_sp, w_cam, w_lab = (writers[k] for k in kinds)
+    made = (kinds.SP_CAM, kinds.CAM, kinds.pseudo_labels(settings.method))
+    with distributed.sharded_writers(project, made, depends=deps, meta=meta) as writers:
+        w_sp, w_cam, w_lab = (writers[k] for k in made)
         for done, i in enumerate(mine, 1):
             info = project.images[i]
-            sp = project.read("superpixels", i)
+            sp = project.read(kinds.SUPERPIXELS, i)
             backbone = view_backbones(project, model, i, settings, cache, device)
             ev = image_evidence(model, None if backbone else project.image(i), sp, settings.sides, device, backbone,
                                 flip=settings.flip, aggregate=settings.aggregate)

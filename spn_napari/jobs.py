@@ -50,12 +50,12 @@ def init_command(dataset, project, *, background: bool = True) -> list[str]:
     return argv + ([] if background else ["--no-background"])
 
 
-def predict_command(project, inputs, out, *, device: str = "auto", round: int | None = None) -> list[str]:
+def predict_command(project, inputs, out, *, device: str = "auto", round_no: int | None = None) -> list[str]:
     """argv of the child process that labels image files ``inputs`` with ``project``'s model
-    (``round``; default the current one) into ``out/NAME.png`` (``spn-napari predict``)."""
+    (round ``round_no``; default the current one) into ``out/NAME.png`` (``spn-napari predict``)."""
     argv = [sys.executable, "-m", "spn_napari", "predict", str(project), *map(str, inputs), "--out", str(out),
             "--device", device, "--progress", "jsonl"]
-    return argv + ([] if round is None else ["--round", str(round)])
+    return argv + ([] if round_no is None else ["--round", str(round_no)])
 
 
 def serve_command(project, *, device: str = "auto") -> list[str]:

@@ -20,13 +20,14 @@ from collections.abc import Callable
 
 import numpy as np
 
+from . import kinds
 from .cam import METHODS
 from .errors import ProjectError
 from .evidence import unsure_evidence
 from .metrics import IGNORE
 from .store import Project
 
-__all__ = ["labels_kind", "base_kind", "pseudo_method", "current_labels", "apply_correction", "labels_reader", "training_target",
+__all__ = ["base_kind", "pseudo_method", "current_labels", "apply_correction", "labels_reader", "training_target",
            "round0_method", "present_classes", "unsure_pixels"]
 
 def pseudo_method(project: Project) -> str | None:
@@ -34,14 +35,9 @@ def pseudo_method(project: Project) -> str | None:
     the project's settings), else the first of :data:`~spn_napari.cam.METHODS` that exists; None
     when none does."""
     last = (project.settings.get("evidence") or {}).get("method")
-    if last and project.artifact(f"pseudo/{last}"):
+    if last and project.artifact(kinds.pseudo_labels(last)):
         return last
-    return next((m for m in METHODS if project.artifact(f"pseudo/{m}")), None)
-
-
-def labels_kind(r: int) -> str:
-    """The artifact of round r's labels."""
-    return f"round/{r}/labels"
+    return next((m for m in METHODS if project.artifact(kinds.pseudo_labels(m))), None)
 
 
 def base_kind(project: Project) -> str:
@@ -49,12 +45,12 @@ def base_kind(project: Project) -> str:
     pseudo-labels before any round; a ProjectError naming the step when there are none."""
     r = project.current_round()
     if r is not None:
-        return labels_kind(r)
+        return kinds.round_labels(r)
     method = pseudo_method(project)
     if method is None:
         raise ProjectError(f"{project.root}: no pseudo-labels in this project yet — run "
                            f"`spn-napari pseudo-labels {project.root}` first.")
-    return f"pseudo/{method}"
+    return kinds.pseudo_labels(method)
 
 
 def current_labels(project: Project, i: int) -> np.ndarray:
@@ -101,9 +97,9 @@ def training_target(project: Project, i: int, kind: str | None = None, *,
         return None
     kind = kind or base_kind(project)
     labels = project.read(kind, i)
-    if ignore_band > 0 and kind == labels_kind(0):
+    if ignore_band > 0 and kind == kinds.round_labels(0):
         method = method or round0_method(project)
-        if project.artifact("cams/sp-cam") and project.artifact("cams/cam"):
+        if project.artifact(kinds.SP_CAM) and project.artifact(kinds.CAM):
             labels = np.where(unsure_pixels(project, i, method, ignore_band), IGNORE, labels).astype(np.uint8)
     return apply_correction(labels, project.correction(i))
 

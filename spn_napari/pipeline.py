@@ -33,11 +33,13 @@ def run_demo(out: Path, *, n: int = 200, size: int = 160, epochs: int | None = N
     from .data.synthetic import write_demo_dataset
     from .evaluate import evaluate_labels
     from .inference import PseudoLabelConfig, make_pseudo_labels
-    from .labels import labels_kind
-    from .rounds import RoundConfig, current_round, history, run_round
+    from .kinds import pseudo_labels, round_labels
+    from .round_history import current_round, history
+    from .rounds import RoundConfig, run_round
     from .store import Project, is_project
     from .superpixels import SuperpixelConfig, compute_superpixels
-    from .train import TrainConfig, default_threads, train_spn
+    from .runtime import default_threads
+    from .train import TrainConfig, train_spn
 
     default_threads()
     out.mkdir(parents=True, exist_ok=True)
@@ -72,10 +74,10 @@ def run_demo(out: Path, *, n: int = 200, size: int = 160, epochs: int | None = N
     results = {}
     for method in ("cam", "sp-cam"):
         timed(f"pseudo-labels {method}", make_pseudo_labels(project, PseudoLabelConfig(method=method, device=device)))
-        results[method] = evaluate_labels(project, f"pseudo/{method}")
+        results[method] = evaluate_labels(project, pseudo_labels(method))
     rcfg = RoundConfig(device=device, seed=seed, **({"epochs": round_epochs} if round_epochs else {}))
     timed("round 1", run_round(project, rcfg))
-    results["sp-cam+dn"] = evaluate_labels(project, labels_kind(current_round(project)))
+    results["sp-cam+dn"] = evaluate_labels(project, round_labels(current_round(project)))
     _print_table(results, times)
     summary = {"project": str(project_dir), "seconds": times,
                "methods": {m: {"miou": r["miou"], "mean_class_accuracy": r.get("mean_class_accuracy"),

@@ -29,7 +29,8 @@ from typing import IO
 from .data.images import load_image
 from .errors import SpnError
 from .export import write_mask
-from .rounds import current_round
+from .kinds import SPN
+from .round_history import current_round
 from .segmenter import Segmenter
 from .store import Project
 
@@ -41,7 +42,7 @@ def model_key(project: Project, wanted: int | None = None) -> str:
     None: the current one), the SPN's checkpoint and the recorded evidence settings; a change
     means loading the model anew."""
     r = current_round(project) if wanted is None else wanted
-    return json.dumps([r, project.artifact("spn"), project.settings.get("evidence")], sort_keys=True, default=str)
+    return json.dumps([r, project.artifact(SPN), project.settings.get("evidence")], sort_keys=True, default=str)
 
 
 def _emit(out: IO[str], event: dict) -> None:
@@ -66,7 +67,7 @@ def serve(root, device: str = "auto", stdin: IO[str] = sys.stdin, stdout: IO[str
             now = model_key(project, wanted)
             loaded = now != key
             if loaded:
-                segmenter, key = Segmenter.from_project(project, round=wanted, device=device), now
+                segmenter, key = Segmenter.from_project(project, round_no=wanted, device=device), now
             tags = req.get("tags")
             labels = segmenter.predict(load_image(req["image"]), tags)  # (H, W) uint8
             write_mask(req["out"], labels, segmenter.palette)

@@ -8,7 +8,8 @@ labels, config, seed and metrics. ``rollback`` makes an earlier round current ag
 round then grows from it, and later rounds stay in the history.
 
 Which labels each round trains on and what a user sees is :mod:`spn_napari.labels`; the rounds'
-records live in the project's database (:meth:`Project.add_round`, :meth:`Project.rounds`).
+records live in the project's database (:meth:`Project.add_round`, read through
+:mod:`spn_napari.round_history`); a round's net predicts through :mod:`spn_napari.round_inference`.
 """
 
 from __future__ import annotations
@@ -22,23 +23,23 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from . import distributed
-from .cam import METHODS, upsample_cam
-from .data.loader import FigureGroundSamples, MultiScaleBatches, collate
-from .data.transforms import fit_to_canvas
+from . import distributed, kinds
+from .batches import FigureGroundSamples, MultiScaleBatches, collate
+from .cam import METHODS
 from .errors import ProjectError, SpnError
 from .evaluate import round_metrics
 from .events import Event
-from .features import view_maps, views
-from .labels import labels_kind, present_classes, pseudo_method, round0_method, training_target
-from .models.decoupled import IGNORE, DecoupledConfig, DecoupledNet, decoupled_loss
+from .features import feature_cache
+from .labels import present_classes, pseudo_method, round0_method, training_target
+from .models.decoupled import IGNORE, DecoupledNet, decoupled_loss
+from .round_history import current_round, history
+from .round_inference import predict_round_labels, round_views
+from .runtime import load_decoupled, load_spn, resolve_device
 from .store import Project
 from .suggest import write_index
-from .train import (autocast, batch_inputs, compile_convs, drop_state, feature_cache, fit, load_checkpoint, load_spn,
-                    resolve_device, seed_everything, training_scales)
+from .train import autocast, batch_inputs, compile_convs, drop_state, fit, seed_everything, training_scales
 
-__all__ = ["RoundConfig", "run_round", "history", "round_uncertainty", "rollback", "current_round", "load_decoupled",
-           "predict_labels", "view_probabilities", "round_views", "image_class_probabilities", "predict_round_labels", "round0_source", "round0_method_for", "ensure_round0"]
+__all__ = ["RoundConfig", "run_round", "round0_source", "round0_method_for", "ensure_round0"]
 
 
 @dataclass(frozen=True)
@@ -64,43 +65,6 @@ class RoundConfig:
     predict_flip: bool = False  # also predict each side's mirrored canvas, averaged
 
 
-def _model_kind(r: int) -> str:
-    return f"round/{r}/model"
-
-
-def history(project: Project) -> list[dict]:
-    """Every round's record, oldest first: round, parent, created, model, config, seed, seconds, metrics."""
-    return project.rounds()
-
-
-def current_round(project: Project) -> int | None:
-    """The round whose labels are current (None before the first round)."""
-    return project.current_round()
-
-
-def round_uncertainty(project: Project, r: int | None = None) -> np.ndarray | None:
-    """(n_images,) float64 uncertainty of round r's predictions (default: the current round), each
-    image's mean of 1 - the winning probability; None where the round has none (round 0, none yet)."""
-    r = current_round(project) if r is None else r
-    return None if r is None else project.round_uncertainty(r)
-
-
-def _round(project: Project, r: int) -> dict:
-    for entry in history(project):
-        if entry["round"] == r:
-            return entry
-    have = ", ".join(str(e["round"]) for e in history(project)) or "none yet"
-    raise ProjectError(f"{project.root}: there is no round {r} (rounds: {have}) — "
-                       f"see `spn-napari history {project.root}`.")
-
-
-def rollback(project: Project, r: int) -> dict:
-    """Make round r current again (nothing is deleted); returns its record."""
-    entry = _round(project, r)
-    project.set_current_round(r)
-    return entry
-
-
 @dataclass(frozen=True)
 class _Targets:
     """FigureGroundSamples' target reader (module level, so loader workers can pickle it)."""
@@ -114,70 +78,6 @@ class _Targets:
         return np.full((info.height, info.width), IGNORE, np.uint8) if target is None else target
 
 
-def load_decoupled(project: Project, r: int, device: torch.device) -> tuple[DecoupledNet, dict]:
-    """Round r's DecoupledNet (eval mode) and its checkpoint dict."""
-    ckpt = load_checkpoint(project, _model_kind(r), f"start again from `spn-napari train-spn {project.root}`")
-    model = DecoupledNet(DecoupledConfig(**ckpt["config"]))
-    model.load_state_dict(ckpt["state_dict"])
-    return model.to(device).eval(), ckpt
-
-
-def round_views(scales, sides=None, flip: bool | None = None) -> list[tuple[int, bool]]:
-    """The (side, mirrored) views a round's DecoupledNet predicts with, its probabilities averaged.
-
-    Default: the middle training side alone. Unlike the SPN's evidence, larger or mirrored views
-    did not help the round's labels on held-out folds of msrc-dev (held-out 0.626 mIoU against
-    0.627 for the middle side, at 2–6× the time: benchmarks/round_views.py, docs/real-photos.md);
-    ``sides``/``flip`` (``round --predict-sides/--predict-flip``) ask for them."""
-    scales = sorted(int(s) for s in scales)
-    return views(sides or (scales[len(scales) // 2],), bool(flip))
-
-
-def _passes(side) -> list[tuple[int, bool]]:
-    """A canvas side, or (side, mirrored) views, as the list of views."""
-    return [(int(side), False)] if np.isscalar(side) else [(int(s), bool(m)) for s, m in side]
-
-
-@torch.no_grad()
-def view_probabilities(model: DecoupledNet, image: np.ndarray, classes: list[int], side: int, mirrored: bool,
-                       device: torch.device, backbone: torch.Tensor | None = None) -> np.ndarray:
-    """(1 + K, H, W) probabilities of one view: row 0 background, row k + 1 ``classes[k]``.
-
-    A mirrored view flips the whole square canvas, so its maps flip back cell for cell;
-    ``backbone`` (Cb, g, g): the frozen encoder's map of this view, used instead of the image."""
-    h, w = image.shape[:2]
-    if backbone is not None:
-        probs = model.segment(None, classes, backbone=backbone[None].to(device))  # (1+K, side, side)
-    else:
-        x, _, _ = fit_to_canvas(image, None, side)  # (3, side, side)
-        probs = model.segment((x.flip(-1) if mirrored else x)[None].to(device), classes)  # (1+K, side, side)
-    if mirrored:
-        probs = probs.flip(-1)
-    return upsample_cam(probs.cpu().numpy(), h, w)  # (1+K, H, W)
-
-
-@torch.no_grad()
-def predict_labels(model: DecoupledNet, image: np.ndarray, classes, side, device: torch.device, *,
-                   background: bool = True, backbone=None) -> tuple[np.ndarray, float]:
-    """One image's labels (H, W) uint8 and its uncertainty (mean of 1 - the winning probability).
-
-    ``side``: a canvas side, or the (side, mirrored) views (:func:`round_views`) whose
-    probabilities are averaged. ``background=False``: the background row is dropped and each
-    pixel takes the most probable of ``classes`` (probabilities renormalised over them); no
-    classes leaves every pixel 0. ``backbone``: the frozen encoder's cached map (Cb, g, g) of the
-    image at a single ``side``, or {(side, mirrored): map} for views, used instead of running the
-    encoder."""
-    passes = _passes(side)
-    maps = backbone if isinstance(backbone, dict) else {passes[0]: backbone} if backbone is not None else {}
-    classes = sorted(int(c) for c in classes)
-    probs = sum(view_probabilities(model, image, classes, s, m, device, maps.get((s, m)))
-                for s, m in passes) / len(passes)  # (1+K, H, W)
-    lut = np.array([0] + [c + 1 for c in classes], np.uint8)
-    if not background and classes:
-        probs, lut = probs[1:] / np.maximum(probs[1:].sum(0), 1e-12), lut[1:]  # (K, H, W), (K,)
-    return lut[probs.argmax(0)], float(1.0 - probs.max(0).mean())
-
-
 def round0_method_for(project: Project, method: str) -> str:
     """``--start-from`` resolved: "auto" is the project's pseudo-label method (labels.pseudo_method)."""
     if method == "auto":
@@ -189,7 +89,7 @@ def round0_method_for(project: Project, method: str) -> str:
 
 def round0_source(project: Project, method: str) -> str:
     method = round0_method_for(project, method)
-    source = f"pseudo/{method}"
+    source = kinds.pseudo_labels(method)
     if project.artifact(source) is None:
         raise ProjectError(f"{project.root}: no {method} pseudo-labels in this project yet — run "
                            f"`spn-napari pseudo-labels {project.root} --method {method}` first.")
@@ -202,59 +102,13 @@ def ensure_round0(project: Project, method: str) -> None:
         return
     method = round0_method_for(project, method)
     source = round0_source(project, method)
-    with project.writer(labels_kind(0), meta={"source": source}) as w:
+    with project.writer(kinds.round_labels(0), meta={"source": source}) as w:
         for i in range(len(project)):
             w.put(i, project.read(source, i))
-    entry = {"round": 0, "parent": None, "created": time.time(), "model": "spn", "config": {"start_from": method},
+    entry = {"round": 0, "parent": None, "created": time.time(), "model": kinds.SPN, "config": {"start_from": method},
              "seed": None, "seconds": 0.0}
     entry["metrics"] = round_metrics(project, 0, None)
     project.add_round(entry)
-
-
-@torch.no_grad()
-def image_class_probabilities(model: DecoupledNet, image: np.ndarray, side: int, device: torch.device,
-                              backbone: torch.Tensor | None = None) -> np.ndarray:
-    """(C,) the classifier's probability of each class in ``image`` at canvas ``side``
-    (``backbone`` (Cb, g, g): its cached map, used instead of the image)."""
-    if backbone is not None:
-        p = model.class_probabilities(None, backbone=backbone[None].to(device))
-    else:
-        x, _, _ = fit_to_canvas(image, None, side)  # (3, side, side)
-        p = model.class_probabilities(x[None].to(device))
-    return p[0].cpu().numpy()  # (C,)
-
-
-def predict_round_labels(project: Project, model: DecoupledNet, kind: str, side, device: torch.device, *,
-                         cache: dict[int, str] | None = None, meta: dict | None = None) -> Iterator[Event]:
-    """Predict every image's labels with ``model`` (eval mode) at canvas ``side`` (or the
-    (side, mirrored) views of :func:`round_views`) and commit them as artifact ``kind``; returns
-    each image's uncertainty, in image order. With ``cache`` the frozen encoder's maps come from
-    it for the sides it holds, through its float16 for the other views.
-
-    Under torchrun each rank predicts and writes its share of the images ('image' events count
-    that share), rank 0 commits once all are written, and every rank gets every uncertainty.
-
-    Without a background class an image with a single class has nothing to choose between (its
-    labels are certain): its uncertainty is 1 - the classifier's probability of that class, how
-    little the round's net agrees with the tag, so such photos do not all read "certain"."""
-    passes = _passes(side)
-    mine, values = distributed.shard(len(project)), {}
-    with distributed.sharded_writers(project, [kind], meta=meta) as writers:
-        for done, i in enumerate(mine, 1):
-            maps = view_maps(project, model.encoder, i, passes, cache, device) if cache else None
-            image, classes = project.image(i), present_classes(project, i)
-            labels, u = predict_labels(model, image, classes, passes, device,
-                                       background=project.has_background, backbone=maps)
-            if not project.has_background and len(classes) == 1:
-                side0 = passes[0][0]
-                u = 1.0 - float(image_class_probabilities(model, image, side0, device,
-                                                          None if maps is None else maps.get((side0, False)))[classes[0]])
-            writers[kind].put(i, labels)
-            values[i] = round(u, 5)
-            yield Event("image", done, len(mine))
-    for part in distributed.gather(values):
-        values.update(part)
-    return [values[i] for i in range(len(project))]
 
 
 def run_round(project: Project, cfg: RoundConfig = RoundConfig()) -> Iterator[Event]:
@@ -269,7 +123,7 @@ def run_round(project: Project, cfg: RoundConfig = RoundConfig()) -> Iterator[Ev
     if parent is None:
         round0_source(project, cfg.start_from)  # checked before anything is written
     seed_everything(cfg.seed)
-    if not parent:
+    if parent is None or parent == 0:  # no round yet, or round 0, whose labels are the SPN's: grow from the SPN
         spn, ckpt = load_spn(project, torch.device("cpu"))
         model = DecoupledNet.from_spn(spn)
     else:
@@ -326,7 +180,7 @@ def run_round(project: Project, cfg: RoundConfig = RoundConfig()) -> Iterator[Ev
                                                  "cached": bool(cache)})
     model.eval()
     passes = round_views(scales, cfg.predict_sides, cfg.predict_flip)
-    uncertainty = yield from predict_round_labels(project, model, labels_kind(k), passes, device, cache=cache,
+    uncertainty = yield from predict_round_labels(project, model, kinds.round_labels(k), passes, device, cache=cache,
                                                   meta={"parent": parent, "views": passes})
     if not distributed.is_main():  # rank 0 saves the model, scores and records the round
         distributed.barrier()
@@ -335,14 +189,14 @@ def run_round(project: Project, cfg: RoundConfig = RoundConfig()) -> Iterator[Ev
     buf = io.BytesIO()
     torch.save(model.to("cpu").to_checkpoint(classes=list(project.classes), scales=list(scales),
                                              round=k, parent=parent, views=[list(v) for v in passes]), buf)
-    project.commit_file(_model_kind(k), buf.getvalue(), suffix=".pt")
-    entry = {"round": k, "parent": parent, "created": time.time(), "model": _model_kind(k),
+    project.commit_file(kinds.round_model(k), buf.getvalue(), suffix=".pt")
+    entry = {"round": k, "parent": parent, "created": time.time(), "model": kinds.round_model(k),
              "config": {**asdict(cfg), "scales": list(scales), "views": [list(v) for v in passes]}, "seed": cfg.seed,
              "seconds": time.perf_counter() - t0}
     project.reload()
     entry["metrics"] = round_metrics(project, k, parent)  # corrections saved meanwhile (the GUI) count
     project.add_round(entry, uncertainty)
-    if project.artifact("cams/sp-cam") and project.artifact("superpixels"):
+    if project.artifact(kinds.SP_CAM) and project.artifact(kinds.SUPERPIXELS):
         write_index(project)  # the suggestions for the new labels (spn_napari.suggest)
     drop_state(cfg.state)
     distributed.barrier()

@@ -4,8 +4,8 @@ predictor shape), and the batch over image files that ``spn-napari predict`` run
 Which model predicts:
 
 - a round r ≥ 1: its DecoupledNet, with the test-time views the round predicted the project's
-  own images with (:func:`spn_napari.rounds.round_views`; a round made before them: the middle
-  of its training sides), exactly as the round did (:func:`spn_napari.rounds.predict_labels`);
+  own images with (:func:`spn_napari.round_inference.round_views`; a round made before them: the middle
+  of its training sides), exactly as the round did (:func:`spn_napari.round_inference.predict_labels`);
 - before the first round, and round 0 (whose labels are the SPN's pseudo-labels): the SPN, with
   the project's pseudo-label method (round 0's ``start_from``; before it the method
   ``pseudo-labels`` last wrote) and the evidence settings those were made with (sides, mirrored
@@ -31,6 +31,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from . import kinds
 from .cam import METHODS
 from .data.generic import label_rows, resolve_image_name
 from .data.images import IMAGE_SUFFIXES, as_rgb, is_image_file, load_image
@@ -43,10 +44,11 @@ from .inference import image_evidence
 from .labels import pseudo_method
 from .models.decoupled import DecoupledNet
 from .models.spn import SPN
-from .rounds import current_round, history, image_class_probabilities, load_decoupled, predict_labels
+from .round_history import current_round, history
+from .round_inference import image_class_probabilities, predict_labels
+from .runtime import load_decoupled, load_spn, resolve_device
 from .store import Project
 from .superpixels import SuperpixelConfig, slic_labels
-from .train import load_spn, resolve_device
 
 __all__ = ["Segmenter", "predict_paths"]
 
@@ -67,7 +69,7 @@ class Segmenter:
 
     def __init__(self, *, model: DecoupledNet | SPN, classes: Sequence[str], colors: Sequence[str],
                  has_background: bool = True, sides: Sequence[int], device: torch.device | str = "cpu",
-                 round: int | None = None, method: str = "decoupled", threshold: float = 0.5,
+                 round_no: int | None = None, method: str = "decoupled", threshold: float = 0.5,
                  superpixels: SuperpixelConfig | None = None, cached: bool = False,
                  evidence: EvidenceSettings | None = None, flip: bool = False,
                  class_side: int | None = None) -> None:
@@ -79,7 +81,7 @@ class Segmenter:
             raise ValueError(f"{len(classes)} classes but {len(colors)} colours")
         self.model, self.device = model, torch.device(device)
         self._classes, self._colors = tuple(classes), tuple(colors)
-        self._background, self._round = bool(has_background), round
+        self._background, self._round = bool(has_background), round_no
         self.sides, self.method, self.threshold = tuple(int(s) for s in sides), method, float(threshold)
         self.superpixels = superpixels or SuperpixelConfig()
         self.cached = bool(cached)
@@ -89,9 +91,9 @@ class Segmenter:
                                                      threshold=self.threshold)
 
     @classmethod
-    def from_project(cls, path: Path | str | Project, round: int | None = None,
+    def from_project(cls, path: Path | str | Project, round_no: int | None = None,
                      device: str = "auto") -> "Segmenter":
-        """The model of round ``round`` of the project at ``path`` (default: the current round;
+        """The model of round ``round_no`` of the project at ``path`` (default: the current round;
         the SPN before the first round) on ``device`` ('auto', 'cpu', 'cuda', 'cuda:N').
 
         A ProjectError (one line: what and the fix) when there is no such round or no trained
@@ -99,14 +101,14 @@ class Segmenter:
         project = path if isinstance(path, Project) else Project(path)
         dev = resolve_device(device)
         rounds = {e["round"]: e for e in history(project)}
-        if round is not None and round not in rounds:
+        if round_no is not None and round_no not in rounds:
             have = ", ".join(str(r) for r in rounds) or "none yet"
-            raise ProjectError(f"--round {round}: {project.root} has no round {round} (rounds: {have}) — "
+            raise ProjectError(f"--round {round_no}: {project.root} has no round {round_no} (rounds: {have}) — "
                                f"pick one from `spn-napari history {project.root}`, or leave --round out.")
-        r = current_round(project) if round is None else round
+        r = current_round(project) if round_no is None else round_no
         common = {"classes": project.classes, "colors": project.colors, "has_background": project.has_background,
-                  "device": dev, "round": r}
-        if r:  # a refinement round: its DecoupledNet
+                  "device": dev, "round_no": r}
+        if r is not None and r > 0:  # a refinement round: its DecoupledNet
             model, ckpt = load_decoupled(project, r, dev)
             mid = sorted(ckpt["scales"])[len(ckpt["scales"]) // 2]
             passes = ckpt.get("views") or [(mid, False)]  # a round made before test-time views: its middle side
@@ -118,10 +120,10 @@ class Segmenter:
             method = rounds[0]["config"].get("start_from", "sp-cam")
         else:
             method = pseudo_method(project) or METHODS[0]
-        pseudo = project.artifact(f"pseudo/{method}") or {}
+        pseudo = project.artifact(kinds.pseudo_labels(method)) or {}
         scales = sorted(ckpt["scales"])
         evidence = EvidenceSettings.from_meta(pseudo.get("meta", {}), method, [scales[len(scales) // 2]])
-        sp_meta = project.require("superpixels")["meta"]
+        sp_meta = project.require(kinds.SUPERPIXELS)["meta"]
         sp_cfg = SuperpixelConfig(**{f.name: sp_meta[f.name] for f in fields(SuperpixelConfig) if f.name in sp_meta})
         return cls(model=model, sides=evidence.sides, method=method, threshold=evidence.threshold,
                    superpixels=sp_cfg, cached=getattr(model.encoder, "cacheable", False), evidence=evidence, **common)

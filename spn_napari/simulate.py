@@ -25,8 +25,10 @@ from .events import Event
 from .effort import fix_whole_image, superpixel_majority, superpixel_oracle
 from .evidence import evidence_maps
 from .evaluate import round_metrics
+from .kinds import SUPERPIXELS
 from .labels import current_labels
-from .rounds import RoundConfig, ensure_round0, history, rollback, round0_method_for, round0_source, round_uncertainty, run_round
+from .round_history import history, rollback, round_uncertainty
+from .rounds import RoundConfig, ensure_round0, round0_method_for, round0_source, run_round
 from .store import Project
 from .suggest import answer, suggest
 
@@ -45,7 +47,7 @@ class SimulateConfig:
     full_supervision: bool = True  # also train once on the full ground truth (the upper bound)
     annotator: str = "whole"  # "whole": fix whole images; "suggestions": check the suggested superpixels
     budget: int | None = None  # "suggestions": clicks per round
-    round: RoundConfig = field(default_factory=RoundConfig)
+    round_config: RoundConfig = field(default_factory=RoundConfig)  # each round's DecoupledNet training
 
 
 def _sp_cam_uncertainty(project: Project, i: int, method: str) -> float:
@@ -74,7 +76,7 @@ def _pick(project: Project, count: int, cfg: SimulateConfig, rng: np.random.Gene
     todo = [i for i in todo if project.images[i].has_gt]
     if cfg.select == "random":
         return sorted(rng.permutation(todo)[:count].tolist())
-    u = _uncertainty(project, cfg.round.start_from)
+    u = _uncertainty(project, cfg.round_config.start_from)
     return sorted(sorted(todo, key=lambda i: -u[i])[:count])
 
 
@@ -83,7 +85,7 @@ def _fix_whole(project: Project, images: list[int]) -> tuple[int, int]:
     accept it (every pixel the person's, as the dock's Accept); returns (clicks, looks)."""
     clicks = looks = 0
     for i in images:
-        fix = fix_whole_image(project.read("superpixels", i), current_labels(project, i), project.ground_truth(i))
+        fix = fix_whole_image(project.read(SUPERPIXELS, i), current_labels(project, i), project.ground_truth(i))
         project.save_correction(i, fix.labels, np.ones(fix.labels.shape, bool), review="reviewed")
         clicks, looks = clicks + fix.clicks, looks + fix.looks
     return clicks, looks
@@ -102,7 +104,7 @@ def _check_suggestions(project: Project, budget: int) -> tuple[int, int]:
         if clicks >= budget:
             break
         if s.image not in truth_of:
-            truth_of[s.image] = superpixel_majority(project.read("superpixels", s.image), project.ground_truth(s.image),
+            truth_of[s.image] = superpixel_majority(project.read(SUPERPIXELS, s.image), project.ground_truth(s.image),
                                                     ignore=255)
         truth = int(truth_of[s.image][s.superpixel])
         if truth == 255 or truth == s.current:
@@ -158,7 +160,7 @@ def simulate(project: Project, cfg: SimulateConfig = SimulateConfig(), *, work: 
         raise ProjectError(f"{project.root}: this project has no ground-truth masks, so there is nothing to "
                            f"simulate corrections with — import a data set with masks/ (e.g. the demo data).")
     if not history(project):
-        round0_source(project, cfg.round.start_from)  # fail before copying anything
+        round0_source(project, cfg.round_config.start_from)  # fail before copying anything
     root = project.root.resolve()
     work = Path(work) if work else root.with_name(f"{root.name}-simulate-{time.strftime('%Y%m%d-%H%M%S')}")
     if work.exists():
@@ -168,7 +170,7 @@ def simulate(project: Project, cfg: SimulateConfig = SimulateConfig(), *, work: 
     shutil.copytree(project.root, work, ignore=shutil.ignore_patterns("*-shm", ".lock"))
     sim = Project(work)
     _reset(sim)
-    ensure_round0(sim, cfg.round.start_from)
+    ensure_round0(sim, cfg.round_config.start_from)
     start = _round_zero(sim)
     rng = np.random.default_rng(cfg.seed)
     per_round = max(1, round(cfg.correct_fraction * len(sim)))
@@ -180,7 +182,7 @@ def simulate(project: Project, cfg: SimulateConfig = SimulateConfig(), *, work: 
             c, k = _check_suggestions(sim, cfg.budget)
         clicks, looks = clicks + c, looks + k
         t0 = time.perf_counter()
-        for ev in run_round(sim, cfg.round):
+        for ev in run_round(sim, cfg.round_config):
             yield Event(ev.event, ev.step, ev.total, {**ev.data, "sim_round": r + 1})
         m = history(sim)[-1]["metrics"]
         rows.append({"round": r + 1, "miou": m["miou"], "mean_class_accuracy": m.get("mean_class_accuracy"),
@@ -195,7 +197,7 @@ def simulate(project: Project, cfg: SimulateConfig = SimulateConfig(), *, work: 
     if cfg.full_supervision:
         rollback(sim, 0)  # the upper bound starts where round 1 started: from the SPN
         _correct_exactly(sim, [i for i in range(len(sim)) if sim.images[i].has_gt])
-        for ev in run_round(sim, replace(cfg.round)):
+        for ev in run_round(sim, replace(cfg.round_config)):
             yield Event(ev.event, ev.step, ev.total, {**ev.data, "sim_round": "full"})
         full = history(sim)[-1]["metrics"]
         result["full_supervision_miou"] = full["miou_model"]

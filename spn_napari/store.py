@@ -43,6 +43,7 @@ from typing import Any
 import numpy as np
 import zarr
 
+from . import kinds
 from .durable import atomic_write_bytes
 from .errors import ProjectError
 from .pixels import PackedReader, is_packed, merge_index
@@ -379,11 +380,7 @@ class Project:
 
     def _maker(self, kind: str) -> str:
         """The command that makes artifact ``kind`` (for error messages)."""
-        if kind.startswith("round/"):
-            return f"spn-napari round {self.root}"
-        step = {"superpixels": "superpixels", "spn": "train-spn"}.get(kind, "pseudo-labels")
-        method = f" --method {kind.split('/', 1)[1]}" if kind.startswith(("pseudo/", "cams/")) else ""
-        return f"spn-napari {step} {self.root}{method}"
+        return kinds.maker(kind, self.root)
 
     def writer(self, kind: str, *, depends: tuple[str, ...] = (), meta: dict | None = None,
                version: str | None = None, part: int = 0) -> "ArtifactWriter":

@@ -31,6 +31,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from . import kinds
 from .cam import tag_scores
 from .effort import superpixel_majority
 from .errors import ProjectError, SpnError
@@ -41,7 +42,6 @@ __all__ = ["Suggestion", "ScoreWeights", "WEIGHTS", "superpixel_parts", "image_s
 
 THRESHOLD = 0.5  # with a background class: a tag's normalised score below this is background
 PER_IMAGE = 64  # superpixels of each photo the ranking keeps: more than a person checks before a round
-INDEX_KIND = "suggestions/index"
 
 
 @dataclass(frozen=True)
@@ -94,8 +94,8 @@ def superpixel_parts(project: Project, i: int) -> np.ndarray | None:
     bg = project.has_background
     if len(info.tags) + bg < 2:
         return None
-    sp = project.read("superpixels", i)  # (H, W) ids 0..N-1
-    scores = project.read("cams/sp-cam", i)  # (N, C)
+    sp = project.read(kinds.SUPERPIXELS, i)  # (H, W) ids 0..N-1
+    scores = project.read(kinds.SP_CAM, i)  # (N, C)
     corr = project.correction(i)
     labels = apply_correction(project.read(base_kind(project), i), corr)  # (H, W): the current labels
     cs, norm, ok = tag_scores(scores.T[:, :, None], info.tags, "max")  # (K, N, 1)
@@ -147,7 +147,7 @@ def _stamp(project: Project) -> dict:
     """What the ranking was made from: the labels it compared (the current round's, or the
     pseudo-labels) and the evidence; a change makes the index stale."""
     return {"round": project.current_round(), "labels": base_kind(project),
-            "evidence": (project.artifact("cams/sp-cam") or {}).get("version")}
+            "evidence": (project.artifact(kinds.SP_CAM) or {}).get("version")}
 
 
 def _rows(project: Project, images) -> np.ndarray:
@@ -168,17 +168,17 @@ def write_index(project: Project) -> np.ndarray:
     buf = io.BytesIO()
     np.savez(buf, ids=rows[:, [0, 1, 2, 3, 5]].astype(np.int32), score=rows[:, 4],
              corrected=np.asarray(project.corrected(), bool), corrections=np.int64(project.corrections_version()))
-    project.commit_file(INDEX_KIND, buf.getvalue(), suffix=".npz", meta=_stamp(project))
+    project.commit_file(kinds.SUGGESTIONS, buf.getvalue(), suffix=".npz", meta=_stamp(project))
     return rows
 
 
 def _ranked_rows(project: Project) -> np.ndarray:
     """Every unreviewed photo's rows, from the index when it is current (photos corrected since it
     was written scored afresh), else from a new index."""
-    entry = project.artifact(INDEX_KIND)
+    entry = project.artifact(kinds.SUGGESTIONS)
     rows = None
     if entry is not None and entry.get("meta") == _stamp(project):
-        with np.load(project.file(INDEX_KIND)) as z:
+        with np.load(project.file(kinds.SUGGESTIONS)) as z:
             ids, score = z["ids"].astype(np.float64), z["score"]  # (M, 5), (M,)
             rows = np.concatenate([ids[:, :4], score[:, None], ids[:, 4:]], 1)  # (M, 6)
             corrections, was_corrected = int(z["corrections"]), z["corrected"]
@@ -197,7 +197,7 @@ def _ranked_rows(project: Project) -> np.ndarray:
 
 def _ranking(project: Project) -> np.ndarray:
     """(M, 6) rows of every unreviewed photo's suggestions, best first (ties: image, then superpixel)."""
-    for kind, step in (("superpixels", "superpixels"), ("cams/sp-cam", "pseudo-labels")):
+    for kind, step in ((kinds.SUPERPIXELS, "superpixels"), (kinds.SP_CAM, "pseudo-labels")):
         if project.artifact(kind) is None:
             raise ProjectError(f"{project.root}: no evidence to suggest from yet — run "
                                f"`spn-napari {step} {project.root}` first.")
@@ -222,7 +222,7 @@ def answer(project: Project, i: int, answers: dict[int, int]) -> None:
     answer. The image's review status is left as it is: the rest of it is still unchecked."""
     if not answers:
         return
-    sp = project.read("superpixels", i)  # (H, W)
+    sp = project.read(kinds.SUPERPIXELS, i)  # (H, W)
     n, top = int(sp.max()) + 1, len(project.classes) + (0 if project.has_background else 1)
     corr = project.correction(i)
     labels, set_mask = (corr[0].copy(), corr[1].copy()) if corr is not None else (

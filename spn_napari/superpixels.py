@@ -12,6 +12,7 @@ import numpy as np
 from skimage.segmentation import slic
 
 from .events import Event
+from .kinds import SUPERPIXELS
 from .store import Project
 
 __all__ = ["SuperpixelConfig", "compute_superpixels", "slic_labels", "superpixel_counts"]
@@ -55,7 +56,7 @@ def compute_superpixels(project: Project, cfg: SuperpixelConfig = SuperpixelConf
     n = len(project)
     workers = max(1, min(workers or os.cpu_count() or 1, n))
     counts = np.zeros(n, np.int32)
-    writer = project.writer("superpixels", meta={**asdict(cfg)})
+    writer = project.writer(SUPERPIXELS, meta={**asdict(cfg)})
     jobs = [(str(project.root), i, cfg) for i in range(n)]
     pool = None
     try:
@@ -82,4 +83,4 @@ def compute_superpixels(project: Project, cfg: SuperpixelConfig = SuperpixelConf
 
 def superpixel_counts(project: Project) -> list[int]:
     """Superpixels per image of the current version."""
-    return list(project.require("superpixels")["meta"]["n_superpixels"])
+    return list(project.require(SUPERPIXELS)["meta"]["n_superpixels"])

@@ -18,19 +18,20 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from . import distributed
-from .data.loader import MultiScaleBatches, SuperpixelImages, collate
+from . import distributed, kinds
+from .batches import MultiScaleBatches, SuperpixelImages, collate
 from .data.transforms import auto_scales
 from .durable import atomic_write_bytes
 from .errors import SpnError
 from .events import Event
-from .features import cached_sides, compute_features
+from .features import feature_cache
 from .models.encoders import ENCODERS
-from .models.spn import SPN, SPNConfig, build_spn, spn_loss
+from .models.spn import build_spn, spn_loss
+from .runtime import resolve_device
 from .store import Project
 
-__all__ = ["TrainConfig", "DEFAULT_EPOCHS", "train_spn", "training_scales", "fit", "load_checkpoint", "resolve_device", "resolve_encoder", "load_spn",
-           "seed_everything", "autocast", "feature_cache", "batch_inputs"]
+__all__ = ["TrainConfig", "DEFAULT_EPOCHS", "train_spn", "training_scales", "fit", "resolve_encoder", "seed_everything",
+           "autocast", "batch_inputs"]
 
 
 @dataclass(frozen=True)
@@ -55,24 +56,6 @@ class TrainConfig:
 
 DEFAULT_EPOCHS = {"lite0": 20, "lite2": 20, "vgg16": 30, "small": 30}
 """lite0 trains only its head on a frozen, pretrained map: 20 epochs (msrc-dev, docs/real-photos.md)."""
-
-
-def resolve_device(name: str) -> torch.device:
-    """'auto' picks CUDA when present; an unavailable CUDA request is a user error."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        dev = torch.device(name)
-    except RuntimeError:
-        raise SpnError(f"--device {name}: not a device — use auto, cpu, cuda or cuda:N.") from None
-    if dev.type == "cuda":
-        if not torch.cuda.is_available():
-            raise SpnError(f"--device {name}: no CUDA GPU is visible here — use --device cpu or auto.")
-        if dev.index is not None and dev.index >= torch.cuda.device_count():
-            raise SpnError(f"--device {name}: only {torch.cuda.device_count()} GPU(s) — pick cuda:0..")
-    elif dev.type != "cpu":
-        raise SpnError(f"--device {name}: unsupported — use auto, cpu, cuda or cuda:N.")
-    return dev
 
 
 def seed_everything(seed: int) -> None:
@@ -101,7 +84,7 @@ def train_spn(project: Project, cfg: TrainConfig = TrainConfig()) -> Iterator[Ev
 
     Yields 'step' events (loss) and one 'epoch' event per epoch, then 'done'.
     """
-    project.require("superpixels")
+    project.require(kinds.SUPERPIXELS)
     device = resolve_device(cfg.device)
     seed_everything(cfg.seed)
     encoder = resolve_encoder(cfg.encoder, cfg.weights)
@@ -131,7 +114,7 @@ def train_spn(project: Project, cfg: TrainConfig = TrainConfig()) -> Iterator[Ev
 
     t0 = time.perf_counter()
     yield from fit(model, loader, sampler, step, epochs=cfg.epochs, lr=cfg.lr, weight_decay=cfg.weight_decay,
-                   state=cfg.state, fingerprint={"trainer": "spn", "superpixels": project.require("superpixels")["version"],
+                   state=cfg.state, fingerprint={"trainer": "spn", "superpixels": project.require(kinds.SUPERPIXELS)["version"],
                                                  "images": len(project), "encoder": encoder, "seed": cfg.seed,
                                                  "cached": bool(cache)})
     if not distributed.is_main():
@@ -141,7 +124,7 @@ def train_spn(project: Project, cfg: TrainConfig = TrainConfig()) -> Iterator[Ev
     buf = io.BytesIO()
     torch.save(model.to("cpu").to_checkpoint(train_config=asdict(cfg), scales=list(scales),
                                              classes=list(project.classes)), buf)
-    project.commit_file("spn", buf.getvalue(), suffix=".pt", depends=("superpixels",),
+    project.commit_file(kinds.SPN, buf.getvalue(), suffix=".pt", depends=(kinds.SUPERPIXELS,),
                         meta={"encoder": encoder, "epochs": cfg.epochs, "seconds": time.perf_counter() - t0,
                               "scales": list(scales)})
     drop_state(cfg.state)
@@ -158,23 +141,6 @@ def resolve_encoder(name: str, weights: str | None) -> str:
     if weights and name != "vgg16":
         raise SpnError("--weights: a weights file is a VGG-16 state dict — use it with --encoder vgg16.")
     return name
-
-
-def feature_cache(project: Project, encoder: torch.nn.Module, name: str, sides, device: torch.device,
-                  enabled: bool = True) -> Iterator[Event]:
-    """Make sure a frozen encoder's maps are cached for ``sides`` (computing the missing ones,
-    each rank its share under torchrun; 'features' events) and return {side: artifact}; None when
-    the encoder is not cacheable or ``enabled`` is off."""
-    if not (enabled and getattr(encoder, "cacheable", False)):
-        return None
-    for ev in compute_features(project, encoder, name, sides, device):
-        if ev.event == "image":  # progress only: nothing to show when every side is cached
-            yield Event("features", ev.step, ev.total, ev.data)
-    project.reload()
-    cache = cached_sides(project, name, sides)
-    if len(cache) != len(set(sides)):
-        raise SpnError(f"{project.root}: the feature cache for {name} is incomplete — run the command again.")
-    return cache
 
 
 def batch_inputs(batch: dict, device: torch.device) -> tuple[torch.Tensor | None, torch.Tensor | None]:
@@ -258,33 +224,3 @@ def fit(model: torch.nn.Module, loader, sampler, step, *, epochs: int, lr: float
         yield Event("epoch", epoch + 1, epochs,
                     {"loss": float(np.mean(losses)) if losses else float("nan"),
                      **{k: a / max(1, b) for k, (a, b) in stats.items()}, "seconds": time.perf_counter() - t0})
-
-
-def load_checkpoint(project: Project, kind: str, fix: str) -> dict:
-    """Checkpoint artifact ``kind``, refused (naming the file and ``fix``) when it was trained
-    for another class list than the project's."""
-    path = project.file(kind)
-    ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    if list(ckpt.get("classes", [])) != list(project.classes):
-        raise SpnError(f"{path}: checkpoint classes {ckpt.get('classes')} differ from the project's "
-                       f"{list(project.classes)} — {fix}.")
-    return ckpt
-
-
-def load_spn(project: Project, device: torch.device) -> tuple[SPN, dict]:
-    """The project's current SPN (eval mode) and its checkpoint dict (scales, classes, config)."""
-    ckpt = load_checkpoint(project, "spn", f"retrain with `spn-napari train-spn {project.root}`")
-    model = SPN(SPNConfig(**ckpt["config"]))
-    model.load_state_dict(ckpt["state_dict"])
-    return model.to(device).eval(), ckpt
-
-
-def default_threads() -> None:
-    """Use every core for intra-op parallelism (torch defaults to physical cores only), unless
-    the user chose a number with OMP_NUM_THREADS, or the napari dock with SPN_NAPARI_THREADS
-    (its children leave the viewer a core: :func:`spn_napari.jobs.child_threads`)."""
-    chosen = os.environ.get("SPN_NAPARI_THREADS")
-    if chosen and chosen.isdigit() and int(chosen) > 0:
-        torch.set_num_threads(int(chosen))
-    elif not os.environ.get("OMP_NUM_THREADS"):
-        torch.set_num_threads(max(1, os.cpu_count() or 1))

@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 import torch
 
-from spn_napari.data.loader import MultiScaleBatches, SuperpixelImages, collate
+from spn_napari.batches import MultiScaleBatches, SuperpixelImages, collate
 from spn_napari.features import cached_sides
 from spn_napari.data.readers import read_dataset
 from spn_napari.models.spn import build_spn, spn_loss
@@ -118,7 +118,8 @@ def test_compile_keeps_outputs_and_checkpoint_keys(four):
     run with it commits a checkpoint that loads into a plain SPN."""
     import copy
 
-    from spn_napari.train import compile_convs, load_spn
+    from spn_napari.runtime import load_spn
+    from spn_napari.train import compile_convs
     torch.manual_seed(0)
     eager = build_spn(4).eval()
     compiled = copy.deepcopy(eager)
@@ -138,10 +139,11 @@ _PREDICT_ROUND = """
 import json, sys, torch
 from spn_napari import distributed
 from spn_napari.models.decoupled import DecoupledNet
-from spn_napari.rounds import predict_round_labels
+from spn_napari.round_inference import predict_round_labels
 from spn_napari.events import run
 from spn_napari.store import Project
-from spn_napari.train import load_spn, seed_everything
+from spn_napari.runtime import load_spn
+from spn_napari.train import seed_everything
 distributed.init_from_env("cpu")
 project = Project(sys.argv[1])
 spn, ckpt = load_spn(project, torch.device("cpu"))

@@ -102,7 +102,8 @@ def test_o_draws_the_labels_as_outlines_and_back(widget, qtbot):
 def test_the_unsure_layer_is_what_round_1_leaves_out(widget, labelled_project, qtbot):
     """The Unsure layer marks exactly the pixels round 1's target ignores (the engine's ignore band
     around the same evidence), for every image; U shows and hides it."""
-    from spn_napari.labels import labels_kind, training_target
+    from spn_napari.kinds import round_labels
+    from spn_napari.labels import training_target
     from spn_napari.metrics import IGNORE
     from spn_napari.rounds import ensure_round0
     p = Project(labelled_project.root)
@@ -114,7 +115,7 @@ def test_the_unsure_layer_is_what_round_1_leaves_out(widget, labelled_project, q
     marked = 0
     for i in range(len(p)):
         widget.show_image(i)
-        target = training_target(p, i, labels_kind(0), ignore_band=0.2)
+        target = training_target(p, i, round_labels(0), ignore_band=0.2)
         np.testing.assert_array_equal(np.asarray(layer.data).astype(bool), target == IGNORE, err_msg=f"image {i}")
         marked += int((target == IGNORE).sum())
     assert marked > 0 and layer.visible  # stays shown from image to image

@@ -11,8 +11,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from spn_napari.labels import current_labels, labels_kind
-from spn_napari.rounds import current_round
+from spn_napari.kinds import round_labels
+from spn_napari.labels import current_labels
+from spn_napari.round_history import current_round
 from spn_napari.store import Project
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -51,7 +52,7 @@ def test_labels_to_numpy_equals_the_projects_labels(own, tmp_path):
     current, pseudo = np.load(out), np.load(tmp_path / "sp.npz")
     assert list(current["__classes__"]) == own.label_names()
     for i, info in enumerate(own.images):
-        np.testing.assert_array_equal(current[info.name], own.read(labels_kind(1), i))  # no corrections
+        np.testing.assert_array_equal(current[info.name], own.read(round_labels(1), i))  # no corrections
         np.testing.assert_array_equal(pseudo[info.name], own.read("pseudo/sp-cam", i))
 
 

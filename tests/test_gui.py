@@ -292,7 +292,7 @@ def test_sorting_by_confidence_follows_the_round_and_a_click_shows_that_image(
     confidences (both ways), the selection follows its image, and a click shows that row's image."""
     import shutil
     from qtpy.QtCore import Qt
-    from spn_napari.rounds import round_uncertainty
+    from spn_napari.round_history import round_uncertainty
     root = tmp_path / "project"
     shutil.copytree(_round_project, root)
     p = Project(root)
@@ -411,8 +411,8 @@ def test_rounds_run_in_a_child_process_and_cancel_cleanly(widget, labelled_proje
     """A short round runs to completion (new labels shown, history updated); a second one is
     cancelled mid-training: the child is gone and the project is exactly as before."""
     from conftest import tree_state
-    from spn_napari.labels import labels_kind
-    from spn_napari.rounds import history
+    from spn_napari.kinds import round_labels
+    from spn_napari.round_history import history
     widget.runs.epochs.value = 1
     widget.runs.device.value = "cpu"
     job = widget.run_step("round")
@@ -424,7 +424,7 @@ def test_rounds_run_in_a_child_process_and_cancel_cleanly(widget, labelled_proje
     p = Project(labelled_project.root)
     assert [e["round"] for e in history(p)] == [0, 1]
     np.testing.assert_array_equal(np.asarray(widget.viewer.layers["labels"].data),
-                                  p.read(labels_kind(1), widget.current))
+                                  p.read(round_labels(1), widget.current))
     assert widget.rounds.table.rowCount() == 2 and widget.rounds.table.item(1, 0).text() == "*1"
     assert widget.rounds.miou_plot.xs == [0.0, 1.0]  # the per-round mIoU plot follows the history
     assert widget.rounds.miou_plot.ys == pytest.approx([e["metrics"]["miou"] for e in history(p)])
@@ -434,12 +434,12 @@ def test_rounds_run_in_a_child_process_and_cancel_cleanly(widget, labelled_proje
     widget.rounds.table.selectRow(0)
     widget.rounds.show_round()
     np.testing.assert_array_equal(np.asarray(widget.viewer.layers["round 0"].data),
-                                  p.read(labels_kind(0), widget.current))
+                                  p.read(round_labels(0), widget.current))
     widget.rounds.rollback()
     p.reload()
     assert [e["round"] for e in history(p)] == [0, 1] and widget.rounds.table.item(0, 0).text() == "*0"
     np.testing.assert_array_equal(np.asarray(widget.viewer.layers["labels"].data),
-                                  p.read(labels_kind(0), widget.current))
+                                  p.read(round_labels(0), widget.current))
 
     before = tree_state(labelled_project.root)
     widget.runs.epochs.value = 50

@@ -22,9 +22,11 @@ from spn_napari.data.transforms import fit_to_canvas
 from spn_napari.errors import SpnError
 from spn_napari.export import label_palette
 from spn_napari.inference import PseudoLabelConfig, make_pseudo_labels
-from spn_napari.labels import base_kind, labels_kind
+from spn_napari.kinds import round_labels
+from spn_napari.labels import base_kind
 from spn_napari.pipeline import run
-from spn_napari.rounds import RoundConfig, rollback, run_round
+from spn_napari.round_history import rollback
+from spn_napari.rounds import RoundConfig, run_round
 from spn_napari.segmenter import Segmenter
 from spn_napari.store import Project
 from spn_napari.train import TrainConfig, train_spn
@@ -88,7 +90,7 @@ def test_predictions_equal_the_stored_labels(which, request):
     if which.endswith(" spn"):
         root = root.with_name("spn-only")
     p = Project(root)
-    kind = labels_kind(1) if which.endswith("round") else base_kind(p)
+    kind = round_labels(1) if which.endswith("round") else base_kind(p)
     assert kind == ("pseudo/fused" if which == "no background spn" else "pseudo/sp-cam" if which.endswith("spn")
                     else kind)
     seg = Segmenter.from_project(root, device="cpu")
@@ -111,13 +113,13 @@ def test_round_zero_and_an_earlier_round_predict_with_their_own_model(_round_pro
     --round 1 stays round 1's DecoupledNet after the rollback."""
     p = _copy(_round_project, tmp_path)
     rollback(p, 0)
-    current, r0, r1 = (Segmenter.from_project(p.root, round=r, device="cpu") for r in (None, 0, 1))
+    current, r0, r1 = (Segmenter.from_project(p.root, round_no=r, device="cpu") for r in (None, 0, 1))
     assert (current.round, r0.round, r1.round) == (0, 0, 1) and r0.method == "sp-cam" and r1.method == "decoupled"
     for i in (0, 3, 7):
         img, tags = p.image(i), p.images[i].tags
-        np.testing.assert_array_equal(current.predict(img, tags), p.read(labels_kind(0), i))
-        np.testing.assert_array_equal(r0.predict(img, tags), p.read(labels_kind(0), i))
-        np.testing.assert_array_equal(r1.predict(img, tags), p.read(labels_kind(1), i))
+        np.testing.assert_array_equal(current.predict(img, tags), p.read(round_labels(0), i))
+        np.testing.assert_array_equal(r0.predict(img, tags), p.read(round_labels(0), i))
+        np.testing.assert_array_equal(r1.predict(img, tags), p.read(round_labels(1), i))
 
 
 def test_cam_method_gives_the_cam_pseudo_labels(labelled_project):
@@ -169,7 +171,7 @@ def test_tags_by_name_any_case_or_by_index(_round_project):
     seg = Segmenter.from_project(p.root, device="cpu")
     i = next(i for i in range(len(p)) if len(p.images[i].tags) == 2)
     names, idx = _tag_names(p, i), list(p.images[i].tags)
-    ref = p.read(labels_kind(1), i)
+    ref = p.read(round_labels(1), i)
     np.testing.assert_array_equal(seg.predict(p.image(i), idx), ref)
     np.testing.assert_array_equal(seg.predict(p.image(i), [n.upper() for n in reversed(names)]), ref)
     np.testing.assert_array_equal(seg.predict(p.image(i), [np.int64(idx[0]), names[1]]), ref)
@@ -277,7 +279,7 @@ def test_cli_tags_from_a_labels_csv_and_bad_inputs_are_skipped(_round_project, t
     assert lines[-1] == f"wrote 3 masks to {out} (5 inputs skipped: see above)"
     assert sorted(f.name for f in out.iterdir()) == ["big.png", "gray.png", "own.png"]
     seg = Segmenter.from_project(p.root, device="cpu")
-    np.testing.assert_array_equal(_read_mask(out / "own.png"), p.read(labels_kind(1), 0))  # its own labels
+    np.testing.assert_array_equal(_read_mask(out / "own.png"), p.read(round_labels(1), 0))  # its own labels
     np.testing.assert_array_equal(_read_mask(out / "big.png"), seg.predict(load_image(files["big"]), [1]))
     assert not _read_mask(out / "gray.png").any()  # no tags: background only
 
@@ -320,7 +322,7 @@ def test_cli_progress_jsonl_names_each_mask(labelled_project, tmp_path, capsys):
 def test_single_tag_photos_confidence_is_the_classifiers_agreement(_nb_project):
     """Without background a one-tag photo's labels are certain, so its round uncertainty is
     1 - the classifier's probability of its tag (the dock's confidence column), not 0."""
-    from spn_napari.rounds import round_uncertainty
+    from spn_napari.round_history import round_uncertainty
     p = Project(_nb_project)
     seg = Segmenter.from_project(p.root, device="cpu")
     unc = round_uncertainty(p)

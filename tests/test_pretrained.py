@@ -19,7 +19,8 @@ from skimage import data
 from conftest import assert_user_error, cli, tree_state
 from spn_napari.data.transforms import fit_to_canvas, normalise
 from spn_napari.errors import WeightsError
-from spn_napari.features import cached_sides, compute_features, features_kind, read_features
+from spn_napari.features import cached_sides, compute_features, read_features
+from spn_napari.kinds import feature_maps
 from spn_napari.models.efficientnet_lite import (LITE2_STAGES, EfficientNetLite, SameConv2d, lite0_weights_file, load_lite,
                                                  load_lite0)
 from spn_napari.models.encoders import build_encoder
@@ -141,7 +142,7 @@ def test_feature_cache_holds_the_encoder_output(sp_project):
     events = list(compute_features(sp_project, enc, "lite0", sides, torch.device("cpu")))
     assert events[-1].event == "done" and events[-1].data["sides"] == [48, 64]
     cache = cached_sides(sp_project, "lite0", sides)
-    assert cache == {48: features_kind("lite0", 48), 64: features_kind("lite0", 64)}
+    assert cache == {48: feature_maps("lite0", 48), 64: feature_maps("lite0", 64)}
     model = build_spn(3, encoder="lite0").eval()
     for i in (0, len(sp_project) - 1):
         x, _, _ = fit_to_canvas(sp_project.image(i), None, 64)
@@ -158,7 +159,8 @@ def test_feature_cache_holds_the_encoder_output(sp_project):
 
 
 def test_train_spn_default_is_the_cached_pretrained_encoder(sp_project):
-    from spn_napari.train import TrainConfig, load_spn, train_spn
+    from spn_napari.runtime import load_spn
+    from spn_napari.train import TrainConfig, train_spn
     events = list(train_spn(sp_project, TrainConfig(epochs=1, batch_size=4, device="cpu", scales=(48, 64))))
     start = next(e for e in events if e.event == "start")
     assert start.data["encoder"] == "lite0" and start.data["cached"]

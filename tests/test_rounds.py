@@ -16,12 +16,14 @@ import torch
 from PIL import Image
 
 from conftest import assert_user_error, cli, tree_state
-from spn_napari.data.loader import FigureGroundSamples, MultiScaleBatches
+from spn_napari.batches import FigureGroundSamples, MultiScaleBatches
 from spn_napari.errors import SpnError
 from spn_napari.models.decoupled import IGNORE
 from spn_napari.pipeline import run
-from spn_napari.labels import current_labels, labels_kind, training_target
-from spn_napari.rounds import RoundConfig, current_round, history, run_round
+from spn_napari.kinds import round_labels
+from spn_napari.labels import current_labels, training_target
+from spn_napari.round_history import current_round, history
+from spn_napari.rounds import RoundConfig, run_round
 from spn_napari.simulate import SimulateConfig, simulate
 from spn_napari.store import Project
 
@@ -86,7 +88,7 @@ def test_round_one_ignores_pixels_whose_evidence_is_near_the_threshold(labelled_
     ensure_round0(p, "sp-cam")
     band, ignored = 0.2, 0
     for i in range(len(p)):
-        ev, tags, base = evidence_maps(p, i, "sp-cam"), p.images[i].tags, p.read(labels_kind(0), i)
+        ev, tags, base = evidence_maps(p, i, "sp-cam"), p.images[i].tags, p.read(round_labels(0), i)
         corr = p.correction(i)
         want = base.copy()
         for y in range(base.shape[0]):
@@ -219,14 +221,14 @@ def test_round_records_everything_and_rollback_keeps_later_rounds(labelled_proje
     p.reload()
     r0, r1 = history(p)
     assert (r0["round"], r1["round"], r1["parent"], current_round(p)) == (0, 1, 0, 1)
-    np.testing.assert_array_equal(p.read(labels_kind(0), 3), p.read("pseudo/sp-cam", 3))
+    np.testing.assert_array_equal(p.read(round_labels(0), 3), p.read("pseudo/sp-cam", 3))
     assert p.file("round/1/model").exists()
     assert r1["seed"] == 0 and r1["config"]["epochs"] == 1 and len(p.round_uncertainty(1)) == len(p)
     m = r1["metrics"]
     for key in ("miou", "miou_unreviewed", "miou_model", "per_class", "changed", "corrected"):
         assert key in m
     # 'changed' is the share of pixels that differ from the parent round
-    diff = sum(int((p.read(labels_kind(1), i) != p.read(labels_kind(0), i)).sum()) for i in range(len(p)))
+    diff = sum(int((p.read(round_labels(1), i) != p.read(round_labels(0), i)).sum()) for i in range(len(p)))
     total = sum(im.height * im.width for im in p.images)
     assert m["changed"] == pytest.approx(diff / total)
 
@@ -236,7 +238,7 @@ def test_round_records_everything_and_rollback_keeps_later_rounds(labelled_proje
     assert code == 0, err
     p.reload()
     assert current_round(p) == 0
-    np.testing.assert_array_equal(current_labels(p, 2), p.read(labels_kind(0), 2))
+    np.testing.assert_array_equal(current_labels(p, 2), p.read(round_labels(0), 2))
     run(run_round(p, FAST))
     assert [(e["round"], e["parent"]) for e in history(p)] == [(0, None), (1, 0), (2, 0)]
     assert p.file("round/1/model").exists()  # round 1 kept
@@ -249,7 +251,7 @@ def test_same_seed_gives_the_same_labels(_labelled_project, tmp_path):
         shutil.copytree(_labelled_project, tmp_path / name)
         p = Project(tmp_path / name)
         run(run_round(p, FAST))
-        labels.append([p.read(labels_kind(1), i) for i in range(len(p))])
+        labels.append([p.read(round_labels(1), i) for i in range(len(p))])
     for a, b in zip(*labels):
         np.testing.assert_array_equal(a, b)
 
@@ -366,7 +368,7 @@ def test_simulate_uncertain_picks_the_least_certain_images(labelled_project, tmp
     p = labelled_project
     u = [_sp_cam_uncertainty(p, i, "sp-cam") for i in range(len(p))]
     events = simulate(p, SimulateConfig(rounds=1, correct_fraction=0.3, select="uncertain", full_supervision=False,
-                                        round=FAST), work=tmp_path / "sim")
+                                        round_config=FAST), work=tmp_path / "sim")
     run(events)
     sim = Project(tmp_path / "sim")
     picked = sorted(i for i in range(len(sim)) if sim.correction(i) is not None)
@@ -388,7 +390,7 @@ def test_export_gives_the_current_labels_with_corrections(labelled_project, tmp_
     assert code == 0, err
     for i in (0, 1):
         got = np.asarray(Image.open(tmp_path / "out" / f"{p.images[i].name}.png"))
-        expected = np.where(set_mask, labels, p.read(labels_kind(1), i)) if i == 0 else p.read(labels_kind(1), i)
+        expected = np.where(set_mask, labels, p.read(round_labels(1), i)) if i == 0 else p.read(round_labels(1), i)
         np.testing.assert_array_equal(got, expected)
     code, out, err = cli(capsys, "evaluate", p.root, "--round", "1", "--json")
     assert code == 0, err
@@ -415,6 +417,36 @@ def test_state_file_resumes_only_its_own_run_and_is_gone_after_the_commit(labell
     assert not state.exists() and state.with_name(state.name + ".done").exists()  # a later round starts afresh
 
 
+def test_round_0_is_a_parent_whose_model_is_the_spn(labelled_project, _round_project, monkeypatch):
+    """The next round grows from the SPN with no round yet and with round 0 current (round 0 is a
+    parent, not "no parent"), and from the current round's DecoupledNet after that. The loaders
+    are stopped at once, so nothing trains."""
+    import spn_napari.rounds as rounds
+    from spn_napari.rounds import ensure_round0
+
+    class Loaded(Exception):
+        pass
+    asked = []
+
+    def spy(name):
+        def load(project, *args):  # (project, device) or (project, r, device)
+            asked.append((name, *args[:-1]))
+            raise Loaded
+        return load
+    monkeypatch.setattr(rounds, "load_spn", spy("spn"))
+    monkeypatch.setattr(rounds, "load_decoupled", spy("decoupled"))
+    p = labelled_project
+    with pytest.raises(Loaded):
+        next(run_round(p, FAST))  # no round yet
+    ensure_round0(p, "sp-cam")
+    assert current_round(p) == 0
+    with pytest.raises(Loaded):
+        next(run_round(p, FAST))  # round 0 current
+    with pytest.raises(Loaded):
+        next(run_round(Project(_round_project), FAST))  # round 1 current; nothing is written before loading
+    assert asked == [("spn",), ("spn",), ("decoupled", 1)]
+
+
 def test_no_complete_batch_is_a_clear_error():
     """One process keeps the last partial batch; several processes drop it, and may have none."""
     sampler = MultiScaleBatches(10, batch_size=8, scales=(32,), world=2, drop_last=True)
@@ -424,17 +456,17 @@ def test_no_complete_batch_is_a_clear_error():
 
 
 def test_a_painted_class_missing_from_the_tags_is_predicted_too(labelled_project, monkeypatch):
-    import spn_napari.rounds as rounds
+    import spn_napari.round_inference as round_inference
     p = labelled_project
     i = next(k for k, im in enumerate(p.images) if 3 not in im.tags)
     labels, set_mask = _stroke(p, i, 4)  # class index 3, not among image i's tags
     p.save_correction(i, labels, set_mask, review="reviewed")
     asked = {}
-    orig = rounds.predict_labels
+    orig = round_inference.predict_labels
 
     def spy(model, image, classes, side, device, **kw):
         asked[len(asked)] = list(classes)
         return orig(model, image, classes, side, device, **kw)
-    monkeypatch.setattr(rounds, "predict_labels", spy)
+    monkeypatch.setattr(round_inference, "predict_labels", spy)
     run(run_round(p, FAST))
     assert asked[i] == sorted(set(p.images[i].tags) | {3})

@@ -18,7 +18,7 @@ from PIL import Image
 from conftest import open_dock
 from spn_napari.data.images import as_rgb, load_mask
 from spn_napari.predict_server import serve
-from spn_napari.rounds import rollback
+from spn_napari.round_history import rollback
 from spn_napari.segmenter import Segmenter
 from spn_napari.store import Project
 
@@ -54,8 +54,8 @@ def test_serve_answers_each_request_as_segmenter_does_and_follows_a_rollback(ser
     answers = [json.loads(line) for line in out.getvalue().splitlines()]
     assert answers[0] == {"event": "ready"}
     a, b, c, d = answers[1:]
-    r1 = Segmenter.from_project(served.root, round=1, device="cpu")
-    r0 = Segmenter.from_project(served.root, round=0, device="cpu")
+    r1 = Segmenter.from_project(served.root, round_no=1, device="cpu")
+    r0 = Segmenter.from_project(served.root, round_no=0, device="cpu")
     assert (a["event"], a["round"], a["loaded"]) == ("done", 1, True)
     np.testing.assert_array_equal(load_mask(tmp_path / "a.png"), r1.predict(as_rgb(image)))
     assert (b["round"], b["loaded"]) == (1, False)  # the model stayed loaded
@@ -153,6 +153,6 @@ def test_the_round_choice_asks_that_rounds_model(widget, served, qtbot):
     answer = _segment(widget, qtbot, "photo")
     assert answer["round"] == 0
     np.testing.assert_array_equal(np.asarray(widget.viewer.layers["photo segmentation"].data),
-                                  Segmenter.from_project(served.root, round=0, device="cpu").predict(served.image(3)))
+                                  Segmenter.from_project(served.root, round_no=0, device="cpu").predict(served.image(3)))
     panel.round.value = None
     assert _segment(widget, qtbot, "photo")["round"] == 1

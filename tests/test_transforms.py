@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from spn_napari.data.loader import MultiScaleBatches
+from spn_napari.batches import MultiScaleBatches
 from spn_napari.data.transforms import IMAGENET_MEAN, IMAGENET_STD, auto_scales, compact_labels, fit_to_canvas
 
 

@@ -16,8 +16,8 @@ from qtpy.QtWidgets import (
 )
 
 from ..errors import SpnError
-from ..labels import labels_kind
-from ..rounds import current_round, history, rollback
+from ..kinds import round_labels
+from ..round_history import current_round, history, rollback
 from .line_plot import LinePlot
 
 HISTORY_COLUMNS = ("round", "parent", "mIoU", "changed", "time s")
@@ -78,7 +78,7 @@ class RoundsPanel(QWidget):
         r = self.selected_round()
         if r is None or self.host.current is None:
             return
-        data = self.host.annotator.project.read(labels_kind(r), self.host.current)
+        data = self.host.annotator.project.read(round_labels(r), self.host.current)
         viewer, name = self.host.viewer, f"round {r}"
         if name in viewer.layers:
             viewer.layers[name].data = data

@@ -60,7 +60,7 @@ class SegmentPanel(QWidget):
 
     def _round_choices(self, *_) -> list:
         """('current', None), then each round of the open project as (name, number)."""
-        from ..rounds import history
+        from ..round_history import history
         project = self.host.annotator.project if self.host.annotator is not None else None
         rounds = [e["round"] for e in history(project)] if project is not None else []
         return [("current", None)] + [(f"round {r}" + (" (SPN)" if r == 0 else ""), r) for r in rounds]

@@ -1,4 +1,8 @@
-"""Streaming training batches from a project: one image read from the store at a time.
+"""Training batches from a project: one image read from the store at a time.
+
+Built here, above the plain readers of :mod:`spn_napari.data`, from what training needs: the
+store, the feature cache and DecoupledNet's figure-ground targets (IRN's step scripts likewise
+assemble each step's batches, its data loader only reads).
 
 Host memory holds the current batches only, whatever the number of images. Batches are
 multi-scale: every batch draws one canvas side from the scale set (all its images share it).
@@ -13,10 +17,11 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import Dataset, Sampler
 
-from ..store import Project
-from ..models.decoupled import IGNORE
-from ..features import read_features
-from .transforms import fit_mask_to_canvas, fit_to_canvas, superpixel_canvas
+from .data.transforms import fit_mask_to_canvas, fit_to_canvas, superpixel_canvas
+from .features import read_features
+from .kinds import SUPERPIXELS
+from .models.decoupled import IGNORE
+from .store import Project
 
 __all__ = ["SuperpixelImages", "FigureGroundSamples", "MultiScaleBatches", "collate"]
 
@@ -46,10 +51,10 @@ class SuperpixelImages(Dataset):
         i, side, flip = key
         p = self._p()
         if self.features:
-            sp, n = superpixel_canvas(p.read("superpixels", i), side)
+            sp, n = superpixel_canvas(p.read(SUPERPIXELS, i), side)
             return {"f": read_features(p, self.features[side], i), "sp": sp, "n": n,
                     "target": self.targets[i], "index": i}
-        x, sp, n = fit_to_canvas(p.image(i), p.read("superpixels", i), side, flip=flip and self.flip)
+        x, sp, n = fit_to_canvas(p.image(i), p.read(SUPERPIXELS, i), side, flip=flip and self.flip)
         return {"x": x, "sp": sp, "n": n, "target": self.targets[i], "index": i}
 
 

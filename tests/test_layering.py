@@ -1,0 +1,289 @@
+"""The package's layering, read from its source (ast; nothing is imported): no import cycles, no
+import from a lower layer to a higher one, no private name taken from another module, no torch
+in the dock's Qt code, and predicting a photo imports no training loop.
+
+Imports inside functions count like the others. The layers are written out below, lowest first;
+a new module gets a layer here, so where it sits is a decision, not an accident.
+"""
+
+from __future__ import annotations
+
+import ast
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+import spn_napari
+
+PACKAGE = "spn_napari"
+ROOT = Path(spn_napari.__file__).parent
+
+LAYERS = {
+    # 0 foundations: no import from the package
+    "__init__": 0, "errors": 0, "events": 0, "kinds": 0, "metrics": 0, "cam": 0, "pixels": 0, "distributed": 0,
+    "ops": 0,
+    # 1 plain readers (data sets, images, canvas transforms), the database, progress, child commands
+    "data": 1, "project_db": 1, "progress": 1, "jobs": 1,
+    # 2 the project store; the networks
+    "store": 2, "models": 2,
+    # 3 over the store: the feature cache, device and checkpoints, superpixels, evidence, the rounds' records
+    "features": 3, "runtime": 3, "superpixels": 3, "evidence": 3, "corrections": 3, "effort": 3,
+    "round_history": 3,
+    # 4 which labels an image has; training batches
+    "labels": 4, "batches": 4,
+    # 5 scoring, suggestions, export, the annotator's core; the SPN's training loop; a round's net predicting
+    "evaluate": 5, "suggest": 5, "export": 5, "annotator": 5, "train": 5, "round_inference": 5,
+    # 6 SPN inference (pseudo-labels); refinement rounds
+    "inference": 6, "rounds": 6,
+    # 7 predicting photos; the demo recipe; the simulated annotator
+    "segmenter": 7, "pipeline": 7, "simulate": 7,
+    # 8 the prediction server; napari's reader and sample data
+    "predict_server": 8, "napari_io": 8,
+    # 9 the dock (Qt)
+    "_widgets": 9,
+    # 10 the command line
+    "cli": 10, "__main__": 11,
+}
+"""Module (or folder) -> layer. A module imports only from its own layer or lower ones."""
+
+TRAINING = {f"{PACKAGE}.train", f"{PACKAGE}.batches", f"{PACKAGE}.rounds"}
+"""The training loops and what only they use."""
+
+PREDICTING = (f"{PACKAGE}.segmenter", f"{PACKAGE}.inference", f"{PACKAGE}.predict_server")
+"""Predicting a photo (Segmenter, the prediction server) and the SPN's pseudo-labels."""
+
+
+@dataclass(frozen=True)
+class Import:
+    source: str  # the importing module
+    target: str  # the imported module (a package's __init__ for a package)
+    name: str | None  # the name taken from it (None: the module itself)
+    line: int
+
+
+def read_package(root: Path = ROOT, package: str = PACKAGE) -> dict[str, tuple[str, bool]]:
+    """{dotted module name: (source, is a package)} of every .py file under ``root``."""
+    out = {}
+    for path in sorted(root.rglob("*.py")):
+        parts = path.relative_to(root).with_suffix("").parts
+        is_package = parts[-1] == "__init__"
+        name = ".".join((package, *(parts[:-1] if is_package else parts)))
+        out[name] = (path.read_text(encoding="utf-8"), is_package)
+    return out
+
+
+def _resolve(module: str, is_package: bool, node: ast.ImportFrom) -> str:
+    if not node.level:
+        return node.module or ""
+    base = module.split(".") if is_package else module.split(".")[:-1]
+    base = base[:len(base) - (node.level - 1)]
+    return ".".join(base + ([node.module] if node.module else []))
+
+
+def parse_imports(modules: dict[str, tuple[str, bool]]) -> tuple[list[Import], list[tuple[str, str, int]]]:
+    """Every import between the package's modules, and every ``m._x`` on a module ``m`` bound by an
+    import: (module, 'm._x', line). Imports anywhere count: module level, in functions, in classes."""
+    imports, private_attributes = [], []
+    for module, (source, is_package) in modules.items():
+        tree = ast.parse(source)
+        bound = {}  # local name -> a package module it names
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                for alias in node.names:
+                    if alias.name.split(".")[0] == PACKAGE:
+                        imports.append(Import(module, alias.name, None, node.lineno))
+                        if alias.asname:
+                            bound[alias.asname] = alias.name
+            elif isinstance(node, ast.ImportFrom):
+                base = _resolve(module, is_package, node)
+                if base.split(".")[0] != PACKAGE:
+                    continue
+                for alias in node.names:
+                    sub = f"{base}.{alias.name}"
+                    if sub in modules:  # `from . import kinds`: the module itself
+                        imports.append(Import(module, sub, None, node.lineno))
+                        bound[alias.asname or alias.name] = sub
+                    else:
+                        imports.append(Import(module, base, alias.name, node.lineno))
+        for node in ast.walk(tree):
+            if (isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id in bound
+                    and is_private(node.attr)):
+                private_attributes.append((module, f"{node.value.id}.{node.attr}", node.lineno))
+    return imports, private_attributes
+
+
+def is_private(name: str) -> bool:
+    return name.startswith("_") and not (name.startswith("__") and name.endswith("__"))
+
+
+def layer_of(module: str, layers: dict[str, int] = LAYERS) -> int:
+    rest = module[len(PACKAGE) + 1:] if module != PACKAGE else "__init__"
+    for key in (rest, rest.split(".")[0]):
+        if key in layers:
+            return layers[key]
+    raise KeyError(f"{module}: no layer — give it one in LAYERS (tests/test_layering.py).")
+
+
+def upward_imports(imports: list[Import], layers: dict[str, int] = LAYERS) -> list[str]:
+    return [f"{i.source}:{i.line} imports {i.target} (layer {layer_of(i.target, layers)} > "
+            f"{layer_of(i.source, layers)})"
+            for i in imports if layer_of(i.target, layers) > layer_of(i.source, layers)]
+
+
+def graph(imports: list[Import]) -> dict[str, set[str]]:
+    g: dict[str, set[str]] = {}
+    for i in imports:
+        if i.target != i.source:
+            g.setdefault(i.source, set()).add(i.target)
+    return g
+
+
+def cycles(imports: list[Import]) -> list[list[str]]:
+    """One cycle per strongly connected component of more than one module (Tarjan)."""
+    g, index, low, stack, on, out = graph(imports), {}, {}, [], set(), []
+
+    def visit(v):
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        on.add(v)
+        for w in sorted(g.get(v, ())):
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            component = []
+            while True:
+                w = stack.pop()
+                on.discard(w)
+                component.append(w)
+                if w == v:
+                    break
+            if len(component) > 1:
+                out.append(sorted(component))
+
+    for v in sorted(g):
+        if v not in index:
+            visit(v)
+    return out
+
+
+def private_imports(imports: list[Import]) -> list[str]:
+    return [f"{i.source}:{i.line} takes {i.name} from {i.target}" for i in imports
+            if i.name is not None and is_private(i.name) and i.target != i.source]
+
+
+def torch_in_widgets(modules: dict[str, tuple[str, bool]]) -> list[str]:
+    found = []
+    for module, (source, _) in modules.items():
+        if not module.startswith(f"{PACKAGE}._widgets"):
+            continue
+        for node in ast.walk(ast.parse(source)):
+            names = ([a.name for a in node.names] if isinstance(node, ast.Import)
+                     else [node.module or ""] if isinstance(node, ast.ImportFrom) and not node.level else [])
+            found += [f"{module}:{node.lineno} imports {n}" for n in names if n.split(".")[0] == "torch"]
+    return found
+
+
+def reachable(imports: list[Import], start: str) -> dict[str, str]:
+    """{module: the module that first imports it} for every module ``start`` imports, directly or not."""
+    g, seen, todo = graph(imports), {start: ""}, [start]
+    while todo:
+        v = todo.pop()
+        for w in sorted(g.get(v, ())):
+            if w not in seen:
+                seen[w] = v
+                todo.append(w)
+    return seen
+
+
+@pytest.fixture(scope="module")
+def package():
+    modules = read_package()
+    imports, private_attributes = parse_imports(modules)
+    return modules, imports, private_attributes
+
+
+def test_every_module_has_a_layer(package):
+    modules, _, _ = package
+    missing = []
+    for module in modules:
+        try:
+            layer_of(module)
+        except KeyError as e:
+            missing.append(str(e))
+    assert not missing, "\n".join(missing)
+
+
+def test_no_import_cycles(package):
+    _, imports, _ = package
+    assert cycles(imports) == []
+
+
+def test_no_import_runs_up_the_layers(package):
+    _, imports, _ = package
+    assert upward_imports(imports) == []
+
+
+def test_data_keeps_the_plain_readers(package):
+    """data/ imports nothing but itself and the errors (the batch builders live in batches.py)."""
+    _, imports, _ = package
+    outside = {i.target for i in imports if i.source.startswith(f"{PACKAGE}.data.")
+               and not i.target.startswith(f"{PACKAGE}.data")}
+    assert outside <= {f"{PACKAGE}.errors"}
+
+
+def test_no_private_name_is_taken_from_another_module(package):
+    _, imports, private_attributes = package
+    assert private_imports(imports) == []
+    assert private_attributes == []
+
+
+def test_no_torch_in_the_dock(package):
+    modules, _, _ = package
+    assert torch_in_widgets(modules) == []
+
+
+@pytest.mark.parametrize("start", PREDICTING)
+def test_predicting_imports_no_training_loop(package, start):
+    _, imports, _ = package
+    via = reachable(imports, start)
+    entered = {m: via[m] for m in TRAINING if m in via}
+    assert not entered, f"{start} reaches the training loop: " + ", ".join(
+        f"{m} (from {v})" for m, v in sorted(entered.items()))
+
+
+def test_the_checks_find_what_they_look_for():
+    """The checks on a made-up package: each rule broken once, and each is reported."""
+    modules = {
+        f"{PACKAGE}": ("", True),
+        f"{PACKAGE}.errors": ("", False),
+        f"{PACKAGE}.store": ("from .data import readers\nfrom . import kinds\n", False),
+        f"{PACKAGE}.kinds": ("def f():\n    from .store import Project\n", False),  # a cycle through a function
+        f"{PACKAGE}.data": ("", True),
+        f"{PACKAGE}.data.readers": ("from ..store import _key\nimport spn_napari.errors as e\ne._hidden\n", False),
+        f"{PACKAGE}._widgets": ("", True),
+        f"{PACKAGE}._widgets.dock": ("import torch.nn\nfrom torch import Tensor\nfrom ..train import fit\n", False),
+        f"{PACKAGE}.train": ("from .batches import collate\n", False),
+        f"{PACKAGE}.batches": ("", False),
+        f"{PACKAGE}.segmenter": ("def predict():\n    from ._widgets import dock\n", False),
+    }
+    layers = {"__init__": 0, "errors": 0, "kinds": 0, "data": 1, "store": 2, "batches": 3, "train": 4,
+              "segmenter": 5, "_widgets": 6}
+    imports, private_attributes = parse_imports(modules)
+    assert {(i.source, i.target) for i in imports} >= {
+        (f"{PACKAGE}.store", f"{PACKAGE}.data.readers"), (f"{PACKAGE}.store", f"{PACKAGE}.kinds"),
+        (f"{PACKAGE}.kinds", f"{PACKAGE}.store"), (f"{PACKAGE}.data.readers", f"{PACKAGE}.store")}
+    assert cycles(imports) == [[f"{PACKAGE}.data.readers", f"{PACKAGE}.kinds", f"{PACKAGE}.store"]]
+    up = upward_imports(imports, layers)
+    assert [u.split(" ")[0] for u in up] == [f"{PACKAGE}.kinds:2", f"{PACKAGE}.data.readers:1",
+                                             f"{PACKAGE}.segmenter:2"]
+    assert private_imports(imports) == [f"{PACKAGE}.data.readers:1 takes _key from {PACKAGE}.store"]
+    assert private_attributes == [(f"{PACKAGE}.data.readers", "e._hidden", 3)]
+    assert torch_in_widgets(modules) == [f"{PACKAGE}._widgets.dock:1 imports torch.nn",
+                                         f"{PACKAGE}._widgets.dock:2 imports torch"]
+    assert set(reachable(imports, f"{PACKAGE}.segmenter")) & TRAINING == {f"{PACKAGE}.train", f"{PACKAGE}.batches"}
+    with pytest.raises(KeyError, match="no layer"):
+        layer_of(f"{PACKAGE}.unplaced", layers)
