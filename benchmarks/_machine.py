@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import platform
+import shlex
+import sys
 from pathlib import Path
 
 
@@ -25,3 +27,11 @@ def write_results(path, res: dict) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(res, indent=1) + "\n")
     return path
+
+
+def command_line() -> str:
+    """How this benchmark was started (``python benchmarks/NAME.py ARGS``), recorded in its JSON so
+    that a table copied from the JSON names the command that reproduces it."""
+    script = Path(sys.argv[0])
+    name = f"benchmarks/{script.name}" if script.parent.name == "benchmarks" else str(script)
+    return " ".join(["python", name, *map(shlex.quote, sys.argv[1:])])

@@ -30,7 +30,7 @@ from spn_napari.store import Project
 from spn_napari.runtime import default_threads
 from spn_napari.train import DEFAULT_EPOCHS, TrainConfig, train_spn
 
-from _machine import cpu_model  # benchmarks/ is on sys.path when run as a script
+from _machine import command_line, cpu_model, write_results  # benchmarks/ is on sys.path when run as a script
 
 ROOT = Path(__file__).resolve().parents[1]
 EPOCHS = DEFAULT_EPOCHS["lite0"]
@@ -71,6 +71,8 @@ def main() -> int:
     ap.add_argument("--epochs", type=int, default=3)
     ap.add_argument("--device", default="auto")
     ap.add_argument("--json", action="store_true")
+    ap.add_argument("--out", default=None,
+                    help="also write the results as JSON here (e.g. benchmarks/results/feature_cache.json)")
     a = ap.parse_args()
     default_threads()
     with tempfile.TemporaryDirectory() as tmp:
@@ -90,6 +92,8 @@ def main() -> int:
            "epoch_ratio": per_epoch["no cache"] / per_epoch["cached"],
            "total_ratio": res["no cache"]["total_s"] / res["cached"]["total_s"],
            "projected_default_epochs_s": {k: res[k]["setup_s"] + EPOCHS * per_epoch[k] for k in res}}
+    if a.out:
+        write_results(a.out, {**out, "command": command_line()})
     if a.json:
         print(json.dumps(out))
         return 0

@@ -55,7 +55,7 @@ import torch
 from qtpy.QtCore import QElapsedTimer, QEventLoop, QTimer
 from qtpy.QtWidgets import QApplication
 
-from _machine import cpu_model  # benchmarks/ is on sys.path when run as a script
+from _machine import command_line, cpu_model, write_results  # benchmarks/ is on sys.path when run as a script
 
 GOALS = {"switch_cached_ms": 100.0, "sp_cam_refresh_s": 1.5, "event_loop_block_ms": 50.0, "cancel_s": 2.0}
 
@@ -63,8 +63,9 @@ GOALS = {"switch_cached_ms": 100.0, "sp_cam_refresh_s": 1.5, "event_loop_block_m
 def project_root(arg: str | None) -> Path:
     if arg:
         return Path(arg)
+    from spn_napari.store import is_project
     demo = Path("runs/demo/project")
-    if (demo / "project.json").exists():
+    if is_project(demo):
         return demo
     from spn_napari.napari_io import sample_project
     sample_project()
@@ -260,6 +261,8 @@ def main() -> None:
     ap.add_argument("--round-epochs", type=int, default=1)
     ap.add_argument("--only", choices=("switch", "sp-cam", "event-loop", "cancel"), help="measure just this part")
     ap.add_argument("--json", action="store_true")
+    ap.add_argument("--out", default=None,
+                    help="also write the results as JSON here (e.g. benchmarks/results/gui.json)")
     a = ap.parse_args()
     parts = {a.only} if a.only else {"switch", "sp-cam", "event-loop", "cancel"}
     import napari
@@ -283,6 +286,8 @@ def main() -> None:
     res["of_goal"] = {k: res[k] / g for k, g in GOALS.items() if k in res}
     widget.close()
     viewer.close()
+    if a.out:
+        write_results(a.out, {**res, "command": command_line()})
     if a.json:
         print(json.dumps(res))
         return

@@ -36,7 +36,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from _machine import cpu_model  # benchmarks/ is on sys.path when run as a script
+from _machine import command_line, cpu_model, write_results  # benchmarks/ is on sys.path when run as a script
 
 GOAL_RATIO = 1.2
 CKPT_IMAGES = 16
@@ -131,6 +131,8 @@ def main(argv: list[str] | None = None) -> None:
                    help="device of train-spn and pseudo-labels (default cpu)")
     p.add_argument("--image-size", type=int, default=160, help="demo image size (demo-data --size)")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
+    p.add_argument("--out", default=None,
+                   help="also write the results as JSON here (e.g. benchmarks/results/pseudo_memory.json)")
     a = p.parse_args(argv)
     try:
         sizes = sorted({int(s) for s in a.sizes.split(",") if s.strip()})
@@ -162,6 +164,8 @@ def main(argv: list[str] | None = None) -> None:
            "ratio": {"of": [hi["n"], lo["n"]], "peak_rss": ratio,
                      "above_baseline": hi["above_baseline_mib"] / base_lo},
            "goal_ratio": GOAL_RATIO, "meets_goal": ratio <= GOAL_RATIO}
+    if a.out:
+        write_results(a.out, {**res, "command": command_line()})
     if a.json:
         print(json.dumps(res))
         return

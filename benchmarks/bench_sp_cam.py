@@ -51,7 +51,7 @@ from spn_napari.models.spn import build_spn
 from spn_napari.ops import superpixel_pool
 from spn_napari.superpixels import SuperpixelConfig, slic_labels
 
-from _machine import cpu_model  # benchmarks/ is on sys.path when run as a script
+from _machine import command_line, cpu_model, write_results  # benchmarks/ is on sys.path when run as a script
 
 GOAL_S = 1.5  # per image, CPU, small encoder, 500x500
 
@@ -145,6 +145,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: all cores)")
     p.add_argument("--size", type=int, default=500, help="image side (the goal is for 500)")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
+    p.add_argument("--out", default=None,
+                   help="also write the results as JSON here (e.g. benchmarks/results/sp_cam.json)")
     a = p.parse_args(argv)
     if a.repeat < 1:
         p.error("--repeat: must be at least 1")
@@ -183,6 +185,8 @@ def main(argv: list[str] | None = None) -> None:
         "goal_s": GOAL_S, "ratio_to_goal": total / GOAL_S,
         "mask_labelled_fraction": float((ref > 0).mean()),
     }
+    if a.out:
+        write_results(a.out, {**res, "command": command_line()})
     if a.json:
         print(json.dumps(res))
         return

@@ -38,7 +38,7 @@ import torch.nn.functional as F
 
 from spn_napari.ops.superpixel_pool import superpixel_pool
 
-from _machine import cpu_model  # benchmarks/ is on sys.path when run as a script
+from _machine import command_line, cpu_model, write_results  # benchmarks/ is on sys.path when run as a script
 
 CASES = {
     "lowres": dict(b=8, k=128, h=16, w=16, hh=256, ww=256, n=300),
@@ -180,6 +180,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--repeat", type=int, default=20, help="timed runs per method (median reported)")
     p.add_argument("--loop-batch", type=int, default=1, help="images the Python loop is timed on")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
+    p.add_argument("--out", default=None,
+                   help="also write the results as JSON here (e.g. benchmarks/results/superpixel_pool.json)")
     args = p.parse_args(argv)
     if args.device == "cuda" and not torch.cuda.is_available():
         p.error("--device cuda: CUDA is not available here — use --device cpu.")
@@ -189,6 +191,8 @@ def main(argv: list[str] | None = None) -> None:
             "num_threads": torch.get_num_threads(), "repeat": args.repeat, "dtype": "float32",
             "bytes_formula": "|feat|*s + |sp|*8 + sum(n_sp)*K*s; fraction = t_clone(bytes/2 buffer) / t_forward",
             "cases": results}
+    if args.out:
+        write_results(args.out, {**info, "command": command_line()})
     if args.json:
         print(json.dumps(info))
         return

@@ -35,7 +35,7 @@ from spn_napari.superpixels import SuperpixelConfig, slic_labels
 from spn_napari.runtime import resolve_device
 from spn_napari.train import autocast
 
-from _machine import cpu_model  # benchmarks/ is on sys.path when run as a script
+from _machine import command_line, cpu_model, write_results  # benchmarks/ is on sys.path when run as a script
 
 C = 4
 
@@ -102,6 +102,8 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=10)
     ap.add_argument("--encoder", default="small")
     ap.add_argument("--json", action="store_true")
+    ap.add_argument("--out", default=None,
+                    help="also write the results as JSON here (e.g. benchmarks/results/train_throughput.json)")
     a = ap.parse_args()
     if not os.environ.get("OMP_NUM_THREADS"):
         torch.set_num_threads(os.cpu_count() or 1)
@@ -112,6 +114,8 @@ def main() -> None:
     if device.type == "cuda":
         res["amp"] = measure(a.encoder, a.side, a.batch, a.steps, device, amp=True)
         res["amp_speedup"] = {k: res["amp"][k] / res["fp32"][k] for k in ("spn_images_per_s", "decoupled_images_per_s")}
+    if a.out:
+        write_results(a.out, {**res, "command": command_line()})
     if a.json:
         print(json.dumps(res))
         return

@@ -38,7 +38,7 @@ from spn_napari.store import Project
 from spn_napari.runtime import default_threads
 from spn_napari.train import seed_everything
 
-from _machine import cpu_model  # benchmarks/ is on sys.path when run as a script
+from _machine import command_line, cpu_model, write_results  # benchmarks/ is on sys.path when run as a script
 
 
 def _variant(text: str) -> dict:
@@ -96,6 +96,8 @@ def main() -> int:
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--sides", default="256,336,432")
     ap.add_argument("--json", action="store_true")
+    ap.add_argument("--out", default=None, help="also write the results as JSON here "
+                    "(e.g. benchmarks/results/spn_variants.json)")
     a = ap.parse_args()
     default_threads()
     project = Project(a.project)
@@ -115,8 +117,11 @@ def main() -> int:
                              "target": tags[i], "index": i})
     rows = [run_variant(project, items, _variant(v), epochs=a.epochs, lr=a.lr)
             for v in (a.variant or ["z=256,k=256,kernel=1"])]
+    res = {"project": a.project, "cpu": cpu_model(), "sides": sides, "epochs": a.epochs, "rows": rows}
+    if a.out:
+        write_results(a.out, {**res, "command": command_line()})
     if a.json:
-        print(json.dumps({"project": a.project, "cpu": cpu_model(), "sides": sides, "rows": rows}))
+        print(json.dumps(res))
         return 0
     print(f"{a.project}: {len(project)} images, sides {sides}, {a.epochs} epochs, {cpu_model()}")
     print(f"{'z':>5s} {'k':>5s} {'kernel':>6s} {'params':>9s} {'SP-CAM':>7s} {'mAcc':>6s} {'CAM':>7s} {'mAcc':>6s} {'train s':>8s}")

@@ -353,7 +353,7 @@ def cmd_demo(a: argparse.Namespace) -> int:
     """The whole round-0 pipeline on generated data, ending with the CAM vs SP-CAM table."""
     from .pipeline import run_demo
     summary = run_demo(Path(a.out), n=a.n, size=a.size, epochs=a.epochs, round_epochs=a.round_epochs,
-                       seed=a.seed, device=a.device, progress=a.progress)
+                       seed=a.seed, device=a.device, progress=a.progress, results=a.results)
     if a.open:
         if not _has_display():
             print(f"no display here, so napari was not opened; on a desktop run "
@@ -379,6 +379,8 @@ def _args_demo(s: argparse.ArgumentParser) -> None:
                    "(one line instead when there is no display)")
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--device", default="auto")
+    s.add_argument("--results", type=Path, default=None, help="also write the results JSON here "
+                   "(e.g. benchmarks/results/demo.json, which the README's demo table is copied from)")
 
 
 def _args_demo_data(s: argparse.ArgumentParser) -> None:

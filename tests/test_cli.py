@@ -209,9 +209,12 @@ def test_demo_runs_the_whole_pipeline_and_reports_every_method(tmp_path, capsys,
     from spn_napari.evaluate import evaluate_labels
     args = ("demo", tmp_path / "demo", "--n", "6", "--size", "64", "--epochs", "1", "--round-epochs", "1",
             "--progress", "none")
-    code, out, err = cli(capsys, *args)
+    code, out, err = cli(capsys, *args, "--results", tmp_path / "results" / "demo.json")
     assert code == 0, err
     summary = json.loads((tmp_path / "demo" / "demo_results.json").read_text())
+    # --results: the same JSON again where the README's demo table is copied from
+    assert json.loads((tmp_path / "results" / "demo.json").read_text()) == summary
+    assert summary["settings"] == {"n": 6, "size": 64, "epochs": 1, "round_epochs": 1, "seed": 0, "encoder": "small"}
     project = Project(summary["project"])
     for method, kind in (("cam", "pseudo/cam"), ("sp-cam", "pseudo/sp-cam"), ("sp-cam+dn", "round/1/labels")):
         assert summary["methods"][method]["miou"] == pytest.approx(evaluate_labels(project, kind)["miou"])

@@ -62,7 +62,8 @@ _MULTI_SCALE = (0.42, 0.56)  # the same with 2-3 objects
 # off-centre by up to 0.3 a. With the part at one end (0.72-0.82 a) and elongated bodies (aspect
 # 0.55-0.75) half of the network's context around the part fell on background, and SP-CAM lost
 # most of its lead over CAM in development runs on 200 images (not kept: the demo's current
-# numbers are what `spn-napari demo` writes). The demo is a convenience, not evidence.
+# numbers are in benchmarks/results/demo.json, which `spn-napari demo runs/demo --results
+# benchmarks/results/demo.json` writes). The demo is a convenience, not evidence.
 _PART_OFFSET = (0.0, 0.3)
 _ASPECT = (0.75, 0.95)  # semi-minor / semi-major axis of the body: rounded, not a perfect disc
 
