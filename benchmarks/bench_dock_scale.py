@@ -71,6 +71,7 @@ RESULTS = Path(__file__).parent / "results" / "dock_scale.json"
 def build_project(root: Path, n: int, seed: int = 0) -> None:
     """A project of n random SIDE×SIDE images with tags and pseudo-labels, made with the public API."""
     from PIL import Image
+
     from spn_napari.data.readers import read_dataset
     from spn_napari.store import Project
     work = Path(tempfile.mkdtemp(prefix="spn-bench-dock-data-", dir=root.parent))
@@ -187,6 +188,7 @@ def main() -> None:
     ap.add_argument("--json", action="store_true")
     a = ap.parse_args()
     import napari
+
     from spn_napari._widgets.annotator_widget import AnnotatorWidget
     t0 = time.perf_counter()
     sources = {n: cached_project(a.cache, n) for n in a.sizes}

@@ -266,6 +266,7 @@ def main() -> None:
     a = ap.parse_args()
     parts = {a.only} if a.only else {"switch", "sp-cam", "event-loop", "cancel"}
     import napari
+
     from spn_napari._widgets.annotator_widget import AnnotatorWidget
     root = project_root(a.project)
     viewer = napari.Viewer(show=True)

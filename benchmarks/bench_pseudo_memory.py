@@ -101,6 +101,7 @@ def checkpoint(workdir: Path, image_size: int, device: str, log: Path) -> tuple[
     proj = prepare(workdir, CKPT_IMAGES, image_size, log)
     if Project(proj).artifact("spn") is not None:
         import torch
+
         from spn_napari.runtime import load_spn
         try:  # a checkpoint left by an earlier run must still fit the current model code
             load_spn(Project(proj), torch.device("cpu"))

@@ -23,6 +23,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from tiny_data import count_files, write_tiny_dataset
 
 from spn_napari.data.readers import read_dataset
 from spn_napari.events import run
@@ -30,7 +31,6 @@ from spn_napari.store import Project
 from spn_napari.superpixels import SuperpixelConfig, compute_superpixels
 
 from _machine import cpu_model  # benchmarks/ is on sys.path when run as a script
-from tiny_data import count_files, write_tiny_dataset
 
 ROOT = Path(__file__).resolve().parents[1]
 

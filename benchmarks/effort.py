@@ -35,9 +35,9 @@ from PIL import Image, ImageDraw
 
 from spn_napari.events import run
 from spn_napari.rounds import RoundConfig
+from spn_napari.runtime import default_threads
 from spn_napari.simulate import SimulateConfig, simulate
 from spn_napari.store import Project
-from spn_napari.runtime import default_threads
 
 from _machine import cpu_model, write_results  # benchmarks/ is on sys.path when run as a script
 

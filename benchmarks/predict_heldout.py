@@ -29,9 +29,9 @@ from spn_napari.inference import PseudoLabelConfig, make_pseudo_labels
 from spn_napari.metrics import ConfusionMeter
 from spn_napari.pipeline import init_project, run
 from spn_napari.rounds import RoundConfig, run_round
+from spn_napari.runtime import default_threads
 from spn_napari.segmenter import Segmenter
 from spn_napari.superpixels import compute_superpixels
-from spn_napari.runtime import default_threads
 from spn_napari.train import TrainConfig, train_spn
 
 from _machine import cpu_model  # benchmarks/ is on sys.path when run as a script

@@ -36,13 +36,13 @@ import torch
 
 from spn_napari.evaluate import evaluate_labels, largest_tag_labels, score_labels
 from spn_napari.inference import PseudoLabelConfig, make_pseudo_labels, resolve_settings
-from spn_napari.pipeline import init_project, run
 from spn_napari.kinds import round_labels
+from spn_napari.pipeline import init_project, run
 from spn_napari.rounds import RoundConfig, run_round
+from spn_napari.runtime import default_threads
 from spn_napari.simulate import SimulateConfig, simulate
 from spn_napari.store import Project
 from spn_napari.superpixels import compute_superpixels
-from spn_napari.runtime import default_threads
 from spn_napari.train import TrainConfig, train_spn
 
 from _machine import cpu_model  # benchmarks/ is on sys.path when run as a script

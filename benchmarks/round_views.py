@@ -28,9 +28,8 @@ from spn_napari.labels import present_classes
 from spn_napari.metrics import confusion_matrix
 from spn_napari.round_history import current_round
 from spn_napari.round_inference import view_probabilities
-from spn_napari.runtime import load_decoupled
+from spn_napari.runtime import default_threads, load_decoupled, resolve_device
 from spn_napari.store import Project
-from spn_napari.runtime import default_threads, resolve_device
 
 from _machine import cpu_model, write_results  # benchmarks/ is on sys.path when run as a script
 from evidence_ablation import FACTORS, cross_validate, scores, view_sides

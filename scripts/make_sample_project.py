@@ -34,8 +34,8 @@ def make_project(work: Path, *, n: int, size: int, seed: int, epochs: int | None
     from spn_napari.evaluate import evaluate_labels
     from spn_napari.inference import PseudoLabelConfig, make_pseudo_labels
     from spn_napari.pipeline import DEMO_ENCODER, init_project, run
-    from spn_napari.superpixels import SuperpixelConfig, compute_superpixels
     from spn_napari.runtime import default_threads
+    from spn_napari.superpixels import SuperpixelConfig, compute_superpixels
     from spn_napari.train import TrainConfig, train_spn
 
     default_threads()

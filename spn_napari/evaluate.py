@@ -7,9 +7,9 @@ from collections.abc import Callable
 import numpy as np
 
 from .errors import ProjectError
-from .metrics import IGNORE, ConfusionMeter
 from .kinds import round_labels
 from .labels import apply_correction, labels_reader
+from .metrics import IGNORE, ConfusionMeter
 from .store import Project
 
 __all__ = ["evaluate_labels", "score_labels", "round_metrics", "largest_tag_labels"]

@@ -15,7 +15,15 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import kinds
-from .cam import DEFAULT_NORMALISE, METHODS, fuse_scores, paint_superpixels, threshold_maps, uncertain_pixels, upsample_cam
+from .cam import (
+    DEFAULT_NORMALISE,
+    METHODS,
+    fuse_scores,
+    paint_superpixels,
+    threshold_maps,
+    uncertain_pixels,
+    upsample_cam,
+)
 from .errors import SpnError
 from .store import Project
 
@@ -54,7 +62,7 @@ class EvidenceSettings:
         return self.normalise or DEFAULT_NORMALISE[method]
 
     @classmethod
-    def from_meta(cls, meta: dict, method: str, default_sides: Sequence[int]) -> "EvidenceSettings":
+    def from_meta(cls, meta: dict, method: str, default_sides: Sequence[int]) -> EvidenceSettings:
         """The settings an artifact's meta records; a project made before them: its sides, no
         flip, the per-class max-normalisation and max over sides (what it did then)."""
         legacy = "flip" not in meta

@@ -20,17 +20,25 @@ import torch
 import torch.nn.functional as F
 
 from . import distributed, kinds
+from .data.transforms import fit_to_canvas
 from .errors import SpnError
-from .evidence import (Evidence, EvidenceSettings, check_method, check_normalise, evidence_maps, evidence_sides, label_evidence,
-                       unsure_evidence)
 from .events import Event
+from .evidence import (
+    Evidence,
+    EvidenceSettings,
+    check_method,
+    check_normalise,
+    evidence_maps,
+    evidence_sides,
+    label_evidence,
+    unsure_evidence,
+)
+from .features import feature_cache, view_maps, views
 from .models.spn import SPN
 from .ops import superpixel_pool
+from .runtime import load_spn, resolve_device
 from .store import Project
 from .suggest import write_index
-from .data.transforms import fit_to_canvas
-from .features import feature_cache, view_maps, views
-from .runtime import load_spn, resolve_device
 
 __all__ = ["PseudoLabelConfig", "resolve_settings", "label_canvas", "view_evidence", "aggregate_evidence",
            "image_evidence", "view_backbones", "make_pseudo_labels",

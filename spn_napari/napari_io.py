@@ -105,8 +105,8 @@ def read_project_layers(root) -> list[tuple]:
 def write_labels(path: str, data, meta: dict) -> list[str]:
     """npe2 writer hook: a labels layer as a palette PNG mask (0 background or no label, i class i),
     coloured as a project's classes are (:func:`spn_napari.colours.class_colors`)."""
-    from .export import label_palette, write_mask
     from .colours import class_colors
+    from .export import label_palette, write_mask
     arr = np.asarray(data)
     if arr.max(initial=0) > 255 or arr.min(initial=0) < 0:
         raise ValueError(f"{path}: label values must lie in 0..255 to be saved as a PNG mask")
@@ -134,6 +134,7 @@ def unpack_sample(root: Path, archive: Path = SAMPLE_ARCHIVE) -> Path:
     import os
     import shutil
     import zipfile
+
     from .errors import SpnError
     from .store import is_project
     if not archive.is_file():

@@ -42,9 +42,9 @@ def run_demo(out: Path, *, n: int = 200, size: int = 160, epochs: int | None = N
     from .kinds import pseudo_labels, round_labels
     from .round_history import current_round, history
     from .rounds import RoundConfig, run_round
+    from .runtime import default_threads
     from .store import Project, is_project
     from .superpixels import SuperpixelConfig, compute_superpixels
-    from .runtime import default_threads
     from .train import TrainConfig, train_spn
 
     default_threads()

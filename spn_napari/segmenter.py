@@ -37,9 +37,9 @@ from .data.generic import label_rows, resolve_image_name
 from .data.images import IMAGE_SUFFIXES, as_rgb, is_image_file, load_image
 from .errors import ProjectError, SpnError
 from .events import Event
+from .evidence import EvidenceSettings, label_evidence
 from .export import label_palette, write_mask
 from .features import image_view_maps, views
-from .evidence import EvidenceSettings, label_evidence
 from .inference import image_evidence
 from .labels import pseudo_method
 from .models.decoupled import DecoupledNet
@@ -92,7 +92,7 @@ class Segmenter:
 
     @classmethod
     def from_project(cls, path: Path | str | Project, round_no: int | None = None,
-                     device: str = "auto") -> "Segmenter":
+                     device: str = "auto") -> Segmenter:
         """The model of round ``round_no`` of the project at ``path`` (default: the current round;
         the SPN before the first round) on ``device`` ('auto', 'cpu', 'cuda', 'cuda:N').
 

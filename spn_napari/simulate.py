@@ -20,11 +20,11 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import ProjectError, SpnError
-from .events import Event
 from .effort import fix_whole_image, superpixel_majority, superpixel_oracle
-from .evidence import evidence_maps
+from .errors import ProjectError, SpnError
 from .evaluate import round_metrics
+from .events import Event
+from .evidence import evidence_maps
 from .kinds import SUPERPIXELS
 from .labels import current_labels
 from .round_history import history, rollback, round_uncertainty

@@ -383,7 +383,7 @@ class Project:
         return kinds.maker(kind, self.root)
 
     def writer(self, kind: str, *, depends: tuple[str, ...] = (), meta: dict | None = None,
-               version: str | None = None, part: int = 0) -> "ArtifactWriter":
+               version: str | None = None, part: int = 0) -> ArtifactWriter:
         """Start a new version of a per-image artifact; it is visible only after ``commit()``
         (``version``, ``part``: one rank's share of a version that several ranks write)."""
         def on_commit(w: ArtifactWriter) -> None:
@@ -463,7 +463,7 @@ class Project:
     # ---- creation --------------------------------------------------------------------------
     @classmethod
     def create(cls, root: Path | str, dataset, progress: Callable[[int, int], None] | None = None, *,
-               background: bool = True) -> "Project":
+               background: bool = True) -> Project:
         """Import ``dataset`` (a validated data set) into a new project folder at ``root``.
 
         ``background=False`` (``init --no-background``): every pixel belongs to a class, so label

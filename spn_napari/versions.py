@@ -60,7 +60,7 @@ class ArtifactWriter:
     def abort(self) -> None:
         shutil.rmtree(self._group, ignore_errors=True)
 
-    def __enter__(self) -> "ArtifactWriter":
+    def __enter__(self) -> ArtifactWriter:
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:

@@ -9,7 +9,6 @@ import torch.nn.functional as F
 
 from spn_napari.cam import paint_superpixels, threshold_maps, uncertain_pixels, upsample_cam
 
-
 # ---------------------------------------------------------------- threshold_maps, hand cases
 
 def test_single_class_half_of_max_inclusive():

@@ -17,9 +17,10 @@ import pytest
 import torch
 from PIL import Image
 
-from conftest import assert_user_error, cli, tree_state
 from spn_napari.cli import main
 from spn_napari.store import Project
+
+from conftest import assert_user_error, cli, tree_state
 
 
 @pytest.fixture(scope="module")
@@ -150,7 +151,7 @@ def test_gray_rgba_palette_16bit_images_are_accepted(demo_dir, tmp_path, capsys)
     Image.fromarray(rgb[0]).convert("L").save(files[0])
     Image.fromarray(rgb[1]).convert("RGBA").save(files[1])
     Image.fromarray(rgb[2]).convert("P").save(files[2])
-    Image.fromarray((rgb[3][..., 0].astype(np.uint16) * 257)).save(files[3])
+    Image.fromarray(rgb[3][..., 0].astype(np.uint16) * 257).save(files[3])
     code, _, err = cli(capsys, "init", tmp_path / "project", "--from", ds, "--progress", "none")
     assert code == 0, err
     p = Project(tmp_path / "project")

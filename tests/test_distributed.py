@@ -19,8 +19,8 @@ import pytest
 import torch
 
 from spn_napari.batches import MultiScaleBatches, SuperpixelImages, collate
-from spn_napari.features import cached_sides
 from spn_napari.data.readers import read_dataset
+from spn_napari.features import cached_sides
 from spn_napari.models.spn import build_spn, spn_loss
 from spn_napari.pipeline import run
 from spn_napari.store import Project

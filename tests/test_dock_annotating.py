@@ -69,6 +69,7 @@ def test_number_keys_choose_the_photos_tags_and_the_paint_label_follows_the_box(
 
 def test_a_photo_without_tags_chooses_nothing(make_napari_viewer, tmp_path):
     from PIL import Image
+
     from spn_napari.data.readers import read_dataset
     data = tmp_path / "data"
     (data / "images").mkdir(parents=True)
@@ -125,10 +126,11 @@ def test_the_unsure_layer_is_what_round_1_leaves_out(widget, labelled_project, q
 
 def test_the_list_shows_twelve_rows_tags_in_tooltips_and_sorting_starts_at_the_top(
         make_napari_viewer, tmp_path, qtbot):
+    from PIL import Image
     from qtpy.QtCore import Qt
     from qtpy.QtWidgets import QApplication
+
     from spn_napari.data.readers import read_dataset
-    from PIL import Image
     data = tmp_path / "data"
     (data / "images").mkdir(parents=True)
     (data / "classes.txt").write_text("building\ngrass\ntree\ncow\nsky\n")

@@ -7,10 +7,11 @@ import json
 
 import numpy as np
 
-from conftest import cli
 from spn_napari.effort import fix_whole_image, oracle_labels, superpixel_majority, superpixel_oracle
 from spn_napari.evaluate import score_labels
 from spn_napari.store import Project
+
+from conftest import cli
 
 
 def _majority_loop(sp, labels, ignore=None):

@@ -154,8 +154,9 @@ def test_a_project_with_earlier_evidence_settings_keeps_its_labels_and_records_n
     """An existing project (pseudo-labels made the old way: middle side, max-normalised SP-CAM, its
     artifact's meta without the new keys) opens, predicts its own photos exactly as stored, and
     keeps its labels; rerunning pseudo-labels records the new settings in project.db."""
-    from conftest import cli
     from spn_napari.labels import base_kind
+
+    from conftest import cli
     p = nb_trained
     old = p.artifact("pseudo/sp-cam")
     assert old is not None and "flip" not in old["meta"]  # written as the store did before

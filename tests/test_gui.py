@@ -87,8 +87,9 @@ def test_a_switched_to_image_draws_as_when_opened_afresh(labelled_project, make_
 
 def _project_of_shapes(root, shapes) -> Project:
     """A project (no superpixels or labels yet) of random images with these (H, W) shapes."""
-    from spn_napari.data.readers import read_dataset
     from PIL import Image
+
+    from spn_napari.data.readers import read_dataset
     data = root / "data"
     (data / "images").mkdir(parents=True)
     (data / "classes.txt").write_text("cat\ndog\n")
@@ -291,7 +292,9 @@ def test_sorting_by_confidence_follows_the_round_and_a_click_shows_that_image(
     """The confidence column is 1 - the round's uncertainty; sorting by it orders the rows by those
     confidences (both ways), the selection follows its image, and a click shows that row's image."""
     import shutil
+
     from qtpy.QtCore import Qt
+
     from spn_napari.round_history import round_uncertainty
     root = tmp_path / "project"
     shutil.copytree(_round_project, root)
@@ -410,9 +413,10 @@ def test_a_folder_that_is_not_a_project_is_a_notification(widget, tmp_path):
 def test_rounds_run_in_a_child_process_and_cancel_cleanly(widget, labelled_project, qtbot):
     """A short round runs to completion (new labels shown, history updated); a second one is
     cancelled mid-training: the child is gone and the project is exactly as before."""
-    from conftest import tree_state
     from spn_napari.kinds import round_labels
     from spn_napari.round_history import history
+
+    from conftest import tree_state
     widget.runs.epochs.value = 1
     widget.runs.device.value = "cpu"
     job = widget.run_step("round")
@@ -476,6 +480,7 @@ def test_a_child_killed_by_the_system_is_a_notification(widget, labelled_project
     what to try, the project keeps its last completed state and the viewer stays usable."""
     import os
     import signal
+
     from conftest import tree_state
     widget.runs.epochs.value = 50
     job = widget.run_step("round")
@@ -551,6 +556,7 @@ def test_a_project_from_a_newer_format_is_a_notification(widget, labelled_projec
     import json
     import shutil
     import sqlite3
+
     from spn_napari.store import DB_NAME
     newer = tmp_path / "newer"
     shutil.copytree(labelled_project.root, newer)

@@ -5,8 +5,15 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from spn_napari.metrics import (IGNORE, ConfusionMeter, class_accuracy, confusion_matrix, iou_per_class,
-                                mean_class_accuracy, mean_iou)
+from spn_napari.metrics import (
+    IGNORE,
+    ConfusionMeter,
+    class_accuracy,
+    confusion_matrix,
+    iou_per_class,
+    mean_class_accuracy,
+    mean_iou,
+)
 
 # 3 labels (0 background, 1, 2); two ground-truth pixels are 255 (ignored).
 GT = np.array([[0, 0, 1, 1],

@@ -15,14 +15,15 @@ import pytest
 import torch
 from PIL import Image
 
-from conftest import assert_user_error, cli
 from spn_napari import inference
-from spn_napari.errors import DatasetError, ProjectError
+from spn_napari.errors import DatasetError
 from spn_napari.evaluate import evaluate_labels
 from spn_napari.pipeline import init_project, run
 from spn_napari.project_db import DB_NAME
 from spn_napari.project_format import FORMAT_VERSION
 from spn_napari.store import Project
+
+from conftest import assert_user_error, cli
 
 H, W = 6, 8
 CLASSES = ("sky", "grass", "cow")  # values 1, 2, 3

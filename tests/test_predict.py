@@ -16,7 +16,6 @@ import pytest
 import torch
 from PIL import Image
 
-from conftest import assert_user_error, cli
 from spn_napari.data.images import as_rgb, load_image
 from spn_napari.data.transforms import fit_to_canvas
 from spn_napari.errors import SpnError
@@ -30,6 +29,8 @@ from spn_napari.rounds import RoundConfig, run_round
 from spn_napari.segmenter import Segmenter
 from spn_napari.store import Project
 from spn_napari.train import TrainConfig, train_spn
+
+from conftest import assert_user_error, cli
 
 FAST = RoundConfig(epochs=1, batch_size=4, device="cpu", scales=(48, 64))
 

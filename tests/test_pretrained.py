@@ -16,15 +16,22 @@ import torch
 import torch.nn.functional as F
 from skimage import data
 
-from conftest import assert_user_error, cli, tree_state
 from spn_napari.data.transforms import fit_to_canvas, normalise
 from spn_napari.errors import WeightsError
 from spn_napari.features import cached_sides, compute_features, read_features
 from spn_napari.kinds import feature_maps
-from spn_napari.models.efficientnet_lite import (LITE2_STAGES, EfficientNetLite, SameConv2d, lite0_weights_file, load_lite,
-                                                 load_lite0)
+from spn_napari.models.efficientnet_lite import (
+    LITE2_STAGES,
+    EfficientNetLite,
+    SameConv2d,
+    lite0_weights_file,
+    load_lite,
+    load_lite0,
+)
 from spn_napari.models.encoders import build_encoder
 from spn_napari.models.spn import SPN, SPNConfig, build_spn
+
+from conftest import assert_user_error, cli, tree_state
 
 CATS = {281, 282, 283, 284, 285}  # tabby, tiger cat, Persian, Siamese, Egyptian cat
 COFFEE = {967, 968}  # espresso, cup

@@ -97,6 +97,7 @@ def test_the_dock_shows_a_tags_evidence_where_its_class_is(msrc_project, make_na
     tags it is brighter inside the class's true region than outside."""
     pytest.importorskip("napari")
     from qtpy.QtWidgets import QApplication
+
     from spn_napari._widgets.annotator_widget import AnnotatorWidget
     shutil.copytree(msrc_project, tmp_path / "p")
     viewer = make_napari_viewer(show=True)

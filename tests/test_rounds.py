@@ -15,17 +15,18 @@ import pytest
 import torch
 from PIL import Image
 
-from conftest import assert_user_error, cli, tree_state
 from spn_napari.batches import FigureGroundSamples, MultiScaleBatches
 from spn_napari.errors import SpnError
-from spn_napari.models.decoupled import IGNORE
-from spn_napari.pipeline import run
 from spn_napari.kinds import round_labels
 from spn_napari.labels import current_labels, training_target
+from spn_napari.models.decoupled import IGNORE
+from spn_napari.pipeline import run
 from spn_napari.round_history import current_round, history
 from spn_napari.rounds import RoundConfig, run_round
 from spn_napari.simulate import SimulateConfig, simulate
 from spn_napari.store import Project
+
+from conftest import assert_user_error, cli, tree_state
 
 FAST = RoundConfig(epochs=1, batch_size=4, device="cpu", scales=(48, 64))
 

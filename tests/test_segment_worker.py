@@ -15,12 +15,14 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import open_dock
 from spn_napari.data.images import as_rgb, load_mask
 from spn_napari.predict_server import serve
 from spn_napari.round_history import rollback
 from spn_napari.segmenter import Segmenter
 from spn_napari.store import Project
+
+from conftest import open_dock
+
 
 @pytest.fixture
 def served(_round_project, tmp_path) -> Project:

@@ -5,18 +5,17 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import sqlite3
 import signal
+import sqlite3
 import subprocess
-import time
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from conftest import tree_state
 from spn_napari.colours import PALETTE, class_colors
 from spn_napari.data.images import load_image, load_mask
 from spn_napari.data.readers import read_dataset
@@ -26,6 +25,8 @@ from spn_napari.project_db import DB_NAME
 from spn_napari.project_format import FORMAT_VERSION, MANIFEST
 from spn_napari.store import Project
 from spn_napari.superpixels import SuperpixelConfig, compute_superpixels, superpixel_counts
+
+from conftest import tree_state
 
 
 def test_import_keeps_pixels_tags_and_ground_truth_apart(tmp_path, demo_dir):
@@ -329,6 +330,7 @@ def test_a_full_disk_during_a_correction_keeps_the_last_saved_one(sp_project, mo
     """ENOSPC while the correction's pixels are written: one line, the previous correction and
     review stay, no half-written group is left."""
     import errno
+
     import zarr
     h, w = sp_project.image(2).shape[:2]
     first = np.full((h, w), 2, np.uint8)

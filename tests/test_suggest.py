@@ -8,11 +8,12 @@ import json
 import numpy as np
 import pytest
 
-from conftest import assert_user_error, cli, tree_state
 from spn_napari.errors import SpnError
 from spn_napari.labels import current_labels
 from spn_napari.store import Project
 from spn_napari.suggest import PER_IMAGE, answer, image_suggestions, suggest
+
+from conftest import assert_user_error, cli, tree_state
 
 
 def _reference(p: Project, i: int) -> dict[int, tuple[int, int, float]]:

@@ -241,7 +241,8 @@ def test_rejects_bad_shapes():
         superpixel_pool(torch.zeros(1, 3, 4, 4), sp, [1, 1])
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA not available")
+@pytest.mark.skipif(not torch.cuda.is_available(),
+                    reason="CUDA not available: CPU CI skips it; run on a CUDA machine (docs/testing.md)")
 @pytest.mark.parametrize("shape", [(3, 8, 20, 20, 20, 20), (3, 8, 7, 5, 23, 19)], ids=["same_res", "low_res"])
 def test_cuda_matches_cpu(shape):
     feat, sp, n_sp = random_case(12, *shape)

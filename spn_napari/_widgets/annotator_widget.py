@@ -46,8 +46,8 @@ from .rounds_panel import RoundsPanel
 from .run_panel import RunPanel
 from .section import Section
 from .segment_panel import SegmentPanel
-from .suggestions_panel import SuggestionsPanel
 from .steady_label import SteadyLabel
+from .suggestions_panel import SuggestionsPanel
 
 AUTOSAVE_MS = 5000
 OUTLINE_WIDTH = 2  # pixels of a label's outline in the O (outlines) view

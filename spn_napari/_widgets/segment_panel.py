@@ -14,8 +14,8 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 from magicgui.widgets import ComboBox, Container, LineEdit
+from PIL import Image
 from qtpy.QtWidgets import QComboBox, QPushButton, QVBoxLayout, QWidget
 
 from ..data.images import as_rgb, load_mask

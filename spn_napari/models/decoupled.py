@@ -95,7 +95,7 @@ class DecoupledNet(nn.Module):
             p.requires_grad_(False)
 
     @classmethod
-    def from_spn(cls, spn: nn.Module) -> "DecoupledNet":
+    def from_spn(cls, spn: nn.Module) -> DecoupledNet:
         """Round 1's net: the SPN's encoder and bottom classifier as the classification net."""
         net = cls(DecoupledConfig(n_classes=spn.cfg.n_classes, encoder=spn.cfg.encoder),
                   encoder=copy.deepcopy(spn.encoder))
@@ -104,7 +104,7 @@ class DecoupledNet(nn.Module):
             p.requires_grad_(False)
         return net
 
-    def train(self, mode: bool = True) -> "DecoupledNet":
+    def train(self, mode: bool = True) -> DecoupledNet:
         super().train(mode)
         self.encoder.eval()  # frozen: fixed BN statistics, and samples stay independent for the bridge
         return self

@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..data.transforms import IMAGENET_MEAN, IMAGENET_STD
-from .efficientnet_lite import LITE_MEAN, LITE_STD, LITE_STAGES, EfficientNetLite, load_lite
+from .efficientnet_lite import LITE_MEAN, LITE_STAGES, LITE_STD, EfficientNetLite, load_lite
 
 __all__ = ["ConvEncoder", "LiteEncoder", "SMALL_CFG", "VGG16_CFG", "ENCODERS", "build_encoder"]
 
@@ -83,7 +83,7 @@ class ConvEncoder(nn.Module):
             p.requires_grad_(False)
         self.features.eval()
 
-    def train(self, mode: bool = True) -> "ConvEncoder":
+    def train(self, mode: bool = True) -> ConvEncoder:
         super().train(mode)
         if self.frozen:
             self.features.eval()  # frozen BN statistics stay fixed too
@@ -172,7 +172,7 @@ class LiteEncoder(nn.Module):
         self.backbone_stride = 16
         self.frozen = True
 
-    def train(self, mode: bool = True) -> "LiteEncoder":
+    def train(self, mode: bool = True) -> LiteEncoder:
         super().train(mode)
         self.net.eval()  # frozen BN statistics
         return self
