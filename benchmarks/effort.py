@@ -19,18 +19,25 @@ class: what clicking can reach) are drawn as lines. Writes the JSON and a PNG of
 All runs take as long as ``simulate`` takes: on msrc-dev and 2 CPU cores, hours; ``--epochs``
 shortens each round (the curves then say less). The JSON is written after each curve, and
 ``--resume`` runs only the curves it does not hold yet (a run may span several sittings).
+``--only`` runs the named curves alone: the two whole-image curves and full supervision are
+independent, so on two cores two processes of one thread each (``SPN_NAPARI_THREADS=1``) can
+run side by side into the same JSON; the suggestion curves need the random whole-image curve's
+clicks, their budget.
 """
 
 from __future__ import annotations
 
 import argparse
+import fcntl
 import json
 import shutil
 import sys
 import time
+from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 
+import torch
 from PIL import Image, ImageDraw
 
 from spn_napari.events import run
@@ -39,7 +46,7 @@ from spn_napari.runtime import default_threads
 from spn_napari.simulate import SimulateConfig, simulate
 from spn_napari.store import Project
 
-from _machine import cpu_model, write_results  # benchmarks/ is on sys.path when run as a script
+from _machine import command_line, cpu_model, write_results  # benchmarks/ is on sys.path when run as a script
 
 COLOURS = {"whole images, random": (31, 119, 180), "whole images, least certain first": (255, 127, 14),
            "suggestions, same clicks": (44, 160, 44), "suggestions, a third of the clicks": (214, 39, 40)}
@@ -88,6 +95,56 @@ def plot(res: dict, path: Path, size=(900, 560)) -> None:
     img.save(path)
 
 
+CURVES = ("whole images, random", "whole images, least certain first", "suggestions, a third of the clicks",
+          "suggestions, same clicks", "full supervision")
+NEEDS_BUDGET = ("suggestions, a third of the clicks", "suggestions, same clicks")  # after "whole images, random"
+
+
+@contextmanager
+def locked(out: Path):
+    """Hold ``OUT.lock`` while reading and rewriting the results: several ``--only`` processes (one
+    curve each, one thread each) share one JSON."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with open(out.with_name(out.name + ".lock"), "w") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def read_results(out: Path, settings: dict) -> dict | None:
+    """The results ``out`` holds for these settings; None when it holds none; SystemExit(2) when it
+    holds a run with other settings."""
+    if not out.exists():
+        return None
+    old = json.loads(out.read_text())
+    if any(old.get(k) != v for k, v in settings.items()):
+        print(f"{out}: holds a run with other settings — drop --resume or pass another --out.", file=sys.stderr)
+        raise SystemExit(2)
+    return old
+
+
+def budgets(res: dict) -> dict:
+    """Clicks per round for the suggestion curves: the random whole-image run's mean per round, and a third."""
+    spent = [p["clicks"] for p in res["curves"]["whole images, random"][1:]]
+    per_round = [b - a for a, b in zip([0, *spent], spent)]
+    budget = max(1, round(sum(per_round) / len(per_round)))
+    return {"same": budget, "third": max(1, budget // 3)}
+
+
+def summarise(res: dict) -> dict:
+    """The goal and the bounds, once every curve is in."""
+    full, whole = res["results"]["full supervision"], res["results"]["whole images, random"]
+    res["full_supervision_miou"] = full["full_supervision_miou"]
+    res["superpixel_oracle_miou"] = whole["superpixel_oracle_miou"]
+    goal = res["curves"]["whole images, random"][-1]
+    third = res["curves"]["suggestions, a third of the clicks"][-1]
+    res["goal"] = {"whole_miou": goal["miou"], "whole_clicks": goal["clicks"], "suggestions_third_miou": third["miou"],
+                   "suggestions_third_clicks": third["clicks"], "met": third["miou"] >= goal["miou"]}
+    return res
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("project")
@@ -100,59 +157,79 @@ def main() -> int:
     ap.add_argument("--png", default="docs/effort.png")
     ap.add_argument("--resume", action="store_true",
                     help="keep the curves --out already holds for these settings and run only the missing ones")
+    ap.add_argument("--only", default=None, metavar="CURVE[;CURVE]",
+                    help="run only these curves (implies --resume; several such processes may share --out): "
+                         + "; ".join(CURVES))
     a = ap.parse_args()
-    default_threads()
-    project = Project(a.project)
-    work = Path(a.work)
-    settings = {"project": a.project, "rounds": a.rounds, "correct_fraction": a.correct_fraction, "epochs": a.epochs}
-    res = {**settings, "cpu": cpu_model(), "curves": {}, "seconds": {}}
-    if a.resume and Path(a.out).exists():
-        old = json.loads(Path(a.out).read_text())
-        if any(old.get(k) != v for k, v in settings.items()):
-            print(f"{a.out}: holds a run with other settings — drop --resume or pass another --out.", file=sys.stderr)
-            return 2
-        res.update(old)
-    elif work.exists():
-        print(f"{work}: already exists — delete it, pass another --work, or add --resume.", file=sys.stderr)
+    only = CURVES if a.only is None else tuple(c.strip() for c in a.only.split(";") if c.strip())
+    if bad := [c for c in only if c not in CURVES]:
+        print(f"--only {bad[0]!r}: not a curve; use one of: {'; '.join(CURVES)}.", file=sys.stderr)
         return 2
+    resume = a.resume or a.only is not None
+    default_threads()
+    threads = torch.get_num_threads()
+    project = Project(a.project)
+    work, out = Path(a.work), Path(a.out)
+    settings = {"project": a.project, "rounds": a.rounds, "correct_fraction": a.correct_fraction, "epochs": a.epochs}
+    with locked(out):
+        old = read_results(out, settings) if resume else None
+        if old is None and not resume and work.exists():
+            print(f"{work}: already exists — delete it, pass another --work, or add --resume.", file=sys.stderr)
+            return 2
+        if old is None:
+            write_results(out, {**settings, "cpu": cpu_model(), "curves": {}, "seconds": {}, "threads": {},
+                                "commands": {}, "results": {}})
     rc = RoundConfig(device=a.device) if a.epochs is None else RoundConfig(device=a.device, epochs=a.epochs)
     base = SimulateConfig(rounds=a.rounds, correct_fraction=a.correct_fraction, full_supervision=False,
                           round_config=rc)
 
-    def go(name: str, cfg: SimulateConfig) -> dict:
-        """One simulate, unless --resume found its curve; the results are written after each."""
-        if name in res.get("results", {}):
-            return res["results"][name]
+    def config(name: str, res: dict) -> SimulateConfig | None:
+        if name == "whole images, random":
+            return base
+        if name == "whole images, least certain first":
+            return replace(base, select="uncertain")
+        if name == "full supervision":
+            return replace(base, rounds=0, full_supervision=True)  # no rounds: the bound only
+        if "whole images, random" not in res["curves"]:
+            return None
+        b = budgets(res)
+        return replace(base, annotator="suggestions", budget=b["same" if name.endswith("same clicks") else "third"])
+
+    for name in only:
+        with locked(out):
+            res = read_results(out, settings)
+        if name in res["results"]:
+            continue
+        cfg = config(name, res)
+        if cfg is None:
+            print(f"{name}: needs the curve 'whole images, random' first (its clicks are the budget); skipped.",
+                  file=sys.stderr)
+            continue
         arm = work / name.replace(" ", "-").replace(",", "")
         shutil.rmtree(arm, ignore_errors=True)  # a copy an interrupted run left
         t0 = time.perf_counter()
-        out = run(simulate(project, cfg, work=arm)).data
-        res["seconds"][name] = time.perf_counter() - t0
-        if not cfg.full_supervision:
-            res["curves"][name] = curve(out)
-        res.setdefault("results", {})[name] = {k: out[k] for k in ("superpixel_oracle_miou", "full_supervision_miou")}
-        write_results(a.out, res)
+        got = run(simulate(project, cfg, work=arm)).data
+        with locked(out):  # merged into what the other processes wrote meanwhile
+            res = read_results(out, settings)
+            res["seconds"][name] = time.perf_counter() - t0
+            res.setdefault("threads", {})[name] = threads
+            res.setdefault("commands", {})[name] = command_line()
+            if not cfg.full_supervision:
+                res["curves"][name] = curve(got)
+            if name in NEEDS_BUDGET:
+                res["budget_per_round"] = budgets(res)
+            res["results"][name] = {k: got[k] for k in ("superpixel_oracle_miou", "full_supervision_miou")}
+            if all(c in res["results"] for c in CURVES):
+                summarise(res)
+            write_results(out, res)
         print(f"{name}: " + ", ".join(f"{p['clicks']} clicks → {p['miou']:.3f}" for p in res["curves"].get(name, []))
-              + f" (full supervision {out['full_supervision_miou']})", file=sys.stderr, flush=True)
-        return res["results"][name]
-
-    whole = go("whole images, random", base)
-    spent = [p["clicks"] for p in res["curves"]["whole images, random"][1:]]
-    per_round = [b - a for a, b in zip([0, *spent], spent)]
-    budget = max(1, round(sum(per_round) / len(per_round)))
-    res["budget_per_round"] = {"same": budget, "third": max(1, budget // 3)}
-    go("suggestions, a third of the clicks", replace(base, annotator="suggestions", budget=max(1, budget // 3)))
-    go("suggestions, same clicks", replace(base, annotator="suggestions", budget=budget))
-    go("whole images, least certain first", replace(base, select="uncertain"))
-    full = go("full supervision", replace(base, rounds=0, full_supervision=True))  # no rounds: the bound only
-    res["full_supervision_miou"] = full["full_supervision_miou"]
-    res["superpixel_oracle_miou"] = whole["superpixel_oracle_miou"]
-    goal = res["curves"]["whole images, random"][-1]
-    third = res["curves"]["suggestions, a third of the clicks"][-1]
-    res["goal"] = {"whole_miou": goal["miou"], "whole_clicks": goal["clicks"], "suggestions_third_miou": third["miou"],
-                   "suggestions_third_clicks": third["clicks"], "met": third["miou"] >= goal["miou"]}
-    out = write_results(a.out, res)
+              + f" (full supervision {got['full_supervision_miou']})", file=sys.stderr, flush=True)
+    if "goal" not in res:
+        missing = [c for c in CURVES if c not in res["results"]]
+        print(f"{out}: still missing {'; '.join(missing)} — run again with --resume (or --only).", file=sys.stderr)
+        return 0
     plot(res, Path(a.png))
+    goal, third = res["curves"]["whole images, random"][-1], res["curves"]["suggestions, a third of the clicks"][-1]
     print(f"{a.rounds} whole-image rounds: {goal['clicks']} clicks → mIoU {goal['miou']:.3f}; suggestions with a "
           f"third of the clicks: {third['clicks']} → {third['miou']:.3f}; full supervision "
           f"{res['full_supervision_miou']:.3f}, superpixel oracle {res['superpixel_oracle_miou']:.3f}. "

@@ -2,7 +2,7 @@
 
     python benchmarks/suggest_precision.py PROJECT [--top 100 500 1000 3000] [--out benchmarks/results/suggest_precision.json]
 
-PROJECT: a project with ground truth and evidence (e.g. runs/real_photos/project after its round 1).
+PROJECT: a project with ground truth and evidence (e.g. runs/real_photos/project: its current labels, the pseudo-labels or a round's).
 The unreviewed superpixels are ranked as ``spn-napari suggest`` ranks them
 (:func:`spn_napari.suggest.suggest`, which keeps each photo's best ``PER_IMAGE``); for the top k,
 the share whose current label is not their true class (the majority of their mask,
@@ -23,7 +23,7 @@ from spn_napari.effort import superpixel_majority
 from spn_napari.store import Project
 from spn_napari.suggest import image_suggestions, suggest
 
-from _machine import write_results  # benchmarks/ is on sys.path when run as a script
+from _machine import command_line, write_results  # benchmarks/ is on sys.path when run as a script
 
 
 def main() -> int:
@@ -49,7 +49,8 @@ def main() -> int:
 
     r = judged(suggest(p, None))  # in rank order
     every = judged(s for i in range(len(p)) if p.review(i) == "unreviewed" for s in image_suggestions(p, i))
-    res = {"project": a.project, "superpixels": len(every), "ranked": len(r),
+    res = {"project": a.project, "command": command_line(), "current_round": p.current_round(),  # None: pseudo-labels
+           "superpixels": len(every), "ranked": len(r),
            "wrong_share_all": float(every[:, 0].mean()), "top": {}}
     print(f"{a.project}: {len(every)} checkable superpixels, {every[:, 0].mean():.3f} of them wrong (a random "
           f"order's rate); {len(r)} ranked")

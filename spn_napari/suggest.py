@@ -11,10 +11,13 @@ what the project already has:
 - **margin**: how close the best two candidates' evidence is (0: a coin flip, 1: no contest);
 - **size**: a larger superpixel fixes more pixels with its one click.
 
-The score is ``(1 + disagreement) × (1 − margin) × √(pixels / mean pixels)``: a disagreement
-doubles it, a clear margin removes it, and size counts with a square root (many small wrong
-superpixels matter too). Each suggestion proposes the most likely other class: the evidence's
-class when it disagrees, else the second-best candidate. Superpixels a person already set
+The score is ``(1 + w_d × disagreement) × (1 − margin)^w_m × (pixels / mean pixels)^w_s``
+(:class:`ScoreWeights`): a clear margin removes it, and a larger superpixel counts for more, less
+than in proportion (many small wrong superpixels matter too). The weights, w_d = 0, w_m = 1,
+w_s = 0.75, are those most held-out folds of msrc-dev chose by the pixels the first checks fix
+(``benchmarks/suggest_fit.py``); on the pseudo-labels, disagreement adds nothing once margin and
+size are counted. Each suggestion proposes the most likely other class: the evidence's class
+when it disagrees, else the second-best candidate. Superpixels a person already set
 (corrected pixels) and images with a single candidate class are passed over: a check cannot
 change them.
 
@@ -72,9 +75,9 @@ class ScoreWeights:
     """How the three signals make a superpixel's score:
     ``(1 + disagree × disagreement) × (1 − margin)^margin × (pixels / mean pixels)^size``."""
 
-    disagree: float = 1.0
+    disagree: float = 0.0
     margin: float = 1.0
-    size: float = 0.5
+    size: float = 0.75
 
     def score(self, parts: np.ndarray) -> np.ndarray:
         """(M,) scores of :func:`superpixel_parts` rows."""

@@ -5,8 +5,10 @@ from __future__ import annotations
 import contextlib
 import importlib.util
 import os
+import select
 import shutil
 import sqlite3
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -24,10 +26,22 @@ def pytest_sessionstart(session) -> None:
     skip, and a CI without the plugin's dependencies would go quietly green."""
     if os.environ.get("CI", "").lower() != "true":
         return
-    missing = [m for m in ("napari", "qtpy", "PyQt6", "magicgui") if importlib.util.find_spec(m) is None]
+    missing = [m for m in ("napari", "qtpy", "PyQt6", "magicgui") if not _imports(m)]
     if missing:
-        raise pytest.UsageError(f"CI=true but {', '.join(missing)} not installed: the GUI tests would be "
-                                f"skipped — run `bash scripts/setup.sh` (it installs .[test]).")
+        raise pytest.UsageError(f"CI=true but {', '.join(missing)} not installed or not importable: the GUI "
+                                f"tests would be skipped — run `bash scripts/setup.sh` (it installs .[test]).")
+
+
+def _imports(module: str) -> bool:
+    """Whether ``module`` is installed and imports (an installed napari that fails to import would
+    make ``pytest.importorskip`` skip the GUI tests as quietly as a missing one)."""
+    if importlib.util.find_spec(module) is None:
+        return False
+    try:
+        importlib.import_module(module)
+    except Exception:  # noqa: BLE001 — any import failure counts as missing
+        return False
+    return True
 
 
 @pytest.fixture(scope="session")
@@ -72,6 +86,16 @@ def _db_content(path: Path) -> bytes:
             return "\n".join(db.iterdump()).encode()
     except sqlite3.DatabaseError:  # not a database (a test made it so): its bytes
         return path.read_bytes()
+
+
+def read_line(proc: subprocess.Popen, timeout: float = 120) -> str:
+    """The next line of ``proc``'s stdout (a text pipe), or the test fails after ``timeout`` seconds
+    (a child that hangs or dies silently must not hang the suite)."""
+    ready, _, _ = select.select([proc.stdout], [], [], timeout)
+    if not ready:
+        proc.kill()
+        pytest.fail(f"no line from the child within {timeout} s (exit status {proc.poll()})")
+    return proc.stdout.readline()
 
 
 def cli(capsys, *args) -> tuple[int, str, str]:

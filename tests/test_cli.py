@@ -93,7 +93,7 @@ def test_export_matches_the_stored_labels(trained, tmp_path, capsys, fmt):
 
 def test_python_m_entry_point_and_exit_status(tmp_path):
     r = subprocess.run([sys.executable, "-m", "spn_napari", "evaluate", str(tmp_path)],
-                       capture_output=True, text=True)
+                       capture_output=True, text=True, timeout=120)
     assert r.returncode == 2 and "Traceback" not in r.stderr
     assert r.stderr.strip().count("\n") == 0 and str(tmp_path) in r.stderr
 

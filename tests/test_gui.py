@@ -19,7 +19,8 @@ from spn_napari._widgets.annotator_widget import AnnotatorWidget  # noqa: E402
 
 
 def test_manifest_validates():
-    r = subprocess.run([sys.executable, "-m", "npe2", "validate", "spn-napari"], capture_output=True, text=True)
+    r = subprocess.run([sys.executable, "-m", "npe2", "validate", "spn-napari"], capture_output=True, text=True,
+                       timeout=120)
     assert r.returncode == 0 and "valid" in r.stdout, r.stdout + r.stderr
 
 

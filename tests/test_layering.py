@@ -51,8 +51,9 @@ LAYERS = {
 TRAINING = {f"{PACKAGE}.train", f"{PACKAGE}.batches", f"{PACKAGE}.rounds"}
 """The training loops and what only they use."""
 
-PREDICTING = (f"{PACKAGE}.segmenter", f"{PACKAGE}.inference", f"{PACKAGE}.predict_server")
-"""Predicting a photo (Segmenter, the prediction server) and the SPN's pseudo-labels."""
+PREDICTING = (f"{PACKAGE}.segmenter", f"{PACKAGE}.inference", f"{PACKAGE}.predict_server", f"{PACKAGE}.napari_io")
+"""Predicting a photo (Segmenter, the prediction server), the SPN's pseudo-labels, and napari's
+reader and sample data (opened in the viewer's own process)."""
 
 
 @dataclass(frozen=True)

@@ -87,3 +87,22 @@ def test_ci_without_napari_fails_instead_of_skipping(monkeypatch):
         conftest.pytest_sessionstart(None)
     monkeypatch.setenv("CI", "false")
     conftest.pytest_sessionstart(None)  # outside CI: the GUI tests may skip
+
+
+def test_ci_with_a_napari_that_fails_to_import_fails_too(monkeypatch):
+    """Installed but broken (a missing Qt library, say) counts as missing: importorskip would skip."""
+    import importlib
+
+    import pytest
+
+    import conftest
+    real = importlib.import_module
+
+    def broken(name, *a):
+        if name == "napari":
+            raise ImportError("libEGL.so.1: cannot open shared object file")
+        return real(name, *a)
+    monkeypatch.setattr(importlib, "import_module", broken)
+    monkeypatch.setenv("CI", "true")
+    with pytest.raises(pytest.UsageError, match="napari not installed or not importable"):
+        conftest.pytest_sessionstart(None)

@@ -26,7 +26,7 @@ from spn_napari.rounds import RoundConfig, run_round
 from spn_napari.simulate import SimulateConfig, simulate
 from spn_napari.store import Project
 
-from conftest import assert_user_error, cli, tree_state
+from conftest import assert_user_error, cli, read_line, tree_state
 
 FAST = RoundConfig(epochs=1, batch_size=4, device="cpu", scales=(48, 64))
 
@@ -279,9 +279,8 @@ def test_sigterm_stops_a_round_and_keeps_the_last_one(labelled_project):
                              "--batch-size", "2", "--device", "cpu", "--progress", "jsonl"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             env={**os.environ, "OMP_NUM_THREADS": "1"})
-    for line in proc.stdout:
-        if json.loads(line)["event"] == "step":
-            break
+    while json.loads(read_line(proc, 300))["event"] != "step":  # a child that never steps fails, not hangs
+        pass
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, err

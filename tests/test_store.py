@@ -26,7 +26,7 @@ from spn_napari.project_format import FORMAT_VERSION, MANIFEST
 from spn_napari.store import Project
 from spn_napari.superpixels import SuperpixelConfig, compute_superpixels, superpixel_counts
 
-from conftest import tree_state
+from conftest import read_line, tree_state
 
 
 def test_import_keeps_pixels_tags_and_ground_truth_apart(tmp_path, demo_dir):
@@ -55,7 +55,7 @@ def test_project_reopens_in_a_new_process(sp_project):
                           "sp": int(p.read("superpixels", 3).max())}}))
     """)
     out = json.loads(subprocess.run([sys.executable, "-c", code], check=True, capture_output=True,
-                                    text=True).stdout)
+                                    text=True, timeout=120).stdout)
     assert out == {"n": len(sp_project), "classes": list(sp_project.classes),
                    "sum": int(sp_project.image(3).astype(np.int64).sum()),
                    "sp": int(sp_project.read("superpixels", 3).max())}
@@ -140,9 +140,9 @@ def test_killed_artifact_writer_leaves_last_committed_state(sp_project):
         for i in range(len(sp_project)):
             w.put(i, np.ones(sp_project.image(i).shape[:2], np.uint8))
     proc = _start_writer(sp_project.root, "artifact")
-    assert proc.stdout.readline().strip() == "half"
+    assert read_line(proc).strip() == "half"
     proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    proc.wait(60)
     reopened = Project(sp_project.root)
     for i in range(len(reopened)):
         assert (reopened.read("pseudo/sp-cam", i) == 1).all()
@@ -152,7 +152,7 @@ def _kill_once_committed(root: Path, mode: str, counter: str, at_least: int) -> 
     """Start a looping writer, let it commit until setting ``counter`` reaches ``at_least``, then
     SIGKILL it at once (an arbitrary instant of its loop)."""
     proc = _start_writer(root, mode)
-    assert proc.stdout.readline().strip() == "go"
+    assert read_line(proc).strip() == "go"
     deadline = time.monotonic() + 120  # a writer that stopped committing fails the test, not hangs it
     while Project(root).settings.get(counter, 0) < at_least:
         if time.monotonic() > deadline or proc.poll() is not None:
