@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 from tiny_data import count_files, write_tiny_dataset
 
+from spn_napari import kinds
 from spn_napari.data.readers import read_dataset
 from spn_napari.events import run
 from spn_napari.inference import PseudoLabelConfig, make_pseudo_labels
@@ -79,7 +80,7 @@ def main(argv=None) -> int:
     timed("init", lambda: Project.create(root, read_dataset(data)), lambda: (root / "project.db").exists())
     project = Project(root)
     timed("superpixels", lambda: run(compute_superpixels(project, SuperpixelConfig(n_segments=4))),
-          lambda: project.artifact("superpixels") is not None)
+          lambda: project.artifact(kinds.SUPERPIXELS) is not None)
     files = count_files(project.root)
     timed("train-spn (1 epoch)", lambda: run(train_spn(project, TrainConfig(
         epochs=1, batch_size=64, encoder="small", device="cpu"))), lambda: project.artifact("spn") is not None)
@@ -91,7 +92,7 @@ def main(argv=None) -> int:
     def corrections():
         for i in picks.tolist():
             info = project.images[i]
-            labels = project.read("pseudo/sp-cam", i).copy()
+            labels = project.read(kinds.pseudo_labels("sp-cam"), i).copy()
             labels[: info.height // 2] = 1 + i % 3
             t0 = time.perf_counter()
             project.save_correction(i, labels, np.ones_like(labels, bool), review="reviewed")

@@ -58,6 +58,8 @@ import numpy as np
 from qtpy.QtCore import Qt
 from qtpy.QtWidgets import QApplication
 
+from spn_napari import kinds
+
 from _machine import cpu_model  # benchmarks/ is on sys.path when run as a script
 
 GOAL_RATIO = {"accept": 1.5, "next_unreviewed": 1.5}
@@ -89,7 +91,7 @@ def build_project(root: Path, n: int, seed: int = 0) -> None:
             lines.append(f"im{i:05d}.png,{';'.join(CLASSES[c] for c in t)}")
         (data / "labels.csv").write_text("\n".join(lines) + "\n")
         project = Project.create(root, read_dataset(data))
-        with project.writer("pseudo/sp-cam") as w:
+        with project.writer(kinds.pseudo_labels("sp-cam")) as w:
             for i, t in enumerate(tags):
                 labels = np.zeros((SIDE, SIDE), np.uint8)  # background, a block of each tagged class
                 for k, c in enumerate(t):

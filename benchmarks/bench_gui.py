@@ -55,6 +55,8 @@ import torch
 from qtpy.QtCore import QElapsedTimer, QEventLoop, QTimer
 from qtpy.QtWidgets import QApplication
 
+from spn_napari import kinds
+
 from _machine import command_line, cpu_model, write_results  # benchmarks/ is on sys.path when run as a script
 
 GOALS = {"switch_cached_ms": 100.0, "sp_cam_refresh_s": 1.5, "event_loop_block_ms": 50.0, "cancel_s": 2.0}
@@ -109,11 +111,11 @@ def time_sp_cam_refresh(widget, app, root: Path, repeat: int = 5) -> dict:
     from spn_napari.superpixels import SuperpixelConfig, slic_labels
     project = Project(root)
     model, ckpt = load_spn(project, torch.device("cpu"))
-    side = project.artifact("cams/sp-cam")["meta"]["sides"][0]
+    side = project.artifact(kinds.SP_CAM)["meta"]["sides"][0]
     image, _, _ = generate_demo_image(np.random.default_rng(0), 500)
     image = np.pad(image, ((0, max(0, 500 - image.shape[0])), (0, max(0, 500 - image.shape[1])), (0, 0)),
                    mode="edge")[:500, :500]
-    sp = slic_labels(image, SuperpixelConfig(**{k: v for k, v in project.artifact("superpixels")["meta"].items()
+    sp = slic_labels(image, SuperpixelConfig(**{k: v for k, v in project.artifact(kinds.SUPERPIXELS)["meta"].items()
                                                  if k in ("n_segments", "compactness", "sigma")}))
     layer = widget.viewer.layers["SP-CAM"]
     widget.viewer.layers["image"].data = image  # the layer shapes agree while we refresh

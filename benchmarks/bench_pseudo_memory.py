@@ -13,7 +13,7 @@ How, for each N in --sizes (projects in --workdir are reused when present, so re
      `superpixels WORKDIR/proj-N` (skipped where already done).
   2. A checkpoint without long training: `train-spn --epochs 1` once, on a 16-image project
      (WORKDIR/ckpt-16); its checkpoint file is committed unchanged into every benchmark project
-     through `Project.commit_file("spn", ...)` with the same meta train.py writes. The demo
+     through `Project.commit_file(kinds.SPN, ...)` with the same meta train.py writes. The demo
      classes are the same for every N, so `load_spn` accepts it; every N uses the same model and
      the same inference side (the checkpoint's scales), so only N differs.
   3. `python -m spn_napari pseudo-labels WORKDIR/proj-N --progress none --device D` as a child
@@ -35,6 +35,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+from spn_napari import kinds
 
 from _machine import command_line, cpu_model, write_results  # benchmarks/ is on sys.path when run as a script
 
@@ -90,7 +92,7 @@ def prepare(workdir: Path, n: int, image_size: int, log: Path) -> Path:
         if not (data / "classes.txt").is_file():
             cli("demo-data", str(data), "--n", str(n), "--size", str(image_size), log=log)
         cli("init", str(proj), "--from", str(data), "--progress", "none", log=log)
-    if Project(proj).artifact("superpixels") is None:
+    if Project(proj).artifact(kinds.SUPERPIXELS) is None:
         cli("superpixels", str(proj), "--progress", "none", log=log)
     return proj
 
@@ -119,7 +121,7 @@ def give_checkpoint(proj: Path, data: bytes, meta: dict) -> None:
     CAMs and pseudo-labels of an earlier run (outside the measurement), so every measured run
     starts from the same state."""
     from spn_napari.store import Project
-    Project(proj).commit_file("spn", data, suffix=".pt", depends=("superpixels",),
+    Project(proj).commit_file(kinds.SPN, data, suffix=".pt", depends=(kinds.SUPERPIXELS,),
                               meta={**meta, "copied_from": f"ckpt-{CKPT_IMAGES} (bench_pseudo_memory)"})
 
 

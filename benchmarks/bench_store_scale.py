@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 from tiny_data import count_files, write_tiny_dataset
 
+from spn_napari import kinds
 from spn_napari.data.readers import read_dataset
 from spn_napari.events import run
 from spn_napari.store import Project
@@ -56,7 +57,7 @@ def interleaved(projects: list[Project], repeat: int, seed: int = 0) -> list[dic
         "save_correction_ms": lambda p, i: p.save_correction(i, labels, set_mask, review="reviewed"),
         "set_review_ms": lambda p, i: p.set_review(i, ("rejected", "reviewed")[i % 2]),
         "next_unreviewed_ms": lambda p, i: p.next_with_review("unreviewed", i),
-        "read_superpixels_ms": lambda p, i: p.read("superpixels", i),
+        "read_superpixels_ms": lambda p, i: p.read(kinds.SUPERPIXELS, i),
         "open_ms": lambda p, i: Project(p.root),
     }
     out = [{} for _ in projects]

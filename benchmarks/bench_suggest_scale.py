@@ -28,6 +28,8 @@ from pathlib import Path
 import numpy as np
 from qtpy.QtWidgets import QApplication
 
+from spn_napari import kinds
+
 from _machine import cpu_model, write_results  # benchmarks/ is on sys.path when run as a script
 from bench_dock_scale import SIDE, build_project, cached_project, settle
 
@@ -42,10 +44,10 @@ def build(root: Path, n: int) -> None:
     project = Project(root)
     grid = (np.arange(SIDE)[:, None] // 4 * 4 + np.arange(SIDE)[None, :] // 4).astype(np.int32)  # (16, 16): 16 ids
     rng = np.random.default_rng(1)
-    with project.writer("superpixels") as w:
+    with project.writer(kinds.SUPERPIXELS) as w:
         for i in range(n):
             w.put(i, grid)
-    with project.writer("cams/sp-cam") as w:
+    with project.writer(kinds.SP_CAM) as w:
         for i in range(n):
             w.put(i, rng.random((16, len(project.classes)), dtype=np.float32))
     write_index(project)

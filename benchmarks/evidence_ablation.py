@@ -30,6 +30,7 @@ import time
 import numpy as np
 import torch
 
+from spn_napari import kinds
 from spn_napari.evidence import EvidenceSettings, evidence_sides, label_evidence
 from spn_napari.inference import aggregate_evidence, label_canvas, view_evidence
 from spn_napari.metrics import confusion_matrix, mean_class_accuracy, mean_iou
@@ -54,7 +55,7 @@ def all_views(project: Project, device: torch.device, progress=None) -> tuple[li
     sides = view_sides(ckpt["scales"])
     out = []
     for i in range(len(project)):
-        sp = project.read("superpixels", i)
+        sp = project.read(kinds.SUPERPIXELS, i)
         canvas, n = label_canvas(sp, device)
         image = project.image(i)
         ev = {}
@@ -76,7 +77,7 @@ def confusions(project: Project, views: list[dict], settings: EvidenceSettings) 
         gt = project.ground_truth(i)
         parts = [views[i][(s, m)] for s in settings.sides for m in ((False, True) if settings.flip else (False,))]
         ev = aggregate_evidence(parts, settings.aggregate)
-        labels = label_evidence(ev, project.read("superpixels", i), project.images[i].tags, settings,
+        labels = label_evidence(ev, project.read(kinds.SUPERPIXELS, i), project.images[i].tags, settings,
                                 background=project.has_background)
         out[i] = confusion_matrix(labels, gt, n_labels)
     return out

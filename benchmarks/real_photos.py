@@ -34,6 +34,7 @@ from pathlib import Path
 
 import torch
 
+from spn_napari import kinds
 from spn_napari.evaluate import evaluate_labels, largest_tag_labels, score_labels
 from spn_napari.inference import PseudoLabelConfig, make_pseudo_labels, resolve_settings
 from spn_napari.kinds import round_labels
@@ -112,11 +113,11 @@ def main() -> int:
     for method, name in (("cam", "CAM, paper rule"), ("sp-cam", "SP-CAM, paper rule")):
         legacy = PseudoLabelConfig(method=method, device=a.device, sides=(mid,), flip=False, normalise="max")
         timed(f"pseudo-labels {method} (paper rule)", make_pseudo_labels(project, legacy))
-        rows.append(_row(name, evaluate_labels(project, f"pseudo/{method}"), seconds[f"pseudo-labels {method} (paper rule)"]))
+        rows.append(_row(name, evaluate_labels(project, kinds.pseudo_labels(method)), seconds[f"pseudo-labels {method} (paper rule)"]))
     default = resolve_settings(PseudoLabelConfig(), scales, project.has_background)
     timed("pseudo-labels", make_pseudo_labels(project, PseudoLabelConfig(device=a.device)))
     rows.append(_row(f"default: {default.method}, sides {'/'.join(map(str, default.sides))}"
-                     f"{' + mirrored' if default.flip else ''}", evaluate_labels(project, f"pseudo/{default.method}"),
+                     f"{' + mirrored' if default.flip else ''}", evaluate_labels(project, kinds.pseudo_labels(default.method)),
                      seconds["pseudo-labels"]))
     timed("round 1", run_round(project, RoundConfig(device=a.device)))
     rows.append(_row("default + DecoupledNet, round 1", evaluate_labels(project, round_labels(1)), seconds["round 1"]))

@@ -25,6 +25,7 @@ import time
 import numpy as np
 import torch
 
+from spn_napari import kinds
 from spn_napari.batches import collate
 from spn_napari.cam import paint_superpixels, threshold_maps, upsample_cam
 from spn_napari.data.transforms import superpixel_canvas
@@ -75,10 +76,10 @@ def run_variant(project: Project, items: dict, v: dict, *, epochs: int, lr: floa
     model.eval()
     mid = sides[len(sides) // 2]
     bg = project.has_background
-    ev = [image_evidence(model, None, project.read("superpixels", i), [mid], torch.device("cpu"),
+    ev = [image_evidence(model, None, project.read(kinds.SUPERPIXELS, i), [mid], torch.device("cpu"),
                          {mid: items[mid][i]["f"]}) for i in range(n)]
     sp_cam = score_labels(project, lambda i: threshold_maps(
-        paint_superpixels(ev[i].sp_scores, project.read("superpixels", i)), project.images[i].tags, background=bg))
+        paint_superpixels(ev[i].sp_scores, project.read(kinds.SUPERPIXELS, i)), project.images[i].tags, background=bg))
     cam = score_labels(project, lambda i: threshold_maps(
         upsample_cam(ev[i].cam, project.images[i].height, project.images[i].width), project.images[i].tags,
         background=bg))
@@ -110,7 +111,7 @@ def main() -> int:
     tags = torch.from_numpy(project.tag_matrix())
     items: dict[int, list] = {s: [] for s in sides}
     for i in range(len(project)):
-        sp = project.read("superpixels", i)
+        sp = project.read(kinds.SUPERPIXELS, i)
         for s in sides:
             spc, n = superpixel_canvas(sp, s)
             items[s].append({"f": read_features(project, feature_maps("lite0", s), i), "sp": spc, "n": n,

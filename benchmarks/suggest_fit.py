@@ -25,6 +25,7 @@ from collections import Counter
 
 import numpy as np
 
+from spn_napari import kinds
 from spn_napari.effort import superpixel_majority
 from spn_napari.store import Project
 from spn_napari.suggest import PER_IMAGE, WEIGHTS, ScoreWeights, superpixel_parts
@@ -49,7 +50,7 @@ def photo_rows(project: Project, i: int) -> np.ndarray | None:
     parts = superpixel_parts(project, i)
     if parts is None or not len(parts):
         return None
-    sp = project.read("superpixels", i)  # (H, W)
+    sp = project.read(kinds.SUPERPIXELS, i)  # (H, W)
     gt = project.ground_truth(i)  # (H, W) label values, 255 ignored
     n = int(sp.max()) + 1
     truth = superpixel_majority(sp, gt, ignore=255)  # (N,) majority true label (255: none)

@@ -19,6 +19,7 @@ import sys
 
 import numpy as np
 
+from spn_napari import kinds
 from spn_napari.effort import superpixel_majority
 from spn_napari.store import Project
 from spn_napari.suggest import image_suggestions, suggest
@@ -40,7 +41,7 @@ def main() -> int:
         rows = []
         for s in suggestions:
             if s.image not in truth:
-                truth[s.image] = superpixel_majority(p.read("superpixels", s.image), p.ground_truth(s.image),
+                truth[s.image] = superpixel_majority(p.read(kinds.SUPERPIXELS, s.image), p.ground_truth(s.image),
                                                      ignore=255)
             t = int(truth[s.image][s.superpixel])
             if t != 255:

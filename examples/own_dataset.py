@@ -17,6 +17,7 @@ import argparse
 from pathlib import Path
 
 import spn_napari as spn
+from spn_napari import kinds
 
 
 def main(argv=None) -> None:
@@ -46,7 +47,7 @@ def main(argv=None) -> None:
     spn.run(spn.make_pseudo_labels(project, spn.PseudoLabelConfig(method="sp-cam", device=args.device)))
     spn.run(spn.run_round(project, spn.RoundConfig(epochs=args.round_epochs, device=args.device)), show)
     if project.has_ground_truth:
-        for kind in ("pseudo/sp-cam", None):
+        for kind in (kinds.pseudo_labels("sp-cam"), None):
             print(f"{kind or 'round ' + str(spn.current_round(project))}: "
                   f"mIoU {spn.evaluate_labels(project, kind)['miou']:.3f}")
     out = spn.export_labels(project, args.project.parent / f"{args.project.name}-masks")

@@ -13,6 +13,7 @@ import numpy as np
 from PIL import Image
 
 import spn_napari as spn
+from spn_napari import kinds
 from spn_napari.export import label_palette
 
 
@@ -33,7 +34,7 @@ def main() -> None:
     for i in args.images:
         info = project.images[i]
         c = info.tags[0] if info.tags else 0
-        labels = project.read("pseudo/sp-cam", i) if project.artifact("pseudo/sp-cam") else np.zeros((info.height, info.width), np.uint8)
+        labels = project.read(kinds.pseudo_labels("sp-cam"), i) if project.artifact(kinds.pseudo_labels("sp-cam")) else np.zeros((info.height, info.width), np.uint8)
         gt = project.ground_truth(i)
         tiles = [project.image(i), _heat(spn.evidence_maps(project, i, "sp-cam")[c]),
                  _heat(spn.evidence_maps(project, i, "cam")[c]), pal[labels],

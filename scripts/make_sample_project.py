@@ -22,6 +22,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # the worktree's spn_napari, installed or not
 
+from spn_napari import kinds  # noqa: E402
 from spn_napari.napari_io import SAMPLE_ARCHIVE  # noqa: E402
 
 SKIP = (".lock", "-wal", "-shm", "-journal")  # SQLite's and the store's transient files
@@ -45,7 +46,7 @@ def make_project(work: Path, *, n: int, size: int, seed: int, epochs: int | None
     run(train_spn(project, TrainConfig(seed=seed, encoder=DEMO_ENCODER, **({"epochs": epochs} if epochs else {}))))
     for method in ("cam", "sp-cam"):
         run(make_pseudo_labels(project, PseudoLabelConfig(method=method)))
-        print(f"{method}: mIoU {evaluate_labels(project, f'pseudo/{method}')['miou']:.3f}", file=sys.stderr)
+        print(f"{method}: mIoU {evaluate_labels(project, kinds.pseudo_labels(method))['miou']:.3f}", file=sys.stderr)
     project.sweep()
     project.close()
     return project.root

@@ -34,6 +34,7 @@ def main() -> None:
     from qtpy.QtWidgets import QApplication
 
     from spn_napari._widgets.annotator_widget import AnnotatorWidget
+    from spn_napari._widgets.napari_adapter import main_window
 
     work = Path(tempfile.mkdtemp(prefix="spn-screenshot-"))
     try:
@@ -41,7 +42,7 @@ def main() -> None:
         shutil.copytree(a.project, root)
         viewer = napari.Viewer(title="spn-napari — SPN annotator")
         w, h = (int(v) for v in a.size.split("x"))
-        viewer.window._qt_window.resize(w, h)
+        main_window(viewer).resize(w, h)
         widget = AnnotatorWidget(viewer)
         viewer.window.add_dock_widget(widget, name="SPN annotator", area="right")
         widget.open_project(root)

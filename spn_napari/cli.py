@@ -70,7 +70,10 @@ def _run(a: argparse.Namespace, desc: str, job: Callable[[Project, str | None], 
     the ``--progress`` display. ``job`` checks the command's own flags and builds its config.
 
     Returns the last event, for the command's summary; None on a torchrun rank other than 0 (it
-    prints no summary, unless ``--progress none`` hid every rank's progress)."""
+    prints no summary, unless ``--progress none`` hid every rank's progress).
+
+    Every command with a project and a job of events runs through here; ``init`` (it makes the
+    project), ``serve`` (a loop over requests, not a job) and the file-only commands do not."""
     if threads:
         _threads()
     project = _project(a.project)
@@ -173,9 +176,10 @@ def cmd_pseudo_labels(a: argparse.Namespace) -> int:
 
 def cmd_evaluate(a: argparse.Namespace) -> int:
     from .evaluate import evaluate_labels
+    from .kinds import pseudo_method as pseudo_kind_method
     project = _project(a.project)
     kind = _labels_kind(a)
-    name = a.method if a.method != "auto" or kind is None else kind.split("/", 1)[1]
+    name = a.method if a.method != "auto" or kind is None else pseudo_kind_method(kind) or kind
     result = {"method": name if a.round is None else f"round {a.round}", **evaluate_labels(project, kind)}
     if a.json:
         print(json.dumps(result))
@@ -236,21 +240,15 @@ def cmd_serve(a: argparse.Namespace) -> int:
 
 
 def cmd_predict(a: argparse.Namespace) -> int:
-    from .events import run
     from .segmenter import Segmenter, predict_paths
-    _threads()
-    segmenter = Segmenter.from_project(a.project, round_no=a.round, device=a.device)
-    show = Progress(a.progress, "predict")
 
-    def on_event(ev) -> None:
-        show.show(ev)
-        if ev.event == "skipped":  # one line each, as it happens; the other inputs go on
-            print(f"spn-napari: error: {ev.data['error']}", file=sys.stderr, flush=True)
-
-    try:
-        done = run(predict_paths(segmenter, a.inputs, a.out, tags=a.tags), on_event).data
-    finally:
-        show.close()
+    def job(project: Project, device: str | None) -> Iterable[Event]:
+        segmenter = Segmenter.from_project(project, round_no=a.round, device=device or "auto")
+        for ev in predict_paths(segmenter, a.inputs, a.out, tags=a.tags):
+            if ev.event == "skipped":  # one line each, as it happens; the other inputs go on
+                print(f"spn-napari: error: {ev.data['error']}", file=sys.stderr, flush=True)
+            yield ev
+    done = _run(a, "predict", job, threads=True).data
     n, bad = done["written"], done["skipped"]
     note = f" ({bad} input{'s' if bad != 1 else ''} skipped: see above)" if bad else ""
     print(f"wrote {n} mask{'s' if n != 1 else ''} to {done['out']}{note}", file=sys.stderr)

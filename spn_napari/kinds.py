@@ -7,8 +7,8 @@ Constants for the fixed kinds, functions for the families.
 
 from __future__ import annotations
 
-__all__ = ["SUPERPIXELS", "SPN", "SP_CAM", "CAM", "SUGGESTIONS", "pseudo_labels", "round_labels", "round_model",
-           "feature_maps", "maker"]
+__all__ = ["SUPERPIXELS", "SPN", "SP_CAM", "CAM", "SUGGESTIONS", "pseudo_labels", "pseudo_method", "round_labels",
+           "round_model", "feature_maps", "maker"]
 
 SUPERPIXELS = "superpixels"
 """(H, W) int32 SLIC labels 0..N-1 per image (``superpixels``)."""
@@ -29,6 +29,11 @@ SUGGESTIONS = "suggestions/index"
 def pseudo_labels(method: str) -> str:
     """(H, W) uint8 pseudo-labels of ``method`` ('fused', 'sp-cam', 'cam') per image (``pseudo-labels``)."""
     return f"pseudo/{method}"
+
+
+def pseudo_method(kind: str) -> str | None:
+    """The method of a :func:`pseudo_labels` kind ('pseudo/fused' -> 'fused'); None for other kinds."""
+    return kind.split("/", 1)[1] if kind.startswith("pseudo/") else None
 
 
 def round_labels(r: int) -> str:

@@ -13,6 +13,7 @@ from spn_napari.store import Project
 
 pytest.importorskip("napari")
 from spn_napari._widgets.annotator_widget import AnnotatorWidget  # noqa: E402
+from spn_napari._widgets.napari_adapter import canvas_widget, main_window  # noqa: E402
 
 
 def _box(widget) -> list:
@@ -52,7 +53,7 @@ def test_number_keys_choose_the_photos_tags_and_the_paint_label_follows_the_box(
     i = next(i for i in range(len(p)) if len(p.images[i].tags) >= 2)
     widget.show_image(i)
     tags = _by_area(np.asarray(widget.labels_layer.data), p.images[i].tags)
-    canvas = widget.viewer.window._qt_viewer.canvas.native
+    canvas = canvas_widget(widget.viewer)
     assert widget.viewer.layers.selection.active is widget.labels_layer
     qtbot.keyClick(canvas, "2")  # the second tag, on the canvas with the labels layer selected
     assert widget.klass.currentData() == tags[1] == widget.labels_layer.selected_label
@@ -89,7 +90,7 @@ def test_a_photo_without_tags_chooses_nothing(make_napari_viewer, tmp_path):
 
 
 def test_o_draws_the_labels_as_outlines_and_back(widget, qtbot):
-    canvas = widget.viewer.window._qt_viewer.canvas.native
+    canvas = canvas_widget(widget.viewer)
     layer = widget.labels_layer
     assert layer.contour == 0
     qtbot.keyClick(canvas, "o")
@@ -111,7 +112,7 @@ def test_the_unsure_layer_is_what_round_1_leaves_out(widget, labelled_project, q
     ensure_round0(p, "auto")  # round 0: the pseudo-labels the dock shows
     layer = widget.viewer.layers["Unsure"]
     assert not layer.visible
-    qtbot.keyClick(widget.viewer.window._qt_viewer.canvas.native, "u")
+    qtbot.keyClick(canvas_widget(widget.viewer), "u")
     assert layer.visible and widget.unsure.isChecked()
     marked = 0
     for i in range(len(p)):
@@ -143,7 +144,7 @@ def test_the_list_shows_twelve_rows_tags_in_tooltips_and_sorting_starts_at_the_t
     viewer = make_napari_viewer(show=True)
     w = AnnotatorWidget(viewer)
     viewer.window.add_dock_widget(w)
-    viewer.window._qt_window.resize(1600, 1000)
+    main_window(viewer).resize(1600, 1000)
     assert w.open_project(project.root, image=40)
     QApplication.processEvents()
     t = w.table
@@ -155,7 +156,7 @@ def test_the_list_shows_twelve_rows_tags_in_tooltips_and_sorting_starts_at_the_t
     t.sortByColumn(0, Qt.SortOrder.DescendingOrder)
     assert t.verticalScrollBar().value() == 0  # the top of the new order
     assert t.currentIndex().row() == model.row_of(40) == 19  # still the shown image's row
-    qtbot.keyClick(viewer.window._qt_viewer.canvas.native, "g")  # bring it into view
+    qtbot.keyClick(canvas_widget(viewer), "g")  # bring it into view
     assert t.viewport().rect().contains(t.visualRect(model.index(model.row_of(40), 0)).center())
     w.timer.stop()
 
@@ -195,7 +196,7 @@ def test_checking_suggestions_with_keys_saves_each_answer(widget, labelled_proje
     from spn_napari.suggest import suggest
     p = Project(labelled_project.root)
     queue = suggest(p, None)
-    canvas = widget.viewer.window._qt_viewer.canvas.native
+    canvas = canvas_widget(widget.viewer)
     panel = widget.suggestions
     panel.button.click()
     assert panel.active

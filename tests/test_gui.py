@@ -16,6 +16,7 @@ from spn_napari.store import Project
 
 pytest.importorskip("napari")
 from spn_napari._widgets.annotator_widget import AnnotatorWidget  # noqa: E402
+from spn_napari._widgets.napari_adapter import canvas_widget, main_window  # noqa: E402
 
 
 def test_manifest_validates():
@@ -213,7 +214,7 @@ def test_shortcuts_work_on_the_canvas_with_the_labels_layer_selected(widget, lab
     selected, whose own keys would otherwise win (napari's Labels layer binds P, for one)."""
     labels = widget.viewer.layers["labels"]
     assert widget.viewer.layers.selection.active is labels and widget.current == 0
-    canvas = widget.viewer.window._qt_viewer.canvas.native
+    canvas = canvas_widget(widget.viewer)
     qtbot.keyClick(canvas, "a")  # accept image 0, on to the next unreviewed: 1
     assert Project(labelled_project.root).review(0) == "reviewed" and widget.current == 1
     qtbot.keyClick(canvas, "r")  # reject image 1, on to 2
@@ -618,7 +619,7 @@ def test_new_status_and_progress_texts_do_not_relayout_the_window(widget, qtbot)
     dock to napari's main window, each step another frame of the whole window."""
     from qtpy.QtWidgets import QApplication
     widget.viewer.window.show()
-    qtbot.waitExposed(widget.viewer.window._qt_window)
+    qtbot.waitExposed(main_window(widget.viewer))
     QApplication.sendPostedEvents()  # the window's own layout, after showing it
     requests = EventCounter("LayoutRequest", widget, widget.runs)
     long = "a much longer text than any before it, " * 6

@@ -9,9 +9,11 @@ import pytest
 
 pytest.importorskip("napari")
 from spn_napari._widgets.napari_adapter import (  # noqa: E402
+    canvas_widget,
     colormap_rebuilders,
     dims_updater,
     layer_list_views,
+    main_window,
     reset_undo_history,
 )
 
@@ -73,8 +75,20 @@ def test_reset_undo_history_forgets_the_previous_image_strokes(make_napari_viewe
 
 def test_napari_layer_list_is_a_qlistview_of_the_window(make_napari_viewer):
     viewer = make_napari_viewer()
-    window = viewer.window._qt_window  # noqa: SLF001 (the test names napari's widgets on purpose)
-    layer_list = viewer.window._qt_viewer.layers  # noqa: SLF001
+    window = main_window(viewer)
+    layer_list = viewer.window._qt_viewer.layers  # noqa: SLF001 (the test names napari's widgets on purpose)
     assert any(view is layer_list for view in layer_list_views(window)), \
         "napari's layer list is no longer a QListView in the main window: update the adapter"
     assert callable(layer_list.doItemsLayout)
+
+
+def test_the_main_window_and_the_canvas_are_napari_s_own_qt_widgets(make_napari_viewer):
+    """main_window is the QMainWindow that holds the viewer; canvas_widget the widget that the
+    canvas draws in, inside it: a key pressed on it reaches the viewer's key bindings."""
+    from qtpy.QtWidgets import QMainWindow
+    viewer = make_napari_viewer()
+    window, canvas = main_window(viewer), canvas_widget(viewer)
+    assert isinstance(window, QMainWindow) and window.isAncestorOf(canvas), \
+        "napari's main window or canvas widget moved: update the adapter"
+    window.resize(800, 600)
+    assert window.size().width() == 800

@@ -99,11 +99,12 @@ def test_the_dock_shows_a_tags_evidence_where_its_class_is(msrc_project, make_na
     from qtpy.QtWidgets import QApplication
 
     from spn_napari._widgets.annotator_widget import AnnotatorWidget
+    from spn_napari._widgets.napari_adapter import main_window
     shutil.copytree(msrc_project, tmp_path / "p")
     viewer = make_napari_viewer(show=True)
     w = AnnotatorWidget(viewer)
     viewer.window.add_dock_widget(w)
-    viewer.window._qt_window.resize(1600, 1000)
+    main_window(viewer).resize(1600, 1000)
     assert w.open_project(tmp_path / "p", image=0)
     p = w.annotator.project
     photos = [i for i in range(len(p)) if len(p.images[i].tags) == 2][:4]

@@ -17,6 +17,9 @@ the function degrades to what napari does by itself (only the time is lost), nev
   data to the next one's.
 - :func:`layer_list_views` — napari's layer list is a ``QListView`` inside the main window: the
   dock lays its rows out before the next frame (see ``AnnotatorWidget._one_frame``).
+- :func:`main_window` and :func:`canvas_widget` — ``Window._qt_window`` and the vispy canvas's
+  native Qt widget (``Window._qt_viewer.canvas.native``): scripts size the window for a
+  screenshot, and GUI tests press keys and click where a person does, on the canvas.
 """
 
 from __future__ import annotations
@@ -25,8 +28,8 @@ from collections.abc import Callable
 
 from qtpy.QtWidgets import QListView, QWidget
 
-__all__ = ["dims_updater", "colormap_rebuilders", "reset_undo_history", "layer_list_views",
-           "DIMS_UPDATER", "COLORMAP_REBUILDER", "RESET_HISTORY"]
+__all__ = ["dims_updater", "colormap_rebuilders", "reset_undo_history", "layer_list_views", "main_window",
+           "canvas_widget", "DIMS_UPDATER", "COLORMAP_REBUILDER", "RESET_HISTORY"]
 
 DIMS_UPDATER = "_on_layers_change"  # napari.components.ViewerModel
 COLORMAP_REBUILDER = "_on_colormap_change"  # napari._vispy.layers.labels.VispyLabelsLayer
@@ -64,3 +67,13 @@ def layer_list_views(window: QWidget) -> list[QListView]:
     """The QListViews inside ``window``, napari's layer list among them (others: Qt's own inside
     combo boxes). Walks every widget of the window (~3 ms): look it up once per window."""
     return window.findChildren(QListView)
+
+
+def main_window(viewer) -> QWidget:
+    """The viewer's Qt main window (to resize it, or wait until it is shown)."""
+    return viewer.window._qt_window  # noqa: SLF001 — napari 0.9 has no public handle on it
+
+
+def canvas_widget(viewer) -> QWidget:
+    """The Qt widget of the viewer's canvas: where a person's key presses and clicks land."""
+    return viewer.window._qt_viewer.canvas.native  # noqa: SLF001 — no public handle either
