@@ -11,8 +11,8 @@ every image held in memory — the in-memory loop lets several variants run in t
 `train-spn`. Evidence is then taken at the middle side, as `pseudo-labels` does, and labelled
 with the project's rule (no background: the best of each image's tags by max-normalised score).
 
-This is how the lite0 defaults (1×1 extra conv and upsampler, widths) were chosen; the numbers
-in docs/real-photos.md come from it.
+This is how the lite0 defaults (1×1 extra conv and upsampler, widths) were chosen; that run
+printed its figures without JSON, so docs/real-photos.md shows none until it is rerun with --out.
 """
 
 from __future__ import annotations
