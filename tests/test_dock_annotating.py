@@ -217,7 +217,10 @@ def test_checking_suggestions_with_keys_saves_each_answer(widget, labelled_proje
     assert (labels[set_mask] == first.proposed).all()
     assert (widget.annotator.view(first.image).labels[set_mask] == first.proposed).all()  # what the dock shows
     second = queue[1]
-    assert widget.current == second.image
+    assert widget.current == second.image and widget.klass.currentData() == second.proposed
+    if second.proposed > 0:  # the evidence shown is the proposal's, set with the photo
+        np.testing.assert_array_equal(widget.viewer.layers["SP-CAM"].data,
+                                      widget.annotator.view(second.image).evidence["sp-cam"][second.proposed - 1])
     qtbot.keyClick(canvas, "c")  # correct as labelled: a look
     labels, set_mask = Project(p.root).correction(second.image)
     assert (labels[sp_of(second.image) == second.superpixel] == second.current).all()

@@ -246,8 +246,10 @@ class AnnotatorWidget(QWidget):
         self.table.selectionModel().setCurrentIndex(index, flags)
         self.table.scrollTo(index)
 
-    def show_image(self, i: int) -> None:
+    def show_image(self, i: int, klass: int | None = None) -> None:
         """Show image i: replace each layer's data (a missing layer is added), then fit the view.
+        ``klass``: the label value to choose in the class box (default: the photo's first tag);
+        its evidence is what the layers show, set once.
 
         A cached switch costs napari's layer updates and the window frame that follows (~40 ms
         here, under a software OpenGL), so nothing else is done: see ``_set_layers``,
@@ -258,7 +260,7 @@ class AnnotatorWidget(QWidget):
         self.current = i
         self._select_row(i)
         view = self.annotator.view(i)
-        c = self._fill_classes(view)
+        c = self._fill_classes(view, klass)
         self._set_layers(layer_specs(self.annotator.project, view, klass=c - 1 if c else None))
         self._hook_labels_layer()
         self._set_selected_label(c or 0)
@@ -272,10 +274,11 @@ class AnnotatorWidget(QWidget):
                             + (f" · no pseudo-labels yet: run {missing} next (Run, below)" if missing else ""))
         self._one_frame()
 
-    def _fill_classes(self, view) -> int | None:
+    def _fill_classes(self, view, chosen: int | None = None) -> int | None:
         """Refill the class box for ``view``'s photo: its tags first, numbered for keys 1–9 and
-        ordered by labelled area, then the other classes; the first tag is chosen. Returns the
-        chosen label value, or None for a photo without tags (nothing is chosen for the person)."""
+        ordered by labelled area, then the other classes; label value ``chosen`` is chosen, else
+        the first tag. Returns the chosen label value, or None for a photo without tags and no
+        ``chosen`` (nothing is chosen for the person)."""
         names, first = self.annotator.project.label_names(), self._value(0)
         tags = [t + 1 for t in view.tags]
         self.klass.blockSignals(True)
@@ -287,9 +290,10 @@ class AnnotatorWidget(QWidget):
         for v in range(first, first + len(names)):
             if v not in tags:
                 self.klass.addItem(names[v - first], v)
-        self.klass.setCurrentIndex(0 if tags else -1)
+        at = self.klass.findData(int(chosen)) if chosen is not None else -1
+        self.klass.setCurrentIndex(at if at >= 0 else 0 if tags else -1)
         self.klass.blockSignals(False)
-        return tags[0] if tags else None
+        return int(chosen) if at >= 0 else tags[0] if tags else None
 
     def choose_class(self, value: int) -> None:
         """Choose label ``value`` (class c is c + 1) in the class box: paint label and evidence follow."""
@@ -331,6 +335,23 @@ class AnnotatorWidget(QWidget):
                     layer.contrast_limits = kwargs["contrast_limits"]  # each set redraws the thumbnail
                 if name == "labels":
                     reset_undo_history(layer)  # undo does not cross images
+        if update is not None and reshaped:
+            update()
+
+    def set_layer_data(self, name: str, data: np.ndarray, **attrs) -> None:
+        """Replace layer ``name``'s data (then set ``attrs`` on it), recomputing the viewer's dims
+        only when its shape changed (as :meth:`_set_layers`): the evidence of another class, a
+        suggestion's outline."""
+        layer = self.viewer.layers[name]
+        update = dims_updater(self.viewer)
+        reshaped = np.shape(layer.data) != np.shape(data)
+        with ExitStack() as stack:
+            for cb in ([update] if update is not None else []) + colormap_rebuilders(layer):
+                stack.enter_context(layer.events.data.blocker(cb))
+            layer.data = data
+        for key, value in attrs.items():
+            if key != "contrast_limits" or tuple(layer.contrast_limits) != tuple(value):
+                setattr(layer, key, value)  # contrast limits: each set redraws the thumbnail
         if update is not None and reshaped:
             update()
 
@@ -393,9 +414,7 @@ class AnnotatorWidget(QWidget):
         view = self.annotator.view(self.current)
         for method, maps in view.evidence.items():
             if method.upper() in self.viewer.layers and c > 0:
-                layer = self.viewer.layers[method.upper()]
-                layer.data = maps[c - 1]
-                layer.contrast_limits = evidence_limits(maps[c - 1])
+                self.set_layer_data(method.upper(), maps[c - 1], contrast_limits=evidence_limits(maps[c - 1]))
         if "labels" in self.viewer.layers:
             self._set_selected_label(c)
 

@@ -17,7 +17,7 @@ from ..suggest import SuggestionQueue
 from .steady_label import SteadyLabel
 
 LAYER = "Suggestion"
-READ_AHEAD_MS = 50  # after the suggestion's frame is out; a person takes far longer to answer
+READ_AHEAD_MS = 150  # after the suggestion's frame is out (~50-100 ms); a person takes far longer to answer
 OUTLINE = {"name": "spn suggestion", "colors": [[0.0, 1.0, 1.0, 0.0], [0.0, 1.0, 1.0, 1.0]]}  # cyan
 
 
@@ -31,7 +31,7 @@ def inner_outline(mask: np.ndarray) -> np.ndarray:
 
 class SuggestionsPanel(QWidget):
     """``host`` is the AnnotatorWidget: its ``annotator``, ``viewer``, ``show_image()``,
-    ``choose_class()``, ``save()``, ``refresh_shown_labels()`` and ``notify()``."""
+    ``choose_class()``, ``set_layer_data()``, ``save()``, ``refresh_shown_labels()`` and ``notify()``."""
 
     def __init__(self, host, parent=None) -> None:
         super().__init__(parent)
@@ -102,17 +102,18 @@ class SuggestionsPanel(QWidget):
             return
         host = self.host
         if host.current != s.image:
-            host.show_image(s.image)
+            host.show_image(s.image, klass=s.proposed)  # the proposal's evidence shown at once
+        else:
+            host.choose_class(s.proposed)
         sp = host.annotator.view(s.image).superpixels
         outline = inner_outline(sp == s.superpixel)  # (H, W)
         viewer = host.viewer
         if LAYER in viewer.layers:
-            viewer.layers[LAYER].data = outline
+            host.set_layer_data(LAYER, outline)
         else:
             viewer.add_image(outline, name=LAYER, colormap=OUTLINE, contrast_limits=(0, 1), blending="translucent",
                              metadata={"spn_project": str(host.annotator.project.root)})
             viewer.layers.selection.active = host.labels_layer
-        host.choose_class(s.proposed)
         now, proposed = s.names(host.annotator.project)
         host.status.setText(f"{s.name}, superpixel {s.superpixel}: {now} → {proposed}?  "
                             f"Y yes · 1–9 another tag · C correct · S skip")
