@@ -166,8 +166,9 @@ def main() -> int:
                          + "; ".join(CURVES))
     a = ap.parse_args()
     only = CURVES if a.only is None else tuple(c.strip() for c in a.only.split(";") if c.strip())
-    if bad := [c for c in only if c not in CURVES]:
-        print(f"--only {bad[0]!r}: not a curve; use one of: {'; '.join(CURVES)}.", file=sys.stderr)
+    if not only or (bad := [c for c in only if c not in CURVES]):
+        print(f"--only {(bad[0] if only else a.only)!r}: not a curve; use one of: {'; '.join(CURVES)}.",
+              file=sys.stderr)
         return 2
     resume = a.resume or a.only is not None
     default_threads()

@@ -72,8 +72,9 @@ def _run(a: argparse.Namespace, desc: str, job: Callable[[Project, str | None], 
     Returns the last event, for the command's summary; None on a torchrun rank other than 0 (it
     prints no summary, unless ``--progress none`` hid every rank's progress).
 
-    Every command with a project and a job of events runs through here; ``init`` (it makes the
-    project), ``serve`` (a loop over requests, not a job) and the file-only commands do not."""
+    Every long job of events runs through here. ``init`` makes its project; ``serve`` is a loop
+    over requests; ``demo`` runs the whole recipe; ``evaluate``, ``export``, ``suggest``,
+    ``history`` and ``rollback`` are quick and open the project themselves."""
     if threads:
         _threads()
     project = _project(a.project)
@@ -176,10 +177,10 @@ def cmd_pseudo_labels(a: argparse.Namespace) -> int:
 
 def cmd_evaluate(a: argparse.Namespace) -> int:
     from .evaluate import evaluate_labels
-    from .kinds import pseudo_method as pseudo_kind_method
+    from .kinds import method_of
     project = _project(a.project)
     kind = _labels_kind(a)
-    name = a.method if a.method != "auto" or kind is None else pseudo_kind_method(kind) or kind
+    name = a.method if a.method != "auto" or kind is None else method_of(kind) or kind
     result = {"method": name if a.round is None else f"round {a.round}", **evaluate_labels(project, kind)}
     if a.json:
         print(json.dumps(result))

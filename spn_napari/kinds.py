@@ -7,7 +7,7 @@ Constants for the fixed kinds, functions for the families.
 
 from __future__ import annotations
 
-__all__ = ["SUPERPIXELS", "SPN", "SP_CAM", "CAM", "SUGGESTIONS", "pseudo_labels", "pseudo_method", "round_labels",
+__all__ = ["SUPERPIXELS", "SPN", "SP_CAM", "CAM", "SUGGESTIONS", "pseudo_labels", "method_of", "round_labels",
            "round_model", "feature_maps", "maker"]
 
 SUPERPIXELS = "superpixels"
@@ -31,8 +31,9 @@ def pseudo_labels(method: str) -> str:
     return f"pseudo/{method}"
 
 
-def pseudo_method(kind: str) -> str | None:
-    """The method of a :func:`pseudo_labels` kind ('pseudo/fused' -> 'fused'); None for other kinds."""
+def method_of(kind: str) -> str | None:
+    """The method of a :func:`pseudo_labels` kind ('pseudo/fused' -> 'fused'); None for other kinds.
+    (:func:`spn_napari.labels.pseudo_method` is another question: which method a project uses.)"""
     return kind.split("/", 1)[1] if kind.startswith("pseudo/") else None
 
 

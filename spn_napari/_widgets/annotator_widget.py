@@ -16,7 +16,7 @@ superpixel correct and S skips it.
 from __future__ import annotations
 
 import weakref
-from contextlib import ExitStack
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -52,6 +52,12 @@ from .suggestions_panel import SuggestionsPanel
 AUTOSAVE_MS = 5000
 OUTLINE_WIDTH = 2  # pixels of a label's outline in the O (outlines) view
 
+
+def _set_contrast_limits(layer, limits) -> None:
+    """Set an image layer's contrast limits unless they are already these: each set redraws its
+    thumbnail."""
+    if tuple(layer.contrast_limits) != tuple(limits):
+        layer.contrast_limits = limits
 
 class AnnotatorWidget(QWidget):
     """Dock widget: open a project, pick an image, correct its labels; saves as you go."""
@@ -308,51 +314,47 @@ class AnnotatorWidget(QWidget):
             self.choose_class(tags[n] + 1)
 
     def _set_layers(self, specs) -> None:
-        """Set each layer of ``specs`` (napari LayerData tuples) to its data, adding missing ones.
-
-        The viewer's dims are recomputed once, after all layers (each recomputation costs ~3-8
-        ms), and only if a layer's shape changed: the dims follow the layers' extents alone.
-        napari's vispy Labels layer rebuilds its colormap on every data event (~10 ms under a
-        software OpenGL), though the colours depend only on the colormap and the data's dtype;
-        so that rebuild is skipped. Both handlers are napari internals, reached through
-        :mod:`.napari_adapter`: where they are missing, only the time is lost."""
-        update = dims_updater(self.viewer)
-        reshaped = False
-        with ExitStack() as stack:
-            for layer in self.viewer.layers:
-                for cb in ([update] if update is not None else []) + colormap_rebuilders(layer):
-                    stack.enter_context(layer.events.data.blocker(cb))
+        """Set each layer of ``specs`` (napari LayerData tuples) to its data, adding missing ones,
+        with napari's dims recomputed once at most (:meth:`_replacing_data`)."""
+        with self._replacing_data(list(self.viewer.layers)):
             for data, kwargs, kind in specs:
                 name = kwargs["name"]
                 if name not in self.viewer.layers:
                     getattr(self.viewer, f"add_{kind}")(data, **kwargs)  # napari updates the dims
                     continue
                 layer = self.viewer.layers[name]
-                reshaped |= np.shape(layer.data) != np.shape(data)
                 layer.data = data
                 layer.metadata = kwargs["metadata"]
-                if "contrast_limits" in kwargs and tuple(layer.contrast_limits) != tuple(kwargs["contrast_limits"]):
-                    layer.contrast_limits = kwargs["contrast_limits"]  # each set redraws the thumbnail
+                if "contrast_limits" in kwargs:
+                    _set_contrast_limits(layer, kwargs["contrast_limits"])
                 if name == "labels":
                     reset_undo_history(layer)  # undo does not cross images
-        if update is not None and reshaped:
-            update()
 
-    def set_layer_data(self, name: str, data: np.ndarray, **attrs) -> None:
-        """Replace layer ``name``'s data (then set ``attrs`` on it), recomputing the viewer's dims
-        only when its shape changed (as :meth:`_set_layers`): the evidence of another class, a
-        suggestion's outline."""
+    def set_layer_data(self, name: str, data: np.ndarray, contrast_limits=None) -> None:
+        """Replace layer ``name``'s data (and its contrast limits, when given) as :meth:`_set_layers`
+        does: the evidence of another class, a suggestion's outline."""
         layer = self.viewer.layers[name]
-        update = dims_updater(self.viewer)
-        reshaped = np.shape(layer.data) != np.shape(data)
-        with ExitStack() as stack:
-            for cb in ([update] if update is not None else []) + colormap_rebuilders(layer):
-                stack.enter_context(layer.events.data.blocker(cb))
+        with self._replacing_data([layer]):
             layer.data = data
-        for key, value in attrs.items():
-            if key != "contrast_limits" or tuple(layer.contrast_limits) != tuple(value):
-                setattr(layer, key, value)  # contrast limits: each set redraws the thumbnail
-        if update is not None and reshaped:
+        if contrast_limits is not None:
+            _set_contrast_limits(layer, contrast_limits)
+
+    @contextmanager
+    def _replacing_data(self, layers: list):
+        """While ``layers``' data is replaced: napari's dims are recomputed once, after, and only if
+        a layer's shape changed (each recomputation costs ~3-8 ms; the dims follow the layers'
+        extents alone). napari's vispy Labels layer rebuilds its colormap on every data event
+        (~10 ms under a software OpenGL), though the colours depend only on the colormap and the
+        data's dtype; so that rebuild is skipped. Both handlers are napari internals, reached
+        through :mod:`.napari_adapter`: where they are missing, only the time is lost."""
+        update = dims_updater(self.viewer)
+        shapes = [np.shape(layer.data) for layer in layers]
+        with ExitStack() as stack:
+            for layer in layers:
+                for cb in ([update] if update is not None else []) + colormap_rebuilders(layer):
+                    stack.enter_context(layer.events.data.blocker(cb))
+            yield
+        if update is not None and shapes != [np.shape(layer.data) for layer in layers]:
             update()
 
     @property
