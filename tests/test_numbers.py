@@ -1,4 +1,5 @@
-"""Every number in a results table of the README and docs/*.md is in the JSON the table names.
+"""Every number in a results table of the README and docs/*.md is in the JSON the table names, and
+every measured number in a paragraph that names a JSON is in that JSON.
 
 The rules, which the docs follow:
 
@@ -16,7 +17,15 @@ The rules, which the docs follow:
   (0.640 matches 0.6403, 12 matches 11.8, 1,131,818 matches 1131818), or the value × 100 (a
   percentage: 19 % matches 0.19), × 1000 or ÷ 1000 (seconds ↔ milliseconds, kB ↔ MB). Signs are
   ignored (−0.01 matches -0.0102). JSON values are its numbers, and the numbers written inside
-  its keys and strings (a command's ``--images 60``, a key ``"20000"``).
+  its keys and strings (a command's ``--images 60``, a key ``"20000"``). Seconds may also be
+  written as minutes (÷ 60).
+- **Paragraphs.** A paragraph or list item outside tables and fenced code that names one or more
+  ``benchmarks/results/NAME.json`` is checked against them too, for the numbers that look
+  measured: those written with a decimal point or a thousands separator (0.623, 1,247, 1.06×).
+  Plain integers in prose are mostly settings (3 rounds, 10 %, 355 photos) and are not checked;
+  nor are targets (a number in the clause after "goal", or after ≤ ≥ < >) or version
+  numbers (torch 2.13.0). A derived figure (a difference, a ratio of two results) has no JSON
+  value of its own: write the two results instead, or have the script write the figure.
 """
 
 from __future__ import annotations
@@ -32,11 +41,11 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 EXEMPT = "<!-- numbers: not results -->"
-SOURCE = re.compile(r"benchmarks/results/[\w.-]+\.json")
+SOURCE = re.compile(r"benchmarks/results/[a-z0-9_.-]+\.json")  # NAME.json is a placeholder
 # a number not glued to a word ("fp32", "lite0", "v2" are names): 1,131,818 / 0.640 / 12
-NUMBER = re.compile(r"(?<![\w.])(\d{1,3}(?:,\d{3})+(?:\.\d+)?|\d+(?:\.\d+)?)(?![\w])")
+NUMBER = re.compile(r"(?<![\w.])(\d{1,3}(?:,\d{3})+(?:\.\d+)?|\d+(?:\.\d+)?)(?![\w]|\.\d)")
 CODE = re.compile(r"`[^`]*`")
-SCALES = (1.0, 100.0, 1000.0, 0.001)
+SCALES = (1.0, 100.0, 1000.0, 0.001, 1 / 60)
 SKIPPED_HEADERS = {"what", "command", "chosen in the five folds"}
 
 
@@ -83,6 +92,37 @@ def find_tables(text: str) -> list[Table]:
                             sorted(set(SOURCE.findall(named))), exempt))
         i = j
     return tables
+
+
+def find_paragraphs(text: str) -> list[tuple[int, str]]:
+    """(first line, text) of each paragraph and list item outside fenced code, tables and headings."""
+    out, cur, start, fenced = [], [], 0, False
+    for n, line in enumerate(text.splitlines(), 1):
+        fence = line.lstrip().startswith("```")
+        fenced ^= fence
+        item = re.match(r"\s*(?:[-*+]|\d+\.)\s", line)
+        prose = not (fenced or fence or not line.strip() or line.lstrip().startswith(("|", "#")))
+        if cur and (not prose or item):
+            out.append((start, " ".join(cur)))
+            cur = []
+        if prose:
+            start = start if cur else n
+            cur.append(line.strip())
+    if cur:
+        out.append((start, " ".join(cur)))
+    return out
+
+
+TARGET = re.compile(r"(?:goal(?:(?![.;]\s).){0,60}|[≤≥<>]\s*[+−-]?)$", re.IGNORECASE)  # the text before a target
+
+
+def measured_numbers(paragraph: str) -> list[tuple[float, int, str]]:
+    """The numbers of a paragraph that look measured (decimal point or thousands separator),
+    outside code spans, leaving out targets (see the module docstring)."""
+    text = CODE.sub(" ", paragraph).replace("**", "")
+    return [(float(m.group(1).replace(",", "")), len(m.group(1).split(".")[1]) if "." in m.group(1) else 0,
+             m.group(1)) for m in NUMBER.finditer(text)
+            if any(c in m.group(1) for c in ".,") and not TARGET.search(text[max(0, m.start() - 40):m.start()])]
 
 
 def numbers_in(cell: str) -> list[tuple[float, int, str]]:
@@ -148,9 +188,35 @@ def problems(md: Path, root: Path = ROOT) -> list[str]:
     return out
 
 
+def _values(source: str, root: Path, cache: dict) -> list[float] | None:
+    """The numbers of one results JSON (None when it does not exist), read once per check."""
+    if source not in cache:
+        path = root / source
+        cache[source] = json_values(json.loads(path.read_text(encoding="utf-8"))) if path.is_file() else None
+    return cache[source]
+
+
+def prose_problems(md: Path, root: Path = ROOT) -> list[str]:
+    """One line per measured number, in a paragraph that names results JSONs, found in none of them.
+    A named JSON that does not exist is left out (a paragraph may say what a command would write)."""
+    out, cache = [], {}
+    for line, text in find_paragraphs(md.read_text(encoding="utf-8")):
+        sources = sorted(set(SOURCE.findall(text)))
+        pools = {s: _values(s, root, cache) for s in sources}
+        pool = [v for vs in pools.values() if vs for v in vs]
+        out += [f"{md.name}:{line}: {raw} is in none of {', '.join(sources)}"
+                for value, decimals, raw in (measured_numbers(text) if pool else []) if not matches(value, decimals, pool)]
+    return out
+
+
 @pytest.mark.parametrize("md", DOCS, ids=lambda p: str(p.relative_to(ROOT)))
 def test_every_number_in_a_results_table_is_in_its_json(md):
     assert problems(md) == []
+
+
+@pytest.mark.parametrize("md", DOCS, ids=lambda p: str(p.relative_to(ROOT)))
+def test_every_measured_number_in_a_paragraph_is_in_the_json_it_names(md):
+    assert prose_problems(md) == []
 
 
 def test_the_check_fails_on_an_untraceable_number(tmp_path):
@@ -183,3 +249,23 @@ def test_the_check_fails_on_an_untraceable_number(tmp_path):
     assert problems(md, tmp_path) == []
     md.write_text("```\n| a | 3 |\n|---|---|\n| b | 4 |\n```\n| key | action |\n|---|---|\n| A | accept |\n")
     assert problems(md, tmp_path) == [] and len(find_tables(md.read_text())) == 1
+
+
+def test_the_paragraph_check_fails_on_an_untraceable_number(tmp_path):
+    """The paragraph rule on a synthetic page: measured numbers checked as in tables (minutes for
+    seconds too), settings, targets and versions left alone, a paragraph naming no JSON unchecked."""
+    (tmp_path / "benchmarks" / "results").mkdir(parents=True)
+    (tmp_path / "benchmarks" / "results" / "x.json").write_text(json.dumps({"miou": 0.6403, "s": 358.5, "clicks": 1247}))
+    md = tmp_path / "page.md"
+    good = ("# Results 1.5\n\n- Three rounds (`benchmarks/results/x.json`) reach **0.640** mIoU\n  in 6.0 min for 1,247 "
+            "clicks, 3 rounds and 10 %\n  (goal: 0.70, ≤ 0.9 s; torch 2.13.0).\n- Another item says 0.555.\n\n"
+            "```\nbenchmarks/results/x.json 0.111\n```\n")
+    md.write_text(good)
+    assert prose_problems(md, tmp_path) == []
+    md.write_text(good.replace("0.640", "0.641"))
+    assert prose_problems(md, tmp_path) == ["page.md:3: 0.641 is in none of benchmarks/results/x.json"]
+    md.write_text(good.replace("1,247", "1,248").replace("6.0 min", "6.2 min"))
+    assert [p.split(": ")[1] for p in prose_problems(md, tmp_path)] == ["6.2 is in none of benchmarks/results/x.json",
+                                                                          "1,248 is in none of benchmarks/results/x.json"]
+    md.write_text(good.replace("Another item says", "Another item (`benchmarks/results/x.json`) says"))
+    assert prose_problems(md, tmp_path) == ["page.md:6: 0.555 is in none of benchmarks/results/x.json"]
