@@ -19,9 +19,9 @@ The rules, which the docs follow:
   ignored (−0.01 matches -0.0102). JSON values are its numbers, and the numbers written inside
   its keys and strings (a command's ``--images 60``, a key ``"20000"``). Seconds may also be
   written as minutes (÷ 60).
-- **Paragraphs.** A paragraph or list item outside tables and fenced code that names one or more
-  ``benchmarks/results/NAME.json`` is checked against them too, for the numbers that look
-  measured: those written with a decimal point or a thousands separator (0.623, 1,247, 1.06×).
+- **Paragraphs.** A paragraph or list item outside tables and fenced code is checked against the
+  ``benchmarks/results/NAME.json`` files it names and those named anywhere in its section (from
+  one heading to the next), for the numbers that look measured: those written with a decimal point or a thousands separator (0.623, 1,247, 1.06×).
   Plain integers in prose are mostly settings (3 rounds, 10 %, 355 photos) and are not checked;
   nor are targets (a number in the clause after "goal", or after ≤ ≥ < >) or version
   numbers (torch 2.13.0). A derived figure (a difference, a ratio of two results) has no JSON
@@ -94,22 +94,27 @@ def find_tables(text: str) -> list[Table]:
     return tables
 
 
-def find_paragraphs(text: str) -> list[tuple[int, str]]:
-    """(first line, text) of each paragraph and list item outside fenced code, tables and headings."""
+def find_paragraphs(text: str) -> list[tuple[int, str, list[str]]]:
+    """(first line, text, its section's JSONs) of each paragraph and list item outside fenced code,
+    tables and headings; a section runs from one heading to the next, and its JSONs are the
+    ``benchmarks/results/*.json`` named anywhere in it (tables and code included)."""
+    lines = text.splitlines()
+    heads = [0, *(n for n, line in enumerate(lines) if line.startswith("#")), len(lines)]
+    section = {n: sorted(set(SOURCE.findall("\n".join(lines[a:b])))) for a, b in zip(heads, heads[1:]) for n in range(a, b)}
     out, cur, start, fenced = [], [], 0, False
-    for n, line in enumerate(text.splitlines(), 1):
+    for n, line in enumerate(lines, 1):
         fence = line.lstrip().startswith("```")
         fenced ^= fence
         item = re.match(r"\s*(?:[-*+]|\d+\.)\s", line)
         prose = not (fenced or fence or not line.strip() or line.lstrip().startswith(("|", "#")))
         if cur and (not prose or item):
-            out.append((start, " ".join(cur)))
+            out.append((start, " ".join(cur), section[start - 1]))
             cur = []
         if prose:
             start = start if cur else n
             cur.append(line.strip())
     if cur:
-        out.append((start, " ".join(cur)))
+        out.append((start, " ".join(cur), section[start - 1]))
     return out
 
 
@@ -197,11 +202,12 @@ def _values(source: str, root: Path, cache: dict) -> list[float] | None:
 
 
 def prose_problems(md: Path, root: Path = ROOT) -> list[str]:
-    """One line per measured number, in a paragraph that names results JSONs, found in none of them.
-    A named JSON that does not exist is left out (a paragraph may say what a command would write)."""
+    """One line per measured number of a paragraph found in none of the JSONs it or its section
+    names. A named JSON that does not exist is left out (a paragraph may say what a command would
+    write); a paragraph in a section that names none is not checked."""
     out, cache = [], {}
-    for line, text in find_paragraphs(md.read_text(encoding="utf-8")):
-        sources = sorted(set(SOURCE.findall(text)))
+    for line, text, section in find_paragraphs(md.read_text(encoding="utf-8")):
+        sources = sorted(set(SOURCE.findall(text)) | set(section))
         pools = {s: _values(s, root, cache) for s in sources}
         pool = [v for vs in pools.values() if vs for v in vs]
         out += [f"{md.name}:{line}: {raw} is in none of {', '.join(sources)}"
@@ -215,7 +221,7 @@ def test_every_number_in_a_results_table_is_in_its_json(md):
 
 
 @pytest.mark.parametrize("md", DOCS, ids=lambda p: str(p.relative_to(ROOT)))
-def test_every_measured_number_in_a_paragraph_is_in_the_json_it_names(md):
+def test_every_measured_number_in_a_paragraph_is_in_the_json_its_section_names(md):
     assert prose_problems(md) == []
 
 
@@ -253,13 +259,13 @@ def test_the_check_fails_on_an_untraceable_number(tmp_path):
 
 def test_the_paragraph_check_fails_on_an_untraceable_number(tmp_path):
     """The paragraph rule on a synthetic page: measured numbers checked as in tables (minutes for
-    seconds too), settings, targets and versions left alone, a paragraph naming no JSON unchecked."""
+    seconds too), settings, targets and versions left alone, a section naming no JSON unchecked."""
     (tmp_path / "benchmarks" / "results").mkdir(parents=True)
     (tmp_path / "benchmarks" / "results" / "x.json").write_text(json.dumps({"miou": 0.6403, "s": 358.5, "clicks": 1247}))
     md = tmp_path / "page.md"
     good = ("# Results 1.5\n\n- Three rounds (`benchmarks/results/x.json`) reach **0.640** mIoU\n  in 6.0 min for 1,247 "
-            "clicks, 3 rounds and 10 %\n  (goal: 0.70, ≤ 0.9 s; torch 2.13.0).\n- Another item says 0.555.\n\n"
-            "```\nbenchmarks/results/x.json 0.111\n```\n")
+            "clicks, 3 rounds and 10 %\n  (goal: 0.70, ≤ 0.9 s; torch 2.13.0).\n\n"
+            "```\nbenchmarks/results/x.json 0.111\n```\n\n## Other\n\n- An item says 0.555.\n")
     md.write_text(good)
     assert prose_problems(md, tmp_path) == []
     md.write_text(good.replace("0.640", "0.641"))
@@ -267,5 +273,7 @@ def test_the_paragraph_check_fails_on_an_untraceable_number(tmp_path):
     md.write_text(good.replace("1,247", "1,248").replace("6.0 min", "6.2 min"))
     assert [p.split(": ")[1] for p in prose_problems(md, tmp_path)] == ["6.2 is in none of benchmarks/results/x.json",
                                                                           "1,248 is in none of benchmarks/results/x.json"]
-    md.write_text(good.replace("Another item says", "Another item (`benchmarks/results/x.json`) says"))
-    assert prose_problems(md, tmp_path) == ["page.md:6: 0.555 is in none of benchmarks/results/x.json"]
+    md.write_text(good.replace("An item says", "An item (`benchmarks/results/x.json`) says"))
+    assert prose_problems(md, tmp_path) == ["page.md:13: 0.555 is in none of benchmarks/results/x.json"]
+    md.write_text(good.replace("## Other", "Still the first section."))  # its JSON covers the item
+    assert prose_problems(md, tmp_path) == ["page.md:13: 0.555 is in none of benchmarks/results/x.json"]
