@@ -26,7 +26,8 @@ shortens each round (the curves then say less). The JSON is written after each c
 ``--only`` runs the named curves alone: the two whole-image curves and full supervision are
 independent, so on two cores two processes of one thread each (``SPN_NAPARI_THREADS=1``) can
 run side by side into the same JSON; the suggestion curves need the random whole-image curve's
-clicks, their budget.
+clicks, their budget. The JSON and the PNG are rewritten as each curve lands; the PNG names the
+curves not run yet, and the JSON lists them under "missing".
 """
 
 from __future__ import annotations
@@ -63,14 +64,15 @@ def curve(result: dict) -> list[dict]:
 
 
 def plot(res: dict, path: Path, size=(900, 560)) -> None:
-    """The curves as a PNG: mIoU (y) against clicks (x), with full supervision and the oracle as lines."""
+    """The curves as a PNG: mIoU (y) against clicks (x), with full supervision and the oracle as lines
+    where they were measured; curves not run yet are named as such."""
     w, h = size
     left, right, top, bottom = 70, 260, 30, 60
     img = Image.new("RGB", size, "white")
     d = ImageDraw.Draw(img)
     xmax = max(p["clicks"] for c in res["curves"].values() for p in c) or 1
-    ys = [p["miou"] for c in res["curves"].values() for p in c] + [v for v in (res["full_supervision_miou"],
-                                                                           res["superpixel_oracle_miou"]) if v]
+    ys = [p["miou"] for c in res["curves"].values() for p in c] + [
+        v for v in (res.get("full_supervision_miou"), res.get("superpixel_oracle_miou")) if v]
     ylo, yhi = max(0.0, min(ys) - 0.05), min(1.0, max(ys) + 0.03)
     X = lambda v: left + (w - left - right) * v / xmax  # noqa: E731
     Y = lambda v: h - bottom - (h - top - bottom) * (v - ylo) / (yhi - ylo)  # noqa: E731
@@ -82,8 +84,8 @@ def plot(res: dict, path: Path, size=(900, 560)) -> None:
         d.text((X(xv) - 12, h - bottom + 6), f"{xv:.0f}", fill="black")
     d.text(((w - right) // 2 - 20, h - 25), "clicks", fill="black")
     d.text((8, 8), "mIoU", fill="black")
-    for name, value, colour in (("full supervision", res["full_supervision_miou"], (120, 120, 120)),
-                                ("superpixel oracle", res["superpixel_oracle_miou"], (0, 0, 0))):
+    for name, value, colour in (("full supervision", res.get("full_supervision_miou"), (120, 120, 120)),
+                                ("superpixel oracle", res.get("superpixel_oracle_miou"), (0, 0, 0))):
         if value is not None and ylo <= value <= yhi:
             for x0 in range(left, w - right, 12):
                 d.line([(x0, Y(value)), (min(x0 + 6, w - right), Y(value))], fill=colour, width=2)
@@ -95,6 +97,8 @@ def plot(res: dict, path: Path, size=(900, 560)) -> None:
         for x, y in xy:
             d.ellipse([x - 4, y - 4, x + 4, y + 4], fill=colour)
         d.text((w - right + 8, top + 18 * k), name, fill=colour)
+    for k, name in enumerate(res.get("missing", []), start=len(res["curves"]) + 1):
+        d.text((w - right + 8, top + 18 * k), f"{name}: not run", fill=(150, 150, 150))
     path.parent.mkdir(parents=True, exist_ok=True)
     img.save(path)
 
@@ -138,14 +142,17 @@ def budgets(res: dict) -> dict:
 
 
 def summarise(res: dict) -> dict:
-    """The goal and the bounds, once every curve is in."""
-    full, whole = res["results"]["full supervision"], res["results"]["whole images, random"]
-    res["full_supervision_miou"] = full["full_supervision_miou"]
-    res["superpixel_oracle_miou"] = whole["superpixel_oracle_miou"]
-    goal = res["curves"]["whole images, random"][-1]
-    third = res["curves"]["suggestions, a third of the clicks"][-1]
-    res["goal"] = {"whole_miou": goal["miou"], "whole_clicks": goal["clicks"], "suggestions_third_miou": third["miou"],
-                   "suggestions_third_clicks": third["clicks"], "met": third["miou"] >= goal["miou"]}
+    """The bounds the curves in hand give, and the goal once the random curve and the third are in."""
+    got = res["results"]
+    res["full_supervision_miou"] = got.get("full supervision", {}).get("full_supervision_miou")
+    res["superpixel_oracle_miou"] = next((r["superpixel_oracle_miou"] for r in got.values()
+                                          if r.get("superpixel_oracle_miou") is not None), None)
+    res["missing"] = [c for c in CURVES if c not in got]
+    if "whole images, random" in res["curves"] and "suggestions, a third of the clicks" in res["curves"]:
+        goal = res["curves"]["whole images, random"][-1]
+        third = res["curves"]["suggestions, a third of the clicks"][-1]
+        res["goal"] = {"whole_miou": goal["miou"], "whole_clicks": goal["clicks"], "suggestions_third_miou": third["miou"],
+                       "suggestions_third_clicks": third["clicks"], "met": third["miou"] >= goal["miou"]}
     return res
 
 
@@ -230,21 +237,18 @@ def main() -> int:
             if name in NEEDS_BUDGET:
                 res["budget_per_round"] = budgets(res)
             res["results"][name] = {k: got[k] for k in ("superpixel_oracle_miou", "full_supervision_miou")}
-            if all(c in res["results"] for c in CURVES):
-                summarise(res)
+            summarise(res)
             write_results(out, res)
+            plot(res, Path(a.png))
         print(f"{name}: " + ", ".join(f"{p['clicks']} clicks → {p['miou']:.3f}" for p in res["curves"].get(name, []))
               + f" (full supervision {got['full_supervision_miou']})", file=sys.stderr, flush=True)
-    if "goal" not in res:
-        missing = [c for c in CURVES if c not in res["results"]]
-        print(f"{out}: still missing {'; '.join(missing)} — run again with --resume (or --only).", file=sys.stderr)
-        return 0
-    plot(res, Path(a.png))
-    goal, third = res["curves"]["whole images, random"][-1], res["curves"]["suggestions, a third of the clicks"][-1]
-    print(f"{a.rounds} whole-image rounds: {goal['clicks']} clicks → mIoU {goal['miou']:.3f}; suggestions with a "
-          f"third of the clicks: {third['clicks']} → {third['miou']:.3f}; full supervision "
-          f"{res['full_supervision_miou']:.3f}, superpixel oracle {res['superpixel_oracle_miou']:.3f}. "
-          f"Wrote {out} and {a.png}")
+    if res.get("missing"):
+        print(f"{out}: still missing {'; '.join(res['missing'])} — run again with --resume (or --only).", file=sys.stderr)
+    if "goal" in res:
+        g = res["goal"]
+        print(f"{a.rounds} whole-image rounds: {g['whole_clicks']} clicks → mIoU {g['whole_miou']:.3f}; suggestions "
+              f"with a third of the clicks: {g['suggestions_third_clicks']} → {g['suggestions_third_miou']:.3f}; "
+              f"superpixel oracle {res['superpixel_oracle_miou']:.3f}. Wrote {out} and {a.png}")
     return 0
 
 
