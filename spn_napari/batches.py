@@ -11,6 +11,7 @@ multi-scale: every batch draws one canvas side from the scale set (all its image
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -26,7 +27,20 @@ from .store import Project
 __all__ = ["SuperpixelImages", "FigureGroundSamples", "MultiScaleBatches", "collate"]
 
 
-class SuperpixelImages(Dataset):
+class _StoreDataset(Dataset):
+    """A data set that opens its project on first use, so each loader worker process opens its own
+    (the data set itself holds only ``root``, which subclasses set)."""
+
+    root: Path
+    _project: Project | None = None
+
+    def _p(self) -> Project:
+        if self._project is None:
+            self._project = Project(self.root)
+        return self._project
+
+
+class SuperpixelImages(_StoreDataset):
     """Item (i, side, flip) -> {x (3,S,S), sp (S,S), n, target (C,), index}; reads the store lazily.
 
     With ``features`` ({side: artifact}, from :func:`spn_napari.features.cached_sides`) the item
@@ -37,12 +51,6 @@ class SuperpixelImages(Dataset):
         self.root, self.features = project.root, features
         self.flip = flip and not features
         self.targets = torch.from_numpy(project.tag_matrix())
-        self._project: Project | None = None
-
-    def _p(self) -> Project:  # opened per worker process
-        if self._project is None:
-            self._project = Project(self.root)
-        return self._project
 
     def __len__(self) -> int:
         return len(self.targets)
@@ -58,7 +66,7 @@ class SuperpixelImages(Dataset):
         return {"x": x, "sp": sp, "n": n, "target": self.targets[i], "index": i}
 
 
-class FigureGroundSamples(Dataset):
+class FigureGroundSamples(_StoreDataset):
     """DecoupledNet's samples: (image, one of its classes) -> that class's figure-ground target.
 
     Item (j, side, flip) -> {x (3,S,S) or, with ``features``, the cached f (Cb,g,g), target (S,S)
@@ -71,9 +79,6 @@ class FigureGroundSamples(Dataset):
         self.root, self.samples, self.target_of = project.root, list(samples), target_of
         self.features, self.flip = features, flip and not features
         self.n_classes = len(project.classes)
-        self._project: Project | None = None
-
-    _p = SuperpixelImages._p
 
     def __len__(self) -> int:
         return len(self.samples)
