@@ -2,7 +2,8 @@
 
 An artifact kind names what :class:`~spn_napari.store.Project` keeps (``project.read(kind, i)``,
 ``project.file(kind)``): per-image arrays and files, each made by one ``spn-napari`` step.
-Constants for the fixed kinds, functions for the families.
+Constants for the fixed kinds, functions for the families. Corrections are not artifacts: the
+store keeps each as a group of its own (``Project.save_correction``), named in ``store.py`` alone.
 """
 
 from __future__ import annotations
