@@ -500,7 +500,8 @@ def _args_simulate(s: argparse.ArgumentParser) -> None:
     s.add_argument("--work", default=None, help="folder for the project copy (default: PROJECT-simulate-TIME)")
     s.add_argument("--no-full", action="store_true", help="skip the full-supervision upper bound")
     s.add_argument("--annotator", default="whole", help="whole (default): fix --correct-fraction of the images "
-                   "whole; suggestions: check the suggested superpixels top-down, --budget clicks a round")
+                   "whole; suggestions: check the suggested superpixels top-down, --budget clicks a round; masks: give "
+                   "--correct-fraction of the images their exact true masks (no clicks counted)")
     s.add_argument("--budget", type=int, default=None, help="--annotator suggestions: clicks per round")
     s.add_argument("--json", action="store_true", help="print one JSON object on stdout")
 

@@ -2,8 +2,9 @@
 
 Each round a share of the not-yet-reviewed images (picked at random, or those whose current labels
 are least certain) is fixed as a person fixes a whole image in the dock: every superpixel looked
-at, each whose label is not its true class set to it with one click (:mod:`spn_napari.effort`);
-then a refinement round runs. Each round reports the clicks and looks spent so far beside its
+at, each whose label is not its true class set to it with one click (:mod:`spn_napari.effort`),
+or (``--annotator masks``) given its exact true mask, sub-superpixel detail included and no clicks
+counted; then a refinement round runs. Each round reports the clicks and looks spent so far beside its
 mIoU, and the result the superpixel oracle (every superpixel its true class: what clicking whole
 superpixels can reach). At the end the same segmentation net is trained once on the full ground
 truth, exact masks: the upper bound. It runs on a copy of the project, so the project's own
@@ -35,7 +36,7 @@ from .suggest import answer, suggest
 __all__ = ["SimulateConfig", "simulate", "SELECT", "ANNOTATORS"]
 
 SELECT = ("random", "uncertain")
-ANNOTATORS = ("whole", "suggestions")
+ANNOTATORS = ("whole", "suggestions", "masks")
 
 
 @dataclass(frozen=True)
@@ -45,7 +46,8 @@ class SimulateConfig:
     select: str = "random"  # "random" | "uncertain"
     seed: int = 0
     full_supervision: bool = True  # also train once on the full ground truth (the upper bound)
-    annotator: str = "whole"  # "whole": fix whole images; "suggestions": check the suggested superpixels
+    annotator: str = "whole"  # "whole": fix whole images; "suggestions": check the suggested superpixels;
+    # "masks": give the picked images their exact true masks (no clicks counted: drawn, not clicked)
     budget: int | None = None  # "suggestions": clicks per round
     round_config: RoundConfig = field(default_factory=RoundConfig)  # each round's DecoupledNet training
 
@@ -119,11 +121,13 @@ def _check_suggestions(project: Project, budget: int) -> tuple[int, int]:
     return clicks, looks
 
 
-def _correct_exactly(project: Project, images: list[int]) -> None:
-    """Full supervision: each image's whole true mask as its correction."""
+def _correct_exactly(project: Project, images: list[int]) -> int:
+    """Each image's whole true mask as its correction (full supervision, and ``--annotator masks``:
+    what simulate did before it counted clicks). Masks are drawn, not clicked: 0 clicks."""
     for i in images:
         gt = project.ground_truth(i)
         project.save_correction(i, np.where(gt == 255, 0, gt), gt != 255, review="reviewed")
+    return 0
 
 
 def _reset(sim: Project) -> None:
@@ -150,7 +154,7 @@ def simulate(project: Project, cfg: SimulateConfig = SimulateConfig(), *, work: 
     if cfg.select not in SELECT:
         raise SpnError(f"--select {cfg.select}: use random or uncertain.")
     if cfg.annotator not in ANNOTATORS:
-        raise SpnError(f"--annotator {cfg.annotator}: use whole or suggestions.")
+        raise SpnError(f"--annotator {cfg.annotator}: use whole, suggestions or masks.")
     if cfg.annotator == "suggestions" and (cfg.budget is None or cfg.budget < 1):
         raise SpnError(f"--budget {cfg.budget}: give the clicks a person spends per round, at least 1 "
                        f"(e.g. --budget 500).")
@@ -178,6 +182,8 @@ def simulate(project: Project, cfg: SimulateConfig = SimulateConfig(), *, work: 
     for r in range(cfg.rounds):
         if cfg.annotator == "whole":
             c, k = _fix_whole(sim, _pick(sim, per_round, cfg, rng))
+        elif cfg.annotator == "masks":
+            c, k = _correct_exactly(sim, _pick(sim, per_round, cfg, rng)), 0
         else:
             c, k = _check_suggestions(sim, cfg.budget)
         clicks, looks = clicks + c, looks + k

@@ -363,6 +363,23 @@ def test_simulate_corrects_a_share_per_round_on_a_copy(labelled_project, tmp_pat
     assert tree_state(labelled_project.root) == before
 
 
+def test_simulate_masks_gives_the_picked_images_their_exact_masks(labelled_project, tmp_path):
+    """--annotator masks: the picked images' corrections are their whole true masks (255 left
+    unset), the same images 'whole' would pick with the same seed, and no clicks are counted."""
+    cfg = SimulateConfig(rounds=1, correct_fraction=0.3, full_supervision=False, round_config=FAST)
+    got = run(simulate(labelled_project, dataclasses.replace(cfg, annotator="masks"), work=tmp_path / "masks")).data
+    run(simulate(labelled_project, cfg, work=tmp_path / "whole"))
+    masks, whole = Project(tmp_path / "masks"), Project(tmp_path / "whole")
+    picked = [i for i in range(len(masks)) if masks.correction(i) is not None]
+    assert picked == [i for i in range(len(whole)) if whole.correction(i) is not None] and len(picked) == 3
+    for i in picked:
+        labels, mask = masks.correction(i)
+        gt = masks.ground_truth(i)
+        np.testing.assert_array_equal(mask, gt != 255)
+        np.testing.assert_array_equal(labels[gt != 255], gt[gt != 255])
+    assert got["rounds"][0]["clicks"] == got["rounds"][0]["looks"] == 0 and got["annotator"] == "masks"
+
+
 def test_simulate_uncertain_picks_the_least_certain_images(labelled_project, tmp_path):
     from spn_napari.simulate import _sp_cam_uncertainty
     p = labelled_project
