@@ -27,7 +27,9 @@ shortens each round (the curves then say less). The JSON is written after each c
 independent, so on two cores two processes of one thread each (``SPN_NAPARI_THREADS=1``) can
 run side by side into the same JSON; the suggestion curves need the random whole-image curve's
 clicks, their budget. The JSON and the PNG are rewritten as each curve lands; the PNG names the
-curves not run yet, and the JSON lists them under "missing".
+curves not run yet, and the JSON lists them under "missing". A curve's rounds are also written
+under "partial" as each one ends, so a run cut short leaves the points it measured (a rerun of that
+curve starts over).
 """
 
 from __future__ import annotations
@@ -219,10 +221,26 @@ def main() -> int:
             continue
         arm = work / name.replace(" ", "-").replace(",", "")
         shutil.rmtree(arm, ignore_errors=True)  # a copy an interrupted run left
+        with locked(out):  # and the rounds it recorded: this run starts over
+            res = read_results(out, settings)
+            if res.get("partial", {}).pop(name, None) is not None:
+                write_results(out, res)
         t0 = time.perf_counter()
-        got = run(simulate(project, cfg, work=arm)).data
+
+        def landed(ev, name=name):
+            """Each finished round into the JSON at once ("partial"): a run cut short keeps them."""
+            if ev.event != "sim_round":
+                return
+            with locked(out):
+                res = read_results(out, settings)
+                points = res.setdefault("partial", {}).get(name) or curve({"start_miou": ev.data["start_miou"], "rounds": []})
+                res["partial"][name] = points + curve({"start_miou": 0, "rounds": [ev.data["row"]]})[1:]
+                write_results(out, res)
+
+        got = run(simulate(project, cfg, work=arm), landed).data
         with locked(out):  # merged into what the other processes wrote meanwhile
             res = read_results(out, settings)
+            res.get("partial", {}).pop(name, None)
             res["seconds"][name] = time.perf_counter() - t0
             res.setdefault("threads", {})[name] = threads
             res.setdefault("commands", {})[name] = command_line()
@@ -242,6 +260,10 @@ def main() -> int:
             plot(res, Path(a.png))
         print(f"{name}: " + ", ".join(f"{p['clicks']} clicks → {p['miou']:.3f}" for p in res["curves"].get(name, []))
               + f" (full supervision {got['full_supervision_miou']})", file=sys.stderr, flush=True)
+    with locked(out):  # the summary and the PNG from what the JSON holds (with --resume and nothing to run: redrawn)
+        res = summarise(read_results(out, settings))
+        write_results(out, res)
+    plot(res, Path(a.png))
     if res.get("missing"):
         print(f"{out}: still missing {'; '.join(res['missing'])} — run again with --resume (or --only).", file=sys.stderr)
     if "goal" in res:

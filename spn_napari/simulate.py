@@ -146,7 +146,8 @@ def simulate(project: Project, cfg: SimulateConfig = SimulateConfig(), *, work: 
              ) -> Iterator[Event]:
     """Run the simulation on a copy of ``project`` at ``work`` (default: PROJECT-simulate-TIME).
 
-    Yields each round's events (data tagged with "sim_round") and 'done' whose data is the
+    Yields each round's events (data tagged with "sim_round"), an event 'sim_round' when a round
+    has finished ({"start_miou", "row": that round's row below}), and 'done' whose data is the
     result: {"start_miou", "rounds": [{"round", "miou", "mean_class_accuracy", "miou_unreviewed",
     "corrected", "clicks", "looks", "changed", "seconds"}, ...] (clicks and looks: spent so far),
     "superpixel_oracle_miou", "full_supervision_miou", "full_supervision_mean_class_accuracy", "work"}.
@@ -195,6 +196,9 @@ def simulate(project: Project, cfg: SimulateConfig = SimulateConfig(), *, work: 
                      "miou_unreviewed": m["miou_unreviewed"],
                      "miou_model": m["miou_model"], "corrected": m["corrected"], "clicks": clicks, "looks": looks,
                      "changed": m["changed"], "seconds": time.perf_counter() - t0})
+        # each finished round as it lands (total 0: no progress bar of its own), so that a run cut
+        # short still leaves its measured rounds to whoever records them
+        yield Event("sim_round", r + 1, 0, {"start_miou": start["metrics"]["miou"], "row": rows[-1]})
     result = {"start_miou": start["metrics"]["miou"], "rounds": rows,
               "superpixel_oracle_miou": superpixel_oracle(sim)["miou"], "full_supervision_miou": None,
               "full_supervision_mean_class_accuracy": None,

@@ -365,19 +365,23 @@ def test_simulate_corrects_a_share_per_round_on_a_copy(labelled_project, tmp_pat
 
 def test_simulate_masks_gives_the_picked_images_their_exact_masks(labelled_project, tmp_path):
     """--annotator masks: the picked images' corrections are their whole true masks (255 left
-    unset), the same images 'whole' would pick with the same seed, and no clicks are counted."""
-    cfg = SimulateConfig(rounds=1, correct_fraction=0.3, full_supervision=False, round_config=FAST)
-    got = run(simulate(labelled_project, dataclasses.replace(cfg, annotator="masks"), work=tmp_path / "masks")).data
+    unset), the same images 'whole' would pick with the same seed, and no clicks are counted. Each
+    round's row is also yielded as it lands (event 'sim_round'), as the result lists it."""
+    cfg = SimulateConfig(rounds=2, correct_fraction=0.2, full_supervision=False, round_config=FAST)
+    events = list(simulate(labelled_project, dataclasses.replace(cfg, annotator="masks"), work=tmp_path / "masks"))
+    got = events[-1].data
+    assert [e.data["row"] for e in events if e.event == "sim_round"] == got["rounds"] and len(got["rounds"]) == 2
     run(simulate(labelled_project, cfg, work=tmp_path / "whole"))
     masks, whole = Project(tmp_path / "masks"), Project(tmp_path / "whole")
     picked = [i for i in range(len(masks)) if masks.correction(i) is not None]
-    assert picked == [i for i in range(len(whole)) if whole.correction(i) is not None] and len(picked) == 3
+    assert picked == [i for i in range(len(whole)) if whole.correction(i) is not None] and len(picked) == 4
     for i in picked:
         labels, mask = masks.correction(i)
         gt = masks.ground_truth(i)
         np.testing.assert_array_equal(mask, gt != 255)
         np.testing.assert_array_equal(labels[gt != 255], gt[gt != 255])
-    assert got["rounds"][0]["clicks"] == got["rounds"][0]["looks"] == 0 and got["annotator"] == "masks"
+    assert [(r["clicks"], r["looks"], r["corrected"]) for r in got["rounds"]] == [(0, 0, 2), (0, 0, 4)]
+    assert got["annotator"] == "masks"
 
 
 def test_simulate_uncertain_picks_the_least_certain_images(labelled_project, tmp_path):
