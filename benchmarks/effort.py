@@ -61,8 +61,12 @@ COLOURS = {"whole images, random": (31, 119, 180), "whole images, least certain 
 
 def curve(result: dict) -> list[dict]:
     """Points (clicks, looks, mIoU) of one simulate result, from round 0 (no clicks)."""
-    return [{"clicks": 0, "looks": 0, "miou": result["start_miou"]}] + [
-        {"clicks": r["clicks"], "looks": r["looks"], "miou": r["miou"]} for r in result["rounds"]]
+    return [{"clicks": 0, "looks": 0, "miou": result["start_miou"]}] + [point(r) for r in result["rounds"]]
+
+
+def point(row: dict) -> dict:
+    """One round of a simulate result as a point of its curve: clicks and looks so far, mIoU."""
+    return {"clicks": row["clicks"], "looks": row["looks"], "miou": row["miou"]}
 
 
 def plot(res: dict, path: Path, size=(900, 560)) -> None:
@@ -234,7 +238,7 @@ def main() -> int:
             with locked(out):
                 res = read_results(out, settings)
                 points = res.setdefault("partial", {}).get(name) or curve({"start_miou": ev.data["start_miou"], "rounds": []})
-                res["partial"][name] = points + curve({"start_miou": 0, "rounds": [ev.data["row"]]})[1:]
+                res["partial"][name] = points + [point(ev.data["row"])]
                 write_results(out, res)
 
         got = run(simulate(project, cfg, work=arm), landed).data

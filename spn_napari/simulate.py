@@ -121,13 +121,12 @@ def _check_suggestions(project: Project, budget: int) -> tuple[int, int]:
     return clicks, looks
 
 
-def _correct_exactly(project: Project, images: list[int]) -> int:
+def _correct_exactly(project: Project, images: list[int]) -> None:
     """Each image's whole true mask as its correction (full supervision, and ``--annotator masks``:
-    what simulate did before it counted clicks). Masks are drawn, not clicked: 0 clicks."""
+    what simulate did before it counted clicks). Masks are drawn, not clicked."""
     for i in images:
         gt = project.ground_truth(i)
         project.save_correction(i, np.where(gt == 255, 0, gt), gt != 255, review="reviewed")
-    return 0
 
 
 def _reset(sim: Project) -> None:
@@ -184,7 +183,8 @@ def simulate(project: Project, cfg: SimulateConfig = SimulateConfig(), *, work: 
         if cfg.annotator == "whole":
             c, k = _fix_whole(sim, _pick(sim, per_round, cfg, rng))
         elif cfg.annotator == "masks":
-            c, k = _correct_exactly(sim, _pick(sim, per_round, cfg, rng)), 0
+            _correct_exactly(sim, _pick(sim, per_round, cfg, rng))
+            c, k = 0, 0  # drawn, not clicked
         else:
             c, k = _check_suggestions(sim, cfg.budget)
         clicks, looks = clicks + c, looks + k

@@ -124,21 +124,26 @@ TARGET = re.compile(r"(?:goal(?:(?![.;]\s).){0,60}|[≤≥<>]\s*[+−-]?)$", re.
 def measured_numbers(paragraph: str) -> list[tuple[float, int, str]]:
     """The numbers of a paragraph that look measured (decimal point or thousands separator),
     outside code spans, leaving out targets (see the module docstring)."""
-    text = CODE.sub(" ", paragraph).replace("**", "")
-    return [(float(m.group(1).replace(",", "")), len(m.group(1).split(".")[1]) if "." in m.group(1) else 0,
-             m.group(1)) for m in NUMBER.finditer(text)
+    text = _plain(paragraph)
+    return [_parsed(m) for m in NUMBER.finditer(text)
             if any(c in m.group(1) for c in ".,") and not TARGET.search(text[max(0, m.start() - 40):m.start()])]
+
+
+def _plain(text: str) -> str:
+    """``text`` without code spans (commands, not results) and bold markers."""
+    return CODE.sub(" ", text).replace("**", "")
+
+
+def _parsed(m: re.Match) -> tuple[float, int, str]:
+    """(value, decimals shown, as written) of one NUMBER match."""
+    raw = m.group(1)
+    digits = raw.replace(",", "")
+    return float(digits), len(digits.split(".")[1]) if "." in digits else 0, raw
 
 
 def numbers_in(cell: str) -> list[tuple[float, int, str]]:
     """(value, decimals shown, as written) for each number in a cell, outside code spans."""
-    text = CODE.sub(" ", cell).replace("**", "")
-    out = []
-    for m in NUMBER.finditer(text):
-        raw = m.group(1)
-        digits = raw.replace(",", "")
-        out.append((float(digits), len(digits.split(".")[1]) if "." in digits else 0, raw))
-    return out
+    return [_parsed(m) for m in NUMBER.finditer(_plain(cell))]
 
 
 def json_values(obj) -> list[float]:
