@@ -84,6 +84,7 @@ class Annotator:
         self.project = project
         self._cache: OrderedDict[int, ImageView] = OrderedDict()
         self._size = cache
+        self._answered: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # image: (labels, set) not written yet
 
     # ---- the image list ------------------------------------------------------------------
     def columns(self) -> dict:
@@ -119,6 +120,8 @@ class Annotator:
         if i in self._cache:
             self._cache.move_to_end(i)
             return self._cache[i]
+        if i in self._answered:  # its answers must be in the store before it is read from there
+            self.write_answers()
         from .labels import apply_correction, base_kind
         p = self.project
         try:
@@ -156,22 +159,43 @@ class Annotator:
             return None
         return unsure_pixels(p, i, method, UNSURE_BAND).astype(np.uint8)
 
-    def reload_correction(self, i: int) -> ImageView | None:
-        """Image i's correction was saved from elsewhere (a suggestion's answer): re-read it alone
-        into the cached view (its photo, superpixels and evidence are unchanged, so they are not
-        read again). Returns the view, or None when image i is not cached (its next view reads it)."""
-        from .labels import apply_correction
-        v = self._cache.get(i)
-        if v is None:
-            return None
-        corr = self.project.correction(i)
-        v.labels = apply_correction(v.base.copy(), corr)
-        v.set_mask = corr[1].copy() if corr is not None else np.zeros(v.base.shape, bool)
+    # ---- answers (Check suggestions) ---------------------------------------------------------
+    def answer(self, i: int, superpixel: int, value: int) -> ImageView:
+        """Set superpixel ``superpixel`` of image i to label ``value`` in its view at once, as
+        :func:`spn_napari.suggest.answer` sets it in the store (its pixels become set to that
+        label; a later answer stands), and keep the correction for :meth:`write_answers`. The
+        dock writes it while the person looks at the next suggestion, so the save (~20 ms) is
+        not in their wait; every other read or write of the image writes it first."""
+        from .suggest import check_answer
+        v = self.view(i)
+        check_answer(self.project, v.superpixels, superpixel, value)
+        where = v.superpixels == int(superpixel)  # (H, W)
+        labels, set_mask = v.labels.copy(), v.set_mask.copy()  # new arrays: a kept pair never changes
+        labels[where], set_mask[where] = int(value), True
+        v.labels, v.set_mask = labels, set_mask
+        self._answered[i] = (labels, set_mask)
         return v
+
+    @property
+    def unwritten(self) -> int:
+        """How many images have answers not in the store yet."""
+        return len(self._answered)
+
+    def write_answers(self) -> int:
+        """Store the corrections :meth:`answer` kept, one atomic save per image; returns how many
+        images were written. A failed save raises, and it and the rest stay kept for the next call."""
+        written = 0
+        for i in list(self._answered):
+            labels, set_mask = self._answered[i]
+            self.project.save_correction(i, np.where(set_mask, labels, 0), set_mask)
+            del self._answered[i]
+            written += 1
+        return written
 
     def forget(self, i: int | None = None) -> None:
         """Drop cached views (after a round or a reload changed the labels); ``i``: only image
         i's (its correction was saved from elsewhere, e.g. a suggestion's answer)."""
+        self.write_answers()
         if i is not None:
             self._cache.pop(i, None)
             return
@@ -195,6 +219,7 @@ class Annotator:
             self.project.save_correction(i, np.where(set_mask, labels, 0), set_mask, review=review)
         elif review is not None:
             self.project.set_review(i, review)
+        self._answered.pop(i, None)  # the view held them: written with the rest
         v.labels, v.set_mask = labels.copy(), set_mask
         return True
 

@@ -41,7 +41,7 @@ from .errors import ProjectError, SpnError
 from .labels import apply_correction, base_kind
 from .store import Project
 
-__all__ = ["Suggestion", "ScoreWeights", "WEIGHTS", "superpixel_parts", "image_suggestions", "suggest", "answer", "SuggestionQueue", "write_index", "PER_IMAGE"]
+__all__ = ["Suggestion", "ScoreWeights", "WEIGHTS", "superpixel_parts", "image_suggestions", "suggest", "answer", "check_answer", "SuggestionQueue", "write_index", "PER_IMAGE"]
 
 THRESHOLD = 0.5  # with a background class: a tag's normalised score below this is background
 PER_IMAGE = 64  # superpixels of each photo the ranking keeps: more than a person checks before a round
@@ -217,25 +217,34 @@ def suggest(project: Project, n: int | None = 20) -> list[Suggestion]:
     return [_suggestion(project, int(r[0]), r[1:]) for r in (rows if n is None else rows[:n])]
 
 
+def check_answer(project: Project, sp: np.ndarray, superpixel: int, value: int) -> None:
+    """An SpnError unless ``superpixel`` is one of ``sp``'s (H, W) ids and ``value`` a label of the project."""
+    n, low = int(sp.max()) + 1, 0 if project.has_background else 1
+    top = len(project.classes) + (0 if project.has_background else 1)
+    if not 0 <= int(superpixel) < n:
+        raise SpnError(f"superpixel {superpixel}: this image has superpixels 0..{n - 1}.")
+    if not low <= int(value) <= top:
+        raise SpnError(f"label {value}: not a class of this project (use {low}..{top}).")
+
+
 def answer(project: Project, i: int, answers: dict[int, int]) -> None:
     """Save a person's answers for image i's superpixels: {superpixel: label value} ('accept the
     proposal' and 'pick another class' give that class; 'mark it correct' gives its current
     label). Each answered superpixel's pixels become set to that label in the image's correction,
     beside what it already holds, in one atomic save; a superpixel answered again takes the later
-    answer. The image's review status is left as it is: the rest of it is still unchecked."""
+    answer. The image's review status is left as it is: the rest of it is still unchecked.
+    (The dock answers in its view first and writes after: :meth:`spn_napari.annotator.Annotator.answer`.)"""
     if not answers:
         return
     sp = project.read(kinds.SUPERPIXELS, i)  # (H, W)
-    n, top = int(sp.max()) + 1, len(project.classes) + (0 if project.has_background else 1)
     corr = project.correction(i)
     labels, set_mask = (corr[0].copy(), corr[1].copy()) if corr is not None else (
         np.zeros(sp.shape, np.uint8), np.zeros(sp.shape, bool))
     for s, value in answers.items():
-        if not 0 <= int(s) < n:
-            raise SpnError(f"superpixel {s}: image {project.images[i].name} has superpixels 0..{n - 1}.")
-        if not (0 if project.has_background else 1) <= int(value) <= top:
-            raise SpnError(f"label {value}: not a class of this project (use "
-                           f"{0 if project.has_background else 1}..{top}).")
+        try:
+            check_answer(project, sp, s, value)
+        except SpnError as exc:
+            raise SpnError(f"image {project.images[i].name}: {exc}") from None
         where = sp == int(s)
         labels[where], set_mask[where] = int(value), True
     project.save_correction(i, labels, set_mask)
@@ -275,12 +284,16 @@ class SuggestionQueue:
         self._at = min(self._at + 1, len(self._rows))
         return self.current
 
-    def answer_current(self, value: int) -> Suggestion:
-        """Save label ``value`` for the current suggestion's superpixel; returns it."""
+    def answer_current(self, value: int, save=None) -> Suggestion:
+        """Save label ``value`` for the current suggestion's superpixel (``save(suggestion, value)``
+        when given, e.g. the dock's view first; default :func:`answer`); returns it."""
         s = self.current
         if s is None:
             raise SpnError("no suggestion to answer: the queue is done — run a round for new ones.")
-        answer(self.project, s.image, {s.superpixel: int(value)})
+        if save is None:
+            answer(self.project, s.image, {s.superpixel: int(value)})
+        else:
+            save(s, int(value))
         self.answers += 1
         if int(value) == s.current:
             self.looks += 1

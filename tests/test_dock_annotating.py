@@ -191,8 +191,9 @@ def test_the_run_form_sets_each_steps_options(widget):
 
 def test_checking_suggestions_with_keys_saves_each_answer(widget, labelled_project, qtbot, monkeypatch):
     """Check suggestions: the dock shows the engine's queue in order (image, outlined superpixel,
-    proposed class chosen); Y, C, a tag's number and S answer as a person would, each answer saved
-    at once as a partial correction; the counter counts answers, clicks and looks."""
+    proposed class chosen); Y, C, a tag's number and S answer as a person would, each answer shown
+    at once and saved as a partial correction while the person looks at the next one (stopping
+    writes what is left); the counter counts answers, clicks and looks."""
     from spn_napari.suggest import suggest
     p = Project(labelled_project.root)
     queue = suggest(p, None)
@@ -210,8 +211,10 @@ def test_checking_suggestions_with_keys_saves_each_answer(widget, labelled_proje
     read_photo = store.image
     qtbot.wait(300)  # the person looks; the dock reads the next suggestion's photo ahead meanwhile
     monkeypatch.setattr(store, "image", lambda i: photos_read.append(i) or read_photo(i))
+    written = lambda: qtbot.waitUntil(lambda: widget.annotator.unwritten == 0)  # noqa: E731 the person looks
     qtbot.keyClick(canvas, "y")  # accept the proposal
     assert photos_read == []  # the next photo was read ahead: the answer reads no photo
+    written()
     labels, set_mask = Project(p.root).correction(first.image)
     np.testing.assert_array_equal(set_mask, sp_of(first.image) == first.superpixel)
     assert (labels[set_mask] == first.proposed).all()
@@ -222,6 +225,7 @@ def test_checking_suggestions_with_keys_saves_each_answer(widget, labelled_proje
         np.testing.assert_array_equal(widget.viewer.layers["SP-CAM"].data,
                                       widget.annotator.view(second.image).evidence["sp-cam"][second.proposed - 1])
     qtbot.keyClick(canvas, "c")  # correct as labelled: a look
+    written()
     labels, set_mask = Project(p.root).correction(second.image)
     assert (labels[sp_of(second.image) == second.superpixel] == second.current).all()
     qtbot.keyClick(canvas, "s")  # skip the third: nothing saved for it
@@ -230,12 +234,12 @@ def test_checking_suggestions_with_keys_saves_each_answer(widget, labelled_proje
     assert corr is None or not corr[1][sp_of(third.image) == third.superpixel].any()
     tags = widget.annotator.view(fourth.image).tags
     qtbot.keyClick(canvas, "1")  # the photo's first tag as the answer
-    labels, set_mask = Project(p.root).correction(fourth.image)
-    assert (labels[sp_of(fourth.image) == fourth.superpixel] == tags[0] + 1).all()
     clicks = 1 + (tags[0] + 1 != fourth.current)
     assert panel.counter.text().startswith(f"answers 3 · clicks {clicks} · looks {3 - clicks}")
     widget.show_image((widget.current + 1) % len(p))  # leaving the image saves nothing over the answers
+    panel.button.click()  # stopping at once writes the last answer
+    assert not panel.active and "Suggestion" not in widget.viewer.layers and widget.annotator.unwritten == 0
+    labels, set_mask = Project(p.root).correction(fourth.image)
+    assert (labels[sp_of(fourth.image) == fourth.superpixel] == tags[0] + 1).all()
     labels, set_mask = Project(p.root).correction(first.image)
     assert (labels[sp_of(first.image) == first.superpixel] == first.proposed).all()
-    panel.button.click()
-    assert not panel.active and "Suggestion" not in widget.viewer.layers

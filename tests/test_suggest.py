@@ -155,24 +155,35 @@ def test_a_budget_below_one_is_one_line(budget, labelled_project, tmp_path, caps
     assert tree_state(labelled_project.root) == before and not (tmp_path / "sim").exists()
 
 
-def test_an_answer_reread_into_a_cached_view_equals_a_fresh_read(labelled_project):
-    """Annotator.reload_correction (the dock after an answer) gives the labels and set pixels a
-    view read from scratch gives; the peeked suggestion is the one next() moves to."""
+def test_an_answer_in_the_dock_s_view_is_written_as_the_engine_writes_it(labelled_project, tmp_path):
+    """Annotator.answer (the dock: the view at once, the store later) leaves the store as
+    suggest.answer does on a copy; a later answer stands; reading the image from the store
+    writes it first; the peeked suggestion is the one next() moves to."""
+    import shutil
+
     from spn_napari.annotator import Annotator
     from spn_napari.suggest import SuggestionQueue
     p = Project(labelled_project.root)
+    shutil.copytree(p.root, tmp_path / "copy")
     top = suggest(p, 2)
     queue = SuggestionQueue(p)
     s = queue.next()
     assert s == top[0] and queue.peek() == top[1]
-    ann = Annotator(p)
-    assert ann.reload_correction(s.image) is None  # not cached: nothing to re-read
-    before = ann.view(s.image)
-    queue.answer_current(s.proposed)
-    cached = ann.reload_correction(s.image)
-    fresh = Annotator(Project(p.root)).view(s.image)
-    assert cached is before
-    np.testing.assert_array_equal(cached.labels, fresh.labels)
-    np.testing.assert_array_equal(cached.set_mask, fresh.set_mask)
-    assert (cached.labels[p.read("superpixels", s.image) == s.superpixel] == s.proposed).all()
+    ann = Annotator(p, cache=1)
+    other = (s.proposed % len(p.classes)) + 1  # another class first: the later answer stands
+    ann.answer(s.image, s.superpixel, other)
+    queue.answer_current(s.proposed, save=lambda s, v: ann.answer(s.image, s.superpixel, v))
+    view = ann.view(s.image)
+    assert p.correction(s.image) is None or not p.correction(s.image)[1].any()  # not written yet
+    assert ann.unwritten == 1 and (view.labels[view.superpixels == s.superpixel] == s.proposed).all()
+    ann.view((s.image + 1) % len(p))  # evicts the answered view (cache of 1): the answer is kept
+    ann.view(s.image)  # read from the store again: written first
+    assert ann.unwritten == 0 and queue.clicks == 1
+    copy = Project(tmp_path / "copy")
+    answer(copy, s.image, {s.superpixel: s.proposed})
+    for got, want in zip(p.correction(s.image), copy.correction(s.image)):
+        np.testing.assert_array_equal(got, want)
+    np.testing.assert_array_equal(ann.view(s.image).labels, Annotator(copy).view(s.image).labels)
+    with pytest.raises(SpnError, match="superpixel"):
+        ann.answer(s.image, 10**6, s.proposed)
     assert queue.next() == top[1]

@@ -262,7 +262,7 @@ class AnnotatorWidget(QWidget):
         ``_fit_view`` and ``_one_frame``."""
         if self.annotator is None or i is None:
             return
-        self.save()
+        self.save(answers=False)  # answers are written on their own timer (SuggestionsPanel)
         self.current = i
         self._select_row(i)
         view = self.annotator.view(i)
@@ -453,14 +453,11 @@ class AnnotatorWidget(QWidget):
             self.viewer.layers["Unsure"].visible = on
 
     def refresh_shown_labels(self, i: int) -> None:
-        """Image i's correction was saved from elsewhere (a suggestion's answer): re-read it into
-        its view, and when it is shown, put its labels into the layer (nothing to save: layer and
-        view agree — a stale layer would be saved over the answer)."""
-        view = self.annotator.reload_correction(i)
-        if view is None and self.current == i:  # not cached: the layer must still follow the saved answer
-            view = self.annotator.view(i)
-        if view is not None and self.current == i and "labels" in self.viewer.layers:
-            layer, new = self.labels_layer, view.labels
+        """Image i's view changed from elsewhere (a suggestion's answer, set in the view): when it
+        is shown, put its labels into the layer (nothing to save: layer and view agree — a stale
+        layer would be saved over the answer)."""
+        if self.current == i and "labels" in self.viewer.layers:
+            layer, new = self.labels_layer, self.annotator.view(i).labels
             changed = np.asarray(layer.data) != new  # (H, W): the answered superpixel's pixels
             if changed.any():  # painted in place: napari uploads the changed rows, not the image
                 with layer.block_history():
@@ -571,12 +568,17 @@ class AnnotatorWidget(QWidget):
         self.image_list.update_row(self.current)  # its status; the other rows are as they were
         self.next_unreviewed()
 
-    def save(self) -> bool:
-        """Store the shown image's edits (autosave, image switch, close). A failure is shown and
-        the edits stay in the layer, to be saved on the next attempt."""
-        if self.annotator is None or self.current is None or "labels" not in self.viewer.layers:
+    def save(self, answers: bool = True) -> bool:
+        """Store the shown image's edits (autosave, image switch, close) and, unless ``answers``
+        is False, the suggestions' answers not written yet. A failure is shown and the edits stay
+        in the layer (the answers in the dock's views), to be saved on the next attempt."""
+        if self.annotator is None:
             return False
         try:
+            if answers:
+                self.annotator.write_answers()
+            if self.current is None or "labels" not in self.viewer.layers:
+                return False
             wrote = self.annotator.save(self.current, np.asarray(self.labels_layer.data))
         except (OSError, SpnError) as exc:
             self.unsaved_error = str(exc)

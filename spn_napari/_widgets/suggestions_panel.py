@@ -18,6 +18,7 @@ from .steady_label import SteadyLabel
 
 LAYER = "Suggestion"
 READ_AHEAD_MS = 150  # after the suggestion's frame is out (~50-100 ms); a person takes far longer to answer
+WRITE_MS = 100  # an answer is written this long after it is shown answered: in the person's look, not their wait
 OUTLINE = {"name": "spn suggestion", "colors": [[0.0, 1.0, 1.0, 0.0], [0.0, 1.0, 1.0, 1.0]]}  # cyan
 
 
@@ -45,6 +46,8 @@ class SuggestionsPanel(QWidget):
         self.counter = SteadyLabel("answers 0 · clicks 0 · looks 0")
         self._ahead = QTimer(self, singleShot=True, interval=READ_AHEAD_MS)
         self._ahead.timeout.connect(self._read_ahead)
+        self._write = QTimer(self, singleShot=True, interval=WRITE_MS)
+        self._write.timeout.connect(host.save)  # the view's answers with the person's strokes
         row = QHBoxLayout()
         row.addWidget(self.button)
         row.addWidget(self.counter, 1)
@@ -87,6 +90,8 @@ class SuggestionsPanel(QWidget):
     def stop(self) -> None:
         self.queue = None
         self._ahead.stop()
+        self._write.stop()
+        self.host.save()  # the answers not written yet
         if LAYER in self.host.viewer.layers:
             self.host.viewer.layers.remove(LAYER)
         if self.button.isChecked():
@@ -130,19 +135,26 @@ class SuggestionsPanel(QWidget):
                 pass  # only the time is lost: showing it reads it again and reports what fails
 
     def answer(self, value: int) -> None:
-        """Save ``value`` for the shown suggestion and move on."""
+        """Set ``value`` for the shown suggestion in the dock's view and move on; the answer is
+        written to the project :data:`WRITE_MS` later, while the person looks at the next one
+        (as autosave writes strokes; any save, switch of project, round or close writes it first)."""
         if self.queue is None or self.queue.current is None:
             return
         host = self.host
-        host.save()  # the person's own strokes first, so the answer lands on top of them
+        if not host.save():  # the person's strokes first, so the answer lands on top of them
+            if host.unsaved_error:
+                return  # shown: nothing is answered over edits that could not be saved
+        annotator = host.annotator
         try:
-            s = self.queue.answer_current(value)
+            s = self.queue.answer_current(value, save=lambda s, v: annotator.answer(s.image, s.superpixel, v))
         except (OSError, SpnError) as exc:
-            host.notify(f"could not save the answer: {exc} — try again", error=True)
+            host.notify(f"could not take the answer: {exc} — try again", error=True)
             return
         host.refresh_shown_labels(s.image)
         self._count()
         self.show_next()
+        if not self._write.isActive():
+            self._write.start()
 
     def accept(self) -> None:
         if self.queue is not None and self.queue.current is not None:
