@@ -11,7 +11,16 @@ import pytest
 from spn_napari.errors import SpnError
 from spn_napari.labels import current_labels
 from spn_napari.store import Project
-from spn_napari.suggest import PER_IMAGE, WEIGHTS, answer, image_suggestions, suggest
+from spn_napari.suggest import (
+    PER_IMAGE,
+    ROUND_WEIGHTS,
+    WEIGHTS,
+    answer,
+    image_suggestions,
+    suggest,
+    superpixel_parts,
+    weights_for,
+)
 
 from conftest import assert_user_error, cli, tree_state
 
@@ -75,6 +84,18 @@ def test_the_default_weights_are_the_ones_the_held_out_folds_chose():
     assert held["default"] > held["random"] and held["chosen"] > held["random"]
 
 
+def test_after_a_round_the_weights_are_the_ones_its_held_out_folds_chose():
+    """After a round, the score's weights are what every fold of benchmarks/suggest_fit.py chose on
+    msrc-dev after round 1 (its JSON, committed); held out, they fixed more pixels than a random
+    order and than the pseudo-labels' weights, which after a round fall behind random."""
+    from pathlib import Path
+    res = json.loads((Path(__file__).resolve().parents[1] / "benchmarks/results/suggest_fit_round1.json").read_text())
+    assert res["current_round"] == 1 and res["most_chosen"] == res["default"] == (
+        f"disagree {ROUND_WEIGHTS.disagree:g}, margin {ROUND_WEIGHTS.margin:g}, size {ROUND_WEIGHTS.size:g}")
+    held = res["held_out_fixed_pixels"]
+    assert held["default"] > held["random"] > held["pseudo_label_weights"]
+
+
 def test_the_ranking_is_kept_in_the_project_and_follows_answers_and_rounds(labelled_project):
     """The first ranking writes the index; the next reads it (no new version); an answer rescores
     only its photo; a round's new labels make it stale, so it is written again."""
@@ -91,8 +112,15 @@ def test_the_ranking_is_kept_in_the_project_and_follows_answers_and_rounds(label
     fresh = sorted((x for i in range(len(p)) for x in sorted(image_suggestions(p, i), key=lambda x: -x.score)[:PER_IMAGE]),
                    key=lambda x: (-x.score, x.image, x.superpixel))
     assert after == fresh and all((x.image, x.superpixel) != (s.image, s.superpixel) for x in after)
+    assert weights_for(p) is WEIGHTS
     run(run_round(p, RoundConfig(epochs=1, batch_size=4, device="cpu", scales=(48, 64))))
     assert p.artifact("suggestions/index")["meta"]["round"] == 1  # the round wrote it for its labels
+    assert weights_for(p) is ROUND_WEIGHTS  # after a round: 1 + 0.5 × disagreement with its labels, alone
+    for i in range(len(p)):
+        parts = superpixel_parts(p, i)
+        if parts is not None:
+            got = {x.superpixel: x.score for x in image_suggestions(p, i)}
+            assert got == {int(row[0]): 1.0 + 0.5 * row[3] for row in parts}
     rebuilt = p.artifact("suggestions/index")["version"]
     assert suggest(p, 5) == sorted((x for i in range(len(p)) for x in image_suggestions(p, i)),
                                    key=lambda x: (-x.score, x.image, x.superpixel))[:5]
