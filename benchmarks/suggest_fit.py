@@ -123,6 +123,7 @@ def main() -> int:
            "held_out_ratio_chosen_to_default": held["chosen"] / max(held["default"], 1.0),
            "held_out_ratio_default_to_random": held["default"] / max(held["random"], 1.0),
            "held_out_ratio_default_to_hand_set": held["default"] / max(held["hand_set"], 1.0),
+           "held_out_ratio_default_to_pseudo_label_weights": held["default"] / max(held["pseudo_label_weights"], 1.0),
            "held_out_ratio_chosen_to_hand_set": held["chosen"] / max(held["hand_set"], 1.0),
            "current_round": p.current_round(),  # None: the pseudo-labels, no round yet
            "command": command_line()}
