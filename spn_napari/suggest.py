@@ -143,13 +143,13 @@ def superpixel_parts(project: Project, i: int) -> np.ndarray | None:
                     1).astype(np.float64)
 
 
-def _image_table(project: Project, i: int) -> np.ndarray | None:
+def _image_table(project: Project, i: int, weights: ScoreWeights) -> np.ndarray | None:
     """Image i's checkable superpixels as one (M, 5) float64 array: superpixel, current, proposed,
-    score (:func:`weights_for`), pixels."""
+    score (``weights``: :func:`weights_for`, asked once per ranking, not per photo), pixels."""
     parts = superpixel_parts(project, i)
     if parts is None:
         return None
-    return np.stack([parts[:, 0], parts[:, 1], parts[:, 2], weights_for(project).score(parts), parts[:, 6]], 1)
+    return np.stack([parts[:, 0], parts[:, 1], parts[:, 2], weights.score(parts), parts[:, 6]], 1)
 
 
 def _suggestion(project: Project, i: int, row) -> Suggestion:
@@ -158,7 +158,7 @@ def _suggestion(project: Project, i: int, row) -> Suggestion:
 
 def image_suggestions(project: Project, i: int) -> list[Suggestion]:
     """Every checkable superpixel of image i, scored (in superpixel order)."""
-    table = _image_table(project, i)
+    table = _image_table(project, i, weights_for(project))
     return [] if table is None else [_suggestion(project, i, row) for row in table]
 
 
@@ -172,9 +172,9 @@ def _stamp(project: Project) -> dict:
 def _rows(project: Project, images) -> np.ndarray:
     """(M, 6) float64 rows (image, superpixel, current, proposed, score, pixels) of ``images``:
     each image's PER_IMAGE best superpixels."""
-    tables = []
+    tables, weights = [], weights_for(project)
     for i in images:
-        table = _image_table(project, i)
+        table = _image_table(project, i, weights)
         if table is not None and len(table):
             table = table[np.argsort(-table[:, 3], kind="stable")[:PER_IMAGE]]
             tables.append(np.concatenate([np.full((len(table), 1), i, np.float64), table], 1))

@@ -141,9 +141,9 @@ class SuggestionsPanel(QWidget):
         if self.queue is None or self.queue.current is None:
             return
         host = self.host
-        if not host.save():  # the person's strokes first, so the answer lands on top of them
-            if host.unsaved_error:
-                return  # shown: nothing is answered over edits that could not be saved
+        host.save()  # the person's strokes first, so the answer lands on top of them
+        if host.unsaved_error:
+            return  # shown: nothing is answered over edits that could not be saved
         annotator = host.annotator
         try:
             s = self.queue.answer_current(value, save=lambda s, v: annotator.answer(s.image, s.superpixel, v))
