@@ -22,7 +22,8 @@ Full supervision (the same net on every mask) and the superpixel oracle (every s
 class: what clicking can reach) are drawn as lines. Writes the JSON and a PNG of the curves.
 All runs take as long as ``simulate`` takes: on msrc-dev and 2 CPU cores, hours; ``--epochs``
 shortens each round (the curves then say less). The JSON is written after each curve, and
-``--resume`` runs only the curves it does not hold yet (a run may span several sittings).
+``--resume`` runs only the curves it does not hold yet (a run may span several sittings); ``--again``
+with ``--only`` runs the named curves again (the JSON names the ranking each suggestion curve used).
 ``--only`` runs the named curves alone: the two whole-image curves and full supervision are
 independent, so on two cores two processes of one thread each (``SPN_NAPARI_THREADS=1``) can
 run side by side into the same JSON; the suggestion curves need the random whole-image curve's
@@ -41,7 +42,7 @@ import shutil
 import sys
 import time
 from contextlib import contextmanager
-from dataclasses import replace
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import torch
@@ -52,6 +53,7 @@ from spn_napari.rounds import RoundConfig
 from spn_napari.runtime import default_threads
 from spn_napari.simulate import SimulateConfig, simulate
 from spn_napari.store import Project
+from spn_napari.suggest import ROUND_WEIGHTS, WEIGHTS
 
 from _machine import command_line, cpu_model, write_results  # benchmarks/ is on sys.path when run as a script
 
@@ -177,6 +179,9 @@ def main() -> int:
     ap.add_argument("--only", default=None, metavar="CURVE[;CURVE]",
                     help="run only these curves (implies --resume; several such processes may share --out): "
                          + "; ".join(CURVES))
+    ap.add_argument("--again", action="store_true",
+                    help="with --only: run the named curves even where --out holds them (the old one stays until "
+                         "the new one lands; e.g. after the ranking changed)")
     a = ap.parse_args()
     only = CURVES if a.only is None else tuple(c.strip() for c in a.only.split(";") if c.strip())
     if not only or (bad := [c for c in only if c not in CURVES]):
@@ -216,7 +221,7 @@ def main() -> int:
     for name in only:
         with locked(out):
             res = read_results(out, settings)
-        if name in res["results"]:
+        if name in res["results"] and not a.again:
             continue
         cfg = config(name, res)
         if cfg is None:
@@ -258,6 +263,9 @@ def main() -> int:
                 res["curves"][name] = curve(got)
             if name in NEEDS_BUDGET:
                 res["budget_per_round"] = budgets(res)
+            if cfg.annotator == "suggestions":  # which ranking made this curve: curves from older code differ
+                res.setdefault("rankings", {})[name] = {"pseudo_labels": asdict(WEIGHTS),
+                                                        "after_a_round": asdict(ROUND_WEIGHTS)}
             res["results"][name] = {k: got[k] for k in ("superpixel_oracle_miou", "full_supervision_miou")}
             summarise(res)
             write_results(out, res)

@@ -9,6 +9,8 @@ import pytest
 
 pytest.importorskip("napari")
 from spn_napari._widgets.napari_adapter import (  # noqa: E402
+    ACTIVATE_ON_INSERT,
+    adding_unselected,
     canvas_widget,
     colormap_rebuilders,
     dims_updater,
@@ -35,6 +37,25 @@ def test_dims_updater_is_the_data_handler_that_recomputes_the_dims(make_napari_v
     reference = make_napari_viewer()
     reference.add_image(np.zeros((30, 40), np.float32))
     assert tuple(viewer.dims.range) == tuple(reference.dims.range) != before
+
+
+def test_layers_added_unselected_leave_the_selection_and_the_controls_as_they_were(make_napari_viewer):
+    """Inside the block, added layers are not selected and the layer-controls panel is not
+    switched to them; after it, napari selects an added layer again, as it does by itself."""
+    viewer = make_napari_viewer()
+    first = viewer.add_image(np.zeros((8, 8), np.float32), name="first")
+    assert getattr(viewer.layers, ACTIVATE_ON_INSERT, None) is True, \
+        "napari's layer list has no _activate_on_insert switch: update the adapter"
+    controls = viewer.window._qt_viewer.controls  # noqa: SLF001 — what a selection switches
+    shown = controls.currentWidget()
+    with adding_unselected(viewer):
+        viewer.add_image(np.zeros((8, 8), np.float32), name="second")
+        viewer.add_labels(np.zeros((8, 8), np.int32), name="third")
+    assert viewer.layers.selection.active is first and set(viewer.layers.selection) == {first}
+    assert controls.currentWidget() is shown
+    assert [layer.name for layer in viewer.layers] == ["first", "second", "third"]
+    fourth = viewer.add_image(np.zeros((8, 8), np.float32), name="fourth")
+    assert viewer.layers.selection.active is fourth
 
 
 def test_colormap_rebuilders_are_the_vispy_labels_handlers_and_block(make_napari_viewer, monkeypatch):

@@ -41,7 +41,7 @@ from ..annotator import Annotator, superpixel_fill, swap_class
 from ..errors import SpnError
 from ..napari_io import LABELS_OPACITY, evidence_limits, layer_specs
 from .image_list import ImageListModel
-from .napari_adapter import colormap_rebuilders, dims_updater, layer_list_views, reset_undo_history
+from .napari_adapter import adding_unselected, colormap_rebuilders, dims_updater, layer_list_views, reset_undo_history
 from .rounds_panel import RoundsPanel
 from .run_panel import RunPanel
 from .section import Section
@@ -315,8 +315,9 @@ class AnnotatorWidget(QWidget):
 
     def _set_layers(self, specs) -> None:
         """Set each layer of ``specs`` (napari LayerData tuples) to its data, adding missing ones,
-        with napari's dims recomputed once at most (:meth:`_replacing_data`)."""
-        with self._replacing_data(list(self.viewer.layers)):
+        with napari's dims recomputed once at most (:meth:`_replacing_data`). Added layers are not
+        selected (:func:`.napari_adapter.adding_unselected`): ``show_image`` selects the labels once."""
+        with self._replacing_data(list(self.viewer.layers)), adding_unselected(self.viewer):
             for data, kwargs, kind in specs:
                 name = kwargs["name"]
                 if name not in self.viewer.layers:

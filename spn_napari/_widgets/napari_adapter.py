@@ -1,6 +1,6 @@
 """The napari internals the dock relies on, each behind one small function.
 
-napari 0.9 has no public API for these four things, and each saves the dock time or keeps undo
+napari 0.9 has no public API for these things, and each saves the dock time or keeps undo
 per image. Everything else the dock does goes through napari's public API (layer events and their
 blockers, ``viewer.canvas.size``, ``viewer.scene.camera``, ``Labels.block_history``, layer
 metadata). ``tests/test_napari_adapter.py`` drives each function on a real viewer and fails when
@@ -15,6 +15,9 @@ the function degrades to what napari does by itself (only the time is lost), nev
   rebuilds them when the dtype changes).
 - :func:`reset_undo_history` — ``Labels._reset_history``: undo must not cross from one image's
   data to the next one's.
+- :func:`adding_unselected` — ``SelectableEventedList._activate_on_insert``: napari selects each
+  layer it adds, and each selection switches the layer-controls panel (~15-25 ms of Qt layout per
+  switch); the dock adds its layers in a batch and selects the one it paints on once, after.
 - :func:`layer_list_views` — napari's layer list is a ``QListView`` inside the main window: the
   dock lays its rows out before the next frame (see ``AnnotatorWidget._one_frame``).
 - :func:`main_window` and :func:`canvas_widget` — ``Window._qt_window`` and the vispy canvas's
@@ -24,16 +27,18 @@ the function degrades to what napari does by itself (only the time is lost), nev
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 from qtpy.QtWidgets import QListView, QWidget
 
-__all__ = ["dims_updater", "colormap_rebuilders", "reset_undo_history", "layer_list_views", "main_window",
-           "canvas_widget", "DIMS_UPDATER", "COLORMAP_REBUILDER", "RESET_HISTORY"]
+__all__ = ["dims_updater", "colormap_rebuilders", "reset_undo_history", "adding_unselected", "layer_list_views", "main_window",
+           "canvas_widget", "DIMS_UPDATER", "COLORMAP_REBUILDER", "RESET_HISTORY", "ACTIVATE_ON_INSERT"]
 
 DIMS_UPDATER = "_on_layers_change"  # napari.components.ViewerModel
 COLORMAP_REBUILDER = "_on_colormap_change"  # napari._vispy.layers.labels.VispyLabelsLayer
 RESET_HISTORY = "_reset_history"  # napari.layers.Labels
+ACTIVATE_ON_INSERT = "_activate_on_insert"  # napari.utils.events.containers.SelectableEventedList
 
 
 def dims_updater(viewer) -> Callable[[], None] | None:
@@ -61,6 +66,23 @@ def reset_undo_history(layer) -> None:
     reset = getattr(layer, RESET_HISTORY, None)
     if reset is not None:
         reset()
+
+
+@contextmanager
+def adding_unselected(viewer) -> Iterator[None]:
+    """While in this block, layers added to ``viewer`` are not selected (napari selects each one,
+    and each selection lays the layer-controls panel out anew); select the one wanted after.
+    Where napari has no such switch, each added layer is selected, as napari does by itself."""
+    layers = viewer.layers
+    before = getattr(layers, ACTIVATE_ON_INSERT, None)
+    if before is None:
+        yield
+        return
+    setattr(layers, ACTIVATE_ON_INSERT, False)
+    try:
+        yield
+    finally:
+        setattr(layers, ACTIVATE_ON_INSERT, before)
 
 
 def layer_list_views(window: QWidget) -> list[QListView]:

@@ -14,6 +14,7 @@ from qtpy.QtWidgets import QHBoxLayout, QPushButton, QVBoxLayout, QWidget
 
 from ..errors import SpnError
 from ..suggest import SuggestionQueue
+from .napari_adapter import adding_unselected
 from .steady_label import SteadyLabel
 
 LAYER = "Suggestion"
@@ -116,9 +117,9 @@ class SuggestionsPanel(QWidget):
         if LAYER in viewer.layers:
             host.set_layer_data(LAYER, outline)
         else:
-            viewer.add_image(outline, name=LAYER, colormap=OUTLINE, contrast_limits=(0, 1), blending="translucent",
-                             metadata={"spn_project": str(host.annotator.project.root)})
-            viewer.layers.selection.active = host.labels_layer
+            with adding_unselected(viewer):  # the labels stay selected: the person paints on them
+                viewer.add_image(outline, name=LAYER, colormap=OUTLINE, contrast_limits=(0, 1),
+                                 blending="translucent", metadata={"spn_project": str(host.annotator.project.root)})
         now, proposed = s.names(host.annotator.project)
         host.status.setText(f"{s.name}, superpixel {s.superpixel}: {now} → {proposed}?  "
                             f"Y yes · 1–9 another tag · C correct · S skip")
