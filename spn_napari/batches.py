@@ -72,12 +72,16 @@ class FigureGroundSamples(_StoreDataset):
     Item (j, side, flip) -> {x (3,S,S) or, with ``features``, the cached f (Cb,g,g), target (S,S)
     int64 1 figure / 0 ground / 255 ignore, mask (C,) one-hot class, index}. ``samples[j] = (i, c)``; image i's label map comes from
     ``target_of(project, i)`` (the round's targets: pseudo-labels with corrections applied).
+    With ``weight_of`` (``(project, i)`` -> (H, W) uint8, 1 where a person set the pixel), items
+    also hold weight (S,S) float32: ``weight`` on those pixels, 1 elsewhere (the loss's weights).
     """
 
     def __init__(self, project: Project, samples: Sequence[tuple[int, int]], target_of, *,
-                 flip: bool = True, features: dict[int, str] | None = None) -> None:
+                 flip: bool = True, features: dict[int, str] | None = None, weight_of=None,
+                 weight: float = 1.0) -> None:
         self.root, self.samples, self.target_of = project.root, list(samples), target_of
         self.features, self.flip = features, flip and not features
+        self.weight_of, self.weight = weight_of, float(weight)
         self.n_classes = len(project.classes)
 
     def __len__(self) -> int:
@@ -94,8 +98,11 @@ class FigureGroundSamples(_StoreDataset):
             inputs = {"x": fit_to_canvas(p.image(i), None, side, flip=flip)[0]}  # (3, S, S)
         labels = fit_mask_to_canvas(self.target_of(p, i), side, flip=flip)  # (S, S), 255 padding
         target = torch.where(labels == IGNORE, IGNORE, (labels == c + 1).long())
-        return {**inputs, "target": target, "mask": F.one_hot(torch.tensor(c), self.n_classes).float(),
-                "index": i}
+        item = {**inputs, "target": target, "mask": F.one_hot(torch.tensor(c), self.n_classes).float(), "index": i}
+        if self.weight_of is not None:
+            person = fit_mask_to_canvas(self.weight_of(p, i), side, flip=flip, fill=0)  # (S, S): 1 set by a person
+            item["weight"] = torch.where(person == 1, self.weight, 1.0).float()
+        return item
 
 
 def collate(items: list[dict]) -> dict:

@@ -275,6 +275,7 @@ def _round_config(a: argparse.Namespace, device: str | None = None):
                        lr=a.lr, device=device or a.device, seed=a.seed, workers=a.workers,
                        scales=_scales(a.scales), start_from=a.start_from, state=getattr(a, "state", None),
                        reviewed_weight=_positive("--reviewed-weight", a.reviewed_weight),
+                       reviewed_weight_on=a.reviewed_weight_on,
                        ignore_band=_band(a.ignore_band), compile=getattr(a, "compile", False),
                        cache=not a.no_cache,
                        predict_sides=_scales(getattr(a, "predict_sides", None), "--predict-sides"),
@@ -536,7 +537,10 @@ def _round_args(s: argparse.ArgumentParser) -> None:
     s.add_argument("--workers", type=int, default=0, help="data loader processes")
     s.add_argument("--start-from", default=d.start_from, help="round 0's pseudo-labels: auto (default: the project's), fused, sp-cam or cam")
     s.add_argument("--reviewed-weight", type=int, default=d.reviewed_weight,
-                   help=f"draw corrected images this many times as often as the others (default {d.reviewed_weight})")
+                   help=f"a person's labels weigh this many times as much as the model's (default {d.reviewed_weight})")
+    s.add_argument("--reviewed-weight-on", choices=("images", "pixels"), default=d.reviewed_weight_on,
+                   help="images: draw corrected images --reviewed-weight times as often; pixels: weigh each "
+                        f"pixel a person set --reviewed-weight times in the loss (default {d.reviewed_weight_on})")
     s.add_argument("--ignore-band", type=float, default=d.ignore_band,
                    help="round 1: leave pixels out of the loss whose SPN evidence lies this close to the 50%% "
                         f"threshold, unless a person set them; 0 trains on every pixel (default {d.ignore_band})")

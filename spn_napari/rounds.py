@@ -58,11 +58,27 @@ class RoundConfig:
     start_from: str = "auto"  # round 0's labels: the pseudo-labels of this method ("auto": the project's)
     state: str | None = None  # training-state file: resume from it if present, rewrite it every epoch
     compile: bool = False  # torch.compile the segmentation net's conv stages
-    reviewed_weight: int = 10  # a corrected image is drawn this many times as often as the others
+    reviewed_weight: int = 10  # a person's labels weigh this many times as much as the model's
+    reviewed_weight_on: str = "images"  # "images": a corrected image is drawn reviewed_weight times as often;
+    # "pixels": each pixel a person set weighs reviewed_weight in the loss (a photo with a few checked
+    # superpixels is not drawn more often for the unchecked rest of it)
     ignore_band: float = 0.2  # round 1: ignore pixels whose SPN evidence is this close to the threshold
     cache: bool = True  # train and predict from the frozen encoder's cached maps (spn_napari.features)
     predict_sides: tuple[int, ...] | None = None  # test-time sides; None: the middle training side (round_views)
     predict_flip: bool = False  # also predict each side's mirrored canvas, averaged
+
+
+WEIGHT_ON = ("images", "pixels")
+
+
+@dataclass(frozen=True)
+class _PersonPixels:
+    """FigureGroundSamples' weight reader: (H, W) uint8, 1 where a person set the pixel."""
+
+    def __call__(self, project: Project, i: int) -> np.ndarray:
+        corr = project.correction(i)
+        info = project.images[i]
+        return np.zeros((info.height, info.width), np.uint8) if corr is None else corr[1].astype(np.uint8)
 
 
 @dataclass(frozen=True)
@@ -118,6 +134,8 @@ def run_round(project: Project, cfg: RoundConfig = RoundConfig()) -> Iterator[Ev
     'done' with the round's record. Stopping the generator leaves the rounds as they were (the
     first call records round 0, the pseudo-labels, before it trains).
     """
+    if cfg.reviewed_weight_on not in WEIGHT_ON:
+        raise SpnError(f"--reviewed-weight-on {cfg.reviewed_weight_on}: use {' or '.join(WEIGHT_ON)}.")
     device = resolve_device(cfg.device)
     parent = current_round(project)
     if parent is None:
@@ -142,7 +160,7 @@ def run_round(project: Project, cfg: RoundConfig = RoundConfig()) -> Iterator[Ev
         if reviews[i] == "rejected":
             continue
         present = present_classes(project, i)
-        repeat = cfg.reviewed_weight if corrected[i] else 1
+        repeat = cfg.reviewed_weight if corrected[i] and cfg.reviewed_weight_on == "images" else 1
         samples += [(i, c) for c in present] * repeat
         distinct += len(present)
     if not samples:
@@ -153,9 +171,12 @@ def run_round(project: Project, cfg: RoundConfig = RoundConfig()) -> Iterator[Ev
         compile_convs(model.seg)
     net = distributed.wrap(model, device)
     rank, world = distributed.rank_world()
-    data = FigureGroundSamples(project, samples, _Targets(cfg.ignore_band, round0_method(project)), features=cache)
-    # Corrected images are listed reviewed_weight times, and each epoch draws as many samples as
-    # there are distinct ones: clean labels weigh more while an epoch costs the same.
+    by_pixel = cfg.reviewed_weight_on == "pixels" and cfg.reviewed_weight != 1
+    data = FigureGroundSamples(project, samples, _Targets(cfg.ignore_band, round0_method(project)), features=cache,
+                               weight_of=_PersonPixels() if by_pixel else None, weight=cfg.reviewed_weight)
+    # Corrected images are listed reviewed_weight times (or, by pixels, their set pixels weigh more
+    # in the loss), and each epoch draws as many samples as there are distinct ones: clean labels
+    # weigh more while an epoch costs the same.
     sampler = MultiScaleBatches(len(samples), batch_size=cfg.batch_size, scales=scales, seed=cfg.seed,
                                 rank=rank, world=world, drop_last=world > 1, epoch_size=distinct)
     loader = DataLoader(data, batch_sampler=sampler, collate_fn=collate, num_workers=cfg.workers,
@@ -171,11 +192,12 @@ def run_round(project: Project, cfg: RoundConfig = RoundConfig()) -> Iterator[Ev
             logits = net(x, batch["mask"].to(device), backbone=f)
         valid = target != IGNORE
         hits = ((logits.detach().argmax(1) == target) & valid).sum().item()
-        return decoupled_loss(logits, target), {"pixel_accuracy": (hits, int(valid.sum()))}
+        weight = batch["weight"].to(device) if "weight" in batch else None  # (B, S, S)
+        return decoupled_loss(logits, target, weight), {"pixel_accuracy": (hits, int(valid.sum()))}
 
     yield from fit(model, loader, sampler, step, epochs=cfg.epochs, lr=cfg.lr, weight_decay=cfg.weight_decay,
                    state=cfg.state, fingerprint={"trainer": "decoupled", "round": k, "parent": parent,
-                                                 "samples": len(samples), "weight": cfg.reviewed_weight, "band": cfg.ignore_band,
+                                                 "samples": len(samples), "weight": cfg.reviewed_weight, "weight_on": cfg.reviewed_weight_on, "band": cfg.ignore_band,
                                                  "corrections": project.corrections_version(), "seed": cfg.seed,
                                                  "cached": bool(cache)})
     model.eval()

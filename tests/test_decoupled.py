@@ -125,6 +125,30 @@ def test_loss_ignores_255_and_matches_a_float64_reference():
     assert decoupled_loss(logits, torch.full_like(target, IGNORE)).item() == 0.0
 
 
+def test_weighted_loss_is_the_weighted_mean_of_a_float64_reference():
+    """With per-pixel weights: sum w·loss / sum w over the pixels not ignored (a loop in float64);
+    weights of one give the unweighted loss, and an ignored pixel's weight counts for nothing."""
+    torch.manual_seed(5)
+    logits = torch.randn(2, 2, 4, 6)
+    target = torch.randint(0, 2, (2, 4, 6))
+    target[1, 0] = IGNORE
+    weight = torch.where(torch.rand(2, 4, 6) < 0.3, 10.0, 1.0)
+    weight[1, 0] = 1000.0  # on ignored pixels: must not count
+    lg, num, den = logits.double(), 0.0, 0.0
+    for b in range(2):
+        for i in range(4):
+            for j in range(6):
+                t = int(target[b, i, j])
+                if t != IGNORE:
+                    w = float(weight[b, i, j])
+                    num -= w * float(lg[b, t, i, j] - torch.logsumexp(lg[b, :, i, j], 0))
+                    den += w
+    assert decoupled_loss(logits, target, weight).item() == pytest.approx(num / den, rel=1e-5)
+    assert decoupled_loss(logits, target, torch.ones(2, 4, 6)).item() == pytest.approx(
+        decoupled_loss(logits, target).item(), rel=1e-6)
+    assert decoupled_loss(logits, torch.full_like(target, IGNORE), weight).item() == 0.0
+
+
 def test_overfits_a_few_images():
     """Four demo images, their true masks as targets: the net learns them (pixel accuracy ≥ 0.9)."""
     torch.manual_seed(0)

@@ -147,6 +147,44 @@ def test_corrected_images_are_drawn_more_often_at_the_same_epoch_cost(labelled_p
     assert counts[1] / len(p.images[1].tags) > 2.5 * np.mean(others)
 
 
+def test_by_pixels_a_person_s_pixels_weigh_more_and_no_image_is_drawn_more_often(labelled_project, monkeypatch):
+    """--reviewed-weight-on pixels: every sample once an epoch (a photo with a few set pixels is
+    not drawn more often), and each item's weight map is reviewed_weight exactly on the pixels a
+    person set, placed on the canvas as the target is (a reference built with fit_mask_to_canvas),
+    1 elsewhere; the loss is handed those weights."""
+    from spn_napari.data.transforms import fit_mask_to_canvas
+    from spn_napari.models import decoupled
+    p = labelled_project
+    labels, set_mask = _stroke(p, 1, p.images[1].tags[0] + 1)
+    p.save_correction(1, labels, set_mask)
+    seen, weights = [], []
+    orig = FigureGroundSamples.__getitem__
+
+    def spy(self, key):
+        item = orig(self, key)
+        j, side, flip = key
+        i = self.samples[j][0]
+        seen.append(i)
+        person = set_mask if i == 1 else np.zeros((p.images[i].height, p.images[i].width), bool)
+        want = torch.where(fit_mask_to_canvas(person.astype(np.uint8), side, flip=flip and self.flip, fill=0) == 1,
+                           5.0, 1.0)
+        torch.testing.assert_close(item["weight"], want)
+        return item
+    monkeypatch.setattr(FigureGroundSamples, "__getitem__", spy)
+    loss = decoupled.decoupled_loss
+    monkeypatch.setattr("spn_napari.rounds.decoupled_loss",
+                        lambda logits, target, weight=None: weights.append(weight) or loss(logits, target, weight))
+    epochs = 2
+    run(run_round(p, dataclasses.replace(FAST, epochs=epochs, reviewed_weight=5, reviewed_weight_on="pixels")))
+    distinct = sum(len(info.tags) for info in p.images)
+    assert len(seen) == epochs * distinct
+    assert sorted(np.bincount(seen, minlength=len(p)) // epochs) == sorted(len(info.tags) for info in p.images)
+    assert weights and all(w is not None for w in weights)
+    assert any((w == 5.0).any() for w in weights)  # image 1's set pixels reached the loss
+    with pytest.raises(SpnError, match="--reviewed-weight-on"):
+        run(run_round(p, dataclasses.replace(FAST, reviewed_weight_on="superpixels")))
+
+
 def test_sampler_epoch_size_draws_a_fresh_subset():
     s = MultiScaleBatches(20, batch_size=3, scales=(32,), seed=1, epoch_size=8)
     firsts = []

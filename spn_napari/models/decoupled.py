@@ -176,8 +176,15 @@ class DecoupledNet(nn.Module):
                 "state_dict": self.state_dict(), **extra}
 
 
-def decoupled_loss(logits: Tensor, target: Tensor) -> Tensor:
-    """Softmax loss of (B, 2, H, W) logits against (B, H, W) targets in {0, 1, IGNORE}."""
-    if not (target != IGNORE).any():
+def decoupled_loss(logits: Tensor, target: Tensor, weight: Tensor | None = None) -> Tensor:
+    """Softmax loss of (B, 2, H, W) logits against (B, H, W) targets in {0, 1, IGNORE}: the mean
+    over the pixels not ignored, or with (B, H, W) ``weight`` their weighted mean
+    (sum w·loss / sum w), so that a person's pixels can weigh more than the model's own labels."""
+    valid = target != IGNORE  # (B, H, W)
+    if not valid.any():
         return logits.sum() * 0.0
-    return F.cross_entropy(logits.float(), target.long(), ignore_index=IGNORE)
+    if weight is None:
+        return F.cross_entropy(logits.float(), target.long(), ignore_index=IGNORE)
+    loss = F.cross_entropy(logits.float(), target.long(), ignore_index=IGNORE, reduction="none")  # (B, H, W)
+    w = torch.where(valid, weight.float(), 0.0)  # (B, H, W)
+    return (loss * w).sum() / w.sum().clamp_min(1e-12)
