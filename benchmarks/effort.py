@@ -129,13 +129,16 @@ def locked(out: Path):
             fcntl.flock(fh, fcntl.LOCK_UN)
 
 
+OLDER_DEFAULTS = {"reviewed_weight_on": "images"}  # settings added later: what a file without them ran with
+
+
 def read_results(out: Path, settings: dict) -> dict | None:
     """The results ``out`` holds for these settings; None when it holds none; SystemExit(2) when it
     holds a run with other settings."""
     if not out.exists():
         return None
     old = json.loads(out.read_text())
-    if any(old.get(k) != v for k, v in settings.items()):
+    if any(old.get(k, OLDER_DEFAULTS.get(k)) != v for k, v in settings.items()):
         print(f"{out}: holds a run with other settings — drop --resume or pass another --out.", file=sys.stderr)
         raise SystemExit(2)
     return old
@@ -171,6 +174,9 @@ def main() -> int:
     ap.add_argument("--correct-fraction", type=float, default=0.1)
     ap.add_argument("--epochs", type=int, default=None, help="epochs per round (default: the round's own)")
     ap.add_argument("--device", default="auto")
+    ap.add_argument("--reviewed-weight-on", choices=("images", "pixels"), default=RoundConfig.reviewed_weight_on,
+                    help="how the rounds weigh a person's labels (spn-napari round --reviewed-weight-on); "
+                         "another setting needs another --out")
     ap.add_argument("--work", default="runs/effort", help="folder for the project copies")
     ap.add_argument("--out", default="benchmarks/results/effort.json")
     ap.add_argument("--png", default="docs/effort.png")
@@ -193,7 +199,8 @@ def main() -> int:
     threads = torch.get_num_threads()
     project = Project(a.project)
     work, out = Path(a.work), Path(a.out)
-    settings = {"project": a.project, "rounds": a.rounds, "correct_fraction": a.correct_fraction, "epochs": a.epochs}
+    settings = {"project": a.project, "rounds": a.rounds, "correct_fraction": a.correct_fraction, "epochs": a.epochs,
+                "reviewed_weight_on": a.reviewed_weight_on}
     with locked(out):
         old = read_results(out, settings) if resume else None
         if old is None and not resume and work.exists():
@@ -202,7 +209,8 @@ def main() -> int:
         if old is None:
             write_results(out, {**settings, "cpu": cpu_model(), "curves": {}, "seconds": {}, "threads": {},
                                 "commands": {}, "results": {}})
-    rc = RoundConfig(device=a.device) if a.epochs is None else RoundConfig(device=a.device, epochs=a.epochs)
+    rc = RoundConfig(device=a.device, reviewed_weight_on=a.reviewed_weight_on)
+    rc = rc if a.epochs is None else replace(rc, epochs=a.epochs)
     base = SimulateConfig(rounds=a.rounds, correct_fraction=a.correct_fraction, full_supervision=False,
                           round_config=rc)
 
