@@ -177,7 +177,8 @@ def main() -> int:
     ap.add_argument("--reviewed-weight-on", choices=("images", "pixels"), default=RoundConfig.reviewed_weight_on,
                     help="how the rounds weigh a person's labels (spn-napari round --reviewed-weight-on); "
                          "another setting needs another --out")
-    ap.add_argument("--work", default="runs/effort", help="folder for the project copies")
+    ap.add_argument("--work", default=None, help="folder for the project copies (default runs/effort, "
+                    "runs/effort-pixels with --reviewed-weight-on pixels)")
     ap.add_argument("--out", default="benchmarks/results/effort.json")
     ap.add_argument("--png", default="docs/effort.png")
     ap.add_argument("--resume", action="store_true",
@@ -198,7 +199,8 @@ def main() -> int:
     default_threads()
     threads = torch.get_num_threads()
     project = Project(a.project)
-    work, out = Path(a.work), Path(a.out)
+    work = Path(a.work or ("runs/effort" if a.reviewed_weight_on == "images" else f"runs/effort-{a.reviewed_weight_on}"))
+    out = Path(a.out)
     settings = {"project": a.project, "rounds": a.rounds, "correct_fraction": a.correct_fraction, "epochs": a.epochs,
                 "reviewed_weight_on": a.reviewed_weight_on}
     with locked(out):
