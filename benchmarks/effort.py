@@ -53,7 +53,7 @@ from spn_napari.rounds import RoundConfig
 from spn_napari.runtime import default_threads
 from spn_napari.simulate import SimulateConfig, simulate
 from spn_napari.store import Project
-from spn_napari.suggest import ROUND_WEIGHTS, WEIGHTS
+from spn_napari.suggest import WEIGHTS
 
 from _machine import command_line, cpu_model, write_results  # benchmarks/ is on sys.path when run as a script
 
@@ -274,8 +274,7 @@ def main() -> int:
             if name in NEEDS_BUDGET:
                 res["budget_per_round"] = budgets(res)
             if cfg.annotator == "suggestions":  # which ranking made this curve: curves from older code differ
-                res.setdefault("rankings", {})[name] = {"pseudo_labels": asdict(WEIGHTS),
-                                                        "after_a_round": asdict(ROUND_WEIGHTS)}
+                res.setdefault("rankings", {})[name] = {"every_round": asdict(WEIGHTS)}
             res["results"][name] = {k: got[k] for k in ("superpixel_oracle_miou", "full_supervision_miou")}
             summarise(res)
             write_results(out, res)

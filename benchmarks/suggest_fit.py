@@ -11,12 +11,11 @@ mask holds (:mod:`spn_napari.effort`), 0 when it is right already. A ranking ove
 pixels its first ``--checks`` × photos checks fix — the person's time is the checks, clicks and
 looks alike. The weights (:class:`spn_napari.suggest.ScoreWeights`, a grid) are chosen on k-1
 folds of the photos and scored on the held-out fold, fold by fold; a random order, the current
-default for the project's labels (:func:`spn_napari.suggest.weights_for`: the pseudo-labels'
-weights, or the round's after a round), the pseudo-labels' weights and the hand-set weights they
-replaced are scored the same way beside them. Run on the base project for the pseudo-labels'
-weights (``suggest_fit.json``) and on a project after round 1 for the round's
+default (:data:`spn_napari.suggest.WEIGHTS`) and the hand-set weights it replaced are scored the
+same way beside them. Run on the base project (``suggest_fit.json``) and on a project after round 1
 (``suggest_fit_round1.json``: the "suggestions, same clicks" copy of ``benchmarks/effort.py``
-after its first round). The masks choose among the grid only on the
+after its first round; there the folds chose disagreement alone, which ran behind on the effort
+curve, whose budget is clicks, not checks: see :mod:`spn_napari.suggest`). The masks choose among the grid only on the
 training folds.
 """
 
@@ -32,8 +31,7 @@ import numpy as np
 from spn_napari import kinds
 from spn_napari.effort import superpixel_majority
 from spn_napari.store import Project
-from spn_napari.suggest import PER_IMAGE, ScoreWeights, superpixel_parts, weights_for
-from spn_napari.suggest import WEIGHTS as PSEUDO_LABEL_WEIGHTS
+from spn_napari.suggest import PER_IMAGE, WEIGHTS, ScoreWeights, superpixel_parts
 
 from _machine import command_line, write_results  # benchmarks/ is on sys.path when run as a script
 from evidence_ablation import folds
@@ -99,37 +97,34 @@ def main() -> int:
     ap.add_argument("--out", default=None, help="write the JSON here (e.g. benchmarks/results/suggest_fit.json)")
     a = ap.parse_args()
     p = Project(a.project)
-    default = weights_for(p)  # the pseudo-labels' weights, or the round's after a round
     photos = [i for i in range(len(p)) if p.review(i) == "unreviewed" and p.images[i].has_gt]
     rows = {i: r for i in photos if (r := photo_rows(p, i)) is not None}
     photos = np.asarray(photos)
-    held = {"chosen": 0.0, "default": 0.0, "pseudo_label_weights": 0.0, "hand_set": 0.0, "random": 0.0}
+    held = {"chosen": 0.0, "default": 0.0, "hand_set": 0.0, "random": 0.0}
     chosen = []
     for f in folds(len(photos), a.folds):
         train = np.setdiff1d(np.arange(len(photos)), f)
         best = max(GRID, key=lambda w: fixed_pixels(rows, photos[train], w, a.checks))
         chosen.append(key(best))
         held["chosen"] += fixed_pixels(rows, photos[f], best, a.checks)
-        held["default"] += fixed_pixels(rows, photos[f], default, a.checks)
-        held["pseudo_label_weights"] += fixed_pixels(rows, photos[f], PSEUDO_LABEL_WEIGHTS, a.checks)
+        held["default"] += fixed_pixels(rows, photos[f], WEIGHTS, a.checks)
         held["hand_set"] += fixed_pixels(rows, photos[f], HAND_SET, a.checks)
-        held["random"] += np.mean([fixed_pixels(rows, photos[f], default, a.checks, np.random.default_rng(s))
+        held["random"] += np.mean([fixed_pixels(rows, photos[f], WEIGHTS, a.checks, np.random.default_rng(s))
                                    for s in range(5)])
     total = sum(float(r[:, 7].sum()) for r in rows.values())
     res = {"project": a.project, "photos": len(photos), "folds": a.folds, "checks_per_photo": a.checks,
            "fixable_pixels": total, "held_out_fixed_pixels": held, "chosen_per_fold": chosen,
-           "most_chosen": Counter(chosen).most_common(1)[0][0], "default": key(default),
-           "pseudo_label_weights": key(PSEUDO_LABEL_WEIGHTS), "hand_set": key(HAND_SET),
+           "most_chosen": Counter(chosen).most_common(1)[0][0], "default": key(WEIGHTS),
+           "hand_set": key(HAND_SET),
            "held_out_ratio_chosen_to_default": held["chosen"] / max(held["default"], 1.0),
            "held_out_ratio_default_to_random": held["default"] / max(held["random"], 1.0),
            "held_out_ratio_default_to_hand_set": held["default"] / max(held["hand_set"], 1.0),
-           "held_out_ratio_default_to_pseudo_label_weights": held["default"] / max(held["pseudo_label_weights"], 1.0),
            "held_out_ratio_chosen_to_hand_set": held["chosen"] / max(held["hand_set"], 1.0),
            "current_round": p.current_round(),  # None: the pseudo-labels, no round yet
            "command": command_line()}
     print(f"{a.project}: {len(photos)} photos, {a.checks} checks per photo; held-out pixels fixed: "
-          f"chosen on folds {held['chosen']:.0f}, default ({key(default)}) {held['default']:.0f}, "
-          f"pseudo-label weights {held['pseudo_label_weights']:.0f}, hand-set ({key(HAND_SET)}) {held['hand_set']:.0f}, "
+          f"chosen on folds {held['chosen']:.0f}, default ({key(WEIGHTS)}) {held['default']:.0f}, "
+          f"hand-set ({key(HAND_SET)}) {held['hand_set']:.0f}, "
           f"random {held['random']:.0f}; chosen per fold: {chosen}")
     if a.out:
         write_results(a.out, res)

@@ -13,12 +13,14 @@ what the project already has:
 
 The score is ``(1 + w_d × disagreement) × (1 − margin)^w_m × (pixels / mean pixels)^w_s``
 (:class:`ScoreWeights`): a clear margin removes it, and a larger superpixel counts for more, less
-than in proportion (many small wrong superpixels matter too). The weights are those held-out folds of msrc-dev chose by the pixels the
-first checks fix (``benchmarks/suggest_fit.py``), one set for each kind of labels
-(:func:`weights_for`). On the pseudo-labels (w_d = 0, w_m = 1, w_s = 0.75) disagreement adds
-nothing once margin and size are counted. After a round (w_d = 0.5, w_m = 0, w_s = 0) it is the
-other way round: the round fixed most superpixels the SP-CAM was unsure of, and where the SP-CAM
-disagrees with the round's labels is where its errors are. Each suggestion proposes the most likely other class: the evidence's class
+than in proportion (many small wrong superpixels matter too). The weights (w_d = 0, w_m = 1,
+w_s = 0.75: :data:`WEIGHTS`) are those held-out folds of msrc-dev chose on the pseudo-labels by
+the pixels the first checks fix (``benchmarks/suggest_fit.py``); disagreement adds nothing once
+margin and size are counted. They rank every round's labels too: after round 1 the folds chose
+disagreement alone, which fixes more pixels per check, but smaller superpixels; with the clicks as
+the budget (looks cost none of it) its curve fell behind (``benchmarks/results/
+effort_round_disagreement.json``: 0.701 mIoU after three rounds of 380 clicks, against 0.725).
+Each suggestion proposes the most likely other class: the evidence's class
 when it disagrees, else the second-best candidate. Superpixels a person already set
 (corrected pixels) and images with a single candidate class are passed over: a check cannot
 change them.
@@ -43,7 +45,7 @@ from .errors import ProjectError, SpnError
 from .labels import apply_correction, base_kind
 from .store import Project
 
-__all__ = ["Suggestion", "ScoreWeights", "WEIGHTS", "ROUND_WEIGHTS", "weights_for", "superpixel_parts", "image_suggestions", "suggest", "answer", "check_answer", "SuggestionQueue", "write_index", "PER_IMAGE"]
+__all__ = ["Suggestion", "ScoreWeights", "WEIGHTS", "superpixel_parts", "image_suggestions", "suggest", "answer", "check_answer", "SuggestionQueue", "write_index", "PER_IMAGE"]
 
 THRESHOLD = 0.5  # with a background class: a tag's normalised score below this is background
 PER_IMAGE = 64  # superpixels of each photo the ranking keeps: more than a person checks before a round
@@ -88,20 +90,8 @@ class ScoreWeights:
 
 
 WEIGHTS = ScoreWeights()
-"""On the pseudo-labels (before any round): chosen on held-out folds (``benchmarks/results/suggest_fit.json``)."""
-
-ROUND_WEIGHTS = ScoreWeights(disagree=0.5, margin=0.0, size=0.0)
-"""After a round: disagreement alone. On msrc-dev after round 1, every held-out fold chose it
-(``benchmarks/results/suggest_fit_round1.json``): the SP-CAM's margin no longer points at the
-round's errors (the round fixed most of those), its disagreement with the round's labels does;
-its first two checks a photo fixed 62× the pixels the pseudo-label weights fixed, and 2.8× a
-random order's."""
-
-
-def weights_for(project: Project) -> ScoreWeights:
-    """The weights for the project's current labels: :data:`ROUND_WEIGHTS` after a round,
-    :data:`WEIGHTS` on the pseudo-labels (round 0 is a copy of them)."""
-    return ROUND_WEIGHTS if project.current_round() else WEIGHTS
+"""Chosen on held-out folds (``benchmarks/results/suggest_fit.json``); for a round's labels as for
+the pseudo-labels (the module's docstring says why)."""
 
 
 def superpixel_parts(project: Project, i: int) -> np.ndarray | None:
@@ -143,13 +133,13 @@ def superpixel_parts(project: Project, i: int) -> np.ndarray | None:
                     1).astype(np.float64)
 
 
-def _image_table(project: Project, i: int, weights: ScoreWeights) -> np.ndarray | None:
+def _image_table(project: Project, i: int) -> np.ndarray | None:
     """Image i's checkable superpixels as one (M, 5) float64 array: superpixel, current, proposed,
-    score (``weights``: :func:`weights_for`, asked once per ranking, not per photo), pixels."""
+    score (:data:`WEIGHTS`), pixels."""
     parts = superpixel_parts(project, i)
     if parts is None:
         return None
-    return np.stack([parts[:, 0], parts[:, 1], parts[:, 2], weights.score(parts), parts[:, 6]], 1)
+    return np.stack([parts[:, 0], parts[:, 1], parts[:, 2], WEIGHTS.score(parts), parts[:, 6]], 1)
 
 
 def _suggestion(project: Project, i: int, row) -> Suggestion:
@@ -158,7 +148,7 @@ def _suggestion(project: Project, i: int, row) -> Suggestion:
 
 def image_suggestions(project: Project, i: int) -> list[Suggestion]:
     """Every checkable superpixel of image i, scored (in superpixel order)."""
-    table = _image_table(project, i, weights_for(project))
+    table = _image_table(project, i)
     return [] if table is None else [_suggestion(project, i, row) for row in table]
 
 
@@ -172,9 +162,9 @@ def _stamp(project: Project) -> dict:
 def _rows(project: Project, images) -> np.ndarray:
     """(M, 6) float64 rows (image, superpixel, current, proposed, score, pixels) of ``images``:
     each image's PER_IMAGE best superpixels."""
-    tables, weights = [], weights_for(project)
+    tables = []
     for i in images:
-        table = _image_table(project, i, weights)
+        table = _image_table(project, i)
         if table is not None and len(table):
             table = table[np.argsort(-table[:, 3], kind="stable")[:PER_IMAGE]]
             tables.append(np.concatenate([np.full((len(table), 1), i, np.float64), table], 1))
