@@ -49,7 +49,7 @@ import torch
 from PIL import Image, ImageDraw
 
 from spn_napari.events import run
-from spn_napari.rounds import RoundConfig
+from spn_napari.rounds import WEIGHT_ON, RoundConfig
 from spn_napari.runtime import default_threads
 from spn_napari.simulate import SimulateConfig, simulate
 from spn_napari.store import Project
@@ -174,7 +174,7 @@ def main() -> int:
     ap.add_argument("--correct-fraction", type=float, default=0.1)
     ap.add_argument("--epochs", type=int, default=None, help="epochs per round (default: the round's own)")
     ap.add_argument("--device", default="auto")
-    ap.add_argument("--reviewed-weight-on", choices=("images", "pixels"), default=RoundConfig.reviewed_weight_on,
+    ap.add_argument("--reviewed-weight-on", choices=WEIGHT_ON, default=RoundConfig.reviewed_weight_on,
                     help="how the rounds weigh a person's labels (spn-napari round --reviewed-weight-on); "
                          "another setting needs another --out")
     ap.add_argument("--work", default=None, help="folder for the project copies (default runs/effort, "

@@ -525,7 +525,7 @@ def _state_arg(s: argparse.ArgumentParser) -> None:
 
 
 def _round_args(s: argparse.ArgumentParser) -> None:
-    from .rounds import RoundConfig
+    from .rounds import WEIGHT_ON, RoundConfig
     d = RoundConfig()
     s.add_argument("project")
     s.add_argument("--epochs", type=int, default=d.epochs)
@@ -538,7 +538,7 @@ def _round_args(s: argparse.ArgumentParser) -> None:
     s.add_argument("--start-from", default=d.start_from, help="round 0's pseudo-labels: auto (default: the project's), fused, sp-cam or cam")
     s.add_argument("--reviewed-weight", type=int, default=d.reviewed_weight,
                    help=f"a person's labels weigh this many times as much as the model's (default {d.reviewed_weight})")
-    s.add_argument("--reviewed-weight-on", choices=("images", "pixels"), default=d.reviewed_weight_on,
+    s.add_argument("--reviewed-weight-on", choices=WEIGHT_ON, default=d.reviewed_weight_on,
                    help="images: draw corrected images --reviewed-weight times as often; pixels: weigh each "
                         f"pixel a person set --reviewed-weight times in the loss (default {d.reviewed_weight_on})")
     s.add_argument("--ignore-band", type=float, default=d.ignore_band,

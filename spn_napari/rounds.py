@@ -39,7 +39,7 @@ from .store import Project
 from .suggest import write_index
 from .train import autocast, batch_inputs, compile_convs, drop_state, fit, seed_everything, training_scales
 
-__all__ = ["RoundConfig", "run_round", "round0_source", "round0_method_for", "ensure_round0"]
+__all__ = ["RoundConfig", "WEIGHT_ON", "run_round", "round0_source", "round0_method_for", "ensure_round0"]
 
 
 @dataclass(frozen=True)
