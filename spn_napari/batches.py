@@ -70,18 +70,19 @@ class FigureGroundSamples(_StoreDataset):
     """DecoupledNet's samples: (image, one of its classes) -> that class's figure-ground target.
 
     Item (j, side, flip) -> {x (3,S,S) or, with ``features``, the cached f (Cb,g,g), target (S,S)
-    int64 1 figure / 0 ground / 255 ignore, mask (C,) one-hot class, index}. ``samples[j] = (i, c)``; image i's label map comes from
-    ``target_of(project, i)`` (the round's targets: pseudo-labels with corrections applied).
-    With ``weight_of`` (``(project, i)`` -> (H, W) uint8, 1 where a person set the pixel), items
-    also hold weight (S,S) float32: ``weight`` on those pixels, 1 elsewhere (the loss's weights).
+    int64 1 figure / 0 ground / 255 ignore, mask (C,) one-hot class, index}. ``samples[j] = (i, c)``;
+    image i's label map comes from ``target_of(project, i)`` (the round's targets: pseudo-labels
+    with corrections applied). A ``target_of`` may instead return ``(labels, person)``, person
+    (H, W) bool where a person set the pixel (None: nowhere); items then also hold weight (S,S)
+    float32: ``weight`` on those pixels, 1 elsewhere (the loss's weights). One reader gives both, so
+    each sample reads its correction once.
     """
 
     def __init__(self, project: Project, samples: Sequence[tuple[int, int]], target_of, *,
-                 flip: bool = True, features: dict[int, str] | None = None, weight_of=None,
-                 weight: float = 1.0) -> None:
+                 flip: bool = True, features: dict[int, str] | None = None, weight: float = 1.0) -> None:
         self.root, self.samples, self.target_of = project.root, list(samples), target_of
         self.features, self.flip = features, flip and not features
-        self.weight_of, self.weight = weight_of, float(weight)
+        self.weight = float(weight)
         self.n_classes = len(project.classes)
 
     def __len__(self) -> int:
@@ -96,11 +97,15 @@ class FigureGroundSamples(_StoreDataset):
             inputs = {"f": read_features(p, self.features[side], i)}  # (Cb, g, g)
         else:
             inputs = {"x": fit_to_canvas(p.image(i), None, side, flip=flip)[0]}  # (3, S, S)
-        labels = fit_mask_to_canvas(self.target_of(p, i), side, flip=flip)  # (S, S), 255 padding
-        target = torch.where(labels == IGNORE, IGNORE, (labels == c + 1).long())
+        got = self.target_of(p, i)
+        weighted = isinstance(got, tuple)
+        labels, person = got if weighted else (got, None)
+        canvas = fit_mask_to_canvas(labels, side, flip=flip)  # (S, S), 255 padding
+        target = torch.where(canvas == IGNORE, IGNORE, (canvas == c + 1).long())
         item = {**inputs, "target": target, "mask": F.one_hot(torch.tensor(c), self.n_classes).float(), "index": i}
-        if self.weight_of is not None:
-            person = fit_mask_to_canvas(self.weight_of(p, i), side, flip=flip, fill=0)  # (S, S): 1 set by a person
+        if weighted:
+            person = np.zeros(labels.shape, np.uint8) if person is None else person.astype(np.uint8)
+            person = fit_mask_to_canvas(person, side, flip=flip, fill=0)  # (S, S): 1 set by a person
             item["weight"] = torch.where(person == 1, self.weight, 1.0).float()
         return item
 

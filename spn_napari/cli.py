@@ -540,7 +540,8 @@ def _round_args(s: argparse.ArgumentParser) -> None:
                    help=f"a person's labels weigh this many times as much as the model's (default {d.reviewed_weight})")
     s.add_argument("--reviewed-weight-on", choices=WEIGHT_ON, default=d.reviewed_weight_on,
                    help="images: draw corrected images --reviewed-weight times as often; pixels: weigh each "
-                        f"pixel a person set --reviewed-weight times in the loss (default {d.reviewed_weight_on})")
+                        "pixel a person set --reviewed-weight times in the loss; auto: images for reviewed "
+                        f"photos, pixels for partly corrected ones (default {d.reviewed_weight_on})")
     s.add_argument("--ignore-band", type=float, default=d.ignore_band,
                    help="round 1: leave pixels out of the loss whose SPN evidence lies this close to the 50%% "
                         f"threshold, unless a person set them; 0 trains on every pixel (default {d.ignore_band})")

@@ -28,7 +28,7 @@ from .metrics import IGNORE
 from .store import Project
 
 __all__ = ["base_kind", "pseudo_method", "current_labels", "apply_correction", "labels_reader", "training_target",
-           "round0_method", "present_classes", "unsure_pixels"]
+           "training_target_and_set", "round0_method", "present_classes", "unsure_pixels"]
 
 def pseudo_method(project: Project) -> str | None:
     """The method of the project's pseudo-labels: the one ``pseudo-labels`` last wrote (recorded in
@@ -93,15 +93,23 @@ def training_target(project: Project, i: int, kind: str | None = None, *,
     ``method``: :func:`round0_method`, looked up when not given (a trainer reading every image
     passes it once rather than have each sample query the rounds).
     """
+    return training_target_and_set(project, i, kind, ignore_band=ignore_band, method=method)[0]
+
+
+def training_target_and_set(project: Project, i: int, kind: str | None = None, *, ignore_band: float = 0.0,
+                            method: str | None = None) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """:func:`training_target` and the pixels a person set in it ((H, W) bool; None without a
+    correction), from one read of the correction (a trainer that weighs those pixels needs both)."""
     if project.review(i) == "rejected":
-        return None
+        return None, None
     kind = kind or base_kind(project)
     labels = project.read(kind, i)
     if ignore_band > 0 and kind == kinds.round_labels(0):
         method = method or round0_method(project)
         if project.artifact(kinds.SP_CAM) and project.artifact(kinds.CAM):
             labels = np.where(unsure_pixels(project, i, method, ignore_band), IGNORE, labels).astype(np.uint8)
-    return apply_correction(labels, project.correction(i))
+    corr = project.correction(i)
+    return apply_correction(labels, corr), None if corr is None else corr[1]
 
 
 def unsure_pixels(project: Project, i: int, method: str, band: float) -> np.ndarray:

@@ -30,7 +30,7 @@ from .errors import ProjectError, SpnError
 from .evaluate import round_metrics
 from .events import Event
 from .features import feature_cache
-from .labels import present_classes, pseudo_method, round0_method, training_target
+from .labels import present_classes, pseudo_method, round0_method, training_target_and_set
 from .models.decoupled import IGNORE, DecoupledNet, decoupled_loss
 from .round_history import current_round, history
 from .round_inference import predict_round_labels, round_views
@@ -39,7 +39,7 @@ from .store import Project
 from .suggest import write_index
 from .train import autocast, batch_inputs, compile_convs, drop_state, fit, seed_everything, training_scales
 
-__all__ = ["RoundConfig", "WEIGHT_ON", "run_round", "round0_source", "round0_method_for", "ensure_round0"]
+__all__ = ["RoundConfig", "WEIGHT_ON", "weighed_by_image", "run_round", "round0_source", "round0_method_for", "ensure_round0"]
 
 
 @dataclass(frozen=True)
@@ -59,39 +59,50 @@ class RoundConfig:
     state: str | None = None  # training-state file: resume from it if present, rewrite it every epoch
     compile: bool = False  # torch.compile the segmentation net's conv stages
     reviewed_weight: int = 10  # a person's labels weigh this many times as much as the model's
-    reviewed_weight_on: str = "images"  # "images": a corrected image is drawn reviewed_weight times as often;
-    # "pixels": each pixel a person set weighs reviewed_weight in the loss (a photo with a few checked
-    # superpixels is not drawn more often for the unchecked rest of it)
+    reviewed_weight_on: str = "auto"  # how a person's labels weigh more (WEIGHT_ON): "images" draws a
+    # corrected image reviewed_weight times as often; "pixels" weighs each pixel a person set
+    # reviewed_weight times in the loss (a photo with a few checked superpixels is not drawn more
+    # often for the unchecked rest of it); "auto" draws reviewed photos (fixed whole, or accepted)
+    # more often and weighs the set pixels of the partly corrected rest
     ignore_band: float = 0.2  # round 1: ignore pixels whose SPN evidence is this close to the threshold
     cache: bool = True  # train and predict from the frozen encoder's cached maps (spn_napari.features)
     predict_sides: tuple[int, ...] | None = None  # test-time sides; None: the middle training side (round_views)
     predict_flip: bool = False  # also predict each side's mirrored canvas, averaged
 
 
-WEIGHT_ON = ("images", "pixels")
+WEIGHT_ON = ("auto", "images", "pixels")
 
 
-@dataclass(frozen=True)
-class _PersonPixels:
-    """FigureGroundSamples' weight reader: (H, W) uint8, 1 where a person set the pixel."""
-
-    def __call__(self, project: Project, i: int) -> np.ndarray:
-        corr = project.correction(i)
-        info = project.images[i]
-        return np.zeros((info.height, info.width), np.uint8) if corr is None else corr[1].astype(np.uint8)
+def weighed_by_image(cfg: RoundConfig, corrected: list[bool], reviews: list[str]) -> list[bool]:
+    """Which images a round draws ``reviewed_weight`` times as often; the other corrected ones have
+    their set pixels weigh that much instead (``reviewed_weight_on``; see RoundConfig)."""
+    if cfg.reviewed_weight_on == "images":
+        return list(corrected)
+    if cfg.reviewed_weight_on == "pixels":
+        return [False] * len(corrected)
+    return [c and r == "reviewed" for c, r in zip(corrected, reviews)]
 
 
 @dataclass(frozen=True)
 class _Targets:
-    """FigureGroundSamples' target reader (module level, so loader workers can pickle it)."""
+    """FigureGroundSamples' target reader (module level, so loader workers can pickle it).
+
+    With ``weigh`` (not None) it returns (labels, person) for FigureGroundSamples' weights: the
+    pixels a person set in the images of ``weigh``, None for the rest.
+    """
 
     ignore_band: float = 0.0
     method: str | None = None  # round 0's pseudo-label method (labels.round0_method)
+    weigh: frozenset[int] | None = None
 
-    def __call__(self, project: Project, i: int) -> np.ndarray:
-        target = training_target(project, i, ignore_band=self.ignore_band, method=self.method)
-        info = project.images[i]
-        return np.full((info.height, info.width), IGNORE, np.uint8) if target is None else target
+    def __call__(self, project: Project, i: int) -> np.ndarray | tuple[np.ndarray, np.ndarray | None]:
+        target, person = training_target_and_set(project, i, ignore_band=self.ignore_band, method=self.method)
+        if target is None:
+            info = project.images[i]
+            target = np.full((info.height, info.width), IGNORE, np.uint8)
+        if self.weigh is None:
+            return target
+        return target, person if i in self.weigh else None
 
 
 def round0_method_for(project: Project, method: str) -> str:
@@ -135,7 +146,7 @@ def run_round(project: Project, cfg: RoundConfig = RoundConfig()) -> Iterator[Ev
     first call records round 0, the pseudo-labels, before it trains).
     """
     if cfg.reviewed_weight_on not in WEIGHT_ON:
-        raise SpnError(f"--reviewed-weight-on {cfg.reviewed_weight_on}: use {' or '.join(WEIGHT_ON)}.")
+        raise SpnError(f"--reviewed-weight-on {cfg.reviewed_weight_on}: use {', '.join(WEIGHT_ON)}.")
     device = resolve_device(cfg.device)
     parent = current_round(project)
     if parent is None:
@@ -156,11 +167,13 @@ def run_round(project: Project, cfg: RoundConfig = RoundConfig()) -> Iterator[Ev
     k = max(e["round"] for e in history(project)) + 1
     samples, distinct = [], 0
     reviews, corrected = project.reviews(), project.corrected()  # one read each, not one per image
+    by_image = weighed_by_image(cfg, corrected, reviews)
+    by_pixel = frozenset(i for i, c in enumerate(corrected) if c and not by_image[i] and reviews[i] != "rejected")
     for i in range(len(project)):
         if reviews[i] == "rejected":
             continue
         present = present_classes(project, i)
-        repeat = cfg.reviewed_weight if corrected[i] and cfg.reviewed_weight_on == "images" else 1
+        repeat = cfg.reviewed_weight if by_image[i] else 1
         samples += [(i, c) for c in present] * repeat
         distinct += len(present)
     if not samples:
@@ -171,10 +184,10 @@ def run_round(project: Project, cfg: RoundConfig = RoundConfig()) -> Iterator[Ev
         compile_convs(model.seg)
     net = distributed.wrap(model, device)
     rank, world = distributed.rank_world()
-    by_pixel = cfg.reviewed_weight_on == "pixels" and cfg.reviewed_weight != 1
-    data = FigureGroundSamples(project, samples, _Targets(cfg.ignore_band, round0_method(project)), features=cache,
-                               weight_of=_PersonPixels() if by_pixel else None, weight=cfg.reviewed_weight)
-    # Corrected images are listed reviewed_weight times (or, by pixels, their set pixels weigh more
+    weigh = by_pixel if by_pixel and cfg.reviewed_weight != 1 else None  # None: no weights (as "images")
+    data = FigureGroundSamples(project, samples, _Targets(cfg.ignore_band, round0_method(project), weigh),
+                               features=cache, weight=cfg.reviewed_weight)
+    # Images weighed by image are listed reviewed_weight times (the others' set pixels weigh more
     # in the loss), and each epoch draws as many samples as there are distinct ones: clean labels
     # weigh more while an epoch costs the same.
     sampler = MultiScaleBatches(len(samples), batch_size=cfg.batch_size, scales=scales, seed=cfg.seed,

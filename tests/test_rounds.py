@@ -21,7 +21,7 @@ from spn_napari.kinds import round_labels
 from spn_napari.labels import current_labels, training_target
 from spn_napari.models.decoupled import IGNORE
 from spn_napari.pipeline import run
-from spn_napari.round_history import current_round, history
+from spn_napari.round_history import current_round, history, rollback
 from spn_napari.rounds import RoundConfig, run_round
 from spn_napari.simulate import SimulateConfig, simulate
 from spn_napari.store import Project
@@ -183,6 +183,57 @@ def test_by_pixels_a_person_s_pixels_weigh_more_and_no_image_is_drawn_more_often
     assert any((w == 5.0).any() for w in weights)  # image 1's set pixels reached the loss
     with pytest.raises(SpnError, match="--reviewed-weight-on"):
         run(run_round(p, dataclasses.replace(FAST, reviewed_weight_on="superpixels")))
+
+
+def test_auto_draws_reviewed_photos_more_often_and_weighs_the_set_pixels_of_partly_corrected_ones(
+        labelled_project, monkeypatch):
+    """The default, --reviewed-weight-on auto: a reviewed photo (fixed whole, or accepted) is drawn
+    reviewed_weight times as often with weights of 1; an unreviewed photo with a correction (checked
+    suggestions, a stroke) is drawn once an epoch with its set pixels weighing reviewed_weight;
+    while every correction is reviewed, the round samples and weighs exactly as "images" does, and
+    while none is, exactly as "pixels" does (so effort.py's curves can be compared across the two)."""
+    from spn_napari.rounds import weighed_by_image
+    assert RoundConfig().reviewed_weight_on == "auto"
+    cfg = RoundConfig()
+    corrected, reviews = [True, True, False, True], ["reviewed", "unreviewed", "reviewed", "rejected"]
+    assert weighed_by_image(cfg, corrected, reviews) == [True, False, False, False]
+    assert weighed_by_image(dataclasses.replace(cfg, reviewed_weight_on="images"), corrected, reviews) == corrected
+    assert weighed_by_image(dataclasses.replace(cfg, reviewed_weight_on="pixels"), corrected, reviews) == [False] * 4
+
+    p = labelled_project
+    whole, stroke = _stroke(p, 1, p.images[1].tags[0] + 1)
+    p.save_correction(1, whole, np.ones_like(stroke), review="reviewed")
+    orig = FigureGroundSamples.__getitem__
+
+    def draws(**change):
+        seen = []
+
+        def spy(self, key):
+            item = orig(self, key)
+            seen.append((self.samples[key[0]][0], item.get("weight")))
+            return item
+        monkeypatch.setattr(FigureGroundSamples, "__getitem__", spy)
+        run(run_round(p, dataclasses.replace(FAST, epochs=6, reviewed_weight=5, **change)))
+        rollback(p, 0)
+        return seen
+    auto, images = draws(), draws(reviewed_weight_on="images")
+    assert [i for i, _ in auto] == [i for i, _ in images]  # the same draws, in the same order
+    assert all(w is None for _, w in auto + images)  # and no weights: the loss is the same
+
+    labels, set_mask = _stroke(p, 2, p.images[2].tags[0] + 1)
+    p.save_correction(2, labels, set_mask)  # partly corrected, not reviewed
+    seen = draws()
+    counts = np.bincount([i for i, _ in seen], minlength=len(p)) / [len(info.tags) for info in p.images]
+    others = np.mean([counts[i] for i in range(len(p)) if i not in (1, 2)])
+    assert counts[1] > 2.5 * others and counts[2] < 2 * others
+    for i, w in seen:
+        assert w is not None and set(torch.unique(w).tolist()) <= ({1.0, 5.0} if i == 2 else {1.0})
+    assert any(i == 2 and (w == 5.0).any() for i, w in seen)
+
+    p.set_review(1, "unreviewed")  # no correction reviewed: auto samples and weighs exactly as "pixels"
+    auto, pixels = draws(), draws(reviewed_weight_on="pixels")
+    assert [i for i, _ in auto] == [i for i, _ in pixels]
+    assert all(torch.equal(a, b) for (_, a), (_, b) in zip(auto, pixels))
 
 
 def test_sampler_epoch_size_draws_a_fresh_subset():
