@@ -129,19 +129,38 @@ def locked(out: Path):
             fcntl.flock(fh, fcntl.LOCK_UN)
 
 
-OLDER_DEFAULTS = {"reviewed_weight_on": "images"}  # settings added later: what a file without them ran with
-
-
 def read_results(out: Path, settings: dict) -> dict | None:
     """The results ``out`` holds for these settings; None when it holds none; SystemExit(2) when it
     holds a run with other settings."""
     if not out.exists():
         return None
     old = json.loads(out.read_text())
-    if any(old.get(k, OLDER_DEFAULTS.get(k)) != v for k, v in settings.items()):
+    if any(old.get(k) != v for k, v in settings.items()):
         print(f"{out}: holds a run with other settings — drop --resume or pass another --out.", file=sys.stderr)
         raise SystemExit(2)
     return old
+
+
+def effective_weighting(name: str, weight_on: str) -> str:
+    """How ``name``'s rounds actually weighed a person's labels under ``--reviewed-weight-on
+    weight_on``: "auto" is "images" for the whole-image curves and full supervision (every correction
+    they save is reviewed) and "pixels" for the suggestion curves (no answer reviews a photo) —
+    test_rounds checks that auto then samples and weighs exactly as those do."""
+    if weight_on != "auto":
+        return weight_on
+    return "pixels" if name in NEEDS_BUDGET else "images"
+
+
+def weighting_of(res: dict, name: str) -> str:
+    """The ``--reviewed-weight-on`` that ``res``'s curve ``name`` ran with (files from before it was
+    recorded per curve: the file's one setting, or "images", then the only way)."""
+    return res.get("weight_on", {}).get(name) or res.get("reviewed_weight_on", "images")
+
+
+def holds(res: dict, name: str, weight_on: str) -> bool:
+    """Whether ``res`` has curve ``name`` as a run with ``weight_on`` would make it."""
+    return name in res["results"] and (effective_weighting(name, weighting_of(res, name))
+                                       == effective_weighting(name, weight_on))
 
 
 def budgets(res: dict) -> dict:
@@ -159,6 +178,8 @@ def summarise(res: dict) -> dict:
     res["superpixel_oracle_miou"] = next((r["superpixel_oracle_miou"] for r in got.values()
                                           if r.get("superpixel_oracle_miou") is not None), None)
     res["missing"] = [c for c in CURVES if c not in got]
+    res["weight_on"] = {c: weighting_of(res, c) for c in got}  # each curve's --reviewed-weight-on, and what it did:
+    res["weighting"] = {c: effective_weighting(c, w) for c, w in res["weight_on"].items()}
     if "whole images, random" in res["curves"] and "suggestions, a third of the clicks" in res["curves"]:
         goal = res["curves"]["whole images, random"][-1]
         third = res["curves"]["suggestions, a third of the clicks"][-1]
@@ -175,10 +196,11 @@ def main() -> int:
     ap.add_argument("--epochs", type=int, default=None, help="epochs per round (default: the round's own)")
     ap.add_argument("--device", default="auto")
     ap.add_argument("--reviewed-weight-on", choices=WEIGHT_ON, default=RoundConfig.reviewed_weight_on,
-                    help="how the rounds weigh a person's labels (spn-napari round --reviewed-weight-on); "
-                         "another setting needs another --out")
+                    help="how the rounds weigh a person's labels (spn-napari round --reviewed-weight-on; "
+                         "recorded per curve under weight_on: --resume reruns a curve held with a weighting that "
+                         "acts otherwise on it)")
     ap.add_argument("--work", default=None, help="folder for the project copies (default runs/effort, "
-                    "runs/effort-pixels with --reviewed-weight-on pixels)")
+                    "runs/effort-WEIGHT with another --reviewed-weight-on)")
     ap.add_argument("--out", default="benchmarks/results/effort.json")
     ap.add_argument("--png", default="docs/effort.png")
     ap.add_argument("--resume", action="store_true",
@@ -199,10 +221,10 @@ def main() -> int:
     default_threads()
     threads = torch.get_num_threads()
     project = Project(a.project)
-    work = Path(a.work or ("runs/effort" if a.reviewed_weight_on == "images" else f"runs/effort-{a.reviewed_weight_on}"))
+    default_work = "runs/effort" if a.reviewed_weight_on == RoundConfig.reviewed_weight_on else f"runs/effort-{a.reviewed_weight_on}"
+    work = Path(a.work or default_work)
     out = Path(a.out)
-    settings = {"project": a.project, "rounds": a.rounds, "correct_fraction": a.correct_fraction, "epochs": a.epochs,
-                "reviewed_weight_on": a.reviewed_weight_on}
+    settings = {"project": a.project, "rounds": a.rounds, "correct_fraction": a.correct_fraction, "epochs": a.epochs}
     with locked(out):
         old = read_results(out, settings) if resume else None
         if old is None and not resume and work.exists():
@@ -231,7 +253,7 @@ def main() -> int:
     for name in only:
         with locked(out):
             res = read_results(out, settings)
-        if name in res["results"] and not a.again:
+        if holds(res, name, a.reviewed_weight_on) and not a.again:
             continue
         cfg = config(name, res)
         if cfg is None:
@@ -263,6 +285,7 @@ def main() -> int:
             res["seconds"][name] = time.perf_counter() - t0
             res.setdefault("threads", {})[name] = threads
             res.setdefault("commands", {})[name] = command_line()
+            res.setdefault("weight_on", {})[name] = a.reviewed_weight_on
             starts = {c: pts[0]["miou"] for c, pts in res["curves"].items()}
             if any(abs(v - got["start_miou"]) > 0.002 for v in starts.values()):  # another base project
                 res.setdefault("warnings", []).append(

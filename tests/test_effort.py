@@ -80,3 +80,34 @@ def test_simulate_reports_clicks_and_looks(labelled_project, tmp_path, capsys):
         np.testing.assert_array_equal(labels, np.where(wrong[sp], truth[sp], base))
     assert (res["rounds"][0]["clicks"], res["rounds"][0]["looks"]) == (clicks, looks) and 0 < clicks < looks
     assert res["superpixel_oracle_miou"] == superpixel_oracle(p)["miou"]
+
+
+def _effort_script(monkeypatch):
+    """benchmarks/effort.py as a module (it imports its neighbour _machine, as when run as a script)."""
+    import importlib.util
+    from pathlib import Path
+    bench = Path(__file__).resolve().parents[1] / "benchmarks"
+    monkeypatch.syspath_prepend(str(bench))
+    spec = importlib.util.spec_from_file_location("effort_script", bench / "effort.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_effort_keeps_a_curve_only_where_its_weighting_acted_the_same(monkeypatch):
+    """--reviewed-weight-on auto acts as images on the whole-image curves (every fix is reviewed, the
+    test above) and as pixels on the suggestion curves (no answer reviews a photo, test_suggest), as
+    test_rounds checks of the sampling and weights: so an auto run keeps whole-image curves made with
+    images and reruns suggestion curves made with images; a file from before the weighting was
+    recorded per curve ran with images."""
+    effort = _effort_script(monkeypatch)
+    old = {"results": {c: {} for c in effort.CURVES}}  # no weight_on: images throughout
+    kept = [c for c in effort.CURVES if effort.holds(old, c, "auto")]
+    assert kept == ["whole images, random", "whole images, least certain first", "full supervision"]
+    assert all(effort.holds(old, c, "images") for c in effort.CURVES)
+    pixels = {"reviewed_weight_on": "pixels", "results": old["results"]}
+    assert [c for c in effort.CURVES if effort.holds(pixels, c, "auto")] == list(effort.NEEDS_BUDGET)
+    mixed = {"weight_on": {"suggestions, same clicks": "auto"}, "results": old["results"]}
+    assert effort.weighting_of(mixed, "suggestions, same clicks") == "auto"
+    assert effort.weighting_of(mixed, "whole images, random") == "images"
+    assert not effort.holds(mixed, "suggestions, same clicks", "images")

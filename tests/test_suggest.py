@@ -87,13 +87,15 @@ def test_after_a_round_the_ranking_stays_the_one_whose_effort_curve_went_higher(
     """After round 1 the held-out folds of benchmarks/suggest_fit.py chose disagreement alone (more
     pixels fixed per check); the effort curve it ranked (three rounds of a third of the clicks, its
     JSON committed) ended below the one ranked by :data:`WEIGHTS` in every round, so the default
-    ranks every round with WEIGHTS."""
+    ranks every round with WEIGHTS. Both ran with --reviewed-weight-on images (effort_images.json is
+    effort.json as it stood then), so only the ranking differs."""
     from pathlib import Path
     results = Path(__file__).resolve().parents[1] / "benchmarks/results"
     fit = json.loads((results / "suggest_fit_round1.json").read_text())
     alone = json.loads((results / "effort_round_disagreement.json").read_text())
-    effort = json.loads((results / "effort.json").read_text())
+    effort = json.loads((results / "effort_images.json").read_text())
     name = "suggestions, a third of the clicks"
+    assert alone.get("reviewed_weight_on", "images") == effort["weight_on"][name] == "images"
     tried = alone["rankings"][name]["after_a_round"]
     assert fit["most_chosen"] == f"disagree {tried['disagree']:g}, margin {tried['margin']:g}, size {tried['size']:g}"
     assert effort["rankings"][name] == {"every_round": dataclasses.asdict(WEIGHTS)}
