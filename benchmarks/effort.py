@@ -1,14 +1,17 @@
 """mIoU against clicks: fixing whole images (at random, least certain first) against checking suggestions.
 
     python benchmarks/effort.py PROJECT [--rounds 3] [--correct-fraction 0.1] [--epochs E] [--work DIR]
-        [--out benchmarks/results/effort.json] [--png docs/effort.png] [--resume]
+        [--out benchmarks/results/effort.json] [--png docs/effort.png] [--resume] [--redraw]
 
 PROJECT: a project with ground truth, superpixels and pseudo-labels (e.g. runs/real_photos/project,
 which ``benchmarks/real_photos.py`` leaves; any round history it has is rolled back on the copies).
 The committed curves were run on one made with the defaults, about 20 minutes on 2 cores:
 ``spn-napari init runs/real_photos/project --from ../shared/data/msrc-dev --no-background``, then
-``superpixels``, ``train-spn`` and ``pseudo-labels`` on it (pseudo-labels at 0.623 mIoU). A curve
-that starts elsewhere than the others (a base that differs) is flagged under "warnings".
+``superpixels``, ``train-spn`` and ``pseudo-labels`` on it (pseudo-labels at 0.623 to 0.624 mIoU:
+two such rebuilds differ a little). A curve that starts more than 0.002 from the others (a base that
+differs more) is flagged under "warnings"; the goal's two curves are run on one base.
+Each curve's ``--reviewed-weight-on`` is recorded (``weight_on``), and what it did (``weighting``):
+the default, auto, acts as images on the whole-image curves and as pixels on the suggestion curves.
 Each curve is one ``simulate`` (:mod:`spn_napari.simulate`) on its own copy, ``--rounds`` rounds:
 
 - *whole images, random* and *whole images, least certain first*: ``--correct-fraction`` of the
@@ -73,7 +76,8 @@ def point(row: dict) -> dict:
 
 def plot(res: dict, path: Path, size=(900, 560)) -> None:
     """The curves as a PNG: mIoU (y) against clicks (x), with full supervision and the oracle as lines
-    where they were measured; curves not run yet are named as such."""
+    where they were measured; curves not run yet are named as such, and a curve run with a
+    --reviewed-weight-on that acts otherwise than the default's is named with it."""
     w, h = size
     left, right, top, bottom = 70, 260, 30, 60
     img = Image.new("RGB", size, "white")
@@ -104,7 +108,9 @@ def plot(res: dict, path: Path, size=(900, 560)) -> None:
         d.line(xy, fill=colour, width=3)
         for x, y in xy:
             d.ellipse([x - 4, y - 4, x + 4, y + 4], fill=colour)
-        d.text((w - right + 8, top + 18 * k), name, fill=colour)
+        held = res.get("weight_on", {}).get(name)  # a curve whose rounds weighed otherwise than the default would
+        odd = held and effective_weighting(name, held) != effective_weighting(name, RoundConfig.reviewed_weight_on)
+        d.text((w - right + 8, top + 18 * k), f"{name} ({held})" if odd else name, fill=colour)
     for k, name in enumerate(res.get("missing", []), start=len(res["curves"]) + 1):
         d.text((w - right + 8, top + 18 * k), f"{name}: not run", fill=(150, 150, 150))
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -178,13 +184,19 @@ def summarise(res: dict) -> dict:
     res["superpixel_oracle_miou"] = next((r["superpixel_oracle_miou"] for r in got.values()
                                           if r.get("superpixel_oracle_miou") is not None), None)
     res["missing"] = [c for c in CURVES if c not in got]
+    before = res.get("budget_per_round")  # files from before "budgets": the one budget pair every curve ran with
+    for c in NEEDS_BUDGET:
+        if c in got and before and c not in res.setdefault("budgets", {}):
+            res["budgets"][c] = before["same" if c.endswith("same clicks") else "third"]
     res["weight_on"] = {c: weighting_of(res, c) for c in got}  # each curve's --reviewed-weight-on, and what it did:
     res["weighting"] = {c: effective_weighting(c, w) for c, w in res["weight_on"].items()}
     if "whole images, random" in res["curves"] and "suggestions, a third of the clicks" in res["curves"]:
         goal = res["curves"]["whole images, random"][-1]
         third = res["curves"]["suggestions, a third of the clicks"][-1]
         res["goal"] = {"whole_miou": goal["miou"], "whole_clicks": goal["clicks"], "suggestions_third_miou": third["miou"],
-                       "suggestions_third_clicks": third["clicks"], "met": third["miou"] >= goal["miou"]}
+                       "suggestions_third_clicks": third["clicks"],
+                       "met": third["miou"] >= goal["miou"] and 3 * third["clicks"] <= goal["clicks"]}
+        res["budget_per_round"] = budgets(res)  # what the random curve now in hand gives the suggestion curves
     return res
 
 
@@ -211,13 +223,17 @@ def main() -> int:
     ap.add_argument("--again", action="store_true",
                     help="with --only: run the named curves even where --out holds them (the old one stays until "
                          "the new one lands; e.g. after the ranking changed)")
+    ap.add_argument("--redraw", action="store_true",
+                    help="run nothing: rewrite the summary of --out and its PNG (e.g. after the plot changed)")
     a = ap.parse_args()
     only = CURVES if a.only is None else tuple(c.strip() for c in a.only.split(";") if c.strip())
     if not only or (bad := [c for c in only if c not in CURVES]):
         print(f"--only {(bad[0] if only else a.only)!r}: not a curve; use one of: {'; '.join(CURVES)}.",
               file=sys.stderr)
         return 2
-    resume = a.resume or a.only is not None
+    resume = a.resume or a.only is not None or a.redraw
+    if a.redraw:
+        only = ()
     default_threads()
     threads = torch.get_num_threads()
     project = Project(a.project)
@@ -294,8 +310,8 @@ def main() -> int:
                 print(f"warning: {res['warnings'][-1]}", file=sys.stderr)
             if not cfg.full_supervision:
                 res["curves"][name] = curve(got)
-            if name in NEEDS_BUDGET:
-                res["budget_per_round"] = budgets(res)
+            if name in NEEDS_BUDGET:  # the clicks a round this curve ran with (the random curve may be rerun later)
+                res.setdefault("budgets", {})[name] = cfg.budget
             if cfg.annotator == "suggestions":  # which ranking made this curve: curves from older code differ
                 res.setdefault("rankings", {})[name] = {"every_round": asdict(WEIGHTS)}
             res["results"][name] = {k: got[k] for k in ("superpixel_oracle_miou", "full_supervision_miou")}

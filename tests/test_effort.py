@@ -111,3 +111,23 @@ def test_effort_keeps_a_curve_only_where_its_weighting_acted_the_same(monkeypatc
     assert effort.weighting_of(mixed, "suggestions, same clicks") == "auto"
     assert effort.weighting_of(mixed, "whole images, random") == "images"
     assert not effort.holds(mixed, "suggestions, same clicks", "images")
+
+
+def test_the_committed_goal_compares_default_curves_on_one_base():
+    """benchmarks/results/effort.json's goal (suggestions with a third of the clicks against three
+    whole-image rounds) compares two curves run with the default weighting on one base project (their
+    round-0 mIoU agree), the third spent its budget every round, and the verdict (as much mIoU for at
+    most a third of the clicks) follows from the curves."""
+    from pathlib import Path
+    res = json.loads((Path(__file__).resolve().parents[1] / "benchmarks/results/effort.json").read_text())
+    whole, third = res["curves"]["whole images, random"], res["curves"]["suggestions, a third of the clicks"]
+    assert res["weight_on"]["whole images, random"] == res["weight_on"]["suggestions, a third of the clicks"] == "auto"
+    assert res["weighting"]["whole images, random"] == "images"
+    assert res["weighting"]["suggestions, a third of the clicks"] == "pixels"
+    assert abs(whole[0]["miou"] - third[0]["miou"]) < 0.002
+    budget = res["budgets"]["suggestions, a third of the clicks"]  # the clicks a round it ran with
+    assert [p["clicks"] for p in third[1:]] == [budget * k for k in range(1, len(third))]
+    assert res["budget_per_round"]["third"] == round(whole[-1]["clicks"] / (len(whole) - 1)) // 3
+    g = res["goal"]
+    assert (g["whole_miou"], g["suggestions_third_miou"]) == (whole[-1]["miou"], third[-1]["miou"])
+    assert g["met"] == (third[-1]["miou"] >= whole[-1]["miou"] and 3 * third[-1]["clicks"] <= whole[-1]["clicks"])
