@@ -46,9 +46,9 @@ import torch.nn.functional as F
 from spn_napari.cam import paint_superpixels, threshold_maps
 from spn_napari.data.synthetic import generate_demo_image
 from spn_napari.data.transforms import auto_scales, fit_to_canvas
-from spn_napari.inference import image_evidence, label_canvas
+from spn_napari.inference import image_evidence
 from spn_napari.models.spn import build_spn
-from spn_napari.ops import superpixel_pool
+from spn_napari.ops import label_canvas, superpixel_pool
 from spn_napari.superpixels import SuperpixelConfig, slic_labels
 
 from _machine import command_line, cpu_model, write_results  # benchmarks/ is on sys.path when run as a script

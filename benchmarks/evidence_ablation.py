@@ -32,8 +32,9 @@ import torch
 
 from spn_napari import kinds
 from spn_napari.evidence import EvidenceSettings, evidence_sides, label_evidence
-from spn_napari.inference import aggregate_evidence, label_canvas, view_evidence
+from spn_napari.inference import aggregate_evidence, view_evidence
 from spn_napari.metrics import confusion_matrix, mean_class_accuracy, mean_iou
+from spn_napari.ops import label_canvas
 from spn_napari.runtime import default_threads, load_spn, resolve_device
 from spn_napari.store import Project
 

@@ -38,6 +38,7 @@ _API = {
     "current_round": "round_history", "current_labels": "labels", "training_target": "labels",
     "import_corrections": "corrections", "SimulateConfig": "simulate", "simulate": "simulate",
     "DecoupledNet": "models.decoupled", "Segmenter": "segmenter",
+    "propagate": "propagate", "PropagateConfig": "propagate", "LiveHead": "propagate",
     "suggest": "suggest", "Suggestion": "suggest", "superpixel_oracle": "effort",
 }
 

@@ -122,10 +122,10 @@ class Annotator:
             return self._cache[i]
         if i in self._answered:  # its answers must be in the store before it is read from there
             self.write_answers()
-        from .labels import apply_correction, base_kind
+        from .labels import apply_correction, base_labels
         p = self.project
         try:
-            base = p.read(base_kind(p), i)
+            base = base_labels(p, i)
         except ProjectError:  # no pseudo-labels yet: all 0 (background or no label); the person may paint
             info = p.images[i]
             base = np.zeros((info.height, info.width), np.uint8)

@@ -326,11 +326,10 @@ def cmd_simulate(a: argparse.Namespace) -> int:
     from .simulate import SimulateConfig, simulate
 
     def job(project, device):
-        if a.rounds < 1:
-            raise SpnError(f"--rounds {a.rounds}: must be at least 1.")
         cfg = SimulateConfig(rounds=a.rounds, correct_fraction=a.correct_fraction, select=a.select, seed=a.seed,
                              full_supervision=not a.no_full, round_config=_round_config(a), annotator=a.annotator,
-                             budget=a.budget)
+                             budget=a.budget, propagate=a.propagate, refit_every=a.refit_every,
+                             propagate_config=_propagate_config(a, device))
         return simulate(project, cfg, work=a.work)
 
     res = _run(a, "simulate", job, threads=True).data
@@ -344,8 +343,38 @@ def cmd_simulate(a: argparse.Namespace) -> int:
     for r in res["rounds"]:
         print(f"{r['round']:>5d} {f(r['miou']):>6s} {f(r['miou_unreviewed']):>6s} {f(r['miou_model']):>6s} "
               f"{r['corrected']:>9d} {r['clicks']:>7d} {r['looks']:>7d} {f(r['changed']):>7s} {r['seconds']:>7.0f}")
+    if res["live"]:
+        print(f"{'live':>5s} {'round':>5s} {'clicks':>7s} {'looks':>7s} {'mIoU':>6s} {'mca':>6s} {'changed':>7s} "
+              f"{'photos':>6s} {'refit s':>7s}")
+        for k, r in enumerate(res["live"]):
+            print(f"{k:>5d} {r['round']:>5d} {r['clicks']:>7d} {r['looks']:>7d} {f(r['miou']):>6s} "
+                  f"{f(r['mean_class_accuracy']):>6s} {r['changed']:>7d} {r['photos']:>6d} {r['seconds']:>7.2f}")
     print(f"superpixel oracle (every superpixel its true class): mIoU {f(res['superpixel_oracle_miou'])}")
     print(f"full supervision: mIoU {f(res['full_supervision_miou'])}   (work copy: {res['work']})")
+    return 0
+
+
+def _propagate_config(a: argparse.Namespace, device: str | None = None):
+    from .descriptors import DescriptorConfig
+    from .propagate import PropagateConfig
+    d = PropagateConfig()
+    return PropagateConfig(weight=a.person_weight, paint=a.paint, seed=getattr(a, "seed", d.seed),
+                           descriptors=DescriptorConfig(source=a.descriptors, dims=a.dims,
+                                                        device=device or getattr(a, "device", "auto")))
+
+
+def cmd_propagate(a: argparse.Namespace) -> int:
+    from .propagate import propagate
+
+    def job(project, device):
+        return propagate(project, _propagate_config(a, device), recompute=a.recompute)
+
+    res = _run(a, "propagate", job, threads=True).data
+    if a.json:
+        print(json.dumps(res))
+        return 0
+    print(f"propagated: {res['changed']} superpixels changed across {res['photos']} photos "
+          f"(refit {res['refit_seconds']:.2f} s, {res['seconds']:.1f} s in all)", file=sys.stderr)
     return 0
 
 
@@ -504,7 +533,33 @@ def _args_simulate(s: argparse.ArgumentParser) -> None:
                    "whole; suggestions: check the suggested superpixels top-down, --budget clicks a round; masks: give "
                    "--correct-fraction of the images their exact true masks (no clicks counted)")
     s.add_argument("--budget", type=int, default=None, help="--annotator suggestions: clicks per round")
+    s.add_argument("--propagate", action="store_true", help="--annotator suggestions: the live head relabels every "
+                   "photo after each --refit-every clicks (--rounds 0: no round at all)")
+    s.add_argument("--refit-every", type=int, default=95, help="--propagate: clicks between refits (default 95)")
+    _propagate_args(s)
     s.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+
+
+def _propagate_args(s: argparse.ArgumentParser) -> None:
+    from .descriptors import SOURCES, DescriptorConfig
+    from .propagate import PAINT, PropagateConfig
+    d, dd = PropagateConfig(), DescriptorConfig()
+    s.add_argument("--descriptors", default=dd.source, choices=SOURCES,
+                   help=f"what the superpixel descriptors are made from (default {dd.source})")
+    s.add_argument("--dims", type=int, default=dd.dims, help=f"descriptor length (default {dd.dims})")
+    s.add_argument("--paint", default=d.paint, choices=PAINT, help=f"which superpixels the head relabels: all of an "
+                   f"unreviewed photo's, or those where it changes the class (default {d.paint})")
+    s.add_argument("--person-weight", type=float, default=d.weight,
+                   help=f"weight of a superpixel a person set in the head's fit (default {d.weight:g})")
+
+
+def _args_propagate(s: argparse.ArgumentParser) -> None:
+    s.add_argument("project")
+    s.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (for the descriptors)")
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--recompute", action="store_true", help="make the descriptors again first (e.g. a damaged store)")
+    s.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+    _propagate_args(s)
 
 
 def _args_history(s: argparse.ArgumentParser) -> None:
@@ -592,6 +647,9 @@ COMMANDS: dict[str, _Command] = {  # in the order ``spn-napari --help`` lists th
     "simulate": _Command(cmd_simulate, _args_simulate, "simulated annotator: correct a share of the images with "
                          "their ground truth before each round, on a copy of the project; mIoU per round and the "
                          "full-supervision bound"),
+    "propagate": _Command(cmd_propagate, _args_propagate, "relabel every unreviewed photo with the live head: a "
+                          "linear layer over superpixel descriptors, fitted on the corrections and the labels "
+                          "(spn_napari.propagate)"),
     "history": _Command(cmd_history, _args_history, "list the rounds with their metrics (* = current)",
                         progress=False),
     "rollback": _Command(cmd_rollback, _args_rollback,

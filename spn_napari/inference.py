@@ -35,12 +35,12 @@ from .evidence import (
 )
 from .features import feature_cache, view_maps, views
 from .models.spn import SPN
-from .ops import superpixel_pool
+from .ops import label_canvas, superpixel_pool
 from .runtime import load_spn, resolve_device
 from .store import Project
 from .suggest import write_index
 
-__all__ = ["PseudoLabelConfig", "resolve_settings", "label_canvas", "view_evidence", "aggregate_evidence",
+__all__ = ["PseudoLabelConfig", "resolve_settings", "view_evidence", "aggregate_evidence",
            "image_evidence", "view_backbones", "make_pseudo_labels",
            # from spn_napari.evidence, where they live; kept here for the API's users
            "Evidence", "EvidenceSettings", "check_method", "evidence_maps", "evidence_sides", "label_evidence",
@@ -73,17 +73,6 @@ def resolve_settings(cfg: PseudoLabelConfig, scales: Sequence[int], background: 
         sides = (scales[len(scales) // 2],) if background else evidence_sides(scales)
     flip = (not background) if cfg.flip is None else bool(cfg.flip)
     return EvidenceSettings(method=method, sides=sides, flip=flip, normalise=cfg.normalise, threshold=cfg.threshold)
-
-
-def label_canvas(sp: np.ndarray, device: torch.device) -> tuple[torch.Tensor, int]:
-    """sp (H, W) labels 0..N-1 -> (1, L, L) int64 on ``device``, L = max(H, W), -1 as padding; N.
-
-    The square canvas the network's features cover at full resolution (image at the top-left).
-    """
-    h, w = sp.shape
-    canvas = torch.full((1, max(h, w), max(h, w)), -1, dtype=torch.long)
-    canvas[0, :h, :w] = torch.from_numpy(sp.astype(np.int64))
-    return canvas.to(device), int(sp.max()) + 1
 
 
 @torch.no_grad()

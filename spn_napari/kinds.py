@@ -8,8 +8,8 @@ store keeps each as a group of its own (``Project.save_correction``), named in `
 
 from __future__ import annotations
 
-__all__ = ["SUPERPIXELS", "SPN", "SP_CAM", "CAM", "SUGGESTIONS", "pseudo_labels", "method_of", "round_labels",
-           "round_model", "feature_maps", "maker"]
+__all__ = ["SUPERPIXELS", "SPN", "SP_CAM", "CAM", "SUGGESTIONS", "DESCRIPTORS", "pseudo_labels", "method_of", "round_labels",
+           "round_model", "feature_maps", "live_labels", "maker"]
 
 SUPERPIXELS = "superpixels"
 """(H, W) int32 SLIC labels 0..N-1 per image (``superpixels``)."""
@@ -25,6 +25,10 @@ CAM = "cams/cam"
 
 SUGGESTIONS = "suggestions/index"
 """The ranked superpixels to check, one .npz file (:mod:`spn_napari.suggest`)."""
+
+
+DESCRIPTORS = "descriptors"
+"""Every superpixel's descriptor, one .npz file (:mod:`spn_napari.descriptors`)."""
 
 
 def pseudo_labels(method: str) -> str:
@@ -54,10 +58,18 @@ def feature_maps(encoder: str, side: int) -> str:
     return f"features/{encoder}/{int(side)}"
 
 
+def live_labels(r: int) -> str:
+    """The live head's labels for round r's labels (round 0 also before any round), one .npz file
+    (:mod:`spn_napari.live_labels`; ``propagate``)."""
+    return f"live/{int(r)}"
+
+
 def maker(kind: str, root) -> str:
     """The command that makes artifact ``kind`` in the project at ``root``, for error messages."""
     if kind.startswith("round/"):
         return f"spn-napari round {root}"
+    if kind == DESCRIPTORS or kind.startswith("live/"):
+        return f"spn-napari propagate {root}"
     step = {SUPERPIXELS: "superpixels", SPN: "train-spn"}.get(kind, "pseudo-labels")
     method = f" --method {kind.split('/', 1)[1]}" if kind.startswith(("pseudo/", "cams/")) else ""
     return f"spn-napari {step} {root}{method}"

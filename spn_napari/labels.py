@@ -7,10 +7,11 @@ Read top-down, one image's labels go:
    (the method :func:`pseudo_method` names);
 2. ``round/0/labels``: a copy of them, made when the first round starts;
 3. ``round/k/labels``: round k's DecoupledNet prediction (:mod:`spn_napari.rounds`);
-4. the current labels (:func:`current_labels`): the current round's labels (or 1. before any
-   round) with the pixels a person set in the image's correction painted over them — what the
-   viewer shows, ``export`` writes and ``evaluate`` scores;
-5. the next round's target (:func:`training_target`): the same, without rejected images, and in
+4. the live head's superpixel labels over them (:func:`base_labels`), where ``propagate`` or the
+   dock's live propagation ran (:mod:`spn_napari.propagate`);
+5. the current labels (:func:`current_labels`): those with the pixels a person set in the image's
+   correction painted over them — what the viewer shows, ``export`` writes and ``evaluate`` scores;
+6. the next round's target (:func:`training_target`): the same, without rejected images, and in
    round 1 without the pixels whose SPN evidence was a coin flip.
 """
 
@@ -24,10 +25,11 @@ from . import kinds
 from .cam import METHODS
 from .errors import ProjectError
 from .evidence import unsure_evidence
+from .live_labels import live_doubt, overlay
 from .metrics import IGNORE
 from .store import Project
 
-__all__ = ["base_kind", "pseudo_method", "current_labels", "apply_correction", "labels_reader", "training_target",
+__all__ = ["base_kind", "pseudo_method", "base_labels", "current_labels", "apply_correction", "labels_reader", "training_target",
            "training_target_and_set", "round0_method", "present_classes", "unsure_pixels"]
 
 def pseudo_method(project: Project) -> str | None:
@@ -53,10 +55,17 @@ def base_kind(project: Project) -> str:
     return kinds.pseudo_labels(method)
 
 
+def base_labels(project: Project, i: int, sp: np.ndarray | None = None) -> np.ndarray:
+    """(H, W) uint8 labels of image i before its correction: the current round's (or the
+    pseudo-labels before any round), with the live head's superpixels over them where it ran
+    (:mod:`spn_napari.live_labels`; ``sp``: image i's superpixels, when the caller has them)."""
+    return overlay(project, i, project.read(base_kind(project), i), sp)
+
+
 def current_labels(project: Project, i: int) -> np.ndarray:
-    """(H, W) uint8 labels of image i as the user sees them: the current round's (or the
-    pseudo-labels before any round) with the image's corrected pixels painted over them."""
-    return apply_correction(project.read(base_kind(project), i), project.correction(i))
+    """(H, W) uint8 labels of image i as the user sees them: :func:`base_labels` with the
+    image's corrected pixels painted over them."""
+    return apply_correction(base_labels(project, i), project.correction(i))
 
 
 def apply_correction(labels: np.ndarray, corr: tuple[np.ndarray, np.ndarray] | None) -> np.ndarray:
@@ -89,7 +98,8 @@ def training_target(project: Project, i: int, kind: str | None = None, *,
     corrected pixels overriding them pixel for pixel; None when the image is rejected.
 
     With ``ignore_band`` > 0 and round 0 (the SPN's pseudo-labels) as the base, pixels whose
-    evidence lies within the band of the 50 % threshold are IGNORE unless a person set them.
+    evidence lies within the band of the 50 % threshold are IGNORE unless a person set them; where
+    the live head painted the labels, those whose best two classes it scores within the band.
     ``method``: :func:`round0_method`, looked up when not given (a trainer reading every image
     passes it once rather than have each sample query the rounds).
     """
@@ -102,12 +112,16 @@ def training_target_and_set(project: Project, i: int, kind: str | None = None, *
     correction), from one read of the correction (a trainer that weighs those pixels needs both)."""
     if project.review(i) == "rejected":
         return None, None
+    labels = base_labels(project, i) if kind is None or kind == base_kind(project) else project.read(kind, i)
     kind = kind or base_kind(project)
-    labels = project.read(kind, i)
     if ignore_band > 0 and kind == kinds.round_labels(0):
         method = method or round0_method(project)
         if project.artifact(kinds.SP_CAM) and project.artifact(kinds.CAM):
-            labels = np.where(unsure_pixels(project, i, method, ignore_band), IGNORE, labels).astype(np.uint8)
+            unsure = unsure_pixels(project, i, method, ignore_band)  # (H, W)
+            live = live_doubt(project, i, ignore_band)  # where the head painted, its own doubt instead
+            if live is not None:
+                unsure = np.where(live[0], live[1], unsure)
+            labels = np.where(unsure, IGNORE, labels).astype(np.uint8)
     corr = project.correction(i)
     return apply_correction(labels, corr), None if corr is None else corr[1]
 

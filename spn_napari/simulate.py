@@ -23,11 +23,12 @@ import numpy as np
 
 from .effort import fix_whole_image, superpixel_majority, superpixel_oracle
 from .errors import ProjectError, SpnError
-from .evaluate import round_metrics
+from .evaluate import evaluate_labels, round_metrics
 from .events import Event
 from .evidence import evidence_maps
 from .kinds import SUPERPIXELS
 from .labels import current_labels
+from .propagate import LiveHead, PropagateConfig
 from .round_history import history, rollback, round_uncertainty
 from .rounds import RoundConfig, ensure_round0, round0_method_for, round0_source, run_round
 from .store import Project
@@ -49,6 +50,9 @@ class SimulateConfig:
     annotator: str = "whole"  # "whole": fix whole images; "suggestions": check the suggested superpixels;
     # "masks": give the picked images their exact true masks (no clicks counted: drawn, not clicked)
     budget: int | None = None  # "suggestions": clicks per round
+    propagate: bool = False  # "suggestions": the live head relabels every photo after each refit_every clicks
+    refit_every: int = 95  # clicks between two refits of the live head
+    propagate_config: PropagateConfig = field(default_factory=PropagateConfig)
     round_config: RoundConfig = field(default_factory=RoundConfig)  # each round's DecoupledNet training
 
 
@@ -121,6 +125,63 @@ def _check_suggestions(project: Project, budget: int) -> tuple[int, int]:
     return clicks, looks
 
 
+class _Truth:
+    """Each superpixel's true class (its ground truth's majority, 255 without truth), read once a photo."""
+
+    def __init__(self, project: Project) -> None:
+        self.project, self._of = project, {}
+
+    def __call__(self, i: int, superpixel: int) -> int:
+        if i not in self._of:
+            self._of[i] = superpixel_majority(self.project.read(SUPERPIXELS, i), self.project.ground_truth(i),
+                                              ignore=255)
+        return int(self._of[i][superpixel])
+
+
+def _live_row(project: Project, clicks: int, looks: int, seconds: float, head: LiveHead) -> dict:
+    """One refit's row: what has been spent, the labels' scores, the refit and relabel's seconds."""
+    m = evaluate_labels(project, None)
+    changed, photos = head.last_changed
+    return {"clicks": clicks, "looks": looks, "miou": m["miou"], "mean_class_accuracy": m.get("mean_class_accuracy"),
+            "seconds": seconds, "changed": changed, "photos": photos}
+
+
+def _check_live(project: Project, head: LiveHead, budget: int, every: int, truth: _Truth, skipped: set,
+                spent: tuple[int, int]) -> Iterator[dict]:
+    """A person takes the live head's suggestions (:meth:`LiveHead.ranking`) top-down, as
+    :func:`_check_suggestions` does, and the head is refitted and every photo relabelled after
+    each ``every`` clicks (and at the end), until ``budget`` clicks are spent or nothing is left to
+    check. Yields a row (:func:`_live_row`) per refit, with ``spent`` (clicks, looks) before it added."""
+    clicks = looks = 0
+    while clicks < budget:
+        answers: dict[int, dict[int, int]] = {}
+        batch = 0
+        for image, superpixel, current, _proposed in head.ranking():
+            if batch >= every or clicks >= budget:
+                break
+            if (image, superpixel) in skipped:
+                continue
+            true = truth(int(image), int(superpixel))
+            looks += int(true == 255 or true == int(current))
+            if true == 255:  # no truth to answer with: looked at, left alone
+                skipped.add((image, superpixel))
+                continue
+            if true != int(current):
+                clicks, batch = clicks + 1, batch + 1
+            answers.setdefault(int(image), {})[int(superpixel)] = true
+            head.set_person(int(image), int(superpixel), true)
+        if not answers:
+            return  # every photo checked
+        for i, given in answers.items():
+            answer(project, i, given)
+        t0 = time.perf_counter()
+        head.refit()
+        head.relabel()
+        seconds = time.perf_counter() - t0
+        head.save()
+        yield _live_row(project, spent[0] + clicks, spent[1] + looks, seconds, head)
+
+
 def _correct_exactly(project: Project, images: list[int]) -> None:
     """Each image's whole true mask as its correction (full supervision, and ``--annotator masks``:
     what simulate did before it counted clicks). Masks are drawn, not clicked."""
@@ -150,11 +211,27 @@ def simulate(project: Project, cfg: SimulateConfig = SimulateConfig(), *, work: 
     result: {"start_miou", "rounds": [{"round", "miou", "mean_class_accuracy", "miou_unreviewed",
     "corrected", "clicks", "looks", "changed", "seconds"}, ...] (clicks and looks: spent so far),
     "superpixel_oracle_miou", "full_supervision_miou", "full_supervision_mean_class_accuracy", "work"}.
+
+    With ``propagate`` each round's budget is spent on the live head's suggestions, refitting it
+    and relabelling every photo after each ``refit_every`` clicks (:func:`_check_live`), before
+    the round (``rounds`` 0: no round at all); the result's "live" holds a row per refit
+    ({"round", "clicks", "looks", "miou", "mean_class_accuracy", "seconds", "changed", "photos"},
+    seconds: the refit and the relabelling), and an event 'sim_live' carries each as it lands.
     """
     if cfg.select not in SELECT:
         raise SpnError(f"--select {cfg.select}: use random or uncertain.")
     if cfg.annotator not in ANNOTATORS:
         raise SpnError(f"--annotator {cfg.annotator}: use whole, suggestions or masks.")
+    if cfg.propagate and cfg.annotator != "suggestions":
+        raise SpnError(f"--propagate: the live head relabels after checked suggestions — use it with "
+                       f"--annotator suggestions (not {cfg.annotator}).")
+    if cfg.propagate and cfg.budget is None:
+        raise SpnError("--propagate: give the clicks to spend with --budget N (e.g. --budget 1143).")
+    if cfg.rounds < (0 if cfg.propagate else 1):
+        raise SpnError(f"--rounds {cfg.rounds}: must be at least {0 if cfg.propagate else 1} "
+                       f"({'--rounds 0 spends the budget with no round' if cfg.propagate else 'or use --propagate'}).")
+    if cfg.refit_every < 1:
+        raise SpnError(f"--refit-every {cfg.refit_every}: use at least 1 click between refits, e.g. 95.")
     if cfg.annotator == "suggestions" and (cfg.budget is None or cfg.budget < 1):
         raise SpnError(f"--budget {cfg.budget}: give the clicks a person spends per round, at least 1 "
                        f"(e.g. --budget 500).")
@@ -179,8 +256,39 @@ def simulate(project: Project, cfg: SimulateConfig = SimulateConfig(), *, work: 
     rng = np.random.default_rng(cfg.seed)
     per_round = max(1, round(cfg.correct_fraction * len(sim)))
     rows, clicks, looks = [], 0, 0
+    live: list[dict] = []
+    truth, skipped = _Truth(sim), set()
+
+    def spend_live() -> Iterator[Event]:  # one budget with the live head; returns (clicks, looks)
+        head = yield from LiveHead.open(sim, cfg.propagate_config)
+        r = sim.current_round() or 0
+        t0 = time.perf_counter()
+        head.refit()
+        head.relabel()
+        seconds = time.perf_counter() - t0
+        head.save()
+        live.append({"round": r, **_live_row(sim, clicks, looks, seconds, head)})
+        yield Event("sim_live", len(live), 0, {"row": live[-1]})
+        for row in _check_live(sim, head, cfg.budget, cfg.refit_every, truth, skipped, (clicks, looks)):
+            live.append({"round": r, **row})
+            yield Event("sim_live", len(live), 0, {"row": live[-1]})
+        return live[-1]["clicks"] - clicks, live[-1]["looks"] - looks
+
+    def tagged(events: Iterator[Event], r) -> Iterator[Event]:  # each event tagged with its round; their return
+        try:
+            while True:
+                ev = next(events)
+                yield Event(ev.event, ev.step, ev.total, {**ev.data, "sim_round": r})
+        except StopIteration as stop:
+            return stop.value
+
+    if cfg.propagate and cfg.rounds == 0:
+        c, k = yield from tagged(spend_live(), 0)
+        clicks, looks = clicks + c, looks + k
     for r in range(cfg.rounds):
-        if cfg.annotator == "whole":
+        if cfg.propagate:
+            c, k = yield from tagged(spend_live(), r + 1)
+        elif cfg.annotator == "whole":
             c, k = _fix_whole(sim, _pick(sim, per_round, cfg, rng))
         elif cfg.annotator == "masks":
             _correct_exactly(sim, _pick(sim, per_round, cfg, rng))
@@ -203,7 +311,7 @@ def simulate(project: Project, cfg: SimulateConfig = SimulateConfig(), *, work: 
               "superpixel_oracle_miou": superpixel_oracle(sim)["miou"], "full_supervision_miou": None,
               "full_supervision_mean_class_accuracy": None,
               "select": cfg.select, "correct_fraction": cfg.correct_fraction, "annotator": cfg.annotator,
-              "budget": cfg.budget, "work": str(work)}
+              "budget": cfg.budget, "work": str(work), "propagate": cfg.propagate, "live": live}
     if cfg.full_supervision:
         rollback(sim, 0)  # the upper bound starts where round 1 started: from the SPN
         _correct_exactly(sim, [i for i in range(len(sim)) if sim.images[i].has_gt])

@@ -42,7 +42,8 @@ from . import kinds
 from .cam import tag_scores
 from .effort import superpixel_majority
 from .errors import ProjectError, SpnError
-from .labels import apply_correction, base_kind
+from .labels import apply_correction, base_kind, base_labels
+from .live_labels import live_round
 from .store import Project
 
 __all__ = ["Suggestion", "ScoreWeights", "WEIGHTS", "superpixel_parts", "image_suggestions", "suggest", "answer", "check_answer", "SuggestionQueue", "write_index", "PER_IMAGE"]
@@ -94,31 +95,38 @@ WEIGHTS = ScoreWeights()
 the pseudo-labels (the module's docstring says why)."""
 
 
+def evidence_candidates(project: Project, i: int) -> tuple[np.ndarray, np.ndarray]:
+    """Image i's candidate label values (K,) and each one's SP-CAM evidence on each superpixel
+    (K, N): each tag's scores over its peak (-1 for a tag without positive evidence; when no tag
+    has any, the raw scores over their largest magnitude), and with a background class value 0
+    at the threshold."""
+    scores = project.read(kinds.SP_CAM, i)  # (N, C)
+    cs, norm, ok = tag_scores(scores.T[:, :, None], project.images[i].tags, "max")  # (K, N, 1)
+    cand = norm[:, :, 0]  # (K, N) candidates' evidence
+    values = [c + 1 for c in cs]
+    if project.has_background:  # background competes at the threshold
+        cand = np.concatenate([np.full((1, cand.shape[1]), THRESHOLD, np.float32), cand])
+        values = [0] + values
+    cand = np.where(np.isfinite(cand), cand, -1.0) if ok else cand / max(float(np.abs(cand).max()), 1e-12)
+    return np.asarray(values), cand
+
+
 def superpixel_parts(project: Project, i: int) -> np.ndarray | None:
     """Image i's checkable superpixels with what their score is made of, one (M, 7) float64 array:
     superpixel, current, proposed, disagreement (0/1), margin (0..1), pixels / mean pixels, pixels
     (arrays, not objects: a project has hundreds of thousands of superpixels). None when the image
     has a single candidate class."""
     info = project.images[i]
-    bg = project.has_background
-    if len(info.tags) + bg < 2:
+    if len(info.tags) + project.has_background < 2:
         return None
     sp = project.read(kinds.SUPERPIXELS, i)  # (H, W) ids 0..N-1
-    scores = project.read(kinds.SP_CAM, i)  # (N, C)
     corr = project.correction(i)
-    labels = apply_correction(project.read(base_kind(project), i), corr)  # (H, W): the current labels
-    cs, norm, ok = tag_scores(scores.T[:, :, None], info.tags, "max")  # (K, N, 1)
-    cand = norm[:, :, 0]  # (K, N) candidates' evidence
-    values = [c + 1 for c in cs]
-    if bg:  # background competes at the threshold
-        cand = np.concatenate([np.full((1, cand.shape[1]), THRESHOLD, np.float32), cand])
-        values = [0] + values
-    cand = np.where(np.isfinite(cand), cand, -1.0) if ok else cand / max(float(np.abs(cand).max()), 1e-12)
+    labels = apply_correction(base_labels(project, i, sp), corr)  # (H, W): the current labels
+    values, cand = evidence_candidates(project, i)  # (K,), (K, N)
     order = np.argsort(-cand, axis=0, kind="stable")  # (K, N)
     cols = np.arange(cand.shape[1])
     first, second = order[0], order[1]
     margin = np.clip(cand[first, cols] - cand[second, cols], 0.0, 1.0)  # (N,)
-    values = np.asarray(values)
     evidence_label = values[first]
     current = superpixel_majority(sp, labels)  # (N,)
     area = np.bincount(sp.ravel(), minlength=len(current))  # (N,)
@@ -156,7 +164,8 @@ def _stamp(project: Project) -> dict:
     """What the ranking was made from: the labels it compared (the current round's, or the
     pseudo-labels) and the evidence; a change makes the index stale."""
     return {"round": project.current_round(), "labels": base_kind(project),
-            "evidence": (project.artifact(kinds.SP_CAM) or {}).get("version")}
+            "evidence": (project.artifact(kinds.SP_CAM) or {}).get("version"),
+            "live": (project.artifact(kinds.live_labels(live_round(project))) or {}).get("version")}
 
 
 def _rows(project: Project, images) -> np.ndarray:

@@ -29,15 +29,16 @@ LAYERS = {
     "project_format": 1.5,  # a new project from a data set (data/) in the database (project_db)
     # 2 the project store; the networks
     "store": 2, "models": 2,
-    # 3 over the store: the feature cache, device and checkpoints, superpixels, evidence, the rounds' records
+    # 3 over the store: the feature cache, device and checkpoints, superpixels, evidence, the rounds' records,
+    # the live head's labels as kept
     "features": 3, "runtime": 3, "superpixels": 3, "evidence": 3, "corrections": 3, "effort": 3,
-    "round_history": 3,
-    # 4 which labels an image has; training batches
-    "labels": 4, "batches": 4,
+    "round_history": 3, "live_labels": 3,
+    # 4 which labels an image has; training batches; superpixel descriptors
+    "labels": 4, "batches": 4, "descriptors": 4,
     # 5 scoring, suggestions, export, the annotator's core; the SPN's training loop; a round's net predicting
     "evaluate": 5, "suggest": 5, "export": 5, "annotator": 5, "train": 5, "round_inference": 5,
-    # 6 SPN inference (pseudo-labels); refinement rounds
-    "inference": 6, "rounds": 6,
+    # 6 SPN inference (pseudo-labels); refinement rounds; the live head
+    "inference": 6, "rounds": 6, "propagate": 6,
     # 7 predicting photos; the demo recipe; the simulated annotator
     "segmenter": 7, "pipeline": 7, "simulate": 7,
     # 8 the prediction server; napari's reader and sample data

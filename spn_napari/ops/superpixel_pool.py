@@ -16,10 +16,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import numpy as np
 import torch
 from torch import Tensor
 
-__all__ = ["superpixel_pool", "segment_mean", "valid_rows"]
+__all__ = ["superpixel_pool", "segment_mean", "valid_rows", "label_canvas"]
 
 
 def _as_counts(n_sp: Sequence[int] | Tensor, device: torch.device) -> Tensor:
@@ -102,3 +103,14 @@ def segment_mean(x: Tensor, n_sp: Sequence[int] | Tensor) -> Tensor:
     seg = torch.repeat_interleave(torch.arange(counts.numel(), device=x.device), counts)
     out = x.new_zeros(counts.numel(), x.shape[1]).index_add(0, seg, x)
     return out / counts.clamp(min=1).to(x.dtype)[:, None]
+
+
+def label_canvas(sp: np.ndarray, device: torch.device) -> tuple[torch.Tensor, int]:
+    """sp (H, W) labels 0..N-1 -> (1, L, L) int64 on ``device``, L = max(H, W), -1 as padding; N.
+
+    The square canvas the network's features cover at full resolution (image at the top-left).
+    """
+    h, w = sp.shape
+    canvas = torch.full((1, max(h, w), max(h, w)), -1, dtype=torch.long)
+    canvas[0, :h, :w] = torch.from_numpy(sp.astype(np.int64))
+    return canvas.to(device), int(sp.max()) + 1

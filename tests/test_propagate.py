@@ -1,0 +1,261 @@
+"""Live label propagation: descriptors, the live head, its labels as project state, the CLI."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from spn_napari import kinds
+from spn_napari.descriptors import DescriptorConfig, compute_descriptors, pooled_views, read_descriptors
+from spn_napari.events import run
+from spn_napari.labels import base_kind, current_labels, training_target
+from spn_napari.live_labels import KEEP, read_live
+from spn_napari.propagate import LiveHead, PropagateConfig, person_labels, propagate
+from spn_napari.round_history import rollback
+from spn_napari.rounds import RoundConfig, run_round
+from spn_napari.store import Project
+from spn_napari.suggest import answer
+
+from conftest import assert_user_error, cli, tree_state
+
+CFG = PropagateConfig(descriptors=DescriptorConfig(dims=8, device="cpu"))
+
+
+def _open(project: Project) -> LiveHead:
+    return run_value(LiveHead.open(project, CFG))
+
+
+def run_value(gen):
+    """Drain a generator and return its return value."""
+    try:
+        while True:
+            next(gen)
+    except StopIteration as stop:
+        return stop.value
+
+
+def _wrong_superpixel(project: Project, i: int) -> tuple[int, int]:
+    """A superpixel of image i whose current majority is not its true class, and that class."""
+    from spn_napari.effort import superpixel_majority
+    sp = project.read(kinds.SUPERPIXELS, i)
+    truth = superpixel_majority(sp, project.ground_truth(i), ignore=255)
+    have = superpixel_majority(sp, current_labels(project, i))
+    wrong = np.flatnonzero((truth != 255) & (truth != have))
+    return (int(wrong[0]), int(truth[wrong[0]])) if len(wrong) else (0, int(truth[0]))
+
+
+def test_descriptors_are_superpixel_means_of_the_upsampled_maps(labelled_project):
+    """pooled_views against a naive loop: each view's map bilinearly upsampled to the canvas,
+    averaged over each superpixel's pixels (float64), then over the views; a mirrored view is
+    flipped back first."""
+    from spn_napari.features import image_view_maps
+    from spn_napari.runtime import load_spn
+    p = labelled_project
+    model, _ = load_spn(p, torch.device("cpu"))
+    sp = p.read(kinds.SUPERPIXELS, 3)
+    maps = image_view_maps(model.encoder, p.image(3), [(64, False), (64, True)], torch.device("cpu"))
+    got = pooled_views(model, maps, sp, "frozen", torch.device("cpu")).numpy()
+    side = max(sp.shape)
+    want = np.zeros((int(sp.max()) + 1, got.shape[1]))
+    for (_, mirrored), f in maps.items():
+        f = f.flip(-1) if mirrored else f
+        up = F.interpolate(f[None].double(), size=(side, side), mode="bilinear", align_corners=False)[0].numpy()
+        for s in range(len(want)):
+            ys, xs = np.nonzero(sp == s)
+            want[s] += up[:, ys, xs].mean(1) / len(maps)
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
+
+
+def test_the_descriptor_store_is_one_row_a_superpixel(labelled_project):
+    p = labelled_project
+    ev = run(compute_descriptors(p, DescriptorConfig(dims=8, device="cpu")))
+    d = read_descriptors(p)
+    sizes = [int(p.read(kinds.SUPERPIXELS, i).max()) + 1 for i in range(len(p))]
+    assert list(np.diff(d.offsets)) == sizes and d.desc.shape == (sum(sizes), 8) and d.desc.dtype == np.float16
+    sp = p.read(kinds.SUPERPIXELS, 2)
+    assert list(d.area[d.rows(2)]) == list(np.bincount(sp.ravel(), minlength=sizes[2]))
+    assert ev.data["superpixels"] == sum(sizes)
+    # the principal components: projections decorrelated, in decreasing variance
+    cov = np.cov(d.desc.astype(np.float64).T)
+    assert np.all(np.diff(np.diag(cov)) <= 1e-2)
+
+
+def test_person_labels_follow_the_majority_of_set_pixels(labelled_project):
+    p = labelled_project
+    sp = p.read(kinds.SUPERPIXELS, 1)
+    n = int(sp.max()) + 1
+    labels = np.full(sp.shape, 2, np.uint8)
+    set_mask = np.zeros(sp.shape, bool)
+    set_mask[: sp.shape[0] // 2] = True  # the top half set
+    labels[:, : sp.shape[1] // 3] = 3
+    p.save_correction(1, labels, set_mask)
+    got = person_labels(p, 1, sp, n)
+    for s in range(n):  # naive: over half set -> the set pixels' majority (ties: the lower value)
+        px = sp == s
+        count = int((px & set_mask).sum())
+        if count * 2 > px.sum():
+            values, counts = np.unique(labels[px & set_mask], return_counts=True)
+            assert got[s] == values[np.argmax(counts)], s
+        else:
+            assert got[s] == 0, s
+
+
+def test_the_head_is_the_minimum_of_its_weighted_loss(labelled_project):
+    """After a refit the gradient of the weighted, tag-restricted cross-entropy plus L2 (computed
+    in float64 by a plain loop over the fitted superpixels) is close to zero, and the labels it
+    paints are each superpixel's best candidate."""
+    p = labelled_project
+    s, true = _wrong_superpixel(p, 0)
+    answer(p, 0, {s: true})
+    head = _open(p)
+    head.refit()
+    head.relabel()
+    live, cfg = head.live, head.cfg
+    w = head.weight.double().numpy()  # (L, D + 1)
+    x = np.concatenate([head.desc.desc.astype(np.float64), np.ones((len(head.desc.desc), 1))], 1)
+    person = live.person > 0
+    rows = [int(r) for r in np.flatnonzero(person)] + [int(r) for r in np.flatnonzero(~person & (live.prior > 0))]
+    weights = [cfg.weight if person[r] else float(live.prior[r]) for r in rows]
+    total = sum(weights)
+    grad = np.zeros_like(w)
+    for r, wt in zip(rows, weights):
+        ok = head.allowed[head.image[r]]
+        target = live.person[r] if person[r] else live.base[r]
+        if not ok[target]:
+            continue
+        z = np.where(ok, w @ x[r], -np.inf)
+        prob = np.exp(z - z[ok].max())
+        prob /= prob.sum()
+        prob[target] -= 1
+        grad += wt / total * np.outer(prob, x[r])
+    decay = np.ones_like(w)
+    decay[:, -1] = 0
+    grad += 2 * cfg.l2 * decay * w
+    assert np.abs(grad).max() < 1e-3, np.abs(grad).max()
+    for r in range(len(live.labels)):
+        if live.labels[r] != KEEP:
+            ok = head.allowed[head.image[r]]
+            assert live.labels[r] == np.argmax(np.where(ok, w @ x[r], -np.inf))
+
+
+def test_propagation_never_changes_a_person_s_pixels_and_is_reproducible(labelled_project, tmp_path):
+    import shutil
+    p = labelled_project
+    s, true = _wrong_superpixel(p, 0)
+    answer(p, 0, {s: true})
+    labels = np.full((p.images[4].height, p.images[4].width), 1, np.uint8)
+    mask = np.zeros(labels.shape, bool)
+    mask[:10, :10] = True
+    p.save_correction(4, labels, mask)  # a stroke
+    accepted = current_labels(p, 5)
+    p.save_correction(5, accepted, np.ones(accepted.shape, bool), review="reviewed")  # Accept
+    shutil.copytree(p.root, tmp_path / "twin")
+    ev = run(propagate(p, CFG))
+    assert ev.data["refits"] == 1
+    corr0, corr4 = p.correction(0), p.correction(4)
+    assert np.array_equal(current_labels(p, 0)[corr0[1]], corr0[0][corr0[1]])
+    assert np.array_equal(current_labels(p, 4)[corr4[1]], corr4[0][corr4[1]])
+    assert np.array_equal(current_labels(p, 5), accepted)
+    live = read_live(p)
+    assert (live.labels[live.rows(5)] == KEEP).all()  # a reviewed photo is the person's
+    twin = Project(tmp_path / "twin")
+    run(propagate(twin, CFG))
+    other = read_live(twin)
+    assert np.array_equal(live.labels, other.labels) and np.array_equal(live.weight, other.weight)
+
+
+def test_the_overlay_paints_whole_superpixels_over_the_round_labels(labelled_project):
+    p = labelled_project
+    run(propagate(p, CFG))
+    live = read_live(p)
+    for i in range(len(p)):
+        base, sp, given = p.read(base_kind(p), i), p.read(kinds.SUPERPIXELS, i), live.labels[live.rows(i)]
+        want = base.copy()
+        for y in range(base.shape[0]):  # naive: pixel by pixel
+            for x in range(base.shape[1]):
+                if given[sp[y, x]] != KEEP:
+                    want[y, x] = given[sp[y, x]]
+        assert np.array_equal(current_labels(p, i), want), i
+
+
+def test_live_labels_are_what_a_round_trains_on_and_roll_back_with_it(labelled_project):
+    p = labelled_project
+    before = [current_labels(p, i) for i in range(len(p))]
+    run(propagate(p, CFG))
+    live = [current_labels(p, i) for i in range(len(p))]
+    assert any(not np.array_equal(a, b) for a, b in zip(before, live))  # the head changed something
+    assert all(np.array_equal(training_target(p, i), live[i]) for i in range(len(p)))
+    run(run_round(p, RoundConfig(epochs=1, batch_size=4, device="cpu", scales=(48, 64), ignore_band=0)))
+    assert p.current_round() == 1 and read_live(p) is None  # the round's own labels, no head on them yet
+    rollback(p, 0)
+    assert all(np.array_equal(current_labels(p, i), live[i]) for i in range(len(p)))
+
+
+def test_the_live_ranking_is_by_the_head_s_doubt_and_size(labelled_project):
+    p = labelled_project
+    head = _open(p)
+    head.refit()
+    head.relabel()
+    rows = head.ranking()
+    live = head.live
+    flat = head.desc.offsets[rows[:, 0]] + rows[:, 1]
+    assert (live.person[flat] == 0).all() and (live.second[flat] != KEEP).all()
+    mean = {i: head.desc.area[head.desc.rows(i)].mean() for i in range(len(p))}
+    score = [(1 - float(live.margin[f])) * (head.desc.area[f] / mean[int(i)]) ** 0.75 for f, i in zip(flat, rows[:, 0])]
+    assert all(a >= b - 1e-9 for a, b in zip(score, score[1:]))
+    assert (rows[:, 3] == live.second[flat]).all()
+
+
+def test_simulate_with_propagation_and_no_round_writes_the_live_rows(labelled_project, tmp_path, capsys):
+    code, out, err = cli(capsys, "simulate", labelled_project.root, "--annotator", "suggestions", "--budget", 6,
+                         "--propagate", "--rounds", 0, "--refit-every", 3, "--no-full", "--dims", 8, "--device",
+                         "cpu", "--work", tmp_path / "sim", "--json", "--progress", "none")
+    assert code == 0, err
+    res = json.loads(out)
+    assert res["rounds"] == [] and len(res["live"]) >= 2
+    assert res["live"][0]["clicks"] == 0
+    for row in res["live"]:
+        assert {"clicks", "looks", "miou", "mean_class_accuracy", "seconds"} <= set(row)
+    assert [r["clicks"] for r in res["live"]] == sorted(r["clicks"] for r in res["live"])
+    assert res["live"][-1]["clicks"] <= 6
+    sim = Project(tmp_path / "sim")  # the last row is the copy's labels as saved
+    from spn_napari.evaluate import evaluate_labels
+    assert evaluate_labels(sim, None)["miou"] == pytest.approx(res["live"][-1]["miou"])
+
+
+@pytest.mark.parametrize("args,needles", [
+    (("--propagate",), ("--propagate", "--budget")),
+    (("--propagate", "--budget", "5", "--annotator", "whole"), ("--propagate", "--annotator suggestions")),
+    (("--rounds", "0", "--annotator", "suggestions", "--budget", "5"), ("--rounds 0",)),
+])
+def test_bad_simulate_propagation_flags_are_one_line(args, needles, labelled_project, tmp_path, capsys):
+    before = tree_state(labelled_project.root)
+    code, _, err = cli(capsys, "simulate", labelled_project.root, *args, "--work", tmp_path / "sim")
+    assert_user_error(code, err, needles[0])
+    assert tree_state(labelled_project.root) == before and not (tmp_path / "sim").exists()
+
+
+def test_propagate_without_pseudo_labels_is_one_line(sp_project, capsys):
+    before = tree_state(sp_project.root)
+    code, _, err = cli(capsys, "propagate", sp_project.root)
+    assert_user_error(code, err, "pseudo-labels", str(sp_project.root))
+    assert tree_state(sp_project.root) == before
+
+
+def test_a_damaged_descriptor_store_is_one_line_and_recompute_mends_it(labelled_project, capsys):
+    p = labelled_project
+    assert cli(capsys, "propagate", p.root, "--dims", "8", "--device", "cpu", "--progress", "none")[0] == 0
+    path = Project(p.root).file(kinds.DESCRIPTORS)
+    path.write_bytes(b"not an npz")
+    before = tree_state(p.root)
+    code, _, err = cli(capsys, "propagate", p.root, "--dims", "8", "--device", "cpu")
+    assert_user_error(code, err, path.name, "--recompute")
+    assert tree_state(p.root) == before
+    code, out, err = cli(capsys, "propagate", p.root, "--dims", "8", "--device", "cpu", "--recompute", "--json",
+                         "--progress", "none")
+    assert code == 0, err
+    assert read_descriptors(Project(p.root)).desc.shape[1] == 8
