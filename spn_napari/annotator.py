@@ -85,6 +85,7 @@ class Annotator:
         self._cache: OrderedDict[int, ImageView] = OrderedDict()
         self._size = cache
         self._answered: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # image: (labels, set) not written yet
+        self._undo: list[tuple[int, int, np.ndarray, np.ndarray]] = []  # (image, superpixel, labels, set) before answers
 
     # ---- the image list ------------------------------------------------------------------
     def columns(self) -> dict:
@@ -170,8 +171,24 @@ class Annotator:
         v = self.view(i)
         check_answer(self.project, v.superpixels, superpixel, value)
         where = v.superpixels == int(superpixel)  # (H, W)
+        self._undo.append((i, int(superpixel), v.labels[where].copy(), v.set_mask[where].copy()))
         labels, set_mask = v.labels.copy(), v.set_mask.copy()  # new arrays: a kept pair never changes
         labels[where], set_mask[where] = int(value), True
+        v.labels, v.set_mask = labels, set_mask
+        self._answered[i] = (labels, set_mask)
+        return v
+
+    def undo_answer(self, i: int, superpixel: int) -> ImageView:
+        """Take back the last :meth:`answer` of image i's ``superpixel``: its pixels get the labels
+        and set mask they had before it, kept for :meth:`write_answers` as an answer is."""
+        at = next((k for k in range(len(self._undo) - 1, -1, -1) if self._undo[k][:2] == (i, int(superpixel))), None)
+        if at is None:
+            raise ProjectError(f"{self.project.images[i].name}: superpixel {superpixel} has no answer to undo.")
+        _, _, old_labels, old_set = self._undo.pop(at)
+        v = self.view(i)
+        where = v.superpixels == int(superpixel)  # (H, W)
+        labels, set_mask = v.labels.copy(), v.set_mask.copy()
+        labels[where], set_mask[where] = old_labels, old_set
         v.labels, v.set_mask = labels, set_mask
         self._answered[i] = (labels, set_mask)
         return v
@@ -181,16 +198,33 @@ class Annotator:
         """How many images have answers not in the store yet."""
         return len(self._answered)
 
-    def write_answers(self) -> int:
-        """Store the corrections :meth:`answer` kept, one atomic save per image; returns how many
-        images were written. A failed save raises, and it and the rest stay kept for the next call."""
-        written = 0
+    def write_answers(self) -> list[int]:
+        """Store the corrections :meth:`answer` kept, one atomic save per image; returns the images
+        written. A failed save raises, and it and the rest stay kept for the next call."""
+        written = []
         for i in list(self._answered):
             labels, set_mask = self._answered[i]
             self.project.save_correction(i, np.where(set_mask, labels, 0), set_mask)
             del self._answered[i]
-            written += 1
+            written.append(i)
         return written
+
+    def relabelled(self) -> None:
+        """The live head relabelled the project (:mod:`spn_napari.propagate`): take the store's new
+        snapshot and read each cached view's labels again over its correction (its photo,
+        superpixels and evidence stay). The answers not written yet are written first."""
+        from .labels import apply_correction, base_labels
+        self.write_answers()
+        p = self.project
+        p.reload()
+        for i, v in self._cache.items():
+            try:
+                base = base_labels(p, i, v.superpixels)
+            except ProjectError:
+                continue  # no labels: nothing the head could have changed
+            corr = p.correction(i)
+            v.base, v.labels = base, apply_correction(base, corr)
+            v.set_mask = corr[1] if corr is not None else np.zeros(base.shape, bool)
 
     def forget(self, i: int | None = None) -> None:
         """Drop cached views (after a round or a reload changed the labels); ``i``: only image

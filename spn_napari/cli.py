@@ -240,6 +240,13 @@ def cmd_serve(a: argparse.Namespace) -> int:
     return serve(a.project, a.device)
 
 
+def cmd_live(a: argparse.Namespace) -> int:
+    from .live_server import serve_live
+    _threads()
+    _project(a.project)  # a missing or newer-format project: one line, exit 2, before "ready"
+    return serve_live(a.project, _propagate_config(a))
+
+
 def cmd_predict(a: argparse.Namespace) -> int:
     from .segmenter import Segmenter, predict_paths
 
@@ -562,6 +569,13 @@ def _args_propagate(s: argparse.ArgumentParser) -> None:
     _propagate_args(s)
 
 
+def _args_live(s: argparse.ArgumentParser) -> None:
+    s.add_argument("project")
+    s.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (for the descriptors)")
+    s.add_argument("--seed", type=int, default=0)
+    _propagate_args(s)
+
+
 def _args_history(s: argparse.ArgumentParser) -> None:
     s.add_argument("project")
     s.add_argument("--json", action="store_true", help="print one JSON object")
@@ -639,6 +653,9 @@ COMMANDS: dict[str, _Command] = {  # in the order ``spn-napari --help`` lists th
     "serve": _Command(cmd_serve, _args_serve, "label images on request, the model kept loaded: one JSON request a "
                       "line on stdin, one JSON answer a line on stdout (the napari dock's Segment; see "
                       "spn_napari.predict_server)", progress=False),
+    "live": _Command(cmd_live, _args_live, "propagate on request, the live head kept in memory: one JSON request "
+                     "a line on stdin (photos whose corrections changed), one JSON answer a line on stdout (the "
+                     "napari dock's Propagate; see spn_napari.live_server)", progress=False),
     "import-corrections": _Command(cmd_import_corrections, _args_import_corrections,
                                    "import correction masks (DIR/NAME.png: 0 background, i class i, 255 not set; "
                                    "no 0 in a project made with --no-background)"),

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from .events import Event
 
-__all__ = ["STEPS", "command", "init_command", "predict_command", "serve_command", "default_project_for", "parse_event",
+__all__ = ["STEPS", "command", "init_command", "predict_command", "serve_command", "live_command", "default_project_for", "parse_event",
            "error_message", "devices", "child_threads"]
 
 STEPS = {
@@ -61,6 +61,11 @@ def predict_command(project, inputs, out, *, device: str = "auto", round_no: int
 def serve_command(project, *, device: str = "auto") -> list[str]:
     """argv of the long-lived child that answers the dock's Segment requests (``spn-napari serve``)."""
     return [sys.executable, "-m", "spn_napari", "serve", str(project), "--device", device]
+
+
+def live_command(project) -> list[str]:
+    """argv of the long-lived child that keeps the dock's live head (``spn-napari live``)."""
+    return [sys.executable, "-m", "spn_napari", "live", str(project)]
 
 
 def child_threads() -> int:

@@ -13,7 +13,8 @@ by image): ``labels`` (M,) uint8, the label value painted over the round's label
 stay as they are; ``second`` (M,) uint8 the head's second choice; ``margin`` (M,) float16 how sure
 it is (best minus second probability); ``base`` (M,) uint8 the round's own label of each
 superpixel (its majority) and ``prior`` (M,) float16 how much the head trusts it; ``person`` (M,)
-uint8 the label a person gave the superpixel (0: none); ``weight`` (C, D + 1) float32 the head.
+uint8 the label a person gave the superpixel (:data:`UNSET`: none); ``area`` (M,) int32 its pixels;
+``weight`` (L, D + 1) float32 the head (L label values).
 """
 
 from __future__ import annotations
@@ -28,12 +29,13 @@ from . import kinds
 from .errors import ProjectError
 from .store import Project
 
-__all__ = ["KEEP", "LiveLabels", "live_round", "read_live", "write_live", "overlay", "live_doubt"]
+__all__ = ["KEEP", "UNSET", "LiveLabels", "live_round", "read_live", "write_live", "overlay", "live_doubt"]
 
 KEEP = 255  # a superpixel the head leaves as the round labelled it
+UNSET = 255  # a superpixel no person set
 _CACHE: OrderedDict[str, LiveLabels] = OrderedDict()  # by file path: each committed version is a new file
 _CACHE_SIZE = 4
-_ARRAYS = ("offsets", "labels", "second", "margin", "base", "prior", "person", "weight")
+_ARRAYS = ("offsets", "labels", "second", "margin", "base", "prior", "person", "area", "weight")
 
 
 @dataclass
@@ -47,11 +49,20 @@ class LiveLabels:
     base: np.ndarray
     prior: np.ndarray
     person: np.ndarray
+    area: np.ndarray
     weight: np.ndarray
     meta: dict = field(default_factory=dict)
 
     def rows(self, i: int) -> slice:
         return slice(int(self.offsets[i]), int(self.offsets[i + 1]))
+
+    def image_of(self) -> np.ndarray:
+        """(M,) int64: the image each row belongs to."""
+        return np.repeat(np.arange(len(self.offsets) - 1), np.diff(self.offsets))
+
+    def current(self) -> np.ndarray:
+        """(M,) uint8 each superpixel's label before corrections: the head's, else the round's."""
+        return np.where(self.labels != KEEP, self.labels, self.base)
 
 
 def live_round(project: Project) -> int:

@@ -17,8 +17,9 @@ round's labels there (:attr:`PropagateConfig.paint`): the pseudo-labels are repl
 head is surer, so a click teaches every photo at once instead of after a round. A person's pixels
 are never changed: corrections are painted over everything. The result is kept as ``live/<r>``
 (:mod:`spn_napari.live_labels`): atomic, rolled back with the rounds, and what a round trains on.
-Refitting warm-starts from the last weights and is deterministic: the same corrections and seed
-give the same labels.
+Every refit starts from zero weights and is deterministic, so the labels are a function of what is
+saved: the same corrections, round and seed give the same labels, and undoing an answer undoes its
+propagation at the next refit.
 
 :class:`LiveHead` keeps the table in memory for the dock and the simulated annotator (answer,
 refit, relabel, rank, save); :func:`propagate` is the batch step, ``spn-napari propagate``.
@@ -38,9 +39,9 @@ from .descriptors import DescriptorConfig, Descriptors, compute_descriptors, rea
 from .errors import ProjectError, SpnError
 from .events import Event
 from .labels import base_kind
-from .live_labels import KEEP, LiveLabels, live_round, read_live, write_live
+from .live_labels import KEEP, UNSET, LiveLabels, live_round, read_live, write_live
 from .store import Project
-from .suggest import WEIGHTS, evidence_candidates
+from .suggest import evidence_candidates, live_rows
 
 __all__ = ["PropagateConfig", "LiveHead", "propagate", "PAINT"]
 
@@ -79,13 +80,13 @@ def _majority(sp: np.ndarray, labels: np.ndarray, n: int, mask: np.ndarray | Non
 
 def person_labels(project: Project, i: int, sp: np.ndarray, n: int) -> np.ndarray:
     """(N,) uint8 the label a person gave each superpixel of image i: the majority of its set
-    pixels where more than half of it is set, else 0 (not set)."""
+    pixels where more than half of it is set, else :data:`~spn_napari.live_labels.UNSET`."""
     corr = project.correction(i)
     if corr is None:
-        return np.zeros(n, np.uint8)
+        return np.full(n, UNSET, np.uint8)
     value, count = _majority(sp, corr[0], n, corr[1])
     area = np.bincount(sp.ravel(), minlength=n)
-    return np.where(count * 2 > area, value, 0).astype(np.uint8)
+    return np.where(count * 2 > area, value, UNSET).astype(np.uint8)
 
 
 def _prior(values: np.ndarray, cand: np.ndarray, base: np.ndarray, floor: float) -> np.ndarray:
@@ -161,7 +162,7 @@ class LiveHead:
         """A fresh table from the round's labels: each superpixel's majority and prior, the
         person's superpixels, and no head yet."""
         m = len(desc.area)
-        base, prior, person = np.zeros(m, np.uint8), np.zeros(m, np.float16), np.zeros(m, np.uint8)
+        base, prior, person = np.zeros(m, np.uint8), np.zeros(m, np.float16), np.full(m, UNSET, np.uint8)
         kind = base_kind(project)
         corrected = project.corrected()
         for i in range(len(project)):
@@ -178,7 +179,7 @@ class LiveHead:
                 "descriptors": project.artifact(kinds.DESCRIPTORS)["version"], "base": kind,
                 "base_version": project.require(kind)["version"]}
         return LiveLabels(desc.offsets, np.full(m, KEEP, np.uint8), np.full(m, KEEP, np.uint8),
-                          np.ones(m, np.float16), base, prior, person, np.zeros((0, 0), np.float32), meta)
+                          np.ones(m, np.float16), base, prior, person, desc.area, np.zeros((0, 0), np.float32), meta)
 
     def _people(self) -> Iterator[Event]:
         """Read every corrected photo's person superpixels again (corrections saved elsewhere)."""
@@ -188,7 +189,7 @@ class LiveHead:
             if corrected[i]:
                 self.update_image(i)
             else:
-                self.live.person[rows] = 0
+                self.live.person[rows] = UNSET
             yield Event("table", done, len(self.project))
         self.live.meta["corrections"] = self.project.corrections_version()
 
@@ -221,7 +222,7 @@ class LiveHead:
         """Fit the head on the person's superpixels and the (sampled) rest; returns the seconds."""
         t0 = time.perf_counter()
         live, cfg = self.live, self.cfg
-        person = live.person > 0
+        person = live.person != UNSET
         has = self.allowed[self.image].sum(1) > 0  # (M,) photos with at least one candidate
         anchor = np.flatnonzero(~person & has & (live.prior > 0))
         if len(anchor) > cfg.sample:
@@ -238,7 +239,7 @@ class LiveHead:
         w = torch.from_numpy(weight / weight.sum()).float()
         decay = torch.ones_like(self.weight)
         decay[:, -1] = 0  # biases are not decayed
-        p = self.weight.clone().requires_grad_(True)
+        p = torch.zeros_like(self.weight).requires_grad_(True)  # from zero: the labels are a function of the corrections
         opt = torch.optim.LBFGS([p], lr=1, max_iter=cfg.iters, history_size=10, line_search_fn="strong_wolfe")
 
         def closure() -> torch.Tensor:
@@ -259,7 +260,7 @@ class LiveHead:
         labels, second choices and margins); returns (superpixels, photos) whose label changed."""
         live, cfg = self.live, self.cfg
         unreviewed = np.asarray(self.project.reviews()) == "unreviewed"
-        before = np.where(live.labels != KEEP, live.labels, live.base)
+        before = live.current()
         m = len(live.labels)
         for start in range(0, m, chunk):
             rows = slice(start, min(m, start + chunk))
@@ -271,11 +272,11 @@ class LiveHead:
             single = ps <= 0
             live.second[rows] = np.where(single, KEEP, second)
             live.margin[rows] = np.where(single, 1.0, pb - ps).astype(np.float16)
-            free = unreviewed[self.image[rows]] & (live.person[rows] == 0) & (self.allowed[self.image[rows]].sum(1) > 0)
+            free = unreviewed[self.image[rows]] & (live.person[rows] == UNSET) & (self.allowed[self.image[rows]].sum(1) > 0)
             if cfg.paint == "changed":
                 free &= best != live.base[rows]
             live.labels[rows] = np.where(free, best, KEEP)
-        after = np.where(live.labels != KEEP, live.labels, live.base)
+        after = live.current()
         moved = np.flatnonzero(after != before)
         self.last_changed = (len(moved), len(np.unique(self.image[moved])))
         return self.last_changed
@@ -290,24 +291,9 @@ class LiveHead:
 
     # ---- what to check next -----------------------------------------------------------------
     def ranking(self) -> np.ndarray:
-        """(S, 4) int64 rows (image, superpixel, current, proposed) of every superpixel worth a
-        check, best first: the unreviewed photos' superpixels no person set with two candidates
-        or more, by ``(1 − margin) × (pixels / the photo's mean pixels)^0.75`` (the suggestion
-        weights, :data:`spn_napari.suggest.WEIGHTS`, with the head's margin)."""
-        live = self.live
-        unreviewed = np.asarray(self.project.reviews()) == "unreviewed"
-        ok = unreviewed[self.image] & (live.person == 0) & (live.second != KEEP) & (self.desc.area > 0)
-        n = len(self.project)
-        mean_area = np.bincount(self.image, weights=self.desc.area, minlength=n) / np.maximum(
-            np.diff(self.desc.offsets), 1)  # (n,)
-        rel = self.desc.area / np.maximum(mean_area[self.image], 1.0)
-        score = (1.0 - live.margin.astype(np.float64)) ** WEIGHTS.margin * rel ** WEIGHTS.size
-        rows = np.flatnonzero(ok)
-        rows = rows[np.argsort(-score[rows], kind="stable")]
-        current = np.where(live.labels != KEEP, live.labels, live.base)[rows]
-        local = rows - self.desc.offsets[self.image[rows]]
-        return np.stack([self.image[rows], local, current, live.second[rows]], 1).astype(np.int64)
-
+        """(S, 6) rows (image, superpixel, current, proposed, score, pixels) of every superpixel
+        worth a check, best first, by the head's doubt (:func:`spn_napari.suggest.live_rows`)."""
+        return live_rows(self.live, np.asarray(self.project.reviews()) == "unreviewed")
 
 def propagate(project: Project, cfg: PropagateConfig = PropagateConfig(), *, recompute: bool = False) -> Iterator[Event]:
     """The batch step (``spn-napari propagate``): make the descriptors if missing (``recompute``:

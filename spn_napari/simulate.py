@@ -156,20 +156,20 @@ def _check_live(project: Project, head: LiveHead, budget: int, every: int, truth
     while clicks < budget:
         answers: dict[int, dict[int, int]] = {}
         batch = 0
-        for image, superpixel, current, _proposed in head.ranking():
+        for image, superpixel, current in head.ranking()[:, :3].astype(np.int64).tolist():
             if batch >= every or clicks >= budget:
                 break
             if (image, superpixel) in skipped:
                 continue
             true = truth(int(image), int(superpixel))
-            looks += int(true == 255 or true == int(current))
+            looks += int(true == 255 or true == current)
             if true == 255:  # no truth to answer with: looked at, left alone
                 skipped.add((image, superpixel))
                 continue
-            if true != int(current):
+            if true != current:
                 clicks, batch = clicks + 1, batch + 1
-            answers.setdefault(int(image), {})[int(superpixel)] = true
-            head.set_person(int(image), int(superpixel), true)
+            answers.setdefault(image, {})[superpixel] = true
+            head.set_person(image, superpixel, true)
         if not answers:
             return  # every photo checked
         for i, given in answers.items():

@@ -43,7 +43,7 @@ from .cam import tag_scores
 from .effort import superpixel_majority
 from .errors import ProjectError, SpnError
 from .labels import apply_correction, base_kind, base_labels
-from .live_labels import live_round
+from .live_labels import KEEP, UNSET, LiveLabels, live_round, read_live
 from .store import Project
 
 __all__ = ["Suggestion", "ScoreWeights", "WEIGHTS", "superpixel_parts", "image_suggestions", "suggest", "answer", "check_answer", "SuggestionQueue", "write_index", "PER_IMAGE"]
@@ -180,6 +180,28 @@ def _rows(project: Project, images) -> np.ndarray:
     return np.concatenate(tables) if tables else np.zeros((0, 6))
 
 
+def live_rows(live: LiveLabels, unreviewed: np.ndarray) -> np.ndarray:
+    """(S, 6) float64 rows (image, superpixel, current, proposed, score, pixels), best first (ties:
+    image, then superpixel), of the superpixels worth a check where the live head ran
+    (:mod:`spn_napari.propagate`): those of ``unreviewed`` (n,) photos no person set with two
+    candidates or more, scored by :data:`WEIGHTS` with the head's margin (its best minus its
+    second probability) and without disagreement (the head's class is the label), the proposal
+    its second choice. Vectorised over every superpixel: no photo is read."""
+    image = live.image_of()  # (M,)
+    ok = unreviewed[image] & (live.person == UNSET) & (live.second != KEEP) & (live.area > 0)
+    mean_area = np.bincount(image, weights=live.area, minlength=len(unreviewed)) / np.maximum(
+        np.diff(live.offsets), 1)  # (n,)
+    parts = np.zeros((len(image), 6))
+    parts[:, 4] = live.margin.astype(np.float64)
+    parts[:, 5] = live.area / np.maximum(mean_area[image], 1.0)
+    score = WEIGHTS.score(parts)  # (M,)
+    rows = np.flatnonzero(ok)
+    local = rows - live.offsets[image[rows]]
+    out = np.stack([image[rows], local, live.current()[rows], live.second[rows], score[rows], live.area[rows]],
+                   1).astype(np.float64)
+    return out[np.lexsort((out[:, 1], out[:, 0], -out[:, 4]))]
+
+
 def write_index(project: Project) -> np.ndarray:
     """Score every photo and keep the ranking in the project (``suggestions/index``); returns its rows."""
     rows = _rows(project, range(len(project)))
@@ -214,11 +236,15 @@ def _ranked_rows(project: Project) -> np.ndarray:
 
 
 def _ranking(project: Project) -> np.ndarray:
-    """(M, 6) rows of every unreviewed photo's suggestions, best first (ties: image, then superpixel)."""
+    """(M, 6) rows of every unreviewed photo's suggestions, best first (ties: image, then superpixel):
+    the live head's (:func:`live_rows`) where it ran on the current round's labels, else the index's."""
     for kind, step in ((kinds.SUPERPIXELS, "superpixels"), (kinds.SP_CAM, "pseudo-labels")):
         if project.artifact(kind) is None:
             raise ProjectError(f"{project.root}: no evidence to suggest from yet — run "
                                f"`spn-napari {step} {project.root}` first.")
+    live = read_live(project)
+    if live is not None:  # the live head's doubt ranks them
+        return live_rows(live, np.asarray(project.reviews()) == "unreviewed")
     rows = _ranked_rows(project)  # (M, 6): image, superpixel, current, proposed, score, pixels
     return rows[np.lexsort((rows[:, 1], rows[:, 0], -rows[:, 4]))]
 
@@ -277,7 +303,22 @@ class SuggestionQueue:
         self.project = project
         self._rows = _ranking(project)  # (M, 6), best first; a Suggestion is made when it is reached
         self._at = -1
+        self._passed: set[tuple[int, int]] = set()  # (image, superpixel) answered or skipped in this pass
+        self._answered: list[tuple[np.ndarray, int]] = []  # (row, value) of each answer, the last one last
         self.answers = self.clicks = self.looks = 0
+
+    def rerank(self) -> None:
+        """Rank again from the project (the live head relabelled it): the current suggestion stays
+        current, those answered or skipped in this pass stay out, the rest follow the new order."""
+        rows = _ranking(self.project)  # (M, 6)
+        current = self._rows[self._at:self._at + 1] if 0 <= self._at < len(self._rows) else rows[:0]
+        out = self._passed | {(int(r[0]), int(r[1])) for r in current}
+        if out and len(rows):
+            gone = np.array(sorted(out), np.int64)
+            keys = rows[:, 0].astype(np.int64) * (1 << 32) + rows[:, 1].astype(np.int64)
+            rows = rows[~np.isin(keys, gone[:, 0] * (1 << 32) + gone[:, 1])]
+        self._rows = np.concatenate([current, rows])
+        self._at = 0 if len(current) else -1
 
     def __len__(self) -> int:
         return len(self._rows)
@@ -296,6 +337,8 @@ class SuggestionQueue:
 
     def next(self) -> Suggestion | None:
         """Move on to the next suggestion (None at the end)."""
+        if 0 <= self._at < len(self._rows):
+            self._passed.add((int(self._rows[self._at, 0]), int(self._rows[self._at, 1])))
         self._at = min(self._at + 1, len(self._rows))
         return self.current
 
@@ -314,4 +357,24 @@ class SuggestionQueue:
             self.looks += 1
         else:
             self.clicks += 1
+        self._answered.append((self._rows[self._at].copy(), int(value)))
         return s
+
+    def undo(self) -> Suggestion | None:
+        """Take the last answer back (None when there is none): it is not counted any more, and
+        its suggestion becomes the current one again (the caller restores the superpixel's pixels,
+        e.g. :meth:`spn_napari.annotator.Annotator.undo_answer`)."""
+        if not self._answered:
+            return None
+        row, value = self._answered.pop()
+        self.answers -= 1
+        if value == int(row[2]):
+            self.looks -= 1
+        else:
+            self.clicks -= 1
+        self._passed.discard((int(row[0]), int(row[1])))
+        keys = self._rows[:, 0] * (1 << 32) + self._rows[:, 1]
+        rest = self._rows[max(self._at, 0):]
+        rest = rest[keys[max(self._at, 0):] != row[0] * (1 << 32) + row[1]]
+        self._rows, self._at = np.concatenate([row[None], rest]), 0
+        return self.current

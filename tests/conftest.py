@@ -148,10 +148,13 @@ def _round_project(tmp_path_factory, _labelled_project) -> Path:
     return root
 
 
-def open_dock(viewer, root, image: int = 0):
-    """The SPN annotator dock in ``viewer``, showing project ``root``'s image ``image``."""
+def open_dock(viewer, root, image: int = 0, *, propagate: bool = False):
+    """The SPN annotator dock in ``viewer``, showing project ``root``'s image ``image``; with its
+    Propagate switch off unless ``propagate`` (a test of the live head turns it on: elsewhere its
+    child would relabel the photos a test checks, on the CI's two cores)."""
     from spn_napari._widgets.annotator_widget import AnnotatorWidget
     w = AnnotatorWidget(viewer)
+    w.propagate.setChecked(propagate)
     viewer.window.add_dock_widget(w)
     assert w.open_project(root, image=image)
     return w

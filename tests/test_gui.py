@@ -72,6 +72,7 @@ def test_a_switched_to_image_draws_as_when_opened_afresh(labelled_project, make_
 
     def docked(image: int) -> AnnotatorWidget:
         w = AnnotatorWidget(make_napari_viewer(show=True))  # shown: a hidden canvas draws nothing
+        w.propagate.setChecked(False)  # the live head has tests of its own
         w.viewer.window.add_dock_widget(w)
         w.viewer.window.resize(1200, 800)  # the same canvas size in both windows
         QApplication.processEvents()
@@ -119,6 +120,7 @@ def test_the_view_is_refit_only_when_the_fit_changes(make_napari_viewer, tmp_pat
     at its fit changes neither (a refit would give the same camera); a moved camera is refit."""
     project = _project_of_shapes(tmp_path, [(40, 50), (40, 50), (30, 60)])
     w = AnnotatorWidget(make_napari_viewer())
+    w.propagate.setChecked(False)  # the live head has tests of its own
     w.viewer.window.add_dock_widget(w)
     assert w.open_project(project.root, image=0)
     v, cam = w.viewer, w.viewer.scene.camera
@@ -203,6 +205,7 @@ def test_accept_saves_and_a_new_viewer_finds_the_correction(widget, labelled_pro
     edited = np.array(widget.viewer.layers["labels"].data)
     widget.show_image(0)
     again = AnnotatorWidget(make_napari_viewer())
+    again.propagate.setChecked(False)  # the live head has tests of its own
     assert again.open_project(labelled_project.root, image=shown)
     np.testing.assert_array_equal(np.asarray(again.viewer.layers["labels"].data), edited)
     assert (Project(labelled_project.root).correction(shown)[1] == (sp2 == sp2[0, 0])).all()
@@ -304,6 +307,7 @@ def test_sorting_by_confidence_follows_the_round_and_a_click_shows_that_image(
     confidence = 1.0 - round_uncertainty(p)  # the numpy reference
     assert len(np.unique(np.round(confidence, 3))) > 1
     w = AnnotatorWidget(make_napari_viewer())
+    w.propagate.setChecked(False)  # the live head has tests of its own
     w.viewer.window.add_dock_widget(w)
     assert w.open_project(root, image=2)
     w.timer.stop()

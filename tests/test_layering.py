@@ -41,8 +41,8 @@ LAYERS = {
     "inference": 6, "rounds": 6, "propagate": 6,
     # 7 predicting photos; the demo recipe; the simulated annotator
     "segmenter": 7, "pipeline": 7, "simulate": 7,
-    # 8 the prediction server; napari's reader and sample data
-    "predict_server": 8, "napari_io": 8,
+    # 8 the prediction and live propagation servers; napari's reader and sample data
+    "predict_server": 8, "napari_io": 8, "live_server": 8,
     # 9 the dock (Qt)
     "_widgets": 9,
     # 10 the command line

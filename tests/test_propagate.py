@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -13,7 +14,7 @@ from spn_napari import kinds
 from spn_napari.descriptors import DescriptorConfig, compute_descriptors, pooled_views, read_descriptors
 from spn_napari.events import run
 from spn_napari.labels import base_kind, current_labels, training_target
-from spn_napari.live_labels import KEEP, read_live
+from spn_napari.live_labels import KEEP, UNSET, read_live
 from spn_napari.propagate import LiveHead, PropagateConfig, person_labels, propagate
 from spn_napari.round_history import rollback
 from spn_napari.rounds import RoundConfig, run_round
@@ -101,7 +102,7 @@ def test_person_labels_follow_the_majority_of_set_pixels(labelled_project):
             values, counts = np.unique(labels[px & set_mask], return_counts=True)
             assert got[s] == values[np.argmax(counts)], s
         else:
-            assert got[s] == 0, s
+            assert got[s] == UNSET, s
 
 
 def test_the_head_is_the_minimum_of_its_weighted_loss(labelled_project):
@@ -112,12 +113,13 @@ def test_the_head_is_the_minimum_of_its_weighted_loss(labelled_project):
     s, true = _wrong_superpixel(p, 0)
     answer(p, 0, {s: true})
     head = _open(p)
+    head.cfg = replace(CFG, iters=500)  # to convergence: the test checks what is minimised
     head.refit()
     head.relabel()
     live, cfg = head.live, head.cfg
     w = head.weight.double().numpy()  # (L, D + 1)
     x = np.concatenate([head.desc.desc.astype(np.float64), np.ones((len(head.desc.desc), 1))], 1)
-    person = live.person > 0
+    person = live.person != UNSET
     rows = [int(r) for r in np.flatnonzero(person)] + [int(r) for r in np.flatnonzero(~person & (live.prior > 0))]
     weights = [cfg.weight if person[r] else float(live.prior[r]) for r in rows]
     total = sum(weights)
@@ -135,7 +137,7 @@ def test_the_head_is_the_minimum_of_its_weighted_loss(labelled_project):
     decay = np.ones_like(w)
     decay[:, -1] = 0
     grad += 2 * cfg.l2 * decay * w
-    assert np.abs(grad).max() < 1e-3, np.abs(grad).max()
+    assert np.abs(grad).max() < 1e-4, np.abs(grad).max()
     for r in range(len(live.labels)):
         if live.labels[r] != KEEP:
             ok = head.allowed[head.image[r]]
@@ -196,18 +198,34 @@ def test_live_labels_are_what_a_round_trains_on_and_roll_back_with_it(labelled_p
 
 
 def test_the_live_ranking_is_by_the_head_s_doubt_and_size(labelled_project):
+    """The live rows against a loop over every superpixel: unreviewed, no person's, two candidates
+    or more; score (1 - margin) × (pixels / the photo's mean pixels)^0.75; best first."""
+    from spn_napari.suggest import suggest
     p = labelled_project
+    answer(p, 2, {0: int(current_labels(p, 2)[p.read(kinds.SUPERPIXELS, 2) == 0][0])})
+    p.set_review(3, "reviewed")
     head = _open(p)
     head.refit()
     head.relabel()
-    rows = head.ranking()
+    head.save()
     live = head.live
-    flat = head.desc.offsets[rows[:, 0]] + rows[:, 1]
-    assert (live.person[flat] == 0).all() and (live.second[flat] != KEEP).all()
-    mean = {i: head.desc.area[head.desc.rows(i)].mean() for i in range(len(p))}
-    score = [(1 - float(live.margin[f])) * (head.desc.area[f] / mean[int(i)]) ** 0.75 for f, i in zip(flat, rows[:, 0])]
-    assert all(a >= b - 1e-9 for a, b in zip(score, score[1:]))
-    assert (rows[:, 3] == live.second[flat]).all()
+    want = []
+    for i in range(len(p)):
+        rows = live.rows(i)
+        mean = live.area[rows].mean()
+        for s in range(rows.stop - rows.start):
+            r = rows.start + s
+            if p.review(i) != "unreviewed" or live.person[r] != UNSET or live.second[r] == KEEP or not live.area[r]:
+                continue
+            score = (1 - float(live.margin[r])) * (live.area[r] / mean) ** 0.75
+            current = live.labels[r] if live.labels[r] != KEEP else live.base[r]
+            want.append((-score, i, s, int(current), int(live.second[r])))
+    want.sort()
+    got = head.ranking()
+    assert [(int(g[0]), int(g[1]), int(g[2]), int(g[3])) for g in got] == [w[1:] for w in want]
+    np.testing.assert_allclose(got[:, 4], [-w[0] for w in want], rtol=1e-6)
+    assert not any(s.image == 2 and s.superpixel == 0 for s in suggest(p, None))  # the person's
+    assert [(s.image, s.superpixel) for s in suggest(p, 5)] == [(w[1], w[2]) for w in want[:5]]
 
 
 def test_simulate_with_propagation_and_no_round_writes_the_live_rows(labelled_project, tmp_path, capsys):

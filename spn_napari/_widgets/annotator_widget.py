@@ -41,6 +41,7 @@ from ..annotator import Annotator, superpixel_fill, swap_class
 from ..errors import SpnError
 from ..napari_io import LABELS_OPACITY, evidence_limits, layer_specs
 from .image_list import ImageListModel
+from .live_worker import LiveWorker
 from .napari_adapter import adding_unselected, colormap_rebuilders, dims_updater, layer_list_views, reset_undo_history
 from .rounds_panel import RoundsPanel
 from .run_panel import RunPanel
@@ -73,6 +74,7 @@ class AnnotatorWidget(QWidget):
         self._list_refs: tuple = (lambda: None, [])  # (window, [its QListViews]) as weakrefs
         self._hooked: dict = {}  # layer name -> the layer object the dock has connected to
         self._setting_label = False  # the dock itself is setting the paint label
+        self.live: LiveWorker | None = None  # the live head's child (Propagate)
 
         self.path = QLineEdit(placeholderText="project folder")
         open_btn = QPushButton("Open…")
@@ -125,6 +127,13 @@ class AnnotatorWidget(QWidget):
         self.unsure.toggled.connect(self._unsure_toggled)
         self.sp_fill = QCheckBox("Superpixel fill (click/drag paints whole superpixels)")
         self.sp_fill.toggled.connect(self._sp_fill_toggled)
+        self.propagate = QCheckBox("Propagate")
+        self.propagate.setChecked(True)
+        self.propagate.setToolTip("after every saved correction (an answer, a fill, a stroke, Accept, an undo) the "
+                                  "live head relabels every unreviewed photo from it, in the background; your own "
+                                  "pixels never change (spn-napari propagate). Off: a correction changes only "
+                                  "what you set, until a round")
+        self.propagate.toggled.connect(self._propagate_toggled)
         self.swap_from, self.swap_to = QComboBox(), QComboBox()
         swap_btn = QPushButton("Swap")
         swap_btn.clicked.connect(lambda: self.swap(self._value(self.swap_from.currentIndex()),
@@ -161,7 +170,10 @@ class AnnotatorWidget(QWidget):
         layout.addWidget(self.table, 1)
         layout.addLayout(nav)
         layout.addLayout(cls_row)
-        layout.addWidget(self.sp_fill)
+        fill_row = QHBoxLayout()
+        fill_row.addWidget(self.sp_fill, 1)
+        fill_row.addWidget(self.propagate)
+        layout.addLayout(fill_row)
         layout.addLayout(swap)
         layout.addWidget(self.status)
         layout.addWidget(self.suggestions)
@@ -204,6 +216,11 @@ class AnnotatorWidget(QWidget):
             self.notify(str(exc), error=True)
             return False
         self.current = None  # an index into the previous project: nothing may read it from this one
+        if self.live is not None:
+            self.live.stop()
+        self.live = LiveWorker(Path(path), self)  # its child starts at the first saved correction
+        self.live.relabelled.connect(self._relabelled)
+        self.live.notice.connect(self.notify)
         self.path.setText(str(path))
         names = self.annotator.project.label_names()  # no 'background' in a project without one
         for combo in (self.swap_from, self.swap_to):
@@ -493,7 +510,7 @@ class AnnotatorWidget(QWidget):
         checking = self.suggestions
         keys = [("n", self.next_unreviewed), ("p", self.previous), ("a", self.accept), ("r", self.reject),
                 ("o", self.outlines.toggle), ("u", self.unsure.toggle), ("g", self.show_current_row),
-                ("y", checking.accept), ("c", checking.correct), ("s", checking.skip)]
+                ("y", checking.accept), ("c", checking.correct), ("s", checking.skip), ("Backspace", checking.undo)]
         keys += [(str(k), lambda k=k: checking.tag(k - 1) if checking.active else self.choose_tag(k - 1))
                  for k in range(1, 10)]
         for key, fn in keys:
@@ -566,6 +583,7 @@ class AnnotatorWidget(QWidget):
         except (OSError, SpnError) as exc:
             self.notify(f"could not save {what}: {exc} — your edits are kept; retrying", error=True)
             return
+        self._corrections_saved([self.current])
         self.image_list.update_row(self.current)  # its status; the other rows are as they were
         self.next_unreviewed()
 
@@ -575,24 +593,69 @@ class AnnotatorWidget(QWidget):
         in the layer (the answers in the dock's views), to be saved on the next attempt."""
         if self.annotator is None:
             return False
+        written: list[int] = []
         try:
             if answers:
-                self.annotator.write_answers()
+                written += self.annotator.write_answers()
             if self.current is None or "labels" not in self.viewer.layers:
                 return False
             wrote = self.annotator.save(self.current, np.asarray(self.labels_layer.data))
+            written += [self.current] if wrote else []
         except (OSError, SpnError) as exc:
             self.unsaved_error = str(exc)
             self.notify(f"could not save corrections: {exc} — they are kept and retried", error=True)
             return False
+        finally:
+            self._corrections_saved(written)
         self.unsaved_error = None
         return wrote
+
+    # ---- live propagation ----------------------------------------------------------------
+    def _corrections_saved(self, images: list[int]) -> None:
+        """Photos whose corrections were just saved: the live head refits after them (Propagate)."""
+        if images and self.live is not None and self.propagate.isChecked():
+            self.live.changed(images)
+
+    def _propagate_toggled(self, on: bool) -> None:
+        if self.live is None:
+            return
+        if on:
+            self.save()
+            self.live.changed()  # what was saved while it was off
+        else:
+            self.live.stop()
+
+    def _relabelled(self, ev: dict) -> None:
+        """The live head's answer: on 'done' the shown photo, the cached ones and the suggestion
+        queue take the new labels, and the status says what changed; on 'error' it is shown (the
+        switch goes off when the project cannot be propagated at all)."""
+        if self.annotator is None:
+            return
+        if ev.get("event") == "error":
+            self.notify(f"Propagate: {ev.get('message')}", error=True)
+            if ev.get("id") is None:
+                self.propagate.blockSignals(True)
+                self.propagate.setChecked(False)
+                self.propagate.blockSignals(False)
+            return
+        self.save()  # the strokes on screen first: they were made over the labels the layer shows
+        self.annotator.relabelled()
+        if self.current is not None:
+            self.refresh_shown_labels(self.current)
+        changed, photos = int(ev.get("changed", 0)), int(ev.get("photos", 0))
+        if self.suggestions.active:
+            self.suggestions.relabelled(changed, photos)
+        else:
+            self.status.setText(f"propagated: your last corrections changed {changed} superpixels in {photos} "
+                                f"photos ({ev.get('seconds', 0.0):.1f} s)")
 
     def closeEvent(self, event) -> None:
         self.save()
         self.timer.stop()
         self.cancel()
         self.segmenting.stop()
+        if self.live is not None:
+            self.live.stop()
         super().closeEvent(event)
 
     # ---- long work and rounds (the panels) ---------------------------------------------------

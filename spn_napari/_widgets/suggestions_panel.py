@@ -3,7 +3,8 @@ across every unreviewed image (:class:`spn_napari.suggest.SuggestionQueue`).
 
 Each suggestion shows its image, outlines the superpixel (layer "Suggestion") and chooses the
 proposed class in the class box. Keys while checking: **Y** accept the proposal, **1**–**9** the
-photo's n-th tag instead, **C** mark it correct as labelled, **S** skip. Each answer is saved at
+photo's n-th tag instead, **C** mark it correct as labelled, **S** skip, **Backspace** take the
+last answer back. Each answer is saved at
 once as a partial correction; a counter shows answers, clicks and looks."""
 
 from __future__ import annotations
@@ -42,9 +43,10 @@ class SuggestionsPanel(QWidget):
         self.button = QPushButton("Check suggestions")
         self.button.setCheckable(True)
         self.button.setToolTip("go through the superpixels most likely wrong, over all unreviewed images: "
-                               "Y accept the proposal, 1–9 another tag, C correct as it is, S skip")
+                               "Y accept the proposal, 1–9 another tag, C correct as it is, S skip, "
+                               "Backspace undo the last answer")
         self.button.toggled.connect(self._toggled)
-        self.counter = SteadyLabel("answers 0 · clicks 0 · looks 0")
+        self.counter = SteadyLabel("answers 0 · clicks 0 · looks 0", lines=2)
         self._ahead = QTimer(self, singleShot=True, interval=READ_AHEAD_MS)
         self._ahead.timeout.connect(self._read_ahead)
         self._write = QTimer(self, singleShot=True, interval=WRITE_MS)
@@ -106,6 +108,9 @@ class SuggestionsPanel(QWidget):
             self.host.notify("no more suggestions: run a refinement round for new ones")
             self.stop()
             return
+        self._show(s)
+
+    def _show(self, s) -> None:
         host = self.host
         if host.current != s.image:
             host.show_image(s.image, klass=s.proposed)  # the proposal's evidence shown at once
@@ -173,10 +178,42 @@ class SuggestionsPanel(QWidget):
         if n < len(tags):
             self.answer(tags[n] + 1)
 
+    def undo(self) -> None:
+        """Take the last answer back (Backspace): its superpixel gets its pixels from before it and
+        is suggested again; the write that follows lets the live head refit without it."""
+        if self.queue is None:
+            return
+        s = self.queue.undo()
+        if s is None:
+            self.host.notify("no answer to undo")
+            return
+        try:
+            self.host.annotator.undo_answer(s.image, s.superpixel)
+        except (OSError, SpnError) as exc:
+            self.host.notify(f"could not undo the answer: {exc}", error=True)
+            return
+        self._count()
+        self._show(s)
+        self.host.refresh_shown_labels(s.image)
+        if not self._write.isActive():
+            self._write.start()
+
     def skip(self) -> None:
         if self.queue is not None:
             self.show_next()
 
-    def _count(self) -> None:
+    def relabelled(self, changed: int, photos: int) -> None:
+        """The live head relabelled the project: rank the rest again, say what the answers changed."""
+        if self.queue is None:
+            return
+        try:
+            self.queue.rerank()
+        except SpnError as exc:
+            self.host.notify(str(exc), error=True)
+            return
+        self._count(f" · the last answers changed {changed} superpixels in {photos} photos")
+
+    def _count(self, extra: str = "") -> None:
         q = self.queue
-        self.counter.setText(f"answers {q.answers} · clicks {q.clicks} · looks {q.looks} · {len(q)} suggested")
+        self.counter.setText(f"answers {q.answers} · clicks {q.clicks} · looks {q.looks} · {len(q)} suggested"
+                             + extra)

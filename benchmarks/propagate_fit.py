@@ -1,0 +1,188 @@
+"""Choose the live head's settings on held-out folds: what do checks on some photos do to the others?
+
+    python benchmarks/propagate_fit.py PROJECT [--budget 1143] [--folds 5] [--every 95]
+        [--work runs/propagate_fit] [--out benchmarks/results/propagate_fit.json]
+
+PROJECT: a project with ground truth, superpixels, an SPN and pseudo-labels, no corrections (e.g.
+runs/real_photos/project). For each setting of the grid (:data:`GRID`: the descriptors' source,
+their length, which superpixels the head paints) and each fold, a simulated person checks the live
+head's suggestions (:meth:`spn_napari.propagate.LiveHead.ranking`) on the photos *outside* the
+fold only, with the fold's share of ``--budget`` clicks removed, as ``simulate --propagate`` does
+(a wrong superpixel costs a click and is set to its true class, a right one a look); the head is
+refitted after every ``--every`` clicks. The fold's photos are never checked: their labels are what
+propagation alone gives them. Each fold's setting is the one with the best mean held-out mIoU on
+the other folds; the JSON has every setting's pooled held-out mIoU, each fold's choice and what
+the choice scores held out. The unchanged labels (no propagation) are scored beside them.
+Each source's descriptors are made once, in a copy of the project under ``--work``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import shutil
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+
+from spn_napari import kinds
+from spn_napari.descriptors import DescriptorConfig, read_descriptors
+from spn_napari.effort import superpixel_majority
+from spn_napari.events import run
+from spn_napari.labels import base_kind
+from spn_napari.live_labels import KEEP, UNSET
+from spn_napari.metrics import ConfusionMeter
+from spn_napari.propagate import LiveHead, PropagateConfig
+from spn_napari.runtime import default_threads
+from spn_napari.store import Project
+
+from _machine import command_line, cpu_model, write_results  # benchmarks/ is on sys.path when run as a script
+from evidence_ablation import folds
+
+GRID = [{"source": s, "dims": d, "paint": p} for s in ("frozen", "spn") for d in (64, 128) for p in ("all", "changed")]
+
+
+def key(setting: dict) -> str:
+    return f"{setting['source']}, {setting['dims']} dims, paint {setting['paint']}"
+
+
+def open_head(project: Project, cfg: PropagateConfig) -> LiveHead:
+    gen = LiveHead.open(project, cfg)
+    try:
+        while True:
+            next(gen)
+    except StopIteration as stop:
+        return stop.value
+
+
+class Photos:
+    """Every photo's superpixels, round labels, ground truth and true superpixel classes, in memory."""
+
+    def __init__(self, project: Project) -> None:
+        kind = base_kind(project)
+        self.sp = [project.read(kinds.SUPERPIXELS, i) for i in range(len(project))]
+        self.base = [project.read(kind, i) for i in range(len(project))]
+        self.gt = [project.ground_truth(i) for i in range(len(project))]
+        self.truth = [superpixel_majority(s, g, ignore=255) for s, g in zip(self.sp, self.gt)]
+        self.n_labels = 1 + len(project.classes)
+        self.names, self.background = project.label_names(), project.has_background
+
+    def miou(self, images, labels_of) -> float:
+        meter = ConfusionMeter(self.n_labels)
+        for i in images:
+            meter.add(labels_of(i), self.gt[i])
+        return meter.summary(self.names, background=self.background)["miou"]
+
+
+def spend(head: LiveHead, photos: Photos, allowed: np.ndarray, budget: int, every: int) -> dict:
+    """Check the head's suggestions on ``allowed`` photos until ``budget`` clicks; refit after each
+    ``every`` clicks. Returns the clicks, looks and refit seconds spent."""
+    clicks = looks = refits = 0
+    seconds, skipped = 0.0, set()
+    head.refit()
+    head.relabel()
+    while clicks < budget:
+        batch, answered = 0, 0
+        for image, superpixel, current in head.ranking()[:, :3].astype(np.int64).tolist():
+            if batch >= every or clicks >= budget:
+                break
+            if not allowed[image] or (image, superpixel) in skipped:
+                continue
+            true = int(photos.truth[image][superpixel])
+            looks += int(true == 255 or true == current)
+            if true == 255:
+                skipped.add((image, superpixel))
+                continue
+            if true != current:
+                clicks, batch = clicks + 1, batch + 1
+            head.set_person(image, superpixel, true)
+            answered += 1
+        if not answered:
+            break
+        t0 = time.perf_counter()
+        head.refit()
+        head.relabel()
+        seconds, refits = seconds + time.perf_counter() - t0, refits + 1
+    return {"clicks": clicks, "looks": looks, "refits": refits, "refit_seconds": seconds / max(refits, 1)}
+
+
+def labels_with(head: LiveHead, photos: Photos):
+    live = head.live
+
+    def labels_of(i: int) -> np.ndarray:
+        given = live.labels[live.rows(i)]
+        painted = given[photos.sp[i]]
+        person = live.person[live.rows(i)][photos.sp[i]]
+        out = np.where(painted != KEEP, painted, photos.base[i])
+        return np.where(person != UNSET, person, out).astype(np.uint8)
+
+    return labels_of
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("project")
+    ap.add_argument("--budget", type=int, default=1143)
+    ap.add_argument("--folds", type=int, default=5)
+    ap.add_argument("--every", type=int, default=95)
+    ap.add_argument("--work", default="runs/propagate_fit")
+    ap.add_argument("--out", default="benchmarks/results/propagate_fit.json")
+    a = ap.parse_args()
+    default_threads()
+    project = Project(a.project)
+    if any(project.corrected()):
+        print(f"{a.project}: has corrections — run on a project without any (e.g. a fresh base).", file=sys.stderr)
+        return 2
+    photos = Photos(project)
+    n = len(project)
+    parts = folds(n, a.folds)
+    base_scores = [photos.miou(f, lambda i: photos.base[i]) for f in parts]
+    results: dict[str, dict] = {}
+    t_all = time.perf_counter()
+    for source in sorted({s["source"] for s in GRID}):
+        for dims in sorted({s["dims"] for s in GRID if s["source"] == source}):
+            copy_root = Path(a.work) / f"{source}-{dims}"
+            if not copy_root.exists():
+                shutil.copytree(project.root, copy_root, ignore=shutil.ignore_patterns("*-shm", ".lock"))
+            sub = Project(copy_root)
+            cfg = PropagateConfig(descriptors=DescriptorConfig(source=source, dims=dims))
+            if sub.artifact(kinds.DESCRIPTORS) is None or read_descriptors(sub).meta.get("source") != source:
+                from spn_napari.descriptors import compute_descriptors
+                run(compute_descriptors(sub, cfg.descriptors))
+            pristine = open_head(sub, cfg)
+            for setting in (s for s in GRID if s["source"] == source and s["dims"] == dims):
+                scfg = replace(cfg, paint=setting["paint"])
+                held, spent = [], []
+                for f in parts:
+                    allowed = np.ones(n, bool)
+                    allowed[f] = False
+                    head = LiveHead(sub, scfg, pristine.desc, copy.deepcopy(pristine.live), pristine.r)
+                    spent.append(spend(head, photos, allowed, round(a.budget * allowed.sum() / n), a.every))
+                    held.append(photos.miou(f, labels_with(head, photos)))
+                    print(f"{key(setting)}: fold {len(held)} held-out mIoU {held[-1]:.3f} "
+                          f"(base {base_scores[len(held) - 1]:.3f}; {spent[-1]})", file=sys.stderr)
+                results[key(setting)] = {"setting": setting, "held_out_per_fold": held, "spent": spent}
+    chosen, scores = [], []
+    for k in range(a.folds):
+        others = [j for j in range(a.folds) if j != k]
+        best = max(results, key=lambda s: np.mean([results[s]["held_out_per_fold"][j] for j in others]))
+        chosen.append(best)
+        scores.append(results[best]["held_out_per_fold"][k])
+    res = {"command": command_line(), "cpu": cpu_model(), "project": str(a.project), "budget": a.budget,
+           "folds": a.folds, "every": a.every, "seconds": time.perf_counter() - t_all,
+           "no_propagation_per_fold": base_scores, "no_propagation_mean": float(np.mean(base_scores)),
+           "settings": {s: {**r, "mean": float(np.mean(r["held_out_per_fold"]))} for s, r in results.items()},
+           "chosen_per_fold": chosen, "chosen_held_out_per_fold": scores,
+           "chosen_held_out_mean": float(np.mean(scores))}
+    write_results(a.out, res)
+    for s, r in res["settings"].items():
+        print(f"{s}: held-out mIoU {r['mean']:.3f}")
+    print(f"no propagation: {res['no_propagation_mean']:.3f}; chosen per fold: {chosen}; held out {res['chosen_held_out_mean']:.3f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
