@@ -61,12 +61,19 @@ from spn_napari.suggest import WEIGHTS
 from _machine import command_line, cpu_model, write_results  # benchmarks/ is on sys.path when run as a script
 
 COLOURS = {"whole images, random": (31, 119, 180), "whole images, least certain first": (255, 127, 14),
-           "suggestions, same clicks": (44, 160, 44), "suggestions, a third of the clicks": (214, 39, 40)}
+           "suggestions, same clicks": (44, 160, 44), "suggestions, a third of the clicks": (214, 39, 40),
+           "live suggestions, no round": (148, 103, 189), "live suggestions, then a round": (140, 86, 75)}
 
 
 def curve(result: dict) -> list[dict]:
-    """Points (clicks, looks, mIoU) of one simulate result, from round 0 (no clicks)."""
-    return [{"clicks": 0, "looks": 0, "miou": result["start_miou"]}] + [point(r) for r in result["rounds"]]
+    """Points (clicks, looks, mIoU) of one simulate result, from round 0 (no clicks); with live
+    propagation each refit's row, each round's after the refits before it."""
+    points = [{"clicks": 0, "looks": 0, "miou": result["start_miou"]}]
+    live = result.get("live") or []
+    for r in range(len(result["rounds"]) + 1):
+        points += [point(row) for row in live if row["round"] == r]
+        points += [point(row) for row in result["rounds"] if row["round"] == r + 1]
+    return points
 
 
 def point(row: dict) -> dict:
@@ -118,8 +125,10 @@ def plot(res: dict, path: Path, size=(900, 560)) -> None:
 
 
 CURVES = ("whole images, random", "whole images, least certain first", "suggestions, a third of the clicks",
-          "suggestions, same clicks", "full supervision")
-NEEDS_BUDGET = ("suggestions, a third of the clicks", "suggestions, same clicks")  # after "whole images, random"
+          "suggestions, same clicks", "full supervision", "live suggestions, no round", "live suggestions, then a round")
+NEEDS_BUDGET = ("suggestions, a third of the clicks", "suggestions, same clicks", "live suggestions, no round",
+                "live suggestions, then a round")  # after "whole images, random"
+LIVE = ("live suggestions, no round", "live suggestions, then a round")
 
 
 @contextmanager
@@ -190,6 +199,16 @@ def summarise(res: dict) -> dict:
             res["budgets"][c] = before["same" if c.endswith("same clicks") else "third"]
     res["weight_on"] = {c: weighting_of(res, c) for c in got}  # each curve's --reviewed-weight-on, and what it did:
     res["weighting"] = {c: effective_weighting(c, w) for c, w in res["weight_on"].items()}
+    if "whole images, random" in res["curves"] and "live suggestions, no round" in res["curves"]:
+        whole, live = res["curves"]["whole images, random"][-1], res["curves"]["live suggestions, no round"]
+        third = max((p for p in live[1:] if 3 * p["clicks"] <= whole["clicks"]), key=lambda p: p["clicks"], default=None)
+        res["live_goal"] = {"whole_miou": whole["miou"], "whole_clicks": whole["clicks"],
+                            "live_at_a_third": third, "live_at_whole_clicks": live[-1],
+                            "met_third": third is not None and third["miou"] >= whole["miou"],
+                            "met_whole_clicks": live[-1]["miou"] >= 0.86}
+    if "live suggestions, then a round" in res["curves"]:
+        pts = res["curves"]["live suggestions, then a round"]
+        res["live_round_gain"] = pts[-1]["miou"] - pts[-2]["miou"]  # the round against the labels it started from
     if "whole images, random" in res["curves"] and "suggestions, a third of the clicks" in res["curves"]:
         goal = res["curves"]["whole images, random"][-1]
         third = res["curves"]["suggestions, a third of the clicks"][-1]
@@ -264,6 +283,11 @@ def main() -> int:
         if "whole images, random" not in res["curves"]:
             return None
         b = budgets(res)
+        if name == "live suggestions, no round":  # every click the whole-image rounds spent, no round
+            return replace(base, annotator="suggestions", propagate=True, rounds=0,
+                           budget=res["curves"]["whole images, random"][-1]["clicks"])
+        if name == "live suggestions, then a round":  # one round's clicks, propagated, then a round
+            return replace(base, annotator="suggestions", propagate=True, rounds=1, budget=b["same"])
         return replace(base, annotator="suggestions", budget=b["same" if name.endswith("same clicks") else "third"])
 
     for name in only:

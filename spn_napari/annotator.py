@@ -86,6 +86,7 @@ class Annotator:
         self._size = cache
         self._answered: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # image: (labels, set) not written yet
         self._undo: list[tuple[int, int, np.ndarray, np.ndarray]] = []  # (image, superpixel, labels, set) before answers
+        self._stale: set[int] = set()  # cached views whose labels the live head changed since
 
     # ---- the image list ------------------------------------------------------------------
     def columns(self) -> dict:
@@ -120,6 +121,8 @@ class Annotator:
     def view(self, i: int) -> ImageView:
         if i in self._cache:
             self._cache.move_to_end(i)
+            if i in self._stale:  # relabelled by the live head since it was read
+                self._read_labels(self._cache[i])
             return self._cache[i]
         if i in self._answered:  # its answers must be in the store before it is read from there
             self.write_answers()
@@ -209,22 +212,29 @@ class Annotator:
             written.append(i)
         return written
 
-    def relabelled(self) -> None:
+    def relabelled(self, shown: int | None = None) -> None:
         """The live head relabelled the project (:mod:`spn_napari.propagate`): take the store's new
-        snapshot and read each cached view's labels again over its correction (its photo,
-        superpixels and evidence stay). The answers not written yet are written first."""
-        from .labels import apply_correction, base_labels
+        snapshot; image ``shown``'s view reads its labels again now, the other cached views when
+        they are next asked for (their photo, superpixels and evidence stay). The answers not
+        written yet are written first."""
         self.write_answers()
+        self.project.reload()
+        self._stale = set(self._cache)
+        if shown is not None and shown in self._cache:
+            self._read_labels(self._cache[shown])
+
+    def _read_labels(self, v: ImageView) -> None:
+        """Read view ``v``'s labels again from the store (the round's, the head's, the correction)."""
+        from .labels import apply_correction, base_labels
+        self._stale.discard(v.index)
         p = self.project
-        p.reload()
-        for i, v in self._cache.items():
-            try:
-                base = base_labels(p, i, v.superpixels)
-            except ProjectError:
-                continue  # no labels: nothing the head could have changed
-            corr = p.correction(i)
-            v.base, v.labels = base, apply_correction(base, corr)
-            v.set_mask = corr[1] if corr is not None else np.zeros(base.shape, bool)
+        try:
+            base = base_labels(p, v.index, v.superpixels)
+        except ProjectError:
+            return  # no labels: nothing the head could have changed
+        corr = p.correction(v.index)
+        v.base, v.labels = base, apply_correction(base, corr)
+        v.set_mask = corr[1] if corr is not None else np.zeros(base.shape, bool)
 
     def forget(self, i: int | None = None) -> None:
         """Drop cached views (after a round or a reload changed the labels); ``i``: only image

@@ -29,18 +29,19 @@ from . import kinds
 from .errors import ProjectError
 from .store import Project
 
-__all__ = ["KEEP", "UNSET", "LiveLabels", "live_round", "read_live", "write_live", "overlay", "live_doubt"]
+__all__ = ["KEEP", "UNSET", "ARRAYS", "LiveLabels", "live_round", "read_live", "write_live", "overlay", "live_doubt"]
 
 KEEP = 255  # a superpixel the head leaves as the round labelled it
 UNSET = 255  # a superpixel no person set
-_CACHE: OrderedDict[str, LiveLabels] = OrderedDict()  # by file path: each committed version is a new file
-_CACHE_SIZE = 4
-_ARRAYS = ("offsets", "labels", "second", "margin", "base", "prior", "person", "area", "weight")
+_CACHE: OrderedDict[tuple, LiveLabels] = OrderedDict()  # by file path and parts: a committed version is a new file
+_CACHE_SIZE = 6
+ARRAYS = ("offsets", "labels", "second", "margin", "base", "prior", "person", "area", "weight")
 
 
 @dataclass
 class LiveLabels:
-    """One ``live/<r>`` file in memory (the module's docstring says what each array holds)."""
+    """One ``live/<r>`` file in memory (the module's docstring says what each array holds; an array
+    :func:`read_live` was not asked for is None)."""
 
     offsets: np.ndarray
     labels: np.ndarray
@@ -72,25 +73,28 @@ def live_round(project: Project) -> int:
     return 0 if r is None else int(r)
 
 
-def read_live(project: Project, r: int | None = None) -> LiveLabels | None:
+def read_live(project: Project, r: int | None = None, parts: tuple[str, ...] = ARRAYS) -> LiveLabels | None:
     """Round r's live labels (default: the current round's), None when the head never ran on
-    them; a ProjectError naming the fix when the file is damaged."""
+    them; a ProjectError naming the fix when the file is damaged. ``parts``: the arrays to read
+    (the others are None): a photo's overlay needs the offsets and labels alone, a few MB of a
+    20,000-photo project's tens."""
     kind = kinds.live_labels(live_round(project) if r is None else r)
     entry = project.artifact(kind)
     if entry is None:
         return None
     path = project.file(kind)
-    key = str(path)
+    key = (str(path), tuple(parts))
     if key in _CACHE:
         _CACHE.move_to_end(key)
         return _CACHE[key]
     try:
         with np.load(path) as z:
-            live = LiveLabels(*(z[name] for name in _ARRAYS), meta=dict(entry.get("meta") or {}))
+            live = LiveLabels(*(z[name] if name in parts else None for name in ARRAYS),
+                              meta=dict(entry.get("meta") or {}))
     except (OSError, ValueError, KeyError) as exc:
         raise ProjectError(f"{path}: the live labels are damaged ({exc}) — run `spn-napari propagate "
                            f"{project.root} --recompute` to make them again.") from None
-    if len(live.offsets) != len(project) + 1 or live.offsets[-1] != len(live.labels):
+    if len(live.offsets) != len(project) + 1 or (live.labels is not None and live.offsets[-1] != len(live.labels)):
         raise ProjectError(f"{path}: the live labels do not fit this project's {len(project)} images — run "
                            f"`spn-napari propagate {project.root} --recompute` to make them again.")
     _CACHE[key] = live
@@ -102,7 +106,7 @@ def read_live(project: Project, r: int | None = None) -> LiveLabels | None:
 def write_live(project: Project, r: int, live: LiveLabels) -> None:
     """Commit ``live`` as round r's live labels (atomic: one new file, one transaction)."""
     buf = io.BytesIO()
-    np.savez(buf, **{name: getattr(live, name) for name in _ARRAYS})
+    np.savez(buf, **{name: getattr(live, name) for name in ARRAYS})
     project.commit_file(kinds.live_labels(r), buf.getvalue(), suffix=".npz", depends=(kinds.DESCRIPTORS,),
                         meta=live.meta)
 
@@ -110,7 +114,7 @@ def write_live(project: Project, r: int, live: LiveLabels) -> None:
 def overlay(project: Project, i: int, base: np.ndarray, sp: np.ndarray | None = None) -> np.ndarray:
     """(H, W) uint8: image i's round labels ``base`` with the live head's superpixels painted over
     them (``base`` itself when the head has not run; ``sp`` image i's superpixels, read when needed)."""
-    live = read_live(project)
+    live = read_live(project, parts=("offsets", "labels"))
     if live is None:
         return base
     given = live.labels[live.rows(i)]  # (N,)
@@ -126,7 +130,7 @@ def live_doubt(project: Project, i: int, band: float, sp: np.ndarray | None = No
     """Where the live head painted image i ((H, W) bool) and where, of those pixels, its best two
     classes are within ``band`` of each other ((H, W) bool): a round leaves its doubt out of
     training as it leaves the evidence's. None when the head has not run."""
-    live = read_live(project)
+    live = read_live(project, parts=("offsets", "labels", "margin"))
     if live is None:
         return None
     rows = live.rows(i)

@@ -27,6 +27,7 @@ refit, relabel, rank, save); :func:`propagate` is the batch step, ``spn-napari p
 
 from __future__ import annotations
 
+import copy
 import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
@@ -148,6 +149,7 @@ class LiveHead:
         desc = read_descriptors(project)
         r = live_round(project)
         live = read_live(project, r)
+        live = None if live is None else copy.deepcopy(live)  # the head changes its arrays: not the cache's
         made_from = {"descriptors": project.artifact(kinds.DESCRIPTORS)["version"],
                      "base_version": project.require(base_kind(project))["version"]}
         if live is None or any(live.meta.get(k) != v for k, v in made_from.items()):

@@ -214,7 +214,8 @@ def simulate(project: Project, cfg: SimulateConfig = SimulateConfig(), *, work: 
 
     With ``propagate`` each round's budget is spent on the live head's suggestions, refitting it
     and relabelling every photo after each ``refit_every`` clicks (:func:`_check_live`), before
-    the round (``rounds`` 0: no round at all); the result's "live" holds a row per refit
+    the round (``rounds`` 0: no round at all), and after the last round the head propagates every
+    check so far over its labels (a row without clicks); the result's "live" holds a row per refit
     ({"round", "clicks", "looks", "miou", "mean_class_accuracy", "seconds", "changed", "photos"},
     seconds: the refit and the relabelling), and an event 'sim_live' carries each as it lands.
     """
@@ -259,7 +260,7 @@ def simulate(project: Project, cfg: SimulateConfig = SimulateConfig(), *, work: 
     live: list[dict] = []
     truth, skipped = _Truth(sim), set()
 
-    def spend_live() -> Iterator[Event]:  # one budget with the live head; returns (clicks, looks)
+    def spend_live(budget: int | None = cfg.budget) -> Iterator[Event]:  # with the live head; returns (clicks, looks)
         head = yield from LiveHead.open(sim, cfg.propagate_config)
         r = sim.current_round() or 0
         t0 = time.perf_counter()
@@ -269,7 +270,7 @@ def simulate(project: Project, cfg: SimulateConfig = SimulateConfig(), *, work: 
         head.save()
         live.append({"round": r, **_live_row(sim, clicks, looks, seconds, head)})
         yield Event("sim_live", len(live), 0, {"row": live[-1]})
-        for row in _check_live(sim, head, cfg.budget, cfg.refit_every, truth, skipped, (clicks, looks)):
+        for row in _check_live(sim, head, budget, cfg.refit_every, truth, skipped, (clicks, looks)):
             live.append({"round": r, **row})
             yield Event("sim_live", len(live), 0, {"row": live[-1]})
         return live[-1]["clicks"] - clicks, live[-1]["looks"] - looks
@@ -307,6 +308,8 @@ def simulate(project: Project, cfg: SimulateConfig = SimulateConfig(), *, work: 
         # each finished round as it lands (total 0: no progress bar of its own), so that a run cut
         # short still leaves its measured rounds to whoever records them
         yield Event("sim_round", r + 1, 0, {"start_miou": start["metrics"]["miou"], "row": rows[-1]})
+    if cfg.propagate and cfg.rounds:  # the last round's labels propagated with every check so far (no click)
+        yield from tagged(spend_live(budget=0), cfg.rounds)
     result = {"start_miou": start["metrics"]["miou"], "rounds": rows,
               "superpixel_oracle_miou": superpixel_oracle(sim)["miou"], "full_supervision_miou": None,
               "full_supervision_mean_class_accuracy": None,

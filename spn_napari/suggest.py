@@ -50,6 +50,8 @@ __all__ = ["Suggestion", "ScoreWeights", "WEIGHTS", "superpixel_parts", "image_s
 
 THRESHOLD = 0.5  # with a background class: a tag's normalised score below this is background
 PER_IMAGE = 64  # superpixels of each photo the ranking keeps: more than a person checks before a round
+LIVE_QUEUE = 5000  # a queue over the live head's ranking holds its best this many, and ranks again at its end
+LIVE_PARTS = ("offsets", "labels", "second", "margin", "base", "person", "area")  # what live_rows reads
 
 
 @dataclass(frozen=True)
@@ -180,13 +182,14 @@ def _rows(project: Project, images) -> np.ndarray:
     return np.concatenate(tables) if tables else np.zeros((0, 6))
 
 
-def live_rows(live: LiveLabels, unreviewed: np.ndarray) -> np.ndarray:
+def live_rows(live: LiveLabels, unreviewed: np.ndarray, limit: int | None = None) -> np.ndarray:
     """(S, 6) float64 rows (image, superpixel, current, proposed, score, pixels), best first (ties:
     image, then superpixel), of the superpixels worth a check where the live head ran
     (:mod:`spn_napari.propagate`): those of ``unreviewed`` (n,) photos no person set with two
     candidates or more, scored by :data:`WEIGHTS` with the head's margin (its best minus its
     second probability) and without disagreement (the head's class is the label), the proposal
-    its second choice. Vectorised over every superpixel: no photo is read."""
+    its second choice; ``limit``: the best that many only (a partial sort: 20,000 photos hold
+    millions of superpixels). Vectorised over every superpixel: no photo is read."""
     image = live.image_of()  # (M,)
     ok = unreviewed[image] & (live.person == UNSET) & (live.second != KEEP) & (live.area > 0)
     mean_area = np.bincount(image, weights=live.area, minlength=len(unreviewed)) / np.maximum(
@@ -196,6 +199,9 @@ def live_rows(live: LiveLabels, unreviewed: np.ndarray) -> np.ndarray:
     parts[:, 5] = live.area / np.maximum(mean_area[image], 1.0)
     score = WEIGHTS.score(parts)  # (M,)
     rows = np.flatnonzero(ok)
+    if limit is not None and len(rows) > limit:  # the best `limit` (and every tie of the last one)
+        cut = -np.partition(-score[rows], limit - 1)[limit - 1]
+        rows = rows[score[rows] >= cut]
     local = rows - live.offsets[image[rows]]
     out = np.stack([image[rows], local, live.current()[rows], live.second[rows], score[rows], live.area[rows]],
                    1).astype(np.float64)
@@ -235,16 +241,17 @@ def _ranked_rows(project: Project) -> np.ndarray:
     return rows[unreviewed[rows[:, 0].astype(np.int64)]] if len(rows) else rows
 
 
-def _ranking(project: Project) -> np.ndarray:
+def _ranking(project: Project, limit: int | None = None) -> np.ndarray:
     """(M, 6) rows of every unreviewed photo's suggestions, best first (ties: image, then superpixel):
-    the live head's (:func:`live_rows`) where it ran on the current round's labels, else the index's."""
+    the live head's (:func:`live_rows`; ``limit``: the best that many) where it ran on the current
+    round's labels, else the index's."""
     for kind, step in ((kinds.SUPERPIXELS, "superpixels"), (kinds.SP_CAM, "pseudo-labels")):
         if project.artifact(kind) is None:
             raise ProjectError(f"{project.root}: no evidence to suggest from yet — run "
                                f"`spn-napari {step} {project.root}` first.")
-    live = read_live(project)
+    live = read_live(project, parts=LIVE_PARTS)
     if live is not None:  # the live head's doubt ranks them
-        return live_rows(live, np.asarray(project.reviews()) == "unreviewed")
+        return live_rows(live, np.asarray(project.reviews()) == "unreviewed", limit)
     rows = _ranked_rows(project)  # (M, 6): image, superpixel, current, proposed, score, pixels
     return rows[np.lexsort((rows[:, 1], rows[:, 0], -rows[:, 4]))]
 
@@ -254,7 +261,7 @@ def suggest(project: Project, n: int | None = 20) -> list[Suggestion]:
     at most :data:`PER_IMAGE` of each image), best first (ties: image then superpixel order)."""
     if n is not None and n < 1:
         raise SpnError(f"--n {n}: ask for at least one suggestion, e.g. --n 20.")
-    rows = _ranking(project)
+    rows = _ranking(project, n)
     return [_suggestion(project, int(r[0]), r[1:]) for r in (rows if n is None else rows[:n])]
 
 
@@ -301,7 +308,7 @@ class SuggestionQueue:
 
     def __init__(self, project: Project) -> None:
         self.project = project
-        self._rows = _ranking(project)  # (M, 6), best first; a Suggestion is made when it is reached
+        self._rows = _ranking(project, LIVE_QUEUE)  # (M, 6), best first; a Suggestion is made when it is reached
         self._at = -1
         self._passed: set[tuple[int, int]] = set()  # (image, superpixel) answered or skipped in this pass
         self._answered: list[tuple[np.ndarray, int]] = []  # (row, value) of each answer, the last one last
@@ -310,7 +317,7 @@ class SuggestionQueue:
     def rerank(self) -> None:
         """Rank again from the project (the live head relabelled it): the current suggestion stays
         current, those answered or skipped in this pass stay out, the rest follow the new order."""
-        rows = _ranking(self.project)  # (M, 6)
+        rows = _ranking(self.project, LIVE_QUEUE + len(self._passed))  # (M, 6)
         current = self._rows[self._at:self._at + 1] if 0 <= self._at < len(self._rows) else rows[:0]
         out = self._passed | {(int(r[0]), int(r[1])) for r in current}
         if out and len(rows):
@@ -340,6 +347,11 @@ class SuggestionQueue:
         if 0 <= self._at < len(self._rows):
             self._passed.add((int(self._rows[self._at, 0]), int(self._rows[self._at, 1])))
         self._at = min(self._at + 1, len(self._rows))
+        if self._at == len(self._rows) and len(self._rows) >= LIVE_QUEUE:  # the live ranking's best are done
+            self._at -= 1
+            self.rerank()
+            self._at = 1 if len(self._rows) > 1 else len(self._rows)
+            return self.current
         return self.current
 
     def answer_current(self, value: int, save=None) -> Suggestion:

@@ -277,3 +277,22 @@ def test_a_damaged_descriptor_store_is_one_line_and_recompute_mends_it(labelled_
                          "--progress", "none")
     assert code == 0, err
     assert read_descriptors(Project(p.root)).desc.shape[1] == 8
+
+
+def test_simulate_propagates_before_each_round_and_after_the_last(labelled_project, tmp_path, capsys):
+    """--rounds 1: the budget is spent with the live head on round 0's labels, the round trains on
+    them, and the head then propagates every check over round 1's labels without a click."""
+    code, out, err = cli(capsys, "simulate", labelled_project.root, "--annotator", "suggestions", "--budget", 4,
+                         "--propagate", "--rounds", 1, "--refit-every", 2, "--no-full", "--dims", 8, "--epochs", 1,
+                         "--batch-size", 4, "--scales", "48,64", "--device", "cpu", "--work", tmp_path / "sim",
+                         "--json", "--progress", "none")
+    assert code == 0, err
+    res = json.loads(out)
+    before = [r for r in res["live"] if r["round"] == 0]
+    after = [r for r in res["live"] if r["round"] == 1]
+    assert len(before) >= 2 and len(after) == 1
+    assert res["rounds"][0]["clicks"] == before[-1]["clicks"] == after[0]["clicks"]
+    sim = Project(tmp_path / "sim")
+    assert sim.current_round() == 1 and read_live(sim) is not None
+    from spn_napari.evaluate import evaluate_labels
+    assert evaluate_labels(sim, None)["miou"] == pytest.approx(after[0]["miou"])

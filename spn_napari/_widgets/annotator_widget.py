@@ -639,7 +639,7 @@ class AnnotatorWidget(QWidget):
                 self.propagate.blockSignals(False)
             return
         self.save()  # the strokes on screen first: they were made over the labels the layer shows
-        self.annotator.relabelled()
+        self.annotator.relabelled(self.current)
         if self.current is not None:
             self.refresh_shown_labels(self.current)
         changed, photos = int(ev.get("changed", 0)), int(ev.get("photos", 0))
@@ -691,6 +691,8 @@ class AnnotatorWidget(QWidget):
         self.rounds.refresh()
         self.segmenting.refresh()
         self.show_image(shown if shown is not None else 0)
+        if self.live is not None and self.propagate.isChecked() and any(self.annotator.project.corrected()):
+            self.live.changed()  # the new round's labels, propagated with every correction so far
 
     def notify(self, message: str, *, error: bool = False) -> None:
         from napari.utils.notifications import show_error, show_info
