@@ -87,7 +87,7 @@ def measure(root: Path, repeat: int) -> dict:
         head.set_person(i, int(r - head.desc.offsets[i]), int(rng.choice(project.images[i].tags)) + 1)
     out = {"photos": n, "superpixels": int(len(head.live.labels)), "open_s": opening,
            "refit_s": [], "relabel_s": [], "save_s": [], "shown_photo_s": [], "queue_s": []}
-    for k in range(repeat):
+    for _ in range(repeat):
         out["refit_s"].append(timed(head.refit))
         out["relabel_s"].append(timed(head.relabel))
         out["save_s"].append(timed(head.save))
