@@ -4,8 +4,10 @@
         [--work runs/propagate_fit] [--out benchmarks/results/propagate_fit.json]
 
 PROJECT: a project with ground truth, superpixels, an SPN and pseudo-labels, no corrections (e.g.
-runs/real_photos/project). For each setting of the grid (:data:`GRID`: the descriptors' source,
-their length, which superpixels the head paints) and each fold, a simulated person checks the live
+runs/real_photos/project). For each setting of the grid (``--sources``, ``--dims``, ``--paint``,
+``--weights``, ``--samples``, ``--iters``: the descriptors' source and length, which superpixels
+the head paints, a person's superpixel's weight, the unchecked superpixels a refit samples and its
+L-BFGS iterations) and each fold, a simulated person checks the live
 head's suggestions (:meth:`spn_napari.propagate.LiveHead.ranking`) on the photos *outside* the
 fold only, with the fold's share of ``--budget`` clicks removed, as ``simulate --propagate`` does
 (a wrong superpixel costs a click and is set to its true class, a right one a look); the head is
@@ -42,11 +44,17 @@ from spn_napari.store import Project
 from _machine import command_line, cpu_model, write_results  # benchmarks/ is on sys.path when run as a script
 from evidence_ablation import folds
 
-GRID = [{"source": s, "dims": d, "paint": p} for s in ("frozen", "spn") for d in (64, 128) for p in ("all", "changed")]
+
+def grid(sources, dims, paints, weights, samples, iters) -> list[dict]:
+    """Every combination of the settings: descriptors' source and length, what the head paints,
+    a person's superpixel's weight, how many unchecked superpixels a refit samples, its iterations."""
+    return [{"source": s, "dims": d, "paint": p, "weight": w, "sample": n, "iters": k}
+            for s in sources for d in dims for p in paints for w in weights for n in samples for k in iters]
 
 
 def key(setting: dict) -> str:
-    return f"{setting['source']}, {setting['dims']} dims, paint {setting['paint']}"
+    return (f"{setting['source']}, {setting['dims']} dims, paint {setting['paint']}, weight {setting['weight']:g}, "
+            f"sample {setting['sample']}, {setting['iters']} iterations")
 
 
 def open_head(project: Project, cfg: PropagateConfig) -> LiveHead:
@@ -130,7 +138,14 @@ def main() -> int:
     ap.add_argument("--every", type=int, default=95)
     ap.add_argument("--work", default="runs/propagate_fit")
     ap.add_argument("--out", default="benchmarks/results/propagate_fit.json")
+    ap.add_argument("--sources", nargs="+", default=["frozen", "spn"])
+    ap.add_argument("--dims", type=int, nargs="+", default=[64, 128])
+    ap.add_argument("--paint", nargs="+", default=["all", "changed"])
+    ap.add_argument("--weights", type=float, nargs="+", default=[10.0])
+    ap.add_argument("--samples", type=int, nargs="+", default=[PropagateConfig.sample])
+    ap.add_argument("--iters", type=int, nargs="+", default=[PropagateConfig.iters])
     a = ap.parse_args()
+    settings = grid(a.sources, a.dims, a.paint, a.weights, a.samples, a.iters)
     default_threads()
     project = Project(a.project)
     if any(project.corrected()):
@@ -142,8 +157,8 @@ def main() -> int:
     base_scores = [photos.miou(f, lambda i: photos.base[i]) for f in parts]
     results: dict[str, dict] = {}
     t_all = time.perf_counter()
-    for source in sorted({s["source"] for s in GRID}):
-        for dims in sorted({s["dims"] for s in GRID if s["source"] == source}):
+    for source in sorted({s["source"] for s in settings}):
+        for dims in sorted({s["dims"] for s in settings if s["source"] == source}):
             copy_root = Path(a.work) / f"{source}-{dims}"
             if not copy_root.exists():
                 shutil.copytree(project.root, copy_root, ignore=shutil.ignore_patterns("*-shm", ".lock"))
@@ -153,8 +168,9 @@ def main() -> int:
                 from spn_napari.descriptors import compute_descriptors
                 run(compute_descriptors(sub, cfg.descriptors))
             pristine = open_head(sub, cfg)
-            for setting in (s for s in GRID if s["source"] == source and s["dims"] == dims):
-                scfg = replace(cfg, paint=setting["paint"])
+            for setting in (s for s in settings if s["source"] == source and s["dims"] == dims):
+                scfg = replace(cfg, paint=setting["paint"], weight=setting["weight"], sample=setting["sample"],
+                               iters=setting["iters"])
                 held, spent = [], []
                 for f in parts:
                     allowed = np.ones(n, bool)

@@ -14,7 +14,7 @@ The principal components are fitted on up to :data:`PCA_IMAGES` photos' superpix
 of any size costs one pass and a bit. Artifact ``descriptors`` (:data:`spn_napari.kinds.DESCRIPTORS`)
 is one ``.npz`` file: ``offsets`` (n + 1,) int64, image i's superpixels being rows
 ``offsets[i]:offsets[i+1]``; ``area`` (M,) int32 pixels per superpixel; ``desc`` (M, D) float16
-(D = 128: 256 bytes a superpixel, about 61 KB for a photo of 238 superpixels).
+(D = 64: 128 bytes a superpixel, about 31 KB for a photo of 238 superpixels).
 """
 
 from __future__ import annotations
@@ -47,7 +47,7 @@ class DescriptorConfig:
     """How the descriptors are made; recorded in the artifact's meta."""
 
     source: str = "frozen"  # SOURCES
-    dims: int = 128
+    dims: int = 64
     sides: tuple[int, ...] | None = None  # None: the SPN's middle training side
     flip: bool = True  # average each side with its mirror image
     device: str = "auto"

@@ -20,13 +20,13 @@ ended, a rollback) the head is opened anew on that round's labels. End of input 
 
 from __future__ import annotations
 
-import json
 import sys
 import time
 from typing import IO
 
 from .errors import SpnError
 from .events import Event
+from .json_lines import answer_lines, emit
 from .live_labels import live_round
 from .propagate import LiveHead, PropagateConfig
 from .store import Project
@@ -34,17 +34,12 @@ from .store import Project
 __all__ = ["serve_live"]
 
 
-def _emit(out: IO[str], event: dict) -> None:
-    out.write(json.dumps(event) + "\n")
-    out.flush()
-
-
 def _open(project: Project, cfg: PropagateConfig, out: IO[str]) -> LiveHead:
     gen = LiveHead.open(project, cfg)
     try:
         while True:
             ev: Event = next(gen)
-            _emit(out, {"event": "opening", "what": ev.event, "step": ev.step, "total": ev.total})
+            emit(out, {"event": "opening", "what": ev.event, "step": ev.step, "total": ev.total})
     except StopIteration as stop:
         return stop.value
 
@@ -55,30 +50,25 @@ def serve_live(root, cfg: PropagateConfig | None = None, stdin: IO[str] = sys.st
     or 2 when the project cannot be propagated at all (the reason as an 'error' event)."""
     project, cfg = Project(root), cfg or PropagateConfig()
     try:
-        head = _open(project, cfg, stdout)
+        heads = [_open(project, cfg, stdout)]
     except SpnError as exc:
-        _emit(stdout, {"event": "error", "id": None, "message": str(exc)})
+        emit(stdout, {"event": "error", "id": None, "message": str(exc)})
         return 2
-    _emit(stdout, {"event": "ready", "round": head.r})
-    for line in stdin:
-        if not line.strip():
-            continue
-        rid = None
-        try:
-            req = json.loads(line)
-            rid = req.get("id")
-            t0 = time.perf_counter()
-            project.reload()
-            if live_round(project) != head.r:
-                head = _open(project, cfg, stdout)
-            for i in req.get("images", []):
-                head.update_image(int(i))
-            refit = head.refit()
-            changed, photos = head.relabel()
-            head.save()
-            _emit(stdout, {"event": "done", "id": rid, "changed": changed, "photos": photos, "round": head.r,
-                           "seconds": time.perf_counter() - t0, "refit_seconds": refit})
-        except (SpnError, OSError, KeyError, ValueError, TypeError) as exc:
-            message = str(exc) if isinstance(exc, SpnError) else f"{type(exc).__name__}: {exc}"
-            _emit(stdout, {"event": "error", "id": rid, "message": message})
+
+    def refit(req: dict) -> dict:
+        t0 = time.perf_counter()
+        project.reload()
+        if live_round(project) != heads[0].r:  # a round ended, or a rollback: its labels
+            heads[0] = _open(project, cfg, stdout)
+        head = heads[0]
+        for i in req.get("images", []):
+            head.update_image(int(i))
+        seconds = head.refit()
+        changed, photos = head.relabel()
+        head.save()
+        return {"changed": changed, "photos": photos, "round": head.r, "seconds": time.perf_counter() - t0,
+                "refit_seconds": seconds}
+
+    emit(stdout, {"event": "ready", "round": heads[0].r})
+    answer_lines(stdin, stdout, refit)
     return 0

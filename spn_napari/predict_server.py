@@ -27,8 +27,8 @@ import time
 from typing import IO
 
 from .data.images import load_image
-from .errors import SpnError
 from .export import write_mask
+from .json_lines import answer_lines, emit
 from .kinds import SPN
 from .round_history import current_round
 from .segmenter import Segmenter
@@ -45,35 +45,23 @@ def model_key(project: Project, wanted: int | None = None) -> str:
     return json.dumps([r, project.artifact(SPN), project.settings.get("evidence")], sort_keys=True, default=str)
 
 
-def _emit(out: IO[str], event: dict) -> None:
-    out.write(json.dumps(event) + "\n")
-    out.flush()
-
-
 def serve(root, device: str = "auto", stdin: IO[str] = sys.stdin, stdout: IO[str] = sys.stdout) -> int:
     """Answer requests from ``stdin`` until it ends (see the module's docstring); returns 0."""
-    project, segmenter, key = Project(root), None, None
-    _emit(stdout, {"event": "ready"})
-    for line in stdin:
-        if not line.strip():
-            continue
-        rid = None
-        try:
-            req = json.loads(line)
-            rid = req.get("id")
-            t0 = time.perf_counter()
-            project.reload()
-            wanted = req.get("round")
-            now = model_key(project, wanted)
-            loaded = now != key
-            if loaded:
-                segmenter, key = Segmenter.from_project(project, round_no=wanted, device=device), now
-            tags = req.get("tags")
-            labels = segmenter.predict(load_image(req["image"]), tags)  # (H, W) uint8
-            write_mask(req["out"], labels, segmenter.palette)
-            _emit(stdout, {"event": "done", "id": rid, "out": req["out"], "round": segmenter.round,
-                           "seconds": time.perf_counter() - t0, "loaded": loaded})
-        except (SpnError, OSError, KeyError, ValueError) as exc:
-            message = str(exc) if isinstance(exc, SpnError) else f"{type(exc).__name__}: {exc}"
-            _emit(stdout, {"event": "error", "id": rid, "message": message})
+    project, state = Project(root), {"segmenter": None, "key": None}
+
+    def label(req: dict) -> dict:
+        t0 = time.perf_counter()
+        project.reload()
+        wanted = req.get("round")
+        now = model_key(project, wanted)
+        loaded = now != state["key"]
+        if loaded:
+            state["segmenter"], state["key"] = Segmenter.from_project(project, round_no=wanted, device=device), now
+        segmenter = state["segmenter"]
+        labels = segmenter.predict(load_image(req["image"]), req.get("tags"))  # (H, W) uint8
+        write_mask(req["out"], labels, segmenter.palette)
+        return {"out": req["out"], "round": segmenter.round, "seconds": time.perf_counter() - t0, "loaded": loaded}
+
+    emit(stdout, {"event": "ready"})
+    answer_lines(stdin, stdout, label)
     return 0

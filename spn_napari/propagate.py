@@ -53,7 +53,7 @@ PAINT = ("all", "changed")
 class PropagateConfig:
     """The live head's settings; recorded with its labels."""
 
-    weight: float = 10.0  # a superpixel a person set weighs this much (an unchecked one: its margin, ≤ 1)
+    weight: float = 30.0  # a superpixel a person set weighs this much (an unchecked one: its margin, ≤ 1)
     floor: float = 0.05  # the least weight of an unchecked superpixel's round label
     l2: float = 1e-3  # weight decay of the head's weights (not its biases)
     iters: int = 40  # L-BFGS iterations a refit runs at most

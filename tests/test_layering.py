@@ -23,7 +23,7 @@ ROOT = Path(spn_napari.__file__).parent
 LAYERS = {
     # 0 foundations: no import from the package
     "__init__": 0, "errors": 0, "events": 0, "kinds": 0, "metrics": 0, "cam": 0, "pixels": 0, "distributed": 0,
-    "ops": 0, "colours": 0, "durable": 0,
+    "ops": 0, "colours": 0, "durable": 0, "json_lines": 0,
     # 1 plain readers (data sets, images, canvas transforms), the database, progress, child commands
     "data": 1, "project_db": 1, "progress": 1, "jobs": 1, "versions": 1,
     "project_format": 1.5,  # a new project from a data set (data/) in the database (project_db)
