@@ -21,6 +21,7 @@ import torch.nn.functional as F
 
 from . import distributed, kinds
 from .data.transforms import fit_to_canvas
+from .descriptors import DescriptorConfig, compute_descriptors
 from .errors import SpnError
 from .events import Event
 from .evidence import (
@@ -149,7 +150,8 @@ def make_pseudo_labels(project: Project, cfg: PseudoLabelConfig = PseudoLabelCon
     """Compute and commit SP-CAM and CAM evidence and the chosen method's pseudo-labels.
 
     Artifacts: 'cams/sp-cam', 'cams/cam' and 'pseudo/<method>', each recording the
-    :class:`EvidenceSettings` in its meta; streams one image at a time. Under torchrun each rank
+    :class:`EvidenceSettings` in its meta, and the superpixel descriptors when the project has
+    none (:mod:`spn_napari.descriptors`); streams one image at a time. Under torchrun each rank
     computes and writes its share of the images ('image' events count that share) and rank 0
     commits once all are written.
     """
@@ -185,5 +187,9 @@ def make_pseudo_labels(project: Project, cfg: PseudoLabelConfig = PseudoLabelCon
         project.set_settings(evidence=settings.meta())
         if project.current_round() is None:  # the pseudo-labels are the labels: rank them for checks
             write_index(project)
+        if project.artifact(kinds.DESCRIPTORS) is None:  # what the live head propagates checks with
+            for ev in compute_descriptors(project, DescriptorConfig(device=cfg.device)):
+                if ev.event != "done":  # progress only: the step's own 'done' ends it
+                    yield ev
     yield Event("done", n, n, {"seconds": time.perf_counter() - t0, "method": settings.method,
                                "settings": settings.meta()})

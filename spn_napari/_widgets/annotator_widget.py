@@ -221,6 +221,7 @@ class AnnotatorWidget(QWidget):
         self.live = LiveWorker(Path(path), self)  # its child starts at the first saved correction
         self.live.relabelled.connect(self._relabelled)
         self.live.notice.connect(self.notify)
+        self.live.progressed.connect(self._live_opening)
         self.path.setText(str(path))
         names = self.annotator.project.label_names()  # no 'background' in a project without one
         for combo in (self.swap_from, self.swap_to):
@@ -624,6 +625,13 @@ class AnnotatorWidget(QWidget):
             self.live.changed()  # what was saved while it was off
         else:
             self.live.stop()
+
+    def _live_opening(self, ev: dict) -> None:
+        """The live head's child is opening (the first time for a round's labels: a pass over the photos)."""
+        what = {"descriptors": "making the superpixel descriptors", "table": "reading the labels"}.get(
+            ev.get("what"), ev.get("what"))
+        if ev.get("step") in (1, ev.get("total")) or int(ev.get("step", 0)) % 25 == 0:
+            self.status.setText(f"Propagate: {what}, {ev.get('step')}/{ev.get('total')} photos (once a round)")
 
     def _relabelled(self, ev: dict) -> None:
         """The live head's answer: on 'done' the shown photo, the cached ones and the suggestion

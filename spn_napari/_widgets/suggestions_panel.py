@@ -211,7 +211,7 @@ class SuggestionsPanel(QWidget):
         except SpnError as exc:
             self.host.notify(str(exc), error=True)
             return
-        self._count(f" · the last answers changed {changed} superpixels in {photos} photos")
+        self._count(f"\nyour last answers changed {changed} superpixels in {photos} photos")
 
     def _count(self, extra: str = "") -> None:
         q = self.queue
