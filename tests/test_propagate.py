@@ -296,3 +296,29 @@ def test_simulate_propagates_before_each_round_and_after_the_last(labelled_proje
     assert sim.current_round() == 1 and read_live(sim) is not None
     from spn_napari.evaluate import evaluate_labels
     assert evaluate_labels(sim, None)["miou"] == pytest.approx(after[0]["miou"])
+
+
+def test_the_live_server_refits_on_request_and_answers_bad_requests_with_a_line(labelled_project):
+    """spn-napari live's protocol: opening progress, ready, a refit per request (the photos whose
+    corrections changed are read again: the same labels as a batch propagate of what is saved),
+    an error line for a request it cannot answer, and it goes on."""
+    import io
+
+    from spn_napari.live_server import serve_live
+    p = labelled_project
+    s, true = _wrong_superpixel(p, 1)
+    answer(p, 1, {s: true})
+    requests = io.StringIO('{"id": 1, "images": [1]}\n{"id": 2, "images": [999]}\nnot json\n{"id": 3}\n')
+    out = io.StringIO()
+    assert serve_live(p.root, CFG, requests, out) == 0
+    events = [json.loads(line) for line in out.getvalue().splitlines()]
+    opening = [e for e in events if e["event"] == "opening"]
+    assert opening and {e["what"] for e in opening} <= {"descriptors", "table"}
+    rest = [e for e in events if e["event"] != "opening"]
+    assert [(e["event"], e.get("id")) for e in rest] == [("ready", None), ("done", 1), ("error", 2), ("error", None),
+                                                         ("done", 3)]
+    assert "999" in rest[2]["message"] and rest[1]["changed"] >= 0
+    store = Project(p.root)
+    served = read_live(store).labels.copy()
+    run(propagate(store, CFG))
+    assert np.array_equal(read_live(Project(p.root)).labels, served)
