@@ -206,9 +206,11 @@ def summarise(res: dict) -> dict:
                             "live_at_a_third": third, "live_at_whole_clicks": live[-1],
                             "met_third": third is not None and third["miou"] >= whole["miou"],
                             "met_whole_clicks": live[-1]["miou"] >= 0.86}
-    if "live suggestions, then a round" in res["curves"]:
-        pts = res["curves"]["live suggestions, then a round"]
-        res["live_round_gain"] = pts[-1]["miou"] - pts[-2]["miou"]  # the round against the labels it started from
+    if "live suggestions, then a round" in res["curves"]:  # its last three points: before the round, the
+        before, raw, after = (p["miou"] for p in res["curves"]["live suggestions, then a round"][-3:])  # round's,
+        res["live_round"] = {"before": before, "round": raw, "propagated": after,  # and those propagated again
+                             "round_gain": raw - before, "propagated_gain": after - before}
+        res.pop("live_round_gain", None)
     if "whole images, random" in res["curves"] and "suggestions, a third of the clicks" in res["curves"]:
         goal = res["curves"]["whole images, random"][-1]
         third = res["curves"]["suggestions, a third of the clicks"][-1]

@@ -32,6 +32,7 @@ from .events import Event
 from .features import feature_cache
 from .labels import present_classes, pseudo_method, round0_method, training_target_and_set
 from .models.decoupled import IGNORE, DecoupledNet, decoupled_loss
+from .propagate import propagate
 from .round_history import current_round, history
 from .round_inference import predict_round_labels, round_views
 from .runtime import load_decoupled, load_spn, resolve_device
@@ -138,11 +139,19 @@ def ensure_round0(project: Project, method: str) -> None:
     project.add_round(entry)
 
 
+def _propagated(project: Project) -> Iterator[Event]:
+    """The live head over the new round's labels, refitted on every correction (spn_napari.propagate)."""
+    for ev in propagate(project):
+        if ev.event != "done":  # progress only: the round's own 'done' ends it
+            yield ev
+
+
 def run_round(project: Project, cfg: RoundConfig = RoundConfig()) -> Iterator[Event]:
     """Train round k's DecoupledNet, predict every image's labels, commit and make round k current.
 
     Yields the training's 'start'/'step'/'epoch' events, 'image' events while predicting, and
-    'done' with the round's record. Stopping the generator leaves the rounds as they were (the
+    'done' with the round's record. When the parent round's labels were propagated (the live head,
+    :mod:`spn_napari.propagate`), the new round's are too, with every correction, before 'done'. Stopping the generator leaves the rounds as they were (the
     first call records round 0, the pseudo-labels, before it trains).
     """
     if cfg.reviewed_weight_on not in WEIGHT_ON:
@@ -233,6 +242,8 @@ def run_round(project: Project, cfg: RoundConfig = RoundConfig()) -> Iterator[Ev
     project.add_round(entry, uncertainty)
     if project.artifact(kinds.SP_CAM) and project.artifact(kinds.SUPERPIXELS):
         write_index(project)  # the suggestions for the new labels (spn_napari.suggest)
+    if project.artifact(kinds.live_labels(parent)) is not None:  # the parent's labels were propagated:
+        yield from _propagated(project)  # so are the round's, with every correction (a round alone lowered them)
     drop_state(cfg.state)
     distributed.barrier()
     yield Event("done", k, k, entry)

@@ -192,7 +192,8 @@ def test_live_labels_are_what_a_round_trains_on_and_roll_back_with_it(labelled_p
     assert any(not np.array_equal(a, b) for a, b in zip(before, live))  # the head changed something
     assert all(np.array_equal(training_target(p, i), live[i]) for i in range(len(p)))
     run(run_round(p, RoundConfig(epochs=1, batch_size=4, device="cpu", scales=(48, 64), ignore_band=0)))
-    assert p.current_round() == 1 and read_live(p) is None  # the round's own labels, no head on them yet
+    assert p.current_round() == 1  # the round's labels were propagated with the corrections too
+    assert read_live(p).meta["base"] == kinds.round_labels(1) and read_live(p, 0) is not None
     rollback(p, 0)
     assert all(np.array_equal(current_labels(p, i), live[i]) for i in range(len(p)))
 
