@@ -113,8 +113,10 @@ def _sides(project: Project, cfg: DescriptorConfig, ckpt: dict) -> tuple[int, ..
     return (scales[len(scales) // 2],)
 
 
-def compute_descriptors(project: Project, cfg: DescriptorConfig = DescriptorConfig()) -> Iterator[Event]:
-    """Compute and commit every superpixel's descriptor (artifact ``descriptors``).
+def compute_descriptors(project: Project, cfg: DescriptorConfig = DescriptorConfig(), *,
+                        spn: tuple | None = None) -> Iterator[Event]:
+    """Compute and commit every superpixel's descriptor (artifact ``descriptors``); ``spn``: the
+    project's SPN and its checkpoint dict, when the caller has loaded them (``load_spn``).
 
     Yields 'descriptors' events per image (the fitting sample first, then the rest), then 'done'
     with the seconds spent. Nothing is committed until every image is done, so stopping early
@@ -127,7 +129,7 @@ def compute_descriptors(project: Project, cfg: DescriptorConfig = DescriptorConf
     project.require(kinds.SPN)
     t0 = time.perf_counter()
     device = resolve_device(cfg.device)
-    model, ckpt = load_spn(project, device)
+    model, ckpt = spn or load_spn(project, device)
     sides = _sides(project, cfg, ckpt)
     cacheable = getattr(model.encoder, "cacheable", False)  # other encoders: every map computed here
     cache = cached_sides(project, ckpt["config"]["encoder"], sides) if cacheable else None

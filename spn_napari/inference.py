@@ -188,7 +188,7 @@ def make_pseudo_labels(project: Project, cfg: PseudoLabelConfig = PseudoLabelCon
         if project.current_round() is None:  # the pseudo-labels are the labels: rank them for checks
             write_index(project)
         if project.artifact(kinds.DESCRIPTORS) is None:  # what the live head propagates checks with
-            for ev in compute_descriptors(project, DescriptorConfig(device=cfg.device)):
+            for ev in compute_descriptors(project, DescriptorConfig(device=cfg.device), spn=(model, ckpt)):
                 if ev.event != "done":  # progress only: the step's own 'done' ends it
                     yield ev
     yield Event("done", n, n, {"seconds": time.perf_counter() - t0, "method": settings.method,

@@ -128,6 +128,7 @@ def labelled(nb_project, monkeypatch) -> Project:
     monkeypatch.setattr(inference, "load_spn", lambda project, device: (
         SimpleNamespace(encoder=None), {"scales": [W], "config": {"encoder": "small"}}))
     monkeypatch.setattr(inference, "feature_cache", no_feature_cache, raising=False)
+    monkeypatch.setattr(inference, "compute_descriptors", lambda *a, **kw: iter(()))  # a stub SPN has no features
     monkeypatch.setattr(inference, "image_evidence", lambda *a, **kw: inference.Evidence(
         sp_scores=SCORES[next(calls)], cam=np.zeros((3, 2, 2), np.float32), probs=np.zeros(3, np.float32)))
     run(inference.make_pseudo_labels(nb_project, inference.PseudoLabelConfig(device="cpu", method="sp-cam")))
