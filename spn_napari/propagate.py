@@ -196,11 +196,15 @@ class LiveHead:
         self.live.meta["corrections"] = self.project.corrections_version()
 
     # ---- a person's answers ----------------------------------------------------------------
-    def set_person(self, i: int, superpixel: int, value: int) -> None:
-        """Superpixel ``superpixel`` of image i was set to ``value`` by a person (an answer, a fill)."""
+    def _rows(self, i: int) -> slice:
+        """Image i's rows of the table; an SpnError for an image the project does not have."""
         if not 0 <= i < len(self.project):
             raise SpnError(f"image {i}: the project has {len(self.project)} images (0..{len(self.project) - 1}).")
-        rows = self.desc.rows(i)
+        return self.desc.rows(i)
+
+    def set_person(self, i: int, superpixel: int, value: int) -> None:
+        """Superpixel ``superpixel`` of image i was set to ``value`` by a person (an answer, a fill)."""
+        rows = self._rows(i)
         if not 0 <= superpixel < rows.stop - rows.start:
             raise SpnError(f"superpixel {superpixel}: image {self.project.images[i].name} has "
                            f"{rows.stop - rows.start} superpixels.")
@@ -208,9 +212,7 @@ class LiveHead:
 
     def update_image(self, i: int) -> None:
         """Read image i's correction again (a stroke, a fill, Accept: anything saved for it)."""
-        if not 0 <= i < len(self.project):
-            raise SpnError(f"image {i}: the project has {len(self.project)} images (0..{len(self.project) - 1}).")
-        rows = self.desc.rows(i)
+        rows = self._rows(i)
         sp = self.project.read(kinds.SUPERPIXELS, i)
         self.live.person[rows] = person_labels(self.project, i, sp, rows.stop - rows.start)
 
