@@ -42,7 +42,7 @@ from .events import Event
 from .labels import base_kind
 from .live_labels import KEEP, UNSET, LiveLabels, live_round, read_live, write_live
 from .store import Project
-from .suggest import evidence_candidates, live_rows
+from .suggest import QUEUE_KEPT, evidence_candidates, live_rows
 
 __all__ = ["PropagateConfig", "LiveHead", "propagate", "PAINT"]
 
@@ -56,7 +56,7 @@ class PropagateConfig:
     weight: float = 30.0  # a superpixel a person set weighs this much (an unchecked one: its margin, ≤ 1)
     floor: float = 0.05  # the least weight of an unchecked superpixel's round label
     l2: float = 1e-3  # weight decay of the head's weights (not its biases)
-    iters: int = 40  # L-BFGS iterations a refit runs at most
+    iters: int = 20  # L-BFGS iterations a refit runs at most (held out as good as 40, in half the time)
     sample: int = 100_000  # unchecked superpixels a refit fits on at most
     paint: str = "all"  # PAINT: "all" paints every unreviewed superpixel with the head's class,
     # "changed" only those where it differs from the round's label (which keeps the round's detail)
@@ -181,7 +181,7 @@ class LiveHead:
                 "descriptors": project.artifact(kinds.DESCRIPTORS)["version"], "base": kind,
                 "base_version": project.require(kind)["version"]}
         return LiveLabels(desc.offsets, np.full(m, KEEP, np.uint8), np.full(m, KEEP, np.uint8),
-                          np.ones(m, np.float16), base, prior, person, desc.area, np.zeros((0, 0), np.float32), meta)
+                          np.ones(m, np.float16), base, prior, person, desc.area, np.zeros((0, 0), np.float32), meta=meta)
 
     def _people(self) -> Iterator[Event]:
         """Read every corrected photo's person superpixels again (corrections saved elsewhere)."""
@@ -299,6 +299,7 @@ class LiveHead:
     def save(self) -> None:
         """Commit the labels and the head as the round's live labels (atomic)."""
         self.live.weight = self.weight.numpy().astype(np.float32)
+        self.live.queue = live_rows(self.live, np.asarray(self.project.reviews()) == "unreviewed", QUEUE_KEPT)
         self.live.meta.update({"refits": self.refits, "corrections": self.project.corrections_version(),
                                "seed": self.cfg.seed, "changed": list(self.last_changed),
                                "config": {k: v for k, v in asdict(self.cfg).items() if k != "descriptors"}})

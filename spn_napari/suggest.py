@@ -52,6 +52,7 @@ THRESHOLD = 0.5  # with a background class: a tag's normalised score below this 
 PER_IMAGE = 64  # superpixels of each photo the ranking keeps: more than a person checks before a round
 LIVE_QUEUE = 5000  # a queue over the live head's ranking holds its best this many, and ranks again at its end
 LIVE_PARTS = ("offsets", "labels", "second", "margin", "base", "person", "area")  # what live_rows reads
+QUEUE_KEPT = 2 * LIVE_QUEUE  # the live head's best rows kept with its labels (LiveLabels.queue)
 
 
 @dataclass(frozen=True)
@@ -249,9 +250,15 @@ def _ranking(project: Project, limit: int | None = None) -> np.ndarray:
         if project.artifact(kind) is None:
             raise ProjectError(f"{project.root}: no evidence to suggest from yet — run "
                                f"`spn-napari {step} {project.root}` first.")
-    live = read_live(project, parts=LIVE_PARTS)
-    if live is not None:  # the live head's doubt ranks them
-        return live_rows(live, np.asarray(project.reviews()) == "unreviewed", limit)
+    live = read_live(project, parts=("offsets", "queue"))
+    if live is not None:  # the live head's doubt ranks them: its best as kept, when they are enough
+        unreviewed = np.asarray(project.reviews()) == "unreviewed"
+        kept = live.queue
+        if kept is not None and limit is not None:
+            rows = kept[unreviewed[kept[:, 0].astype(np.int64)]]  # photos reviewed since left out
+            if len(rows) >= limit or len(kept) < QUEUE_KEPT:  # enough, or every one there was
+                return rows
+        return live_rows(read_live(project, parts=LIVE_PARTS), unreviewed, limit)
     rows = _ranked_rows(project)  # (M, 6): image, superpixel, current, proposed, score, pixels
     return rows[np.lexsort((rows[:, 1], rows[:, 0], -rows[:, 4]))]
 

@@ -11,17 +11,16 @@ from ..jobs import CHILD_NICE, child_threads, error_message, parse_event
 CANCEL_GRACE_MS = 1500  # SIGTERM first (clean stop); SIGKILL if the child is still there after this
 
 
-def child_process(argv: list[str], parent=None, threads: int | None = None) -> QProcess:
+def child_process(argv: list[str], parent=None) -> QProcess:
     """A QProcess (not started) for ``argv`` as the dock runs its children: at a lower CPU
     priority and with every core but one (:data:`~spn_napari.jobs.CHILD_NICE`,
-    :func:`~spn_napari.jobs.child_threads`), so the viewer keeps a core; ``threads``: that many
-    instead (a child whose work comes in short bursts while the person looks)."""
+    :func:`~spn_napari.jobs.child_threads`), so the viewer keeps a core."""
     proc = QProcess(parent)
     proc.setProgram(argv[0])
     proc.setArguments(argv[1:])
     env = QProcessEnvironment.systemEnvironment()
     env.insert("SPN_NAPARI_NICE", str(CHILD_NICE))
-    env.insert("SPN_NAPARI_THREADS", str(threads or child_threads()))
+    env.insert("SPN_NAPARI_THREADS", str(child_threads()))
     proc.setProcessEnvironment(env)
     return proc
 

@@ -6,8 +6,6 @@ a hurried person's ten answers cost one or two refits, not ten, and the newest l
 
 from __future__ import annotations
 
-import os
-
 from qtpy.QtCore import Signal
 
 from ..jobs import live_command
@@ -23,8 +21,7 @@ class LiveWorker(ServerChild):
 
     def __init__(self, project, parent=None) -> None:
         super().__init__(lambda: live_command(self.project), "Propagate: the live head's process had stopped; "
-                         "starting a new one", parent, threads=os.cpu_count() or 1)  # a refit is a burst of
-        # about a second while the person looks: every core, at the children's lower priority
+                         "starting a new one", parent)
         self.project = project
         self._pending: set[int] = set()
         self._due = False  # a refit is asked for and not sent yet

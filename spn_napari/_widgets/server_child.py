@@ -26,10 +26,9 @@ class ServerChild(QObject):
     progressed = Signal(dict)
     notice = Signal(str)
 
-    def __init__(self, argv: Callable[[], list[str]], restart_notice: str, parent=None, *,
-                 threads: int | None = None) -> None:
+    def __init__(self, argv: Callable[[], list[str]], restart_notice: str, parent=None) -> None:
         super().__init__(parent)
-        self._argv, self._restart_notice, self._threads = argv, restart_notice, threads
+        self._argv, self._restart_notice = argv, restart_notice
         self.proc: QProcess | None = None
         self._ready, self._queue, self._next_id = False, [], 1
         self._inflight: dict[int, dict] = {}  # sent, not answered yet
@@ -53,7 +52,7 @@ class ServerChild(QObject):
             self.notice.emit(self._restart_notice)
         self.starts += 1
         self._ready, self._buf, self._err = False, b"", b""
-        proc = child_process(self._argv(), self, self._threads)
+        proc = child_process(self._argv(), self)
         proc.readyReadStandardOutput.connect(self._read_out)
         proc.readyReadStandardError.connect(lambda: self._read_err(proc))
         proc.finished.connect(lambda *_: self._ended(proc))
