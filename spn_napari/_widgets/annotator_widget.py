@@ -219,7 +219,7 @@ class AnnotatorWidget(QWidget):
         if self.live is not None:
             self.live.stop()
         self.live = LiveWorker(Path(path), self)  # its child starts at the first saved correction
-        self.live.relabelled.connect(self._relabelled)
+        self.live.relabelled.connect(self.on_relabelled)
         self.live.notice.connect(self.notify)
         self.live.progressed.connect(self._live_opening)
         self.path.setText(str(path))
@@ -633,7 +633,7 @@ class AnnotatorWidget(QWidget):
         if ev.get("step") in (1, ev.get("total")) or int(ev.get("step", 0)) % 25 == 0:
             self.status.setText(f"Propagate: {what}, {ev.get('step')}/{ev.get('total')} photos (once a round)")
 
-    def _relabelled(self, ev: dict) -> None:
+    def on_relabelled(self, ev: dict) -> None:
         """The live head's answer: on 'done' the shown photo, the cached ones and the suggestion
         queue take the new labels, and the status says what changed; on 'error' it is shown (the
         switch goes off when the project cannot be propagated at all)."""
