@@ -101,6 +101,21 @@ def build_project(root: Path, n: int, seed: int = 0) -> None:
         shutil.rmtree(work, ignore_errors=True)
 
 
+def add_superpixels(root: Path, ids: np.ndarray, seed: int = 1) -> None:
+    """Give every photo of the project at ``root`` the superpixels ``ids`` (SIDE, SIDE) and
+    random SP-CAM scores, one row per superpixel (what suggestions and propagation read)."""
+    from spn_napari.store import Project
+    project = Project(root)
+    rng = np.random.default_rng(seed)
+    n_sp = int(ids.max()) + 1
+    with project.writer(kinds.SUPERPIXELS) as w:
+        for i in range(len(project)):
+            w.put(i, ids)
+    with project.writer(kinds.SP_CAM) as w:
+        for i in range(len(project)):
+            w.put(i, rng.random((n_sp, len(project.classes)), dtype=np.float32))
+
+
 def cached_project(cache: Path, n: int, build=build_project) -> Path:
     """The n-image project in ``cache``, made by ``build(root, n)`` on first use."""
     root = cache / f"n{n}" / "project"

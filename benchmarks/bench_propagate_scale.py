@@ -32,7 +32,7 @@ from spn_napari.live_labels import read_live
 from spn_napari.runtime import default_threads
 
 from _machine import command_line, cpu_model, write_results  # benchmarks/ is on sys.path when run as a script
-from bench_dock_scale import SIDE, build_project, cached_project
+from bench_dock_scale import SIDE, add_superpixels, build_project, cached_project
 
 RESULTS = Path(__file__).parent / "results" / "propagate_scale.json"
 PERSON = 100  # superpixels a person set before the timed refits
@@ -42,15 +42,9 @@ def build(dims: int):
     def make(root: Path, n: int) -> None:
         from spn_napari.store import Project
         build_project(root, n)
+        add_superpixels(root, np.arange(SIDE * SIDE, dtype=np.int32).reshape(SIDE, SIDE))  # a pixel a superpixel
         project = Project(root)
-        ids = np.arange(SIDE * SIDE, dtype=np.int32).reshape(SIDE, SIDE)  # every pixel its own superpixel
         rng = np.random.default_rng(1)
-        with project.writer(kinds.SUPERPIXELS) as w:
-            for i in range(n):
-                w.put(i, ids)
-        with project.writer(kinds.SP_CAM) as w:
-            for i in range(n):
-                w.put(i, rng.random((SIDE * SIDE, len(project.classes)), dtype=np.float32))
         m = n * SIDE * SIDE
         buf = io.BytesIO()
         np.savez(buf, offsets=np.arange(n + 1, dtype=np.int64) * SIDE * SIDE, area=np.ones(m, np.int32),

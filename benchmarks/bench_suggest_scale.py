@@ -28,10 +28,8 @@ from pathlib import Path
 import numpy as np
 from qtpy.QtWidgets import QApplication
 
-from spn_napari import kinds
-
 from _machine import command_line, cpu_model, write_results  # benchmarks/ is on sys.path when run as a script
-from bench_dock_scale import SIDE, build_project, cached_project, settle
+from bench_dock_scale import SIDE, add_superpixels, build_project, cached_project, settle
 
 RESULTS = Path(__file__).parent / "results" / "suggest_scale.json"
 LOOK_S = 0.3  # a person's look at a suggestion before answering (untimed); real looks take longer
@@ -41,16 +39,9 @@ def build(root: Path, n: int) -> None:
     from spn_napari.store import Project
     from spn_napari.suggest import write_index
     build_project(root, n)
-    project = Project(root)
     grid = (np.arange(SIDE)[:, None] // 4 * 4 + np.arange(SIDE)[None, :] // 4).astype(np.int32)  # (16, 16): 16 ids
-    rng = np.random.default_rng(1)
-    with project.writer(kinds.SUPERPIXELS) as w:
-        for i in range(n):
-            w.put(i, grid)
-    with project.writer(kinds.SP_CAM) as w:
-        for i in range(n):
-            w.put(i, rng.random((16, len(project.classes)), dtype=np.float32))
-    write_index(project)
+    add_superpixels(root, grid)
+    write_index(Project(root))
 
 
 def look(app, seconds: float = LOOK_S) -> None:
