@@ -39,6 +39,7 @@ from spn_napari.live_labels import KEEP, UNSET
 from spn_napari.metrics import ConfusionMeter
 from spn_napari.propagate import LiveHead, PropagateConfig
 from spn_napari.runtime import default_threads
+from spn_napari.simulate import live_batch
 from spn_napari.store import Project
 
 from _machine import command_line, cpu_model, write_results  # benchmarks/ is on sys.path when run as a script
@@ -93,22 +94,10 @@ def spend(head: LiveHead, photos: Photos, allowed: np.ndarray, budget: int, ever
     head.refit()
     head.relabel()
     while clicks < budget:
-        batch, answered = 0, 0
-        for image, superpixel, current in head.ranking()[:, :3].astype(np.int64).tolist():
-            if batch >= every or clicks >= budget:
-                break
-            if not allowed[image] or (image, superpixel) in skipped:
-                continue
-            true = int(photos.truth[image][superpixel])
-            looks += int(true == 255 or true == current)
-            if true == 255:
-                skipped.add((image, superpixel))
-                continue
-            if true != current:
-                clicks, batch = clicks + 1, batch + 1
-            head.set_person(image, superpixel, true)
-            answered += 1
-        if not answered:
+        answers, c, k = live_batch(head, lambda i, s: int(photos.truth[i][s]), budget - clicks, every, skipped,
+                                   allowed)
+        clicks, looks = clicks + c, looks + k
+        if not answers:
             break
         t0 = time.perf_counter()
         head.refit()

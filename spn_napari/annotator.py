@@ -128,15 +128,15 @@ class Annotator:
             self.write_answers()
         from .labels import apply_correction, base_labels
         p = self.project
+        sp = p.read(kinds.SUPERPIXELS, i) if p.artifact(kinds.SUPERPIXELS) else None
         try:
-            base = base_labels(p, i)
+            base = base_labels(p, i, sp)
         except ProjectError:  # no pseudo-labels yet: all 0 (background or no label); the person may paint
             info = p.images[i]
             base = np.zeros((info.height, info.width), np.uint8)
         corr = p.correction(i)
         set_mask = corr[1] if corr is not None else np.zeros(base.shape, bool)
         labels = apply_correction(base.copy(), corr)
-        sp = p.read(kinds.SUPERPIXELS, i) if p.artifact(kinds.SUPERPIXELS) else None
         evidence = {}
         if sp is not None and p.artifact(kinds.SP_CAM):
             from .cam import paint_superpixels

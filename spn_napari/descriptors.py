@@ -106,7 +106,8 @@ def _pca(sample: np.ndarray, dims: int) -> tuple[np.ndarray, np.ndarray, float]:
     return mean.numpy(), comps.numpy(), scale
 
 
-def _sides(project: Project, cfg: DescriptorConfig, ckpt: dict) -> tuple[int, ...]:
+def _sides(cfg: DescriptorConfig, ckpt: dict) -> tuple[int, ...]:
+    """The canvas sides the descriptors are made at: the config's, else the SPN's middle training side."""
     if cfg.sides:
         return tuple(int(s) for s in cfg.sides)
     scales = sorted(ckpt["scales"])
@@ -130,7 +131,7 @@ def compute_descriptors(project: Project, cfg: DescriptorConfig = DescriptorConf
     t0 = time.perf_counter()
     device = resolve_device(cfg.device)
     model, ckpt = spn or load_spn(project, device)
-    sides = _sides(project, cfg, ckpt)
+    sides = _sides(cfg, ckpt)
     cacheable = getattr(model.encoder, "cacheable", False)  # other encoders: every map computed here
     cache = cached_sides(project, ckpt["config"]["encoder"], sides) if cacheable else None
     passes = views(sides, cfg.flip)

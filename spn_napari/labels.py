@@ -25,7 +25,7 @@ from . import kinds
 from .cam import METHODS
 from .errors import ProjectError
 from .evidence import unsure_evidence
-from .live_labels import live_doubt, overlay
+from .live_labels import live_doubt, overlay, read_live
 from .metrics import IGNORE
 from .store import Project
 
@@ -112,16 +112,20 @@ def training_target_and_set(project: Project, i: int, kind: str | None = None, *
     correction), from one read of the correction (a trainer that weighs those pixels needs both)."""
     if project.review(i) == "rejected":
         return None, None
-    labels = base_labels(project, i) if kind is None or kind == base_kind(project) else project.read(kind, i)
-    kind = kind or base_kind(project)
-    if ignore_band > 0 and kind == kinds.round_labels(0):
+    current = base_kind(project)
+    kind = kind or current
+    band = ignore_band > 0 and kind == kinds.round_labels(0) and bool(project.artifact(kinds.SP_CAM)
+                                                                      and project.artifact(kinds.CAM))
+    live = kind == current and read_live(project, parts=("offsets",)) is not None  # the head's labels on it
+    sp = project.read(kinds.SUPERPIXELS, i) if live and band else None  # (H, W): its labels' and its doubt's
+    labels = base_labels(project, i, sp) if kind == current else project.read(kind, i)
+    if band:
         method = method or round0_method(project)
-        if project.artifact(kinds.SP_CAM) and project.artifact(kinds.CAM):
-            unsure = unsure_pixels(project, i, method, ignore_band)  # (H, W)
-            live = live_doubt(project, i, ignore_band)  # where the head painted, its own doubt instead
-            if live is not None:
-                unsure = np.where(live[0], live[1], unsure)
-            labels = np.where(unsure, IGNORE, labels).astype(np.uint8)
+        unsure = unsure_pixels(project, i, method, ignore_band)  # (H, W)
+        doubt = live_doubt(project, i, ignore_band, sp) if live else None  # where the head painted: its doubt
+        if doubt is not None:
+            unsure = np.where(doubt[0], doubt[1], unsure)
+        labels = np.where(unsure, IGNORE, labels).astype(np.uint8)
     corr = project.correction(i)
     return apply_correction(labels, corr), None if corr is None else corr[1]
 

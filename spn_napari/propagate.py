@@ -186,12 +186,10 @@ class LiveHead:
     def _people(self) -> Iterator[Event]:
         """Read every corrected photo's person superpixels again (corrections saved elsewhere)."""
         corrected = self.project.corrected()
+        self.live.person[:] = UNSET
         for done, i in enumerate(range(len(self.project)), 1):
-            rows = self.desc.rows(i)
             if corrected[i]:
                 self.update_image(i)
-            else:
-                self.live.person[rows] = UNSET
             yield Event("table", done, len(self.project))
         self.live.meta["corrections"] = self.project.corrections_version()
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import shutil
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -34,7 +34,7 @@ from .rounds import RoundConfig, ensure_round0, round0_method_for, round0_source
 from .store import Project
 from .suggest import answer, suggest
 
-__all__ = ["SimulateConfig", "simulate", "SELECT", "ANNOTATORS"]
+__all__ = ["SimulateConfig", "simulate", "live_batch", "SELECT", "ANNOTATORS"]
 
 SELECT = ("random", "uncertain")
 ANNOTATORS = ("whole", "suggestions", "masks")
@@ -146,30 +146,42 @@ def _live_row(project: Project, clicks: int, looks: int, seconds: float, head: L
             "seconds": seconds, "changed": changed, "photos": photos}
 
 
+def live_batch(head: LiveHead, truth: Callable[[int, int], int], budget: int, every: int, skipped: set,
+               allowed: np.ndarray | None = None) -> tuple[dict[int, dict[int, int]], int, int]:
+    """One batch of a simulated person's checks: the live head's suggestions (:meth:`LiveHead.ranking`)
+    top-down, as :func:`_check_suggestions` takes the queue, until ``every`` clicks or the
+    ``budget`` left are spent. A wrong superpixel costs a click and is set to its true class
+    (``truth(image, superpixel)``), a right one a look and is marked correct, one without truth
+    (255) a look and goes into ``skipped``; each answer is set on the head. ``allowed``: (n,) bool,
+    the photos that may be checked (all by default). Returns ({image: {superpixel: label}}, clicks,
+    looks)."""
+    answers: dict[int, dict[int, int]] = {}
+    clicks = looks = 0
+    for image, superpixel, current in head.ranking()[:, :3].astype(np.int64).tolist():
+        if clicks >= min(every, budget):
+            break
+        if (allowed is not None and not allowed[image]) or (image, superpixel) in skipped:
+            continue
+        true = truth(image, superpixel)
+        looks += int(true == 255 or true == current)
+        if true == 255:  # no truth to answer with: looked at, left alone
+            skipped.add((image, superpixel))
+            continue
+        clicks += int(true != current)
+        answers.setdefault(image, {})[superpixel] = true
+        head.set_person(image, superpixel, true)
+    return answers, clicks, looks
+
+
 def _check_live(project: Project, head: LiveHead, budget: int, every: int, truth: _Truth, skipped: set,
                 spent: tuple[int, int]) -> Iterator[dict]:
-    """A person takes the live head's suggestions (:meth:`LiveHead.ranking`) top-down, as
-    :func:`_check_suggestions` does, and the head is refitted and every photo relabelled after
-    each ``every`` clicks (and at the end), until ``budget`` clicks are spent or nothing is left to
+    """Batches of :func:`live_batch`, each saved as the answers' partial corrections, then the head
+    refitted and every photo relabelled, until ``budget`` clicks are spent or nothing is left to
     check. Yields a row (:func:`_live_row`) per refit, with ``spent`` (clicks, looks) before it added."""
     clicks = looks = 0
     while clicks < budget:
-        answers: dict[int, dict[int, int]] = {}
-        batch = 0
-        for image, superpixel, current in head.ranking()[:, :3].astype(np.int64).tolist():
-            if batch >= every or clicks >= budget:
-                break
-            if (image, superpixel) in skipped:
-                continue
-            true = truth(int(image), int(superpixel))
-            looks += int(true == 255 or true == current)
-            if true == 255:  # no truth to answer with: looked at, left alone
-                skipped.add((image, superpixel))
-                continue
-            if true != current:
-                clicks, batch = clicks + 1, batch + 1
-            answers.setdefault(image, {})[superpixel] = true
-            head.set_person(image, superpixel, true)
+        answers, c, k = live_batch(head, truth, budget - clicks, every, skipped)
+        clicks, looks = clicks + c, looks + k
         if not answers:
             return  # every photo checked
         for i, given in answers.items():

@@ -28,11 +28,6 @@ class LiveWorker(ServerChild):
         self._waiting: int | None = None  # the request in flight
         self.answered.connect(self._answered)
 
-    def open(self) -> None:
-        """Start the child now, so the descriptors and the table are ready before the first answer."""
-        if not self.running():
-            self._start()
-
     def changed(self, images=()) -> None:
         """Photos whose corrections were just saved (none: refit on what is saved): refit after them,
         now or after the refit in flight."""

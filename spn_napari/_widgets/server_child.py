@@ -42,11 +42,6 @@ class ServerChild(QObject):
     def pid(self) -> int | None:
         return int(self.proc.processId()) if self.running() else None
 
-    @property
-    def busy(self) -> bool:
-        """Whether a request is queued or in flight."""
-        return bool(self._queue or self._inflight)
-
     def _start(self) -> None:
         if self.starts and self.proc is not None:  # not after stop(): that one ended on purpose
             self.notice.emit(self._restart_notice)
