@@ -40,7 +40,7 @@ from .descriptors import DescriptorConfig, Descriptors, compute_descriptors, rea
 from .errors import ProjectError, SpnError
 from .events import Event
 from .labels import base_kind
-from .live_labels import KEEP, UNSET, LiveLabels, live_round, read_live, write_live
+from .live_labels import ARRAYS, KEEP, UNSET, LiveLabels, live_round, read_live, write_live
 from .store import Project
 from .suggest import QUEUE_KEPT, evidence_candidates, live_rows
 
@@ -152,7 +152,8 @@ class LiveHead:
         live = None if live is None else copy.deepcopy(live)  # the head changes its arrays: not the cache's
         made_from = {"descriptors": project.artifact(kinds.DESCRIPTORS)["version"],
                      "base_version": project.require(base_kind(project))["version"]}
-        if live is None or any(live.meta.get(k) != v for k, v in made_from.items()):
+        stale = live is None or any(live.meta.get(k) != v for k, v in made_from.items())
+        if stale or any(getattr(live, a) is None for a in ARRAYS if a != "queue"):  # or a file without every array
             live = yield from cls._table(project, cfg, desc)
         head = cls(project, cfg, desc, live, r)
         if live.meta.get("corrections") != project.corrections_version():
