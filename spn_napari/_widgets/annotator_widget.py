@@ -10,7 +10,14 @@ most labelled area chosen), and the paint label and the class box follow each ot
 Keys: N next unreviewed, P previous, A accept, R reject, 1–9 the image's n-th tag, O labels as
 outlines or filled, U the Unsure layer, G the shown image's row into view; while checking
 suggestions (:mod:`.suggestions_panel`) Y accepts the proposal, 1–9 answers with a tag, C marks the
-superpixel correct and S skips it.
+superpixel correct and S skips it. The keys work wherever the focus is in the window: on the
+canvas and the dock's layers (napari key bindings), and on the dock's own lists, boxes and buttons
+(an event filter; text fields keep their typing). The list's selected row is always the shown
+photo: moving it with the arrow keys shows that photo.
+
+Closing the window, the dock or the project saves the pending edits first and stops the dock's
+children (a run, Segment, Propagate), waiting for them to end. While a run goes on, what would
+conflict with it is disabled: opening another project, the other run steps, rolling back.
 """
 
 from __future__ import annotations
@@ -20,9 +27,10 @@ from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 import numpy as np
-from qtpy.QtCore import QItemSelectionModel, Qt, QTimer
+from qtpy.QtCore import QEvent, QItemSelectionModel, Qt, QTimer
 from qtpy.QtWidgets import (
     QAbstractItemView,
+    QAbstractSpinBox,
     QCheckBox,
     QComboBox,
     QFileDialog,
@@ -33,6 +41,7 @@ from qtpy.QtWidgets import (
     QPushButton,
     QSizePolicy,
     QTableView,
+    QTextEdit,
     QVBoxLayout,
     QWidget,
 )
@@ -60,6 +69,24 @@ def _set_contrast_limits(layer, limits) -> None:
     if tuple(layer.contrast_limits) != tuple(limits):
         layer.contrast_limits = limits
 
+class _ImageTable(QTableView):
+    """The image list's view without type-ahead: a typed letter is a dock key (N, A, …), never a
+    jump of the selection to a row whose name starts with it."""
+
+    def keyboardSearch(self, search: str) -> None:  # noqa: N802 (Qt's name)
+        pass
+
+
+def _key_name(event) -> str | None:
+    """The dock's name of a key press ("n", "2", "Backspace"), or None with Ctrl, Alt or Meta held."""
+    held = event.modifiers() & ~(Qt.KeyboardModifier.ShiftModifier | Qt.KeyboardModifier.KeypadModifier)
+    if held != Qt.KeyboardModifier.NoModifier:
+        return None
+    if event.key() == Qt.Key.Key_Backspace:
+        return "Backspace"
+    return event.text().lower() or None
+
+
 class AnnotatorWidget(QWidget):
     """Dock widget: open a project, pick an image, correct its labels; saves as you go."""
 
@@ -75,14 +102,16 @@ class AnnotatorWidget(QWidget):
         self._hooked: dict = {}  # layer name -> the layer object the dock has connected to
         self._setting_label = False  # the dock itself is setting the paint label
         self.live: LiveWorker | None = None  # the live head's child (Propagate)
+        self._closed = False  # shutdown() ran: nothing starts again
+        self._window_ref = lambda: None  # weak: the top-level window whose close this dock watches
 
         self.path = QLineEdit(placeholderText="project folder")
-        open_btn = QPushButton("Open…")
-        open_btn.clicked.connect(self._browse)
+        self.open_btn = QPushButton("Open…")
+        self.open_btn.clicked.connect(self._browse)
         self.path.returnPressed.connect(lambda: self.open_project(self.path.text()))
         top = QHBoxLayout()
         top.addWidget(self.path)
-        top.addWidget(open_btn)
+        top.addWidget(self.open_btn)
         self.no_background = QCheckBox("Importing a data set: every pixel is a class (no background)")
         self.no_background.setToolTip("For data sets like MSRC, CamVid or ADE20K, where sky, grass and road "
                                       "are classes: each pixel takes the best of its image's tags "
@@ -90,7 +119,7 @@ class AnnotatorWidget(QWidget):
 
         # the image list: a view over a model of the project's columns (see image_list.py)
         self.image_list = ImageListModel(self)
-        self.table = QTableView()
+        self.table = _ImageTable()
         self.table.setModel(self.image_list)
         self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Stretch)
         self.table.horizontalHeader().setSortIndicator(0, Qt.SortOrder.AscendingOrder)
@@ -102,7 +131,8 @@ class AnnotatorWidget(QWidget):
         self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
         self.table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
         self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
-        self.table.clicked.connect(lambda index: self.show_image(self.image_list.image_at(index.row())))
+        # a click, an arrow key or Page Down in the list shows that row's photo
+        self.table.selectionModel().currentRowChanged.connect(self._row_chosen)
 
         nav = QHBoxLayout()
         for text, slot in (("◀ Prev (P)", self.previous), ("Next unreviewed (N) ▶", self.next_unreviewed),
@@ -184,6 +214,10 @@ class AnnotatorWidget(QWidget):
         self.timer.timeout.connect(self.save)
         self.timer.start(AUTOSAVE_MS)
         self._bind_keys(self.viewer)
+        self._keys = dict(self._dock_keys())
+        for child in [self, *self.findChildren(QWidget)]:
+            if not isinstance(child, (QLineEdit, QAbstractSpinBox, QTextEdit)):  # text fields keep their typing
+                child.installEventFilter(self)
         self._pick_up_reader_layers()
 
     # ---- project and images ---------------------------------------------------------------
@@ -202,6 +236,12 @@ class AnnotatorWidget(QWidget):
 
     def open_project(self, path, image: int | None = None) -> bool:
         from ..store import Project, is_project
+        if self._closed:
+            return False
+        if self.runs.running():
+            self.notify("a run is going on in this project: wait for it or Cancel it (Run), then open another",
+                        error=True)
+            return False
         if not is_project(path):
             if self._is_dataset(path):
                 return self.create_project(path) is not None
@@ -209,6 +249,7 @@ class AnnotatorWidget(QWidget):
                         f"or a data set (classes.txt, images/ and labels.csv; or VOC2012 with JPEGImages/) "
                         f"to import it", error=True)
             return False
+        self._watch_window()
         self.save()
         try:
             self.annotator = Annotator(Project(Path(path)))
@@ -216,6 +257,8 @@ class AnnotatorWidget(QWidget):
             self.notify(str(exc), error=True)
             return False
         self.current = None  # an index into the previous project: nothing may read it from this one
+        self.suggestions.stop()
+        self.segmenting.stop()
         if self.live is not None:
             self.live.stop()
         self.live = LiveWorker(Path(path), self)  # its child starts at the first saved correction
@@ -270,6 +313,13 @@ class AnnotatorWidget(QWidget):
         self.table.selectionModel().setCurrentIndex(index, flags)
         self.table.scrollTo(index)
 
+    def _row_chosen(self, index, _previous=None) -> None:
+        """The list's current row moved (a click, an arrow key): show its photo."""
+        if self.annotator is not None and index.isValid():
+            i = self.image_list.image_at(index.row())
+            if i != self.current:
+                self.show_image(i)
+
     def show_image(self, i: int, klass: int | None = None) -> None:
         """Show image i: replace each layer's data (a missing layer is added), then fit the view.
         ``klass``: the label value to choose in the class box (default: the photo's first tag);
@@ -291,12 +341,19 @@ class AnnotatorWidget(QWidget):
         self.labels_layer.mode = "paint"
         self.viewer.layers.selection.active = self.labels_layer
         self._fit_view()
+        self._show_image_status()
+        self._one_frame()
+
+    def _show_image_status(self) -> None:
+        """The status line for the shown photo: its review status, the pixels set by a person as
+        saved (strokes, fills and answers), and what to do next when something is missing."""
+        view, i = self.annotator.view(self.current), self.current
         missing = self.annotator.next_step()
+        set_px = int(view.set_mask.sum())
         self.status.setText(f"{view.name}: {self.annotator.project.review(i)} — "
-                            f"{int(view.set_mask.sum())} pixels corrected"
+                            + (f"{set_px} pixels set by you" if set_px else "nothing corrected yet")
                             + (" · no tags: pick a class to paint" if not view.tags else "")
                             + (f" · no pseudo-labels yet: run {missing} next (Run, below)" if missing else ""))
-        self._one_frame()
 
     def _fill_classes(self, view, chosen: int | None = None) -> int | None:
         """Refill the class box for ``view``'s photo: its tags first, numbered for keys 1–9 and
@@ -505,17 +562,55 @@ class AnnotatorWidget(QWidget):
             unsure.visible = self.unsure.isChecked()
             unsure.events.visible.connect(lambda e: self.unsure.setChecked(bool(e.source.visible)))
 
-    def _bind_keys(self, target) -> None:
-        """N next unreviewed, P previous, A accept, R reject, 1–9 the n-th tag, O outlines, U the
-        Unsure layer, G the current row, on the viewer or a layer."""
+    def _dock_keys(self) -> list:
+        """(key, action): N next unreviewed, P previous, A accept, R reject, 1–9 the n-th tag (an
+        answer while checking suggestions), O outlines, U the Unsure layer, G the current row, Y, C,
+        S and Backspace while checking suggestions."""
         checking = self.suggestions
         keys = [("n", self.next_unreviewed), ("p", self.previous), ("a", self.accept), ("r", self.reject),
                 ("o", self.outlines.toggle), ("u", self.unsure.toggle), ("g", self.show_current_row),
                 ("y", checking.accept), ("c", checking.correct), ("s", checking.skip), ("Backspace", checking.undo)]
-        keys += [(str(k), lambda k=k: checking.tag(k - 1) if checking.active else self.choose_tag(k - 1))
-                 for k in range(1, 10)]
-        for key, fn in keys:
+        return keys + [(str(k), lambda k=k: checking.tag(k - 1) if checking.active else self.choose_tag(k - 1))
+                       for k in range(1, 10)]
+
+    def _bind_keys(self, target) -> None:
+        """The dock's keys on the viewer or a layer (a layer's keys win over the viewer's while it
+        is selected: the dock's own layers and those it adds carry them)."""
+        for key, fn in self._dock_keys():
             target.bind_key(key, lambda _target, fn=fn: fn(), overwrite=True)
+
+    def bind_keys(self, layer) -> None:
+        """Give a layer the dock adds (a segmentation, a round to compare) the dock's keys."""
+        self._bind_keys(layer)
+
+    def eventFilter(self, obj, event) -> bool:  # noqa: N802 (Qt's name)
+        """The dock's keys on its own widgets (the image list, the class box, a button): a key the
+        dock knows is the dock's, wherever the focus is. The watched window's close saves first."""
+        kind = event.type()
+        window = self._window_ref()
+        if kind == QEvent.Type.KeyPress and obj is not window:
+            fn = self._keys.get(_key_name(event))
+            if fn is not None:
+                fn()
+                return True
+        elif kind == QEvent.Type.Close and obj is window and obj is not None:
+            self.shutdown()
+        return super().eventFilter(obj, event)
+
+    def _watch_window(self) -> None:
+        """Watch the window this dock is in: its close (napari's window, File › Close) saves the
+        edits and stops the children before Qt destroys them. Looked up again when the dock is
+        shown, re-parented or opens a project (it may be docked before its window is shown)."""
+        window, watched = self.window(), self._window_ref()
+        if window is not self and window is not watched:
+            if watched is not None:
+                watched.removeEventFilter(self)
+            self._window_ref = weakref.ref(window)
+            window.installEventFilter(self)
+
+    def showEvent(self, event) -> None:  # noqa: N802 (Qt's name)
+        self._watch_window()
+        super().showEvent(event)
 
     def _sp_fill_toggled(self, on: bool) -> None:
         if "labels" in self.viewer.layers:
@@ -590,7 +685,8 @@ class AnnotatorWidget(QWidget):
 
     def save(self, answers: bool = True) -> bool:
         """Store the shown image's edits (autosave, image switch, close) and, unless ``answers``
-        is False, the suggestions' answers not written yet. A failure is shown and the edits stay
+        is False, the suggestions' answers not written yet. The edits are read from the labels
+        layer the dock showed them in, which napari's close has already taken out of the viewer. A failure is shown and the edits stay
         in the layer (the answers in the dock's views), to be saved on the next attempt."""
         if self.annotator is None:
             return False
@@ -598,9 +694,10 @@ class AnnotatorWidget(QWidget):
         try:
             if answers:
                 written += self.annotator.write_answers()
-            if self.current is None or "labels" not in self.viewer.layers:
+            layer = self._hooked.get("labels")  # the shown photo's layer, even once napari removed it
+            if self.current is None or layer is None:
                 return False
-            wrote = self.annotator.save(self.current, np.asarray(self.labels_layer.data))
+            wrote = self.annotator.save(self.current, np.asarray(layer.data))
             written += [self.current] if wrote else []
         except (OSError, SpnError) as exc:
             self.unsaved_error = str(exc)
@@ -609,6 +706,8 @@ class AnnotatorWidget(QWidget):
         finally:
             self._corrections_saved(written)
         self.unsaved_error = None
+        if wrote and not self.suggestions.active:
+            self._show_image_status()
         return wrote
 
     # ---- live propagation ----------------------------------------------------------------
@@ -657,14 +756,39 @@ class AnnotatorWidget(QWidget):
             self.status.setText(f"propagated: your last corrections changed {changed} superpixels in {photos} "
                                 f"photos ({ev.get('seconds', 0.0):.1f} s)")
 
-    def closeEvent(self, event) -> None:
+    def shutdown(self) -> None:
+        """Save the pending edits and answers, then stop every child and wait for it to end (a run
+        is cancelled: the project keeps its last completed step). Runs once; the window's close,
+        the dock's close and its removal from the window call it."""
+        if self._closed:
+            return
         self.save()
+        self._closed = True
         self.timer.stop()
-        self.cancel()
+        self.suggestions.stop()
+        self.runs.stop()
         self.segmenting.stop()
         if self.live is not None:
             self.live.stop()
+
+    def closeEvent(self, event) -> None:  # noqa: N802 (Qt's name)
+        self.shutdown()
         super().closeEvent(event)
+
+    def event(self, event) -> bool:
+        """Taken out of its window (napari's dock removal sets no parent): shut down, as on close."""
+        if event.type() == QEvent.Type.ParentChange:
+            if self.parent() is not None:
+                self._watch_window()
+            elif self._window_ref() is not None:
+                self.shutdown()
+        return super().event(event)
+
+    def hideEvent(self, event) -> None:  # noqa: N802 (Qt's name)
+        """Hidden (the dock closed or removed, the window closing): the edits on screen are saved."""
+        if not self._closed:
+            self.save()
+        super().hideEvent(event)
 
     # ---- long work and rounds (the panels) ---------------------------------------------------
     def run_step(self, step: str):
@@ -675,12 +799,24 @@ class AnnotatorWidget(QWidget):
         self.runs.cancel()
 
     def _on_step_started(self, step: str) -> None:
-        """The status line describes the run in progress (not the last one's end), and the Run
-        section opens to show its progress."""
+        """The status line describes the run in progress (not the last one's end), the Run
+        section opens to show its progress, and what would conflict with the run is disabled."""
+        self._set_busy(True)
         self.sections["run"].set_expanded(True)
         self.status.setText(f"{step}: running — progress and Cancel under Run")
 
+    def _set_busy(self, busy: bool) -> None:
+        """While a run goes on: no other project opened, no other step started, no rollback (the
+        run would land on top of it). Reviewing, correcting and Segment stay usable."""
+        for w in (self.open_btn, self.path, self.no_background):
+            w.setEnabled(not busy)
+        self.runs.set_steps_enabled(not busy)
+        self.rounds.set_busy(busy)
+
     def _on_step_finished(self, step: str, ok: bool, message: str) -> None:
+        self._set_busy(False)
+        if self._closed:
+            return
         if step == "init":
             if ok:
                 self.open_project(self._opening)
@@ -688,6 +824,32 @@ class AnnotatorWidget(QWidget):
         if ok:
             self.save()
             self.reload()
+            if step == "round":
+                self._announce_round()
+
+    def _announce_round(self) -> None:
+        """A finished round, said in the viewer: its mIoU against its parent's (when the project
+        has ground truth), else how much of the labels it changed; the Rounds table shows its row."""
+        from ..round_history import history
+        entries = {e["round"]: e for e in history(self.annotator.project)}
+        r = self.annotator.project.current_round()
+        entry = entries.get(r, {})
+        m = entry.get("metrics", {}).get("miou")
+        parent = entries.get(entry.get("parent"), {})
+        pm = parent.get("metrics", {}).get("miou")
+        text = f"round {r} is done and its labels are shown"
+        if m is not None and pm is not None:
+            text += (f": mIoU {m:.3f} against {pm:.3f} for round {entry['parent']} "
+                     f"({'+' if m >= pm else '−'}{abs(m - pm):.3f})")
+            if m < pm:
+                text += " — lower: Roll back under Rounds brings the previous labels back"
+        elif m is not None:
+            text += f": mIoU {m:.3f}"
+        elif entry.get("metrics", {}).get("changed") is not None:
+            text += f": {100 * entry['metrics']['changed']:.1f} % of the pixels changed"
+        self.notify(text)
+        self.sections["rounds"].set_expanded(True)
+        self.rounds.show_current()
 
     def reload(self) -> None:
         """The project changed underneath (a round ended, a rollback): rebuild the lists and the

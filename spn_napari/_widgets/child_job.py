@@ -55,6 +55,20 @@ class ChildJob(QObject):
             self.proc.terminate()  # SIGTERM: the CLI cancels cleanly
             QTimer.singleShot(CANCEL_GRACE_MS, self._kill_if_alive)
 
+    def stop(self) -> None:
+        """End the child now and say nothing (the dock is closing): its signals are disconnected
+        first, then SIGTERM, and SIGKILL after :data:`CANCEL_GRACE_MS`. Waits for the end, so no
+        QProcess is destroyed while its process runs."""
+        for signal in (self.proc.readyReadStandardOutput, self.proc.readyReadStandardError,
+                       self.proc.finished, self.proc.errorOccurred):
+            signal.disconnect()
+        if self.running():
+            self.cancelled = True
+            self.proc.terminate()
+            if not self.proc.waitForFinished(CANCEL_GRACE_MS):
+                self.proc.kill()
+                self.proc.waitForFinished(CANCEL_GRACE_MS)
+
     def _kill_if_alive(self) -> None:
         if self.running():
             self.proc.kill()

@@ -19,6 +19,7 @@ from ..errors import SpnError
 from ..kinds import round_labels
 from ..round_history import current_round, history, rollback
 from .line_plot import LinePlot
+from .napari_adapter import adding_unselected
 
 HISTORY_COLUMNS = ("round", "parent", "mIoU", "changed", "time s")
 
@@ -29,7 +30,8 @@ def _fmt(v) -> str:
 
 class RoundsPanel(QWidget):
     """History of the host dock's project. ``host`` is the AnnotatorWidget: its ``annotator``,
-    ``current`` image, ``viewer``, ``labels_layer``, ``save()``, ``reload()`` and ``notify()``."""
+    ``current`` image, ``viewer``, ``labels_layer``, ``runs``, ``save()``, ``reload()``, ``bind_keys()``
+    and ``notify()``."""
 
     def __init__(self, host, parent=None) -> None:
         super().__init__(parent)
@@ -41,10 +43,13 @@ class RoundsPanel(QWidget):
         self.table.setEditTriggers(QTableWidget.EditTrigger.NoEditTriggers)
         self.miou_plot = LinePlot("mIoU per round (needs ground truth)", y_range=(0.0, 1.0))
         buttons = QHBoxLayout()
-        for text, slot in (("Show round", self.show_round), ("Roll back to round", self.rollback)):
-            b = QPushButton(text)
-            b.clicked.connect(slot)
-            buttons.addWidget(b)
+        self.show_btn, self.rollback_btn = QPushButton("Show round"), QPushButton("Roll back to round")
+        self.show_btn.clicked.connect(self.show_round)
+        self.rollback_btn.clicked.connect(self.rollback)
+        self.rollback_btn.setToolTip("make the selected round current again (disabled while a run goes on: "
+                                     "the run would land on top of it)")
+        buttons.addWidget(self.show_btn)
+        buttons.addWidget(self.rollback_btn)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addWidget(QLabel("rounds (* = current)"))
@@ -66,6 +71,19 @@ class RoundsPanel(QWidget):
                 self.table.setItem(r, c, item)
         self.miou_plot.set_points([e["round"] for e in rows], [e.get("metrics", {}).get("miou") for e in rows])
 
+    def set_busy(self, busy: bool) -> None:
+        """A run goes on: rolling back is disabled (showing a round stays)."""
+        self.rollback_btn.setEnabled(not busy)
+
+    def show_current(self) -> None:
+        """Select the current round's row and scroll the table to it."""
+        cur = current_round(self.host.annotator.project)
+        for r in range(self.table.rowCount()):
+            if self.table.item(r, 0).data(Qt.ItemDataRole.UserRole) == cur:
+                self.table.selectRow(r)
+                self.table.scrollToItem(self.table.item(r, 0))
+                return
+
     def selected_round(self) -> int | None:
         rows = self.table.selectionModel().selectedRows() if self.table.selectionModel() else []
         if not rows:
@@ -84,10 +102,15 @@ class RoundsPanel(QWidget):
             viewer.layers[name].data = data
         else:
             labels = self.host.labels_layer
-            viewer.add_labels(data, name=name, opacity=0.5, colormap=labels.colormap, features=labels.features)
+            with adding_unselected(viewer):  # the labels stay selected: the dock's keys stay the dock's
+                viewer.add_labels(data, name=name, opacity=0.5, colormap=labels.colormap, features=labels.features)
+            self.host.bind_keys(viewer.layers[name])
         viewer.layers[name].editable = False
 
     def rollback(self) -> None:
+        if self.host.runs.running():
+            self.host.notify("a run is going on: roll back when it has finished, or Cancel it first", error=True)
+            return
         r = self.selected_round()
         if r is None:
             return

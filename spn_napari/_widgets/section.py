@@ -2,7 +2,9 @@
 
 Why: the dock holds the image list, the correction tools and three panels (runs, Segment, rounds).
 Stacked open they left the image list about four rows at 1600×1000; folded, the list gets the
-height, and a panel opens with one click (the run panel opens itself when a job starts)."""
+height, and a panel opens with one click (the run panel opens itself when a job starts). Sections
+that share a parent widget fold each other: one is open at a time, so the dock never grows taller
+than the screen."""
 
 from __future__ import annotations
 
@@ -36,6 +38,10 @@ class Section(QWidget):
             return
         self.header.setArrowType(Qt.ArrowType.DownArrow if on else Qt.ArrowType.RightArrow)
         self.content.setVisible(on)
+        if on and self.parentWidget() is not None:
+            for other in self.parentWidget().findChildren(Section):
+                if other is not self and other.expanded():
+                    other.set_expanded(False)
 
     def expanded(self) -> bool:
         return self.header.isChecked()

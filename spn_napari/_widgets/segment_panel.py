@@ -21,6 +21,7 @@ from qtpy.QtWidgets import QComboBox, QPushButton, QVBoxLayout, QWidget
 from ..data.images import as_rgb, load_mask
 from ..errors import SpnError
 from ..napari_io import labels_style
+from .napari_adapter import adding_unselected
 from .predict_worker import PredictWorker
 
 OVERLAYS = ("superpixels", "SP-CAM", "CAM", "Unsure", "Suggestion")  # the dock's own image layers that are maps, not images
@@ -28,7 +29,7 @@ OVERLAYS = ("superpixels", "SP-CAM", "CAM", "Unsure", "Suggestion")  # the dock'
 
 class SegmentPanel(QWidget):
     """An image-layer choice and a Segment button. ``host`` is the AnnotatorWidget: its
-    ``annotator``, ``viewer``, ``runs`` (the run panel) and ``notify()``."""
+    ``annotator``, ``viewer``, ``runs`` (the run panel), ``bind_keys()`` and ``notify()``."""
 
     def __init__(self, host, parent=None) -> None:
         super().__init__(parent)
@@ -157,6 +158,8 @@ class SegmentPanel(QWidget):
         place = {"scale": tuple(layer.scale)[-2:], "translate": tuple(layer.translate)[-2:]}
         if target in viewer.layers:  # a new one: the project (its classes) may have changed since
             viewer.layers.remove(target)
-        viewer.add_labels(mask, name=target, opacity=0.6, **labels_style(self.host.annotator.project), **place)
+        with adding_unselected(viewer):  # the dock's labels stay selected: keys 1–9 keep choosing classes
+            viewer.add_labels(mask, name=target, opacity=0.6, **labels_style(self.host.annotator.project), **place)
+        self.host.bind_keys(viewer.layers[target])
         model = "the SPN" if not model_round else f"round {model_round}"
         self.host.notify(f"{target}: labelled with the project's current model ({model})")

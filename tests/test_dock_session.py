@@ -1,0 +1,166 @@
+"""Closing napari with the dock open, as a person does: right after an edit, and while the dock's
+children run (a Segment server that answered, a refinement round). Each runs a real viewer in a
+fresh Python process (the tests run under Xvfb), so the process's own exit is what is checked:
+exit code 0, the edit saved, no child left behind, no "QProcess: Destroyed while process is still
+running" abort."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+pytest.importorskip("napari")
+
+SCRIPT = r'''
+import json, sys, time
+import numpy as np
+import napari
+from qtpy.QtWidgets import QApplication
+from spn_napari._widgets.annotator_widget import AnnotatorWidget
+
+root, mode = sys.argv[1], sys.argv[2]
+viewer = napari.Viewer()
+w = AnnotatorWidget(viewer)
+w.propagate.setChecked(False)
+viewer.window.add_dock_widget(w)
+assert w.open_project(root, image=0)
+app = QApplication.instance()
+
+def wait(cond, seconds=240):
+    end = time.monotonic() + seconds
+    while not cond():
+        if time.monotonic() > end:
+            raise SystemExit(f"timed out in {mode}")
+        app.processEvents()
+        time.sleep(0.01)
+
+pids = []
+if mode == "children":
+    w.segmenting.segment("image")
+    wait(lambda: "image segmentation" in viewer.layers)
+    pids.append(w.segmenting.worker.pid())
+    w.run_step("round")
+    wait(lambda: w.runs.running() and w.runs.job.proc.processId() > 0)
+    pids.append(int(w.runs.job.proc.processId()))
+layer = w.labels_layer
+value = 1 + (int(layer.data[0, 0]) % 2)  # a class other than the pixel's own
+layer.data_setitem((np.array([0, 0, 1]), np.array([0, 1, 0])), value)  # a stroke, then at once:
+viewer.close()
+print(json.dumps({"value": value, "pids": pids}), flush=True)
+'''
+
+
+def _close_session(root, mode: str) -> dict:
+    r = subprocess.run([sys.executable, "-c", SCRIPT, str(root), mode], capture_output=True, text=True,
+                       timeout=600, env={**os.environ, "SPN_NAPARI_THREADS": "1"})
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-4000:]
+    assert "Destroyed while process" not in r.stderr and "Traceback" not in r.stderr, r.stderr[-4000:]
+    return json.loads(r.stdout.strip().splitlines()[-1])
+
+
+def _saved_pixels(project, i: int = 0) -> np.ndarray:
+    labels, set_mask = project.correction(i)
+    return labels[[0, 0, 1], [0, 1, 0]], set_mask[[0, 0, 1], [0, 1, 0]]
+
+
+def test_closing_napari_right_after_an_edit_saves_it(labelled_project):
+    got = _close_session(labelled_project.root, "edit")
+    labels, set_mask = _saved_pixels(labelled_project)
+    assert set_mask.all() and (labels == got["value"]).all()
+
+
+def test_closing_after_a_segment_and_during_a_round_stops_both_children(labelled_project):
+    before = labelled_project.current_round()
+    got = _close_session(labelled_project.root, "children")
+    assert len(got["pids"]) == 2 and all(got["pids"])
+    for pid in got["pids"]:  # no child left: each was stopped and waited for
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)
+    labels, set_mask = _saved_pixels(labelled_project)
+    assert set_mask.all() and (labels == got["value"]).all()
+    assert labelled_project.current_round() == before  # the cancelled round left no round behind
+
+
+# ---- keys go to the dock wherever the focus is; the list's selection is the shown photo ----------
+def _click_row(widget, qtbot, row: int) -> None:
+    """Click the image list's ``row`` where a person would (the list takes the focus)."""
+    from qtpy.QtCore import Qt
+    t = widget.table
+    widget.viewer.window.show()
+    index = widget.image_list.index(row, 0)
+    t.scrollTo(index)
+    qtbot.waitUntil(lambda: t.viewport().rect().contains(t.visualRect(index).center()))
+    qtbot.mouseClick(t.viewport(), Qt.MouseButton.LeftButton, pos=t.visualRect(index).center())
+
+
+def _shown_row(widget) -> int:
+    return widget.table.currentIndex().row()
+
+
+def test_keys_after_clicking_a_list_row_are_the_docks(widget, labelled_project, qtbot):
+    from qtpy.QtCore import Qt
+    p = labelled_project
+    _click_row(widget, qtbot, 3)
+    i = widget.image_list.image_at(3)
+    assert widget.current == i
+    tags = p.images[i].tags
+    if len(tags) > 1:
+        qtbot.keyClick(widget.table, "2")  # the photo's second tag, not napari's or the list's
+        assert widget.klass.currentData() == tags[1] + 1 == widget.labels_layer.selected_label
+    qtbot.keyClick(widget.table, "b")  # no type-ahead: the selection and the photo stay
+    assert widget.current == i and _shown_row(widget) == 3
+    qtbot.keyClick(widget.table, "n")  # next unreviewed, with the list focused
+    assert widget.current == p_next(p, i) and widget.image_list.image_at(_shown_row(widget)) == widget.current
+    qtbot.keyClick(widget.table, Qt.Key.Key_Down)  # the arrow key shows the row it moves to
+    row = _shown_row(widget)
+    assert widget.current == widget.image_list.image_at(row)
+    np.testing.assert_array_equal(np.asarray(widget.labels_layer.data), widget.annotator.view(widget.current).labels)
+    widget.klass.setFocus()
+    qtbot.keyClick(widget.klass, "a")  # Accept, from the class box: the shown photo is reviewed
+    assert p.review(widget.image_list.image_at(row)) == "reviewed"
+    assert widget.image_list.image_at(_shown_row(widget)) == widget.current
+
+
+def p_next(project, i: int) -> int:
+    """The next unreviewed photo after i (none is reviewed in a fresh project)."""
+    return (i + 1) % len(project)
+
+
+def test_a_segmentation_layer_leaves_the_keys_to_the_dock(widget, labelled_project, qtbot):
+    from spn_napari._widgets.napari_adapter import canvas_widget
+    labels = widget.labels_layer
+    image = widget.viewer.layers["image"]
+    widget.segmenting._show("image", np.zeros(np.shape(labels.data), np.uint8), image)
+    seg = widget.viewer.layers["image segmentation"]
+    assert widget.viewer.layers.selection.active is labels  # the new layer is not selected
+    tags = labelled_project.images[widget.current].tags
+    qtbot.keyClick(canvas_widget(widget.viewer), "1")
+    assert widget.klass.currentData() == tags[0] + 1 and labels.mode == "paint"
+    widget.viewer.layers.selection.active = seg  # even selected by the person, 1–9 choose the class
+    mode = seg.mode
+    qtbot.keyClick(canvas_widget(widget.viewer), "1")
+    assert seg.mode == mode and widget.klass.currentData() == tags[0] + 1
+
+
+# ---- a run disables what conflicts with it ---------------------------------------------------------
+def test_a_run_disables_rollback_other_steps_and_opening(widget, labelled_project, qtbot, tmp_path):
+    widget.runs.device.value = "cpu"
+    widget.runs.epochs.value = 50
+    job = widget.run_step("round")
+    qtbot.waitUntil(job.running, timeout=60_000)
+    assert not widget.rounds.rollback_btn.isEnabled() and not widget.open_btn.isEnabled()
+    assert not any(b.isEnabled() for b in widget.runs.step_buttons) and widget.runs.cancel_btn.isEnabled()
+    assert widget.rounds.show_btn.isEnabled() and widget.segmenting.button.isEnabled()
+    widget.rounds.table.selectRow(0)
+    widget.rounds.rollback()  # a key or a script gets the same answer as the disabled button
+    assert "run is going on" in widget.status.text()
+    assert not widget.open_project(labelled_project.root)
+    with qtbot.waitSignal(job.finished, timeout=60_000):
+        widget.cancel()
+    assert widget.rounds.rollback_btn.isEnabled() and widget.open_btn.isEnabled()
+    assert all(b.isEnabled() for b in widget.runs.step_buttons)
