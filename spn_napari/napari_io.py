@@ -46,13 +46,14 @@ def evidence_limits(m: np.ndarray) -> tuple[float, float]:
 # its texture.
 CONTOUR_COLORMAP = {"name": "spn contours", "colors": [[0.0, 0.0, 0.0, 0.0], [1.0, 1.0, 1.0, 1.0]]}
 
-# Evidence (SP-CAM, CAM) over the photo: the lower 40 % of the map's range is transparent, so the
-# photo shows where the class has little evidence; above it the colour and its opacity grow
-# together to an opaque yellow at the map's peak. The additive 'inferno' shown before lifted the
-# whole photo (a class's evidence is rarely near zero anywhere) and hid where the class was.
-EVIDENCE_COLORMAP = {"name": "spn evidence", "controls": [0.0, 0.4, 0.7, 1.0],
-                     "colors": [[1.0, 0.1, 0.0, 0.0], [1.0, 0.1, 0.0, 0.0], [1.0, 0.45, 0.0, 0.55],
-                                [1.0, 0.95, 0.1, 0.95]]}
+# Evidence (SP-CAM, CAM) over the photo, as light: the photo is dimmed where the class has
+# little evidence and shows as it is where the evidence peaks. The map has no hue at all (black,
+# transparent at the peak), so it never shares a hue with a class colour (the class palette has a
+# yellow, an orange, a red: a coloured heat map read as a class), and it reads the same to
+# colour-blind eyes, by lightness alone.
+EVIDENCE_COLORMAP = {"name": "spn evidence", "controls": [0.0, 0.35, 0.7, 1.0],
+                     "colors": [[0.0, 0.0, 0.0, 0.75], [0.0, 0.0, 0.0, 0.6], [0.0, 0.0, 0.0, 0.2],
+                                [0.0, 0.0, 0.0, 0.0]]}
 
 # The Unsure layer: magenta where the evidence's best two tags are close, transparent elsewhere.
 UNSURE_COLORMAP = {"name": "spn unsure", "colors": [[1.0, 0.0, 1.0, 0.0], [1.0, 0.0, 1.0, 1.0]]}
@@ -83,7 +84,7 @@ def layer_specs(project, view, klass: int | None = None) -> list[tuple]:
                                     "contrast_limits": (0, 1), "metadata": meta}, "image"))
     tag = klass if klass is not None else (view.tags or (0,))[0]
     for method, maps in view.evidence.items():
-        layers.append((maps[tag], {"name": method.upper(), "colormap": EVIDENCE_COLORMAP, "opacity": 0.9,
+        layers.append((maps[tag], {"name": method.upper(), "colormap": EVIDENCE_COLORMAP, "opacity": 1.0,
                                    "contrast_limits": evidence_limits(maps[tag]), "blending": "translucent",
                                    "visible": method == "sp-cam", "metadata": meta}, "image"))
     if view.unsure is not None:

@@ -7,6 +7,7 @@ import sys
 from collections.abc import Iterable
 
 from .events import Event, run
+from .job_progress import PHASE_WORDS
 
 __all__ = ["Progress"]
 
@@ -38,8 +39,7 @@ class Progress:
         if self.mode == "jsonl":
             print(ev.to_json(), flush=True)
         elif self.mode == "bar" and ev.total:
-            desc = {"features": "encoder features", "descriptors": "superpixel descriptors",
-                    "table": "live head's table"}.get(ev.event, self.desc)
+            desc = PHASE_WORDS.get(ev.event, self.desc)
             if self.bar is not None and (self.bar.total != ev.total or self.bar.desc != desc):
                 self.close()  # a new stage (the feature cache, then training) gets a bar of its own
             if self.bar is None:

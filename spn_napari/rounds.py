@@ -149,8 +149,9 @@ def _propagated(project: Project) -> Iterator[Event]:
 def run_round(project: Project, cfg: RoundConfig = RoundConfig()) -> Iterator[Event]:
     """Train round k's DecoupledNet, predict every image's labels, commit and make round k current.
 
-    Yields the training's 'start'/'step'/'epoch' events, 'image' events while predicting, and
-    'done' with the round's record. When the parent round's labels were propagated (the live head,
+    Yields the training's 'start'/'step'/'epoch' events ('start' also says whether the labels will
+    be propagated, for the progress shown), 'image' events while predicting, and 'done' with the
+    round's record. When the parent round's labels were propagated (the live head,
     :mod:`spn_napari.propagate`), the new round's are too, with every correction, before 'done'. Stopping the generator leaves the rounds as they were (the
     first call records round 0, the pseudo-labels, before it trains).
     """
@@ -204,8 +205,10 @@ def run_round(project: Project, cfg: RoundConfig = RoundConfig()) -> Iterator[Ev
     loader = DataLoader(data, batch_sampler=sampler, collate_fn=collate, num_workers=cfg.workers,
                         persistent_workers=cfg.workers > 0)
     t0 = time.perf_counter()
+    will_propagate = project.artifact(kinds.live_labels(parent)) is not None  # the live head's table follows
     yield Event("start", 0, cfg.epochs * len(sampler), {"round": k, "parent": parent, "device": str(device),
-                                                        "samples": len(samples), "scales": list(scales)})
+                                                        "samples": len(samples), "scales": list(scales),
+                                                        "epochs": cfg.epochs, "propagate": will_propagate})
 
     def step(batch: dict) -> tuple[torch.Tensor, dict]:
         x, f = batch_inputs(batch, device)

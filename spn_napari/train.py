@@ -102,7 +102,7 @@ def train_spn(project: Project, cfg: TrainConfig = TrainConfig()) -> Iterator[Ev
     loader = DataLoader(data, batch_sampler=sampler, collate_fn=collate, num_workers=cfg.workers,
                         persistent_workers=cfg.workers > 0)
     yield Event("start", 0, cfg.epochs * len(sampler), {"device": str(device), "scales": list(scales),
-                "images": len(project), "encoder": encoder, "cached": bool(cache)})
+                "images": len(project), "encoder": encoder, "cached": bool(cache), "epochs": cfg.epochs})
 
     def step(batch: dict) -> tuple[torch.Tensor, dict]:
         x, f = batch_inputs(batch, device)

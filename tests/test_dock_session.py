@@ -164,3 +164,57 @@ def test_a_run_disables_rollback_other_steps_and_opening(widget, labelled_projec
         widget.cancel()
     assert widget.rounds.rollback_btn.isEnabled() and widget.open_btn.isEnabled()
     assert all(b.isEnabled() for b in widget.runs.step_buttons)
+
+
+# ---- colours and warnings ------------------------------------------------------------------------
+def test_evidence_and_the_suggestion_outline_have_no_hue_to_share_with_a_class(widget, qtbot):
+    """The evidence dims the photo (black, transparent at its peak) and the outline is white and
+    black: neither has a hue, so no class colour (the palette has yellow, orange, red, cyan) can be
+    read as evidence, colour-blind or not."""
+    sp_cam = widget.viewer.layers["SP-CAM"]
+    rgb = np.asarray(sp_cam.colormap.colors)[:, :3]
+    assert np.allclose(rgb, rgb[:, :1]) and rgb.max() == 0
+    alpha = np.asarray(sp_cam.colormap.colors)[:, 3]
+    assert alpha[0] > 0.5 and alpha[-1] == 0 and (np.diff(alpha) <= 0).all()  # darkest where no evidence
+    widget.suggestions.button.click()
+    outline = widget.viewer.layers["Suggestion"]
+    rgb = np.asarray(outline.colormap.colors)[:, :3]
+    assert np.allclose(rgb, rgb[:, :1])
+    s = widget.suggestions.queue.current
+    sp = widget.annotator.view(s.image).superpixels == s.superpixel
+    data = np.asarray(outline.data)
+    assert set(np.unique(data)) == {0, 1, 2} and sp[data > 0].all()
+    assert (data[sp] == 2).sum() and not (data == 2)[1:-1, 1:-1][sp[1:-1, 1:-1] & sp[:-2, 1:-1] & sp[2:, 1:-1]
+                                                                 & sp[1:-1, :-2] & sp[1:-1, 2:]].any()
+
+
+def test_the_status_line_counts_the_pixels_a_person_set(widget, qtbot):
+    assert "nothing corrected yet" in widget.status.text()
+    layer = widget.labels_layer
+    value = 1 + (int(layer.data[0, 0]) % 2)
+    layer.data_setitem((np.array([0, 0, 0]), np.array([0, 1, 2])), value)
+    assert widget.save()
+    assert "3 pixels set by you" in widget.status.text()
+
+
+def test_no_deprecation_warning_from_the_dock_at_import_open_or_switch(make_napari_viewer, labelled_project):
+    import warnings
+
+    from spn_napari._widgets.annotator_widget import AnnotatorWidget
+    r = subprocess.run([sys.executable, "-W", "always", "-c", "import spn_napari._widgets.annotator_widget"],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0 and not [line for line in r.stderr.splitlines()
+                                      if "Warning" in line and "spn_napari" in line], r.stderr
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        w = AnnotatorWidget(make_napari_viewer())
+        w.propagate.setChecked(False)
+        w.viewer.window.add_dock_widget(w)
+        assert w.open_project(labelled_project.root)
+        for i in (1, 2, 0):
+            w.show_image(i)
+        w.timer.stop()
+    ours = [f"{c.filename}:{c.lineno} {c.message}" for c in caught
+            if issubclass(c.category, (DeprecationWarning, FutureWarning, PendingDeprecationWarning))
+            and ("spn_napari" in c.filename or "/napari/" in c.filename)]
+    assert not ours, ours

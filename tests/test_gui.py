@@ -5,6 +5,7 @@ by confidence too; a click shows the row's image), and a folder that is not a pr
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 
@@ -455,6 +456,10 @@ def test_rounds_run_in_a_child_process_and_cancel_cleanly(widget, labelled_proje
     widget.runs.epochs.value = 50
     job = widget.run_step("round")
     qtbot.waitUntil(lambda: job.last is not None and job.last.event == "step", timeout=300_000)
+    # the child's events read in words, with the phase's counts and loss, on one bar for the job
+    words = r"training epoch \d+/50 · step \d+/\d+ · loss \d"
+    qtbot.waitUntil(lambda: re.match(words, widget.runs.info.text()) is not None, timeout=60_000)
+    assert 0 < widget.runs.progress.value() < widget.runs.progress.maximum()
     with qtbot.waitSignal(job.finished, timeout=60_000) as done:
         widget.cancel()
     assert not done.args[0] and "cancelled" in done.args[1]
@@ -653,8 +658,8 @@ def test_progress_is_shown_in_one_deferred_repaint(widget, qtbot):
     panel._redraw_timer.stop()
     panel._redraw()
     assert counter.n == 0 and panel.updatesEnabled()
-    assert (panel.progress.value(), panel.progress.maximum()) == (7, 40)
-    assert panel.info.text().startswith("step · loss 0.125")
+    assert (panel.progress.value(), panel.progress.maximum()) == (175, 1000)  # 7/40 of the job
+    assert panel.info.text().startswith("training step 7/40 · loss 0.125")
     assert panel.loss_plot.xs == [3.0, 7.0] and panel.loss_plot.ys == [0.25, 0.125]
     qtbot.waitUntil(lambda: counter.n > 0)  # painted by the event loop, after the updates
     counter.remove()

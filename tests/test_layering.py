@@ -25,7 +25,7 @@ LAYERS = {
     "__init__": 0, "errors": 0, "events": 0, "kinds": 0, "metrics": 0, "cam": 0, "pixels": 0, "distributed": 0,
     "ops": 0, "colours": 0, "durable": 0, "json_lines": 0,
     # 1 plain readers (data sets, images, canvas transforms), the database, progress, child commands
-    "data": 1, "project_db": 1, "progress": 1, "jobs": 1, "versions": 1,
+    "data": 1, "project_db": 1, "progress": 1, "job_progress": 1, "jobs": 1, "versions": 1,
     "project_format": 1.5,  # a new project from a data set (data/) in the database (project_db)
     # 2 the project store; the networks
     "store": 2, "models": 2,

@@ -1,5 +1,7 @@
 """The dock's "run" panel: one CLI step at a time in a child process, with progress, ETA, a live
-loss plot and Cancel. The event loop only ever reads what the child printed (QProcess signals).
+loss plot and Cancel. One bar covers the whole job and the label names its phase in words, with
+the phase's own ETA (:class:`spn_napari.job_progress.JobProgress` reads the events). The event
+loop only ever reads what the child printed (QProcess signals).
 
 The run settings (device, epochs, superpixels, label method) are a magicgui form, as napari
 plugins build their forms; the progress bar and the loss plot stay hand-written Qt (they are
@@ -15,12 +17,14 @@ from magicgui.widgets import ComboBox, Container, SpinBox
 from qtpy.QtCore import QTimer, Signal
 from qtpy.QtWidgets import QHBoxLayout, QProgressBar, QPushButton, QVBoxLayout, QWidget
 
+from ..job_progress import JobProgress, Shown
 from ..jobs import command, devices
 from .child_job import ChildJob
 from .line_plot import LinePlot
 from .steady_label import SteadyLabel
 
 REDRAW_MS = 250  # the dock shows the child's progress at most this often
+BAR_STEPS = 1000  # the bar's range: the job's fraction done, in thousandths
 
 BUTTONS = (("superpixels", "Superpixels"), ("train-spn", "Train SPN"),
            ("pseudo-labels", "Pseudo-labels"), ("round", "Run refinement round"))
@@ -54,11 +58,14 @@ class RunPanel(QWidget):
         self.form = Container(widgets=[self.device, self.epochs, self.n_segments, self.method], labels=True)
         self.form.native.layout().setContentsMargins(0, 0, 0, 0)
         buttons = QHBoxLayout()
+        self.step_buttons = []
         for step, text in BUTTONS:
             b = QPushButton(text)
             b.clicked.connect(lambda _=False, step=step: self.run_step(step))
             buttons.addWidget(b)
+            self.step_buttons.append(b)
         self.progress = QProgressBar()
+        self.progress.setRange(0, BAR_STEPS)
         self.cancel_btn = QPushButton("Cancel")
         self.cancel_btn.setEnabled(False)
         self.cancel_btn.clicked.connect(self.cancel)
@@ -67,7 +74,8 @@ class RunPanel(QWidget):
         prog.addWidget(self.cancel_btn)
         self.info = SteadyLabel()
         self.loss_plot = LinePlot("training loss (per step)")
-        self._latest, self._losses = None, []
+        self._latest: Shown | None = None  # what the next redraw shows
+        self._losses, self._tracker = [], JobProgress()
         self._redraw_timer = QTimer(self, singleShot=True, interval=REDRAW_MS)
         self._redraw_timer.timeout.connect(self._redraw)
         layout = QVBoxLayout(self)
@@ -106,11 +114,11 @@ class RunPanel(QWidget):
         self.job.progressed.connect(self._on_event)
         self.job.finished.connect(lambda ok, msg, step=step: self._on_finished(step, ok, msg))
         with self._one_repaint():
-            self._set_progress(0, 1)  # empty until the first event says how much there is (not Qt's
-            self.cancel_btn.setEnabled(True)  # busy bar: it would recompose the window ~30 times a second)
+            self._set_progress(0.0)  # empty until the first event (not Qt's busy bar: it would
+            self.cancel_btn.setEnabled(True)  # recompose the window ~30 times a second)
             self.info.setText(f"{step}: starting…")
             self.loss_plot.clear()
-        self._latest, self._losses = None, []
+        self._latest, self._losses, self._tracker = None, [], JobProgress(step)
         self.job.start()
         self.step_started.emit(step)
         return self.job
@@ -122,41 +130,47 @@ class RunPanel(QWidget):
         if self.job is not None:
             self.job.cancel()
 
+    def stop(self) -> None:
+        """End the running child, if any, and wait for it (the dock is closing): no signal follows."""
+        self._redraw_timer.stop()
+        if self.job is not None:
+            self.job.stop()
+            self.job = None
+
+    def set_steps_enabled(self, on: bool) -> None:
+        """Enable or disable the step buttons (disabled while a run goes on; Cancel stays)."""
+        for b in self.step_buttons:
+            b.setEnabled(on)
+
     def _on_event(self, ev) -> None:
-        """Note the child's event; the widgets show it at the next redraw tick (see _redraw)."""
+        """Note the child's event (the tracker times it now); the widgets show it at the next
+        redraw tick (see _redraw)."""
         if ev.event == "step" and "loss" in ev.data:
             self._losses.append((ev.step, ev.data["loss"]))
-        self._latest = ev
+        self._latest = self._tracker.update(ev, time.monotonic())
         if not self._redraw_timer.isActive():
             self._redraw_timer.start()
 
     def _redraw(self) -> None:
-        """Show the latest event and the new losses in one repaint. Throttled to REDRAW_MS: in a
+        """Show the latest progress and the new losses in one repaint. Throttled to REDRAW_MS: in a
         napari window every repaint recomposes the whole window (its canvas is an OpenGL widget),
         ~20 ms under software OpenGL, so one repaint per child line would eat the event loop."""
-        ev, self._latest = self._latest, None
+        shown, self._latest = self._latest, None
         with self._one_repaint():
             self._show_losses()
-            if ev is None:
+            if shown is None:
                 return
-            if ev.total:
-                self._set_progress(min(ev.step, ev.total), ev.total)
-            parts = [ev.event]
-            if "loss" in ev.data:
-                parts.append(f"loss {ev.data['loss']:.3f}")
-            if ev.total and ev.step and self.job is not None and self.job.started_at is not None:
-                left = (time.monotonic() - self.job.started_at) * (ev.total - ev.step) / ev.step
-                parts.append(f"ETA {left:.0f} s")
-            self.info.setText(" · ".join(parts))
+            self._set_progress(shown.fraction)
+            self.info.setText(shown.line())
 
     def _show_losses(self) -> None:
         if self._losses:
             self.loss_plot.extend(self._losses)
             self._losses = []
 
-    def _set_progress(self, value: int, total: int) -> None:
-        self.progress.setRange(0, total)
-        self.progress.setValue(value)
+    def _set_progress(self, fraction: float) -> None:
+        """The bar at ``fraction`` (0..1) of the job."""
+        self.progress.setValue(round(fraction * BAR_STEPS))
 
     @contextmanager
     def _one_repaint(self):
@@ -176,7 +190,7 @@ class RunPanel(QWidget):
         self._latest = None  # the final state below replaces the child's last event
         with self._one_repaint():
             self._show_losses()
-            self._set_progress(1 if ok else 0, 1)
+            self._set_progress(1.0 if ok else 0.0)
             self.cancel_btn.setEnabled(False)
             self.info.setText(f"{step}: done" if ok else message)
         if not ok:

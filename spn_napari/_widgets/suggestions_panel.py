@@ -21,7 +21,10 @@ from .steady_label import SteadyLabel
 LAYER = "Suggestion"
 READ_AHEAD_MS = 150  # after the suggestion's frame is out (~50-100 ms); a person takes far longer to answer
 WRITE_MS = 100  # an answer is written this long after it is shown answered: in the person's look, not their wait
-OUTLINE = {"name": "spn suggestion", "colors": [[0.0, 1.0, 1.0, 0.0], [0.0, 1.0, 1.0, 1.0]]}  # cyan
+# The suggestion's outline: white on its edge, black just inside (no hue: it reads on every class
+# colour and every photo, light or dark); 0 is transparent.
+OUTLINE = {"name": "spn suggestion", "controls": [0.0, 0.5, 1.0],
+           "colors": [[0.0, 0.0, 0.0, 0.0], [0.0, 0.0, 0.0, 1.0], [1.0, 1.0, 1.0, 1.0]]}
 
 
 def inner_outline(mask: np.ndarray) -> np.ndarray:
@@ -30,6 +33,13 @@ def inner_outline(mask: np.ndarray) -> np.ndarray:
     inside = m[1:-1, 1:-1]
     touches = ~(m[:-2, 1:-1] & m[2:, 1:-1] & m[1:-1, :-2] & m[1:-1, 2:])
     return (inside & touches).astype(np.uint8)
+
+
+def two_tone_outline(mask: np.ndarray) -> np.ndarray:
+    """(H, W) uint8 for :data:`OUTLINE`: 2 on ``mask``'s edge pixels (white), 1 on the ring just
+    inside them (black), 0 elsewhere."""
+    edge = inner_outline(mask)
+    return 2 * edge + inner_outline(mask & ~edge.astype(bool))
 
 
 class SuggestionsPanel(QWidget):
@@ -117,13 +127,13 @@ class SuggestionsPanel(QWidget):
         else:
             host.choose_class(s.proposed)
         sp = host.annotator.view(s.image).superpixels
-        outline = inner_outline(sp == s.superpixel)  # (H, W)
+        outline = two_tone_outline(sp == s.superpixel)  # (H, W)
         viewer = host.viewer
         if LAYER in viewer.layers:
             host.set_layer_data(LAYER, outline)
         else:
             with adding_unselected(viewer):  # the labels stay selected: the person paints on them
-                viewer.add_image(outline, name=LAYER, colormap=OUTLINE, contrast_limits=(0, 1),
+                viewer.add_image(outline, name=LAYER, colormap=OUTLINE, contrast_limits=(0, 2),
                                  blending="translucent", metadata={"spn_project": str(host.annotator.project.root)})
         now, proposed = s.names(host.annotator.project)
         host.status.setText(f"{s.name}, superpixel {s.superpixel}: {now} → {proposed}?  "
