@@ -432,11 +432,18 @@ def test_rounds_run_in_a_child_process_and_cancel_cleanly(widget, labelled_proje
     with qtbot.waitSignal(job.finished, timeout=300_000) as done:
         pass
     assert done.args[0], done.args[1]
+    qtbot.waitUntil(lambda: "round 1 is done" in widget.status.text())  # the lists follow in later turns
     p = Project(labelled_project.root)
     assert [e["round"] for e in history(p)] == [0, 1]
     np.testing.assert_array_equal(np.asarray(widget.viewer.layers["labels"].data),
                                   p.read(round_labels(1), widget.current))
     assert widget.rounds.table.rowCount() == 2 and widget.rounds.table.item(1, 0).text() == "*1"
+    # the end is announced with the round's mIoU against its parent's, and its row is shown
+    m0, m1 = (e["metrics"]["miou"] for e in history(p))
+    assert f"round 1 is done and its labels are shown: mIoU {m1:.3f} against {m0:.3f} for round 0" \
+        in widget.status.text()
+    assert widget.sections["rounds"].expanded() and not widget.sections["run"].expanded()
+    assert [ix.row() for ix in widget.rounds.table.selectionModel().selectedRows()] == [1]
     assert widget.rounds.miou_plot.xs == [0.0, 1.0]  # the per-round mIoU plot follows the history
     assert widget.rounds.miou_plot.ys == pytest.approx([e["metrics"]["miou"] for e in history(p)])
     assert widget.runs.loss_plot.ys == pytest.approx(losses) and losses  # every step's loss, live
@@ -447,6 +454,7 @@ def test_rounds_run_in_a_child_process_and_cancel_cleanly(widget, labelled_proje
     np.testing.assert_array_equal(np.asarray(widget.viewer.layers["round 0"].data),
                                   p.read(round_labels(0), widget.current))
     widget.rounds.rollback()
+    qtbot.waitUntil(lambda: widget.rounds.table.item(0, 0).text() == "*0")
     p.reload()
     assert [e["round"] for e in history(p)] == [0, 1] and widget.rounds.table.item(0, 0).text() == "*0"
     np.testing.assert_array_equal(np.asarray(widget.viewer.layers["labels"].data),

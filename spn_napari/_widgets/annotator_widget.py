@@ -823,9 +823,7 @@ class AnnotatorWidget(QWidget):
             return
         if ok:
             self.save()
-            self.reload()
-            if step == "round":
-                self._announce_round()
+            self.reload(labels_only=step == "round", then=self._announce_round if step == "round" else None)
 
     def _announce_round(self) -> None:
         """A finished round, said in the viewer: its mIoU against its parent's (when the project
@@ -851,18 +849,48 @@ class AnnotatorWidget(QWidget):
         self.sections["rounds"].set_expanded(True)
         self.rounds.show_current()
 
-    def reload(self) -> None:
+    def reload(self, labels_only: bool = False, then=None) -> None:
         """The project changed underneath (a round ended, a rollback): rebuild the lists and the
-        shown image from it, without saving the stale labels on screen as a correction."""
+        shown image from it, without saving the stale labels on screen as a correction.
+
+        ``labels_only`` (a round, a rollback: the photos, superpixels and evidence are as they
+        were): the shown photo's labels are read again and painted in place, the other cached
+        views read theirs when next shown. The image list, the round table and Segment's choices
+        follow in later turns of the event loop, each its own short slice, so the viewer never
+        waits for all of it at once; ``then()`` runs after them."""
         self.suggestions.stop()  # its queue was made from the old labels
-        self.annotator.forget()
-        shown, self.current = self.current, None
-        self.refresh_list()
-        self.rounds.refresh()
-        self.segmenting.refresh()
-        self.show_image(shown if shown is not None else 0)
+        if labels_only and self.current is not None:
+            self.annotator.relabelled(self.current)
+            self.refresh_shown_labels(self.current)
+            self._show_image_status()
+            QTimer.singleShot(0, lambda: self._reload_lists(then))
+        else:
+            self.annotator.forget()
+            shown, self.current = self.current, None
+            self.refresh_list()
+            self.show_image(shown if shown is not None else 0)
+            self._reload_lists(then, image_list=False)
         if self.live is not None and self.propagate.isChecked() and any(self.annotator.project.corrected()):
             self.live.changed()  # the new round's labels, propagated with every correction so far
+
+    def _reload_lists(self, then=None, image_list: bool = True) -> None:
+        """The second part of :meth:`reload`: the image list (its confidence column), then the
+        round table and Segment's choices, a turn of the event loop each."""
+        if self._closed or self.annotator is None:
+            return
+        if image_list:
+            self.refresh_list()
+            if self.current is not None:
+                self._select_row(self.current)
+
+        def rest():
+            if self._closed or self.annotator is None:
+                return
+            self.rounds.refresh()
+            self.segmenting.refresh()
+            if then is not None:
+                QTimer.singleShot(0, then)
+        QTimer.singleShot(0, rest)
 
     def notify(self, message: str, *, error: bool = False) -> None:
         from napari.utils.notifications import show_error, show_info

@@ -120,4 +120,4 @@ class RoundsPanel(QWidget):
         except SpnError as exc:
             self.host.notify(str(exc), error=True)
             return
-        self.host.reload()
+        self.host.reload(labels_only=True)
