@@ -218,3 +218,21 @@ def test_no_deprecation_warning_from_the_dock_at_import_open_or_switch(make_napa
             if issubclass(c.category, (DeprecationWarning, FutureWarning, PendingDeprecationWarning))
             and ("spn_napari" in c.filename or "/napari/" in c.filename)]
     assert not ours, ours
+
+
+def test_swap_starts_at_the_photos_two_largest_tags_and_the_tags_get_the_lists_width(widget, labelled_project):
+    from spn_napari._widgets.image_list import CONFIDENCE, STATUS, TAGS
+    names = labelled_project.label_names()
+    name = lambda tag: names[tag + (1 if labelled_project.has_background else 0)]  # noqa: E731
+    for i in range(len(labelled_project)):
+        widget.show_image(i)
+        tags = widget.annotator.view(i).tags  # by labelled area
+        if tags:
+            second = tags[1] if len(tags) > 1 else tags[0]
+            assert (widget.swap_from.currentText(), widget.swap_to.currentText()) == (name(tags[0]), name(second))
+    header = widget.table.horizontalHeader()
+    fm = widget.table.fontMetrics()
+    assert header.sectionSize(STATUS) >= fm.horizontalAdvance("unreviewed")
+    assert header.sectionSize(CONFIDENCE) >= fm.horizontalAdvance("confidence")
+    assert header.sectionSize(0) >= fm.horizontalAdvance(max((im.name for im in labelled_project.images), key=len))
+    assert header.sectionSize(TAGS) >= max(header.sectionSize(c) for c in (0, STATUS, CONFIDENCE))

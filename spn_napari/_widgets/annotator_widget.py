@@ -49,7 +49,7 @@ from qtpy.QtWidgets import (
 from ..annotator import Annotator, superpixel_fill, swap_class
 from ..errors import SpnError
 from ..napari_io import LABELS_OPACITY, evidence_limits, layer_specs
-from .image_list import ImageListModel
+from .image_list import CONFIDENCE, STATUS, TAGS, ImageListModel
 from .live_worker import LiveWorker
 from .napari_adapter import adding_unselected, colormap_rebuilders, dims_updater, layer_list_views, reset_undo_history
 from .rounds_panel import RoundsPanel
@@ -61,6 +61,8 @@ from .suggestions_panel import SuggestionsPanel
 
 AUTOSAVE_MS = 5000
 OUTLINE_WIDTH = 2  # pixels of a label's outline in the O (outlines) view
+CELL_PAD = 12  # pixels either side of a list cell's text
+NAME_WIDTH_MAX = 220  # pixels: the image column is never wider (a long path is cut; its tooltip is whole)
 
 
 def _set_contrast_limits(layer, limits) -> None:
@@ -121,7 +123,11 @@ class AnnotatorWidget(QWidget):
         self.image_list = ImageListModel(self)
         self.table = _ImageTable()
         self.table.setModel(self.image_list)
-        self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Stretch)
+        header = self.table.horizontalHeader()
+        header.setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
+        header.setSectionResizeMode(TAGS, QHeaderView.ResizeMode.Stretch)  # the tags get what is left
+        for col, widest in ((STATUS, "unreviewed"), (CONFIDENCE, "confidence")):
+            header.resizeSection(col, self.table.fontMetrics().horizontalAdvance(widest) + 2 * CELL_PAD)
         self.table.horizontalHeader().setSortIndicator(0, Qt.SortOrder.AscendingOrder)
         self.table.setSortingEnabled(True)  # sorts by name; a header click sorts by its column
         # a new order starts at its top (the shown image's row stays selected; key G scrolls to it)
@@ -304,7 +310,12 @@ class AnnotatorWidget(QWidget):
     def refresh_list(self) -> None:
         """Load the image list from the project (on open and reload only: an Accept or Reject
         updates its one row, see ``_review``)."""
-        self.image_list.load(self.annotator.columns(), self.annotator.project.review)
+        columns = self.annotator.columns()
+        self.image_list.load(columns, self.annotator.project.review)
+        names = columns["name"][:1000]  # the width of the longest name among the first 1,000: a bounded cost
+        if len(names):
+            width = self.table.fontMetrics().horizontalAdvance(max(names, key=len)) + 2 * CELL_PAD
+            self.table.horizontalHeader().resizeSection(0, min(width, NAME_WIDTH_MAX))
 
     def _select_row(self, i: int) -> None:
         """Select image i's row in the list and scroll to it (one row, whatever the sort)."""
@@ -335,6 +346,7 @@ class AnnotatorWidget(QWidget):
         self._select_row(i)
         view = self.annotator.view(i)
         c = self._fill_classes(view, klass)
+        self._fill_swap(view)
         self._set_layers(layer_specs(self.annotator.project, view, klass=c - 1 if c else None))
         self._hook_labels_layer()
         self._set_selected_label(c or 0)
@@ -375,6 +387,13 @@ class AnnotatorWidget(QWidget):
         self.klass.setCurrentIndex(at if at >= 0 else 0 if tags else -1)
         self.klass.blockSignals(False)
         return int(chosen) if at >= 0 else tags[0] if tags else None
+
+    def _fill_swap(self, view) -> None:
+        """The Swap boxes start at the photo's two tags with the most labelled area (the likeliest
+        mix-up), not at the first class of the project."""
+        values = [t + 1 for t in view.tags[:2]]
+        for combo, value in zip((self.swap_from, self.swap_to), values + values[:1]):
+            combo.setCurrentIndex(value - self._value(0))
 
     def choose_class(self, value: int) -> None:
         """Choose label ``value`` (class c is c + 1) in the class box: paint label and evidence follow."""

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 from qtpy.QtCore import QTimer
-from qtpy.QtWidgets import QHBoxLayout, QPushButton, QVBoxLayout, QWidget
+from qtpy.QtWidgets import QPushButton, QVBoxLayout, QWidget
 
 from ..errors import SpnError
 from ..suggest import SuggestionQueue
@@ -61,12 +61,10 @@ class SuggestionsPanel(QWidget):
         self._ahead.timeout.connect(self._read_ahead)
         self._write = QTimer(self, singleShot=True, interval=WRITE_MS)
         self._write.timeout.connect(host.save)  # the view's answers with the person's strokes
-        row = QHBoxLayout()
-        row.addWidget(self.button)
-        row.addWidget(self.counter, 1)
-        layout = QVBoxLayout(self)
+        layout = QVBoxLayout(self)  # the counter under the button: the dock's whole width for its two lines
         layout.setContentsMargins(0, 0, 0, 0)
-        layout.addLayout(row)
+        layout.addWidget(self.button)
+        layout.addWidget(self.counter)
 
     @property
     def active(self) -> bool:
