@@ -440,8 +440,7 @@ def test_rounds_run_in_a_child_process_and_cancel_cleanly(widget, labelled_proje
     assert widget.rounds.table.rowCount() == 2 and widget.rounds.table.item(1, 0).text() == "*1"
     # the end is announced with the round's mIoU against its parent's, and its row is shown
     m0, m1 = (e["metrics"]["miou"] for e in history(p))
-    assert f"round 1 is done and its labels are shown: mIoU {m1:.3f} against {m0:.3f} for round 0" \
-        in widget.status.text()
+    assert f"round 1 is done: mIoU {m1:.3f}, round 0 had {m0:.3f}" in widget.status.text()
     assert widget.sections["rounds"].expanded() and not widget.sections["run"].expanded()
     assert [ix.row() for ix in widget.rounds.table.selectionModel().selectedRows()] == [1]
     assert widget.rounds.miou_plot.xs == [0.0, 1.0]  # the per-round mIoU plot follows the history

@@ -106,6 +106,7 @@ class AnnotatorWidget(QWidget):
         self.live: LiveWorker | None = None  # the live head's child (Propagate)
         self._closed = False  # shutdown() ran: nothing starts again
         self._window_ref = lambda: None  # weak: the top-level window whose close this dock watches
+        self._round_note = ""  # the last round's announcement, kept on the status line until the next photo
 
         self.path = QLineEdit(placeholderText="project folder")
         self.open_btn = QPushButton("Open…")
@@ -342,6 +343,7 @@ class AnnotatorWidget(QWidget):
         if self.annotator is None or i is None:
             return
         self.save(answers=False)  # answers are written on their own timer (SuggestionsPanel)
+        self._round_note = ""
         self.current = i
         self._select_row(i)
         view = self.annotator.view(i)
@@ -749,7 +751,11 @@ class AnnotatorWidget(QWidget):
         what = {"descriptors": "making the superpixel descriptors", "table": "reading the labels"}.get(
             ev.get("what"), ev.get("what"))
         if ev.get("step") in (1, ev.get("total")) or int(ev.get("step", 0)) % 25 == 0:
-            self.status.setText(f"Propagate: {what}, {ev.get('step')}/{ev.get('total')} photos (once a round)")
+            text = f"Propagate: {what}, {ev.get('step')}/{ev.get('total')} photos (once a round)"
+            if self.suggestions.active:  # the status line holds the suggestion's question
+                self.suggestions.note(text)
+            elif not self._round_note:
+                self.status.setText(text)
 
     def on_relabelled(self, ev: dict) -> None:
         """The live head's answer: on 'done' the shown photo, the cached ones and the suggestion
@@ -771,6 +777,9 @@ class AnnotatorWidget(QWidget):
         changed, photos = int(ev.get("changed", 0)), int(ev.get("photos", 0))
         if self.suggestions.active:
             self.suggestions.relabelled(changed, photos)
+        elif self._round_note:  # the round's labels propagated with the corrections: the announcement stays
+            self.status.setText(f"{self._round_note}\nPropagate: {changed} superpixels in {photos} photos relabelled "
+                                f"from your corrections")
         else:
             self.status.setText(f"propagated: your last corrections changed {changed} superpixels in {photos} "
                                 f"photos ({ev.get('seconds', 0.0):.1f} s)")
@@ -854,17 +863,18 @@ class AnnotatorWidget(QWidget):
         m = entry.get("metrics", {}).get("miou")
         parent = entries.get(entry.get("parent"), {})
         pm = parent.get("metrics", {}).get("miou")
-        text = f"round {r} is done and its labels are shown"
+        text = f"round {r} is done"
         if m is not None and pm is not None:
-            text += (f": mIoU {m:.3f} against {pm:.3f} for round {entry['parent']} "
-                     f"({'+' if m >= pm else '−'}{abs(m - pm):.3f})")
-            if m < pm:
-                text += " — lower: Roll back under Rounds brings the previous labels back"
+            text += f": mIoU {m:.3f}, round {entry['parent']} had {pm:.3f} ({'+' if m >= pm else '−'}{abs(m - pm):.3f})"
         elif m is not None:
             text += f": mIoU {m:.3f}"
         elif entry.get("metrics", {}).get("changed") is not None:
             text += f": {100 * entry['metrics']['changed']:.1f} % of the pixels changed"
-        self.notify(text)
+        self.notify(text)  # napari's notification shows its first words: the numbers come first
+        lower = m is not None and pm is not None and m < pm
+        self._round_note = text + (" — lower: Roll back (Rounds) brings the previous labels back" if lower
+                                   else " — its labels are shown")
+        self.status.setText(self._round_note)
         self.sections["rounds"].set_expanded(True)
         self.rounds.show_current()
 

@@ -36,12 +36,12 @@ class Section(QWidget):
         if self.header.isChecked() != on:
             self.header.setChecked(on)  # calls back here once more, with the same value
             return
-        self.header.setArrowType(Qt.ArrowType.DownArrow if on else Qt.ArrowType.RightArrow)
-        self.content.setVisible(on)
-        if on and self.parentWidget() is not None:
+        if on and self.parentWidget() is not None:  # the others first: two open at once could grow the window
             for other in self.parentWidget().findChildren(Section):
                 if other is not self and other.expanded():
                     other.set_expanded(False)
+        self.header.setArrowType(Qt.ArrowType.DownArrow if on else Qt.ArrowType.RightArrow)
+        self.content.setVisible(on)
 
     def expanded(self) -> bool:
         return self.header.isChecked()

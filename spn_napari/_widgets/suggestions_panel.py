@@ -221,6 +221,11 @@ class SuggestionsPanel(QWidget):
             return
         self._count(f"\nyour last answers changed {changed} superpixels in {photos} photos")
 
+    def note(self, text: str) -> None:
+        """Say ``text`` on the counter's second line (the status line holds the suggestion's question)."""
+        if self.queue is not None:
+            self._count("\n" + text)
+
     def _count(self, extra: str = "") -> None:
         q = self.queue
         self.counter.setText(f"answers {q.answers} · clicks {q.clicks} · looks {q.looks} · {len(q)} suggested"
