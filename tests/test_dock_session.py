@@ -236,3 +236,17 @@ def test_swap_starts_at_the_photos_two_largest_tags_and_the_tags_get_the_lists_w
     assert header.sectionSize(CONFIDENCE) >= fm.horizontalAdvance("confidence")
     assert header.sectionSize(0) >= fm.horizontalAdvance(max((im.name for im in labelled_project.images), key=len))
     assert header.sectionSize(TAGS) >= max(header.sectionSize(c) for c in (0, STATUS, CONFIDENCE))
+
+
+def test_one_section_opens_at_a_time_and_the_window_keeps_its_height(widget, qtbot):
+    from qtpy.QtWidgets import QApplication
+
+    from spn_napari._widgets.napari_adapter import main_window
+    window = main_window(widget.viewer)
+    widget.viewer.window.show()
+    window.resize(1600, 1000)
+    for name in ("run", "segment", "rounds", "run"):
+        widget.sections[name].set_expanded(True)
+        QApplication.processEvents()
+        assert [n for n, s in widget.sections.items() if s.expanded()] == [name]
+        assert window.height() <= 1000 and widget.minimumSizeHint().height() < 900
