@@ -11,7 +11,7 @@ on a shown napari viewer, the sizes take turns (--rounds): the time from pressin
 suggestions* to its first suggestion shown (the queue read from the ranking), then --answers
 answers (Y, accept the proposal: saved at once, the next suggestion shown), each timed with the Qt
 events it posts, after the person's look at the suggestion (``LOOK_S``, untimed: the event loop
-runs, and the dock reads the next suggestion's photo ahead in it). Goals (issue 21): the first suggestion within 1 s at 355 photos, each answer
+runs, and the dock reads the next suggestion's photo ahead in it). Goals: the first suggestion within 1 s at 355 photos, each answer
 within 100 ms, and an answer at 20,000 photos within 1.5× of one at 200.
 """
 
@@ -136,7 +136,7 @@ def main() -> int:
 
 def real_project(a) -> int:
     """--project: open a real project in the dock --rounds times (each on a fresh copy), and time
-    opening, the first suggestion and --answers answers; the goals are issue 21's."""
+    opening, the first suggestion and --answers answers; the goals are the module docstring's."""
     import napari
 
     from spn_napari.store import Project

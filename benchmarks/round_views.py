@@ -26,7 +26,6 @@ import torch
 from spn_napari.features import cached_sides, view_maps, views
 from spn_napari.labels import present_classes
 from spn_napari.metrics import confusion_matrix
-from spn_napari.round_history import current_round
 from spn_napari.round_inference import view_probabilities
 from spn_napari.runtime import default_threads, load_decoupled, resolve_device
 from spn_napari.store import Project
@@ -89,7 +88,7 @@ def main() -> int:
     a = ap.parse_args()
     default_threads()
     project = Project(a.project)
-    r = current_round(project) if a.round is None else a.round
+    r = project.current_round() if a.round is None else a.round
     if not project.has_ground_truth or not r:
         print(f"{a.project}: needs ground-truth masks and a refinement round (`spn-napari round`).", file=sys.stderr)
         return 2

@@ -41,7 +41,7 @@ GRID = [ScoreWeights(disagree=d, margin=m, size=a)
                                          (0.0, 0.25, 0.5, 0.75, 1.0))]
 
 
-HAND_SET = ScoreWeights(disagree=1.0, margin=1.0, size=0.5)  # the weights before this fit (issue 21, set by hand)
+HAND_SET = ScoreWeights(disagree=1.0, margin=1.0, size=0.5)  # the weights before this fit (set by hand)
 
 
 def key(w: ScoreWeights) -> str:

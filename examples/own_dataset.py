@@ -48,7 +48,7 @@ def main(argv=None) -> None:
     spn.run(spn.run_round(project, spn.RoundConfig(epochs=args.round_epochs, device=args.device)), show)
     if project.has_ground_truth:
         for kind in (kinds.pseudo_labels("sp-cam"), None):
-            print(f"{kind or 'round ' + str(spn.current_round(project))}: "
+            print(f"{kind or 'round ' + str(project.current_round())}: "
                   f"mIoU {spn.evaluate_labels(project, kind)['miou']:.3f}")
     out = spn.export_labels(project, args.project.parent / f"{args.project.name}-masks")
     print(f"masks written to {out}")

@@ -19,8 +19,12 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import kinds
+from .cam import paint_superpixels, upsample_cam
 from .errors import ProjectError
+from .labels import apply_correction, base_labels, pseudo_method, round0_method, unsure_pixels
+from .round_history import round_uncertainty
 from .store import Project
+from .suggest import check_answer
 
 __all__ = ["Annotator", "ImageView", "superpixel_fill", "swap_class", "contours", "tags_by_area", "UNSURE_BAND"]
 
@@ -94,7 +98,6 @@ class Annotator:
         round's uncertainty for all images, not one per image): ``name``, ``review`` and ``tags``
         (the class names joined) as lists, ``confidence`` as an (n,) float64 array, 1 - the
         current round's uncertainty rounded to 3 places, NaN where unknown (before round 1)."""
-        from .round_history import round_uncertainty
         p = self.project
         names = p.classes
         unc = round_uncertainty(p)
@@ -109,10 +112,8 @@ class Annotator:
     def next_step(self) -> str | None:
         """What the project needs before it has labels to review ('superpixels', 'train-spn',
         'pseudo-labels'), or None once it has them."""
-        from .labels import pseudo_method
-        from .round_history import history
         p = self.project
-        if history(p) or pseudo_method(p) is not None:
+        if p.rounds() or pseudo_method(p) is not None:
             return None
         return next(step for step, kind in (("superpixels", kinds.SUPERPIXELS), ("train-spn", kinds.SPN),
                                             ("pseudo-labels", None)) if kind is None or not p.artifact(kind))
@@ -126,7 +127,6 @@ class Annotator:
             return self._cache[i]
         if i in self._answered:  # its answers must be in the store before it is read from there
             self.write_answers()
-        from .labels import apply_correction, base_labels
         p = self.project
         sp = p.read(kinds.SUPERPIXELS, i) if p.artifact(kinds.SUPERPIXELS) else None
         try:
@@ -139,10 +139,8 @@ class Annotator:
         labels = apply_correction(base.copy(), corr)
         evidence = {}
         if sp is not None and p.artifact(kinds.SP_CAM):
-            from .cam import paint_superpixels
             evidence["sp-cam"] = paint_superpixels(p.read(kinds.SP_CAM, i), sp)
         if p.artifact(kinds.CAM):
-            from .cam import upsample_cam
             evidence["cam"] = upsample_cam(p.read(kinds.CAM, i), *base.shape)
         edges = None if sp is None else contours(sp).astype(np.uint8)  # once per visit, not per switch
         v = ImageView(i, p.images[i].name, p.image(i), labels, base, set_mask, sp, evidence, edges,
@@ -156,7 +154,6 @@ class Annotator:
         """(H, W) uint8, 1 where image i's evidence for its best two tags (with a background
         class: for the best tag and the threshold) lies within :data:`UNSURE_BAND`, normalised as
         its pseudo-labels were made — the pixels round 1 ignores (:func:`spn_napari.labels.unsure_pixels`)."""
-        from .labels import round0_method, unsure_pixels
         p = self.project
         method = round0_method(p)
         if method is None or not (p.artifact(kinds.SP_CAM) and p.artifact(kinds.CAM)):
@@ -170,7 +167,6 @@ class Annotator:
         label; a later answer stands), and keep the correction for :meth:`write_answers`. The
         dock writes it while the person looks at the next suggestion, so the save (~20 ms) is
         not in their wait; every other read or write of the image writes it first."""
-        from .suggest import check_answer
         v = self.view(i)
         check_answer(self.project, v.superpixels, superpixel, value)
         where = v.superpixels == int(superpixel)  # (H, W)
@@ -225,7 +221,6 @@ class Annotator:
 
     def _read_labels(self, v: ImageView) -> None:
         """Read view ``v``'s labels again from the store (the round's, the head's, the correction)."""
-        from .labels import apply_correction, base_labels
         self._stale.discard(v.index)
         p = self.project
         try:

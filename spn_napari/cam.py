@@ -23,8 +23,6 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 
 __all__ = ["threshold_maps", "uncertain_pixels", "paint_superpixels", "upsample_cam", "tag_scores", "fuse_scores",
            "METHODS", "NORMALISE", "DEFAULT_NORMALISE"]
@@ -157,9 +155,27 @@ def paint_superpixels(scores: np.ndarray, sp: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(np.asarray(scores, np.float32)[sp].transpose(2, 0, 1))
 
 
+def _bilinear_weights(n_in: int, n_out: int, keep: int) -> np.ndarray:
+    """(keep, n_in) float32: row j weighs the inputs of output j of a bilinear resize from n_in to
+    n_out samples (half-pixel centres, as torch's ``interpolate(..., align_corners=False)``: a
+    source position below 0 is clamped to 0), for the first ``keep`` outputs."""
+    src = np.maximum((np.arange(keep) + 0.5) * (n_in / n_out) - 0.5, 0.0)  # (keep,)
+    i0 = np.minimum(np.floor(src).astype(np.int64), n_in - 1)
+    i1 = np.minimum(i0 + 1, n_in - 1)
+    w1 = (src - i0).astype(np.float32)
+    m = np.zeros((keep, n_in), np.float32)
+    np.add.at(m, (np.arange(keep), i0), 1.0 - w1)
+    np.add.at(m, (np.arange(keep), i1), w1)
+    return m
+
+
 def upsample_cam(cam: np.ndarray, height: int, width: int) -> np.ndarray:
-    """CAM (C, h, w) over the square canvas of side max(H, W) -> (C, H, W), bilinear, cropped."""
+    """CAM (C, h, w) over the square canvas of side max(H, W) -> (C, H, W), bilinear, cropped.
+
+    Two small matrix products (rows, then columns) in numpy: the viewer's process reads the CAM
+    layer without importing torch."""
+    cam = np.asarray(cam, np.float32)
     side = max(height, width)
-    t = torch.from_numpy(np.asarray(cam, np.float32))[None]
-    up = F.interpolate(t, size=(side, side), mode="bilinear", align_corners=False)[0]
-    return up[:, :height, :width].numpy()
+    rows = _bilinear_weights(cam.shape[1], side, height)  # (H, h)
+    cols = _bilinear_weights(cam.shape[2], side, width)  # (W, w)
+    return np.ascontiguousarray(np.einsum("yh,chw,xw->cyx", rows, cam, cols, optimize=True), np.float32)

@@ -303,9 +303,8 @@ def cmd_round(a: argparse.Namespace) -> int:
 
 
 def cmd_history(a: argparse.Namespace) -> int:
-    from .round_history import current_round, history
     project = _project(a.project)
-    rows, cur = history(project), current_round(project)
+    rows, cur = project.rounds(), project.current_round()
     if a.json:
         print(json.dumps({"current": cur, "rounds": rows}))
         return 0

@@ -1,4 +1,4 @@
-"""An annotator's effort in clicks and looks, on superpixels (issue 21's annotator model).
+"""An annotator's effort in clicks and looks, on superpixels (the annotator model of the effort curves).
 
 One *click* sets one whole superpixel to a class, as the dock's superpixel fill does. One *look* is
 a superpixel shown and found correct. A superpixel's label is the class most of its pixels carry

@@ -29,10 +29,8 @@ from .evidence import (
     EvidenceSettings,
     check_method,
     check_normalise,
-    evidence_maps,
     evidence_sides,
     label_evidence,
-    unsure_evidence,
 )
 from .features import feature_cache, view_maps, views
 from .models.spn import SPN
@@ -42,10 +40,7 @@ from .store import Project
 from .suggest import write_index
 
 __all__ = ["PseudoLabelConfig", "resolve_settings", "view_evidence", "aggregate_evidence",
-           "image_evidence", "view_backbones", "make_pseudo_labels",
-           # from spn_napari.evidence, where they live; kept here for the API's users
-           "Evidence", "EvidenceSettings", "check_method", "evidence_maps", "evidence_sides", "label_evidence",
-           "unsure_evidence"]
+           "image_evidence", "view_backbones", "make_pseudo_labels"]
 
 
 @dataclass(frozen=True)

@@ -40,7 +40,6 @@ def run_demo(out: Path, *, n: int = 200, size: int = 160, epochs: int | None = N
     from .evaluate import evaluate_labels
     from .inference import PseudoLabelConfig, make_pseudo_labels
     from .kinds import pseudo_labels, round_labels
-    from .round_history import current_round, history
     from .rounds import RoundConfig, run_round
     from .runtime import default_threads
     from .store import Project, is_project
@@ -64,7 +63,7 @@ def run_demo(out: Path, *, n: int = 200, size: int = 160, epochs: int | None = N
         times["demo-data"] = time.perf_counter() - t0
     project = Project(project_dir) if is_project(project_dir) else init_project(project_dir, data_dir)
     results_file = out / "demo_results.json"
-    if history(project) and results_file.exists():
+    if project.rounds() and results_file.exists():
         summary = json.loads(results_file.read_text())
         _print_table(summary["methods"], summary["seconds"])
         if results is not None:
@@ -85,7 +84,7 @@ def run_demo(out: Path, *, n: int = 200, size: int = 160, epochs: int | None = N
         methods[method] = evaluate_labels(project, pseudo_labels(method))
     rcfg = RoundConfig(device=device, seed=seed, **({"epochs": round_epochs} if round_epochs else {}))
     timed("round 1", run_round(project, rcfg))
-    methods["sp-cam+dn"] = evaluate_labels(project, round_labels(current_round(project)))
+    methods["sp-cam+dn"] = evaluate_labels(project, round_labels(project.current_round()))
     _print_table(methods, times)
     summary = {"project": str(project_dir), "seconds": times,
                "settings": {"n": n, "size": size, "epochs": cfg.epochs, "round_epochs": rcfg.epochs,

@@ -30,7 +30,6 @@ from .data.images import load_image
 from .export import write_mask
 from .json_lines import answer_lines, emit
 from .kinds import SPN
-from .round_history import current_round
 from .segmenter import Segmenter
 from .store import Project
 
@@ -41,7 +40,7 @@ def model_key(project: Project, wanted: int | None = None) -> str:
     """What decides which model (and settings) labels an image: the round asked for (``wanted``;
     None: the current one), the SPN's checkpoint and the recorded evidence settings; a change
     means loading the model anew."""
-    r = current_round(project) if wanted is None else wanted
+    r = project.current_round() if wanted is None else wanted
     return json.dumps([r, project.artifact(SPN), project.settings.get("evidence")], sort_keys=True, default=str)
 
 

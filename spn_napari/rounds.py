@@ -33,7 +33,6 @@ from .features import feature_cache
 from .labels import present_classes, pseudo_method, round0_method, training_target_and_set
 from .models.decoupled import IGNORE, DecoupledNet, decoupled_loss
 from .propagate import propagate
-from .round_history import current_round, history
 from .round_inference import predict_round_labels, round_views
 from .runtime import load_decoupled, load_spn, resolve_device
 from .store import Project
@@ -126,7 +125,7 @@ def round0_source(project: Project, method: str) -> str:
 
 def ensure_round0(project: Project, method: str) -> None:
     """Record the SPN's pseudo-labels as round 0 (a copy, so re-running the SPN cannot change it)."""
-    if history(project):
+    if project.rounds():
         return
     method = round0_method_for(project, method)
     source = round0_source(project, method)
@@ -158,7 +157,7 @@ def run_round(project: Project, cfg: RoundConfig = RoundConfig()) -> Iterator[Ev
     if cfg.reviewed_weight_on not in WEIGHT_ON:
         raise SpnError(f"--reviewed-weight-on {cfg.reviewed_weight_on}: use {', '.join(WEIGHT_ON)}.")
     device = resolve_device(cfg.device)
-    parent = current_round(project)
+    parent = project.current_round()
     if parent is None:
         round0_source(project, cfg.start_from)  # checked before anything is written
     seed_everything(cfg.seed)
@@ -173,8 +172,8 @@ def run_round(project: Project, cfg: RoundConfig = RoundConfig()) -> Iterator[Ev
         ensure_round0(project, cfg.start_from)
     distributed.barrier()
     project.reload()
-    parent = current_round(project)
-    k = max(e["round"] for e in history(project)) + 1
+    parent = project.current_round()
+    k = max(e["round"] for e in project.rounds()) + 1
     samples, distinct = [], 0
     reviews, corrected = project.reviews(), project.corrected()  # one read each, not one per image
     by_image = weighed_by_image(cfg, corrected, reviews)

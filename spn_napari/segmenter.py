@@ -44,7 +44,6 @@ from .inference import image_evidence
 from .labels import pseudo_method
 from .models.decoupled import DecoupledNet
 from .models.spn import SPN
-from .round_history import current_round, history
 from .round_inference import image_class_probabilities, predict_labels
 from .runtime import load_decoupled, load_spn, resolve_device
 from .store import Project
@@ -100,12 +99,12 @@ class Segmenter:
         model yet; an SpnError for an unusable device."""
         project = path if isinstance(path, Project) else Project(path)
         dev = resolve_device(device)
-        rounds = {e["round"]: e for e in history(project)}
+        rounds = {e["round"]: e for e in project.rounds()}
         if round_no is not None and round_no not in rounds:
             have = ", ".join(str(r) for r in rounds) or "none yet"
             raise ProjectError(f"--round {round_no}: {project.root} has no round {round_no} (rounds: {have}) — "
                                f"pick one from `spn-napari history {project.root}`, or leave --round out.")
-        r = current_round(project) if round_no is None else round_no
+        r = project.current_round() if round_no is None else round_no
         common = {"classes": project.classes, "colors": project.colors, "has_background": project.has_background,
                   "device": dev, "round_no": r}
         if r is not None and r > 0:  # a refinement round: its DecoupledNet

@@ -230,3 +230,13 @@ def test_no_background_matches_loop_random():
     maps[:, 0, 0] = 20  # every class has a positive peak
     classes = [0, 2, 3, 4]
     np.testing.assert_array_equal(threshold_maps(maps, classes, background=False), no_background_loop(maps, classes))
+
+
+@pytest.mark.parametrize("c,h,w,height,width", [(3, 20, 20, 213, 320), (2, 32, 32, 400, 512), (1, 16, 16, 15, 9)])
+def test_upsample_cam_is_torchs_bilinear_resize_cropped(c, h, w, height, width):
+    """The numpy resize equals torch's ``interpolate(bilinear, align_corners=False)`` to the square
+    canvas, cropped to the photo (the reference the evidence was made with)."""
+    cam = np.random.default_rng(h + height).standard_normal((c, h, w)).astype(np.float32)
+    side = max(height, width)
+    ref = F.interpolate(torch.from_numpy(cam)[None], size=(side, side), mode="bilinear", align_corners=False)
+    np.testing.assert_allclose(upsample_cam(cam, height, width), ref[0, :, :height, :width].numpy(), atol=1e-5)

@@ -13,7 +13,6 @@ from PIL import Image
 
 from spn_napari.kinds import round_labels
 from spn_napari.labels import current_labels
-from spn_napari.round_history import current_round
 from spn_napari.store import Project
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -38,7 +37,7 @@ def own(tmp_path_factory, demo_dir) -> Project:
 
 
 def test_own_dataset_ends_with_a_round_and_its_masks(own):
-    assert current_round(own) == 1
+    assert own.current_round() == 1
     masks = own.root.parent / "project-masks"
     for i, info in enumerate(own.images):
         exported = np.asarray(Image.open(masks / f"{info.name}.png"))

@@ -421,7 +421,6 @@ def test_rounds_run_in_a_child_process_and_cancel_cleanly(widget, labelled_proje
     """A short round runs to completion (new labels shown, history updated); a second one is
     cancelled mid-training: the child is gone and the project is exactly as before."""
     from spn_napari.kinds import round_labels
-    from spn_napari.round_history import history
 
     from conftest import tree_state
     widget.runs.epochs.value = 1
@@ -434,17 +433,17 @@ def test_rounds_run_in_a_child_process_and_cancel_cleanly(widget, labelled_proje
     assert done.args[0], done.args[1]
     qtbot.waitUntil(lambda: "round 1 is done" in widget.status.text())  # the lists follow in later turns
     p = Project(labelled_project.root)
-    assert [e["round"] for e in history(p)] == [0, 1]
+    assert [e["round"] for e in p.rounds()] == [0, 1]
     np.testing.assert_array_equal(np.asarray(widget.viewer.layers["labels"].data),
                                   p.read(round_labels(1), widget.current))
     assert widget.rounds.table.rowCount() == 2 and widget.rounds.table.item(1, 0).text() == "*1"
     # the end is announced with the round's mIoU against its parent's, and its row is shown
-    m0, m1 = (e["metrics"]["miou"] for e in history(p))
+    m0, m1 = (e["metrics"]["miou"] for e in p.rounds())
     assert f"round 1 is done: mIoU {m1:.3f}, round 0 had {m0:.3f}" in widget.status.text()
     assert widget.sections["rounds"].expanded() and not widget.sections["run"].expanded()
     assert [ix.row() for ix in widget.rounds.table.selectionModel().selectedRows()] == [1]
     assert widget.rounds.miou_plot.xs == [0.0, 1.0]  # the per-round mIoU plot follows the history
-    assert widget.rounds.miou_plot.ys == pytest.approx([e["metrics"]["miou"] for e in history(p)])
+    assert widget.rounds.miou_plot.ys == pytest.approx([e["metrics"]["miou"] for e in p.rounds()])
     assert widget.runs.loss_plot.ys == pytest.approx(losses) and losses  # every step's loss, live
 
     # any earlier round can be shown beside the current one, and rolled back to
@@ -455,7 +454,7 @@ def test_rounds_run_in_a_child_process_and_cancel_cleanly(widget, labelled_proje
     widget.rounds.rollback()
     qtbot.waitUntil(lambda: widget.rounds.table.item(0, 0).text() == "*0")
     p.reload()
-    assert [e["round"] for e in history(p)] == [0, 1] and widget.rounds.table.item(0, 0).text() == "*0"
+    assert [e["round"] for e in p.rounds()] == [0, 1] and widget.rounds.table.item(0, 0).text() == "*0"
     np.testing.assert_array_equal(np.asarray(widget.viewer.layers["labels"].data),
                                   p.read(round_labels(0), widget.current))
 

@@ -21,7 +21,7 @@ from spn_napari.kinds import round_labels
 from spn_napari.labels import current_labels, training_target
 from spn_napari.models.decoupled import IGNORE
 from spn_napari.pipeline import run
-from spn_napari.round_history import current_round, history, rollback
+from spn_napari.round_history import rollback
 from spn_napari.rounds import RoundConfig, run_round
 from spn_napari.simulate import SimulateConfig, simulate
 from spn_napari.store import Project
@@ -81,7 +81,7 @@ def test_targets_corrected_pixels_override_and_rejected_images_are_left_out(labe
 def test_round_one_ignores_pixels_whose_evidence_is_near_the_threshold(labelled_project):
     """Against a per-pixel loop: ignored where the best normalised SP-CAM score of the image's tags
     is within the band of 50 % — never where a person set the pixel, never after round 1's base."""
-    from spn_napari.inference import evidence_maps
+    from spn_napari.evidence import evidence_maps
     from spn_napari.rounds import ensure_round0
     p = labelled_project
     labels, set_mask = _stroke(p, 1, 4)
@@ -309,8 +309,8 @@ def test_round_records_everything_and_rollback_keeps_later_rounds(labelled_proje
                        "--device", "cpu", "--progress", "none")
     assert code == 0, err
     p.reload()
-    r0, r1 = history(p)
-    assert (r0["round"], r1["round"], r1["parent"], current_round(p)) == (0, 1, 0, 1)
+    r0, r1 = p.rounds()
+    assert (r0["round"], r1["round"], r1["parent"], p.current_round()) == (0, 1, 0, 1)
     np.testing.assert_array_equal(p.read(round_labels(0), 3), p.read("pseudo/sp-cam", 3))
     assert p.file("round/1/model").exists()
     assert r1["seed"] == 0 and r1["config"]["epochs"] == 1 and len(p.round_uncertainty(1)) == len(p)
@@ -327,10 +327,10 @@ def test_round_records_everything_and_rollback_keeps_later_rounds(labelled_proje
     code, _, err = cli(capsys, "rollback", p.root, "--to", "0")
     assert code == 0, err
     p.reload()
-    assert current_round(p) == 0
+    assert p.current_round() == 0
     np.testing.assert_array_equal(current_labels(p, 2), p.read(round_labels(0), 2))
     run(run_round(p, FAST))
-    assert [(e["round"], e["parent"]) for e in history(p)] == [(0, None), (1, 0), (2, 0)]
+    assert [(e["round"], e["parent"]) for e in p.rounds()] == [(0, None), (1, 0), (2, 0)]
     assert p.file("round/1/model").exists()  # round 1 kept
 
 
@@ -356,7 +356,7 @@ def test_cancelled_round_leaves_the_project_as_it_was(labelled_project):
             break
     events.close()
     p.reload()
-    assert [e["round"] for e in history(p)] == [0, 1] and current_round(p) == 1
+    assert [e["round"] for e in p.rounds()] == [0, 1] and p.current_round() == 1
     assert tree_state(p.root) == before
 
 
@@ -375,7 +375,7 @@ def test_sigterm_stops_a_round_and_keeps_the_last_one(labelled_project):
     assert proc.returncode == 130, err
     assert "cancelled" in err
     p.reload()
-    assert current_round(p) == 1
+    assert p.current_round() == 1
     assert tree_state(p.root) == before
 
 
@@ -504,7 +504,7 @@ def test_export_gives_the_current_labels_with_corrections(labelled_project, tmp_
         np.testing.assert_array_equal(got, expected)
     code, out, err = cli(capsys, "evaluate", p.root, "--round", "1", "--json")
     assert code == 0, err
-    assert json.loads(out)["miou"] == pytest.approx(history(p)[1]["metrics"]["miou_model"])
+    assert json.loads(out)["miou"] == pytest.approx(p.rounds()[1]["metrics"]["miou_model"])
     code, _, err = cli(capsys, "evaluate", p.root, "--round", "9", "--json")
     assert_user_error(code, err, "round/9", "spn-napari round")
 
@@ -549,7 +549,7 @@ def test_round_0_is_a_parent_whose_model_is_the_spn(labelled_project, _round_pro
     with pytest.raises(Loaded):
         next(run_round(p, FAST))  # no round yet
     ensure_round0(p, "sp-cam")
-    assert current_round(p) == 0
+    assert p.current_round() == 0
     with pytest.raises(Loaded):
         next(run_round(p, FAST))  # round 0 current
     with pytest.raises(Loaded):

@@ -856,8 +856,7 @@ class AnnotatorWidget(QWidget):
     def _announce_round(self) -> None:
         """A finished round, said in the viewer: its mIoU against its parent's (when the project
         has ground truth), else how much of the labels it changed; the Rounds table shows its row."""
-        from ..round_history import history
-        entries = {e["round"]: e for e in history(self.annotator.project)}
+        entries = {e["round"]: e for e in self.annotator.project.rounds()}
         r = self.annotator.project.current_round()
         entry = entries.get(r, {})
         m = entry.get("metrics", {}).get("miou")

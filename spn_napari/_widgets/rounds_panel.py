@@ -17,7 +17,7 @@ from qtpy.QtWidgets import (
 
 from ..errors import SpnError
 from ..kinds import round_labels
-from ..round_history import current_round, history, rollback
+from ..round_history import rollback
 from .line_plot import LinePlot
 from .napari_adapter import adding_unselected
 
@@ -59,7 +59,7 @@ class RoundsPanel(QWidget):
 
     def refresh(self) -> None:
         project = self.host.annotator.project
-        rows, cur = history(project), current_round(project)
+        rows, cur = project.rounds(), project.current_round()
         self.table.setRowCount(len(rows))
         for r, e in enumerate(rows):
             m = e.get("metrics", {})
@@ -77,7 +77,7 @@ class RoundsPanel(QWidget):
 
     def show_current(self) -> None:
         """Select the current round's row and scroll the table to it."""
-        cur = current_round(self.host.annotator.project)
+        cur = self.host.annotator.project.current_round()
         for r in range(self.table.rowCount()):
             if self.table.item(r, 0).data(Qt.ItemDataRole.UserRole) == cur:
                 self.table.selectRow(r)

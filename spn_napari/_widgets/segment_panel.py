@@ -62,9 +62,8 @@ class SegmentPanel(QWidget):
 
     def _round_choices(self, *_) -> list:
         """('current', None), then each round of the open project as (name, number)."""
-        from ..round_history import history
         project = self.host.annotator.project if self.host.annotator is not None else None
-        rounds = [e["round"] for e in history(project)] if project is not None else []
+        rounds = [e["round"] for e in project.rounds()] if project is not None else []
         return [("current", None)] + [(f"round {r}" + (" (SPN)" if r == 0 else ""), r) for r in rounds]
 
     def image_layers(self, *_) -> list[str]:
