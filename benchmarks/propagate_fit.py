@@ -32,9 +32,8 @@ import numpy as np
 
 from spn_napari import kinds
 from spn_napari.descriptors import DescriptorConfig, read_descriptors
-from spn_napari.effort import superpixel_majority
 from spn_napari.events import run
-from spn_napari.labels import base_kind
+from spn_napari.labels import base_kind, superpixel_majority
 from spn_napari.live_labels import KEEP, UNSET
 from spn_napari.metrics import ConfusionMeter
 from spn_napari.propagate import LiveHead, PropagateConfig

@@ -29,7 +29,7 @@ from collections import Counter
 import numpy as np
 
 from spn_napari import kinds
-from spn_napari.effort import superpixel_majority
+from spn_napari.labels import superpixel_majority
 from spn_napari.store import Project
 from spn_napari.suggest import PER_IMAGE, WEIGHTS, ScoreWeights, superpixel_parts
 

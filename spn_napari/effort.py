@@ -19,24 +19,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from .kinds import SUPERPIXELS
+from .labels import superpixel_majority
 from .metrics import IGNORE, ConfusionMeter
 from .store import Project
 
-__all__ = ["superpixel_majority", "WholeImageFix", "fix_whole_image", "oracle_labels", "superpixel_oracle"]
-
-
-def superpixel_majority(sp: np.ndarray, labels: np.ndarray, n_labels: int = 256,
-                        ignore: int | None = None) -> np.ndarray:
-    """(N,) the most frequent value of ``labels`` in each superpixel of ``sp`` (H, W, ids 0..N-1);
-    ``ignore``: a value never counted (a superpixel of only that value gets it). Ties: the lower value."""
-    n = int(sp.max()) + 1
-    idx = sp.ravel().astype(np.int64) * n_labels + labels.ravel().astype(np.int64)
-    counts = np.bincount(idx, minlength=n * n_labels).reshape(n, n_labels)  # (N, L)
-    if ignore is not None:
-        only = counts.sum(1) == counts[:, ignore]
-        counts[:, ignore] = -1
-        return np.where(only, ignore, counts.argmax(1)).astype(np.uint8)
-    return counts.argmax(1).astype(np.uint8)
+__all__ = ["WholeImageFix", "fix_whole_image", "oracle_labels", "superpixel_oracle"]
 
 
 @dataclass(frozen=True)

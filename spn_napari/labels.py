@@ -30,7 +30,21 @@ from .metrics import IGNORE
 from .store import Project
 
 __all__ = ["base_kind", "pseudo_method", "base_labels", "current_labels", "apply_correction", "labels_reader", "training_target",
-           "training_target_and_set", "round0_method", "present_classes", "unsure_pixels"]
+           "training_target_and_set", "round0_method", "present_classes", "unsure_pixels", "superpixel_majority"]
+
+def superpixel_majority(sp: np.ndarray, labels: np.ndarray, n_labels: int = 256,
+                        ignore: int | None = None) -> np.ndarray:
+    """(N,) the most frequent value of ``labels`` in each superpixel of ``sp`` (H, W, ids 0..N-1);
+    ``ignore``: a value never counted (a superpixel of only that value gets it). Ties: the lower value."""
+    n = int(sp.max()) + 1
+    idx = sp.ravel().astype(np.int64) * n_labels + labels.ravel().astype(np.int64)
+    counts = np.bincount(idx, minlength=n * n_labels).reshape(n, n_labels)  # (N, L)
+    if ignore is not None:
+        only = counts.sum(1) == counts[:, ignore]
+        counts[:, ignore] = -1
+        return np.where(only, ignore, counts.argmax(1)).astype(np.uint8)
+    return counts.argmax(1).astype(np.uint8)
+
 
 def pseudo_method(project: Project) -> str | None:
     """The method of the project's pseudo-labels: the one ``pseudo-labels`` last wrote (recorded in

@@ -7,8 +7,9 @@ import json
 
 import numpy as np
 
-from spn_napari.effort import fix_whole_image, oracle_labels, superpixel_majority, superpixel_oracle
+from spn_napari.effort import fix_whole_image, oracle_labels, superpixel_oracle
 from spn_napari.evaluate import score_labels
+from spn_napari.labels import superpixel_majority
 from spn_napari.store import Project
 
 from conftest import cli

@@ -31,12 +31,13 @@ LAYERS = {
     "store": 2, "models": 2,
     # 3 over the store: the feature cache, device and checkpoints, superpixels, evidence, the rounds' records,
     # the live head's labels as kept
-    "features": 3, "runtime": 3, "superpixels": 3, "evidence": 3, "corrections": 3, "effort": 3,
+    "features": 3, "runtime": 3, "superpixels": 3, "evidence": 3, "corrections": 3,
     "round_history": 3, "live_labels": 3,
     # 4 which labels an image has; training batches; superpixel descriptors
     "labels": 4, "batches": 4, "descriptors": 4,
-    # 5 scoring, suggestions, export, the annotator's core; the SPN's training loop; a round's net predicting
-    "evaluate": 5, "suggest": 5, "export": 5, "annotator": 5, "train": 5, "round_inference": 5,
+    # 5 scoring, suggestions, export, the annotator's core; the SPN's training loop; a round's net predicting;
+    # what a simulated person's corrections cost
+    "evaluate": 5, "suggest": 5, "effort": 5, "export": 5, "annotator": 5, "train": 5, "round_inference": 5,
     # 6 SPN inference (pseudo-labels); refinement rounds; the live head
     "inference": 6, "rounds": 6, "propagate": 6,
     # 7 predicting photos; the demo recipe; the simulated annotator

@@ -41,7 +41,7 @@ def run_value(gen):
 
 def _wrong_superpixel(project: Project, i: int) -> tuple[int, int]:
     """A superpixel of image i whose current majority is not its true class, and that class."""
-    from spn_napari.effort import superpixel_majority
+    from spn_napari.labels import superpixel_majority
     sp = project.read(kinds.SUPERPIXELS, i)
     truth = superpixel_majority(sp, project.ground_truth(i), ignore=255)
     have = superpixel_majority(sp, current_labels(project, i))
