@@ -44,6 +44,12 @@ _API = {
 
 __all__ = sorted(_API)
 
+# what listens when a compute step changes a project's labels (spn_napari.label_events)
+from . import label_events as _label_events  # noqa: E402
+
+_label_events.listen("spn_napari.suggest", "labels_changed")
+_label_events.rank_with("spn_napari.suggest", "live_rows")
+
 
 def __getattr__(name: str):
     if name in _API:

@@ -20,6 +20,7 @@ from .cam import (
     METHODS,
     fuse_scores,
     paint_superpixels,
+    tag_scores,
     threshold_maps,
     uncertain_pixels,
     upsample_cam,
@@ -28,7 +29,8 @@ from .errors import SpnError
 from .store import Project
 
 __all__ = ["check_method", "check_normalise", "EvidenceSettings", "EVIDENCE_FACTORS", "evidence_sides", "Evidence", "label_maps",
-           "label_evidence", "project_settings", "evidence_maps", "unsure_evidence"]
+           "label_evidence", "project_settings", "evidence_maps", "unsure_evidence", "evidence_candidates",
+           "CANDIDATE_THRESHOLD"]
 
 
 def check_method(method: str) -> str:
@@ -176,3 +178,22 @@ def unsure_evidence(project: Project, i: int, method: str, band: float) -> np.nd
     cs, maps, norm = _tag_maps(*_stored(project, i, method), info.height, info.width, info.tags,
                                settings)  # (K, H, W)
     return uncertain_pixels(maps, range(len(cs)), band=band, background=project.has_background, normalise=norm)
+
+
+CANDIDATE_THRESHOLD = 0.5  # with a background class: a tag's normalised score below this is background
+
+
+def evidence_candidates(project: Project, i: int) -> tuple[np.ndarray, np.ndarray]:
+    """Image i's candidate label values (K,) and each one's SP-CAM evidence on each superpixel
+    (K, N): each tag's scores over its peak (-1 for a tag without positive evidence; when no tag
+    has any, the raw scores over their largest magnitude), and with a background class value 0
+    at the threshold."""
+    scores = project.read(kinds.SP_CAM, i)  # (N, C)
+    cs, norm, ok = tag_scores(scores.T[:, :, None], project.images[i].tags, "max")  # (K, N, 1)
+    cand = norm[:, :, 0]  # (K, N) candidates' evidence
+    values = [c + 1 for c in cs]
+    if project.has_background:  # background competes at the threshold
+        cand = np.concatenate([np.full((1, cand.shape[1]), CANDIDATE_THRESHOLD, np.float32), cand])
+        values = [0] + values
+    cand = np.where(np.isfinite(cand), cand, -1.0) if ok else cand / max(float(np.abs(cand).max()), 1e-12)
+    return np.asarray(values), cand

@@ -33,11 +33,11 @@ from .evidence import (
     label_evidence,
 )
 from .features import feature_cache, view_maps, views
+from .label_events import labels_changed
 from .models.spn import SPN
 from .ops import label_canvas, superpixel_pool
 from .runtime import load_spn, resolve_device
 from .store import Project
-from .suggest import write_index
 
 __all__ = ["PseudoLabelConfig", "resolve_settings", "view_evidence", "aggregate_evidence",
            "image_evidence", "view_backbones", "make_pseudo_labels"]
@@ -180,8 +180,8 @@ def make_pseudo_labels(project: Project, cfg: PseudoLabelConfig = PseudoLabelCon
             yield Event("image", done, len(mine))
     if distributed.is_main():
         project.set_settings(evidence=settings.meta())
-        if project.current_round() is None:  # the pseudo-labels are the labels: rank them for checks
-            write_index(project)
+        if project.current_round() is None:  # the pseudo-labels are the labels
+            labels_changed(project)
         if project.artifact(kinds.DESCRIPTORS) is None:  # what the live head propagates checks with
             for ev in compute_descriptors(project, DescriptorConfig(device=cfg.device), spn=(model, ckpt)):
                 if ev.event != "done":  # progress only: the step's own 'done' ends it

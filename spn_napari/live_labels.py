@@ -37,6 +37,8 @@ KEEP = 255  # a superpixel the head leaves as the round labelled it
 UNSET = 255  # a superpixel no person set
 _CACHE: OrderedDict[tuple, LiveLabels] = OrderedDict()  # by file path and parts: a committed version is a new file
 _CACHE_SIZE = 6
+QUEUE_KEPT = 10_000  # the best rows of the live head's ranking kept with its labels (LiveLabels.queue):
+# twice what the dock's queue takes at once (spn_napari.suggest.LIVE_QUEUE)
 ARRAYS = ("offsets", "labels", "second", "margin", "base", "prior", "person", "area", "weight", "queue")
 
 

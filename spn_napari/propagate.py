@@ -39,10 +39,11 @@ from . import kinds
 from .descriptors import DescriptorConfig, Descriptors, compute_descriptors, read_descriptors
 from .errors import ProjectError, SpnError
 from .events import Event
+from .evidence import evidence_candidates
+from .label_events import live_ranking
 from .labels import base_kind
-from .live_labels import ARRAYS, KEEP, UNSET, LiveLabels, live_round, read_live, write_live
+from .live_labels import ARRAYS, KEEP, QUEUE_KEPT, UNSET, LiveLabels, live_round, read_live, write_live
 from .store import Project
-from .suggest import QUEUE_KEPT, evidence_candidates, live_rows
 
 __all__ = ["PropagateConfig", "LiveHead", "propagate", "PAINT"]
 
@@ -93,7 +94,7 @@ def person_labels(project: Project, i: int, sp: np.ndarray, n: int) -> np.ndarra
 def _prior(values: np.ndarray, cand: np.ndarray, base: np.ndarray, floor: float) -> np.ndarray:
     """(N,) how much the head trusts each superpixel's round label ``base`` (N,): the evidence's
     margin of that label over the best other candidate (``values`` (K,), ``cand`` (K, N) from
-    :func:`~spn_napari.suggest.evidence_candidates`), in [floor, 1]; 1 for a photo's only
+    :func:`~spn_napari.evidence.evidence_candidates`), in [floor, 1]; 1 for a photo's only
     candidate, 0 for a label that is no candidate."""
     lut = np.full(256, -1, np.int64)
     lut[values] = np.arange(len(values))
@@ -298,7 +299,8 @@ class LiveHead:
     def save(self) -> None:
         """Commit the labels and the head as the round's live labels (atomic)."""
         self.live.weight = self.weight.numpy().astype(np.float32)
-        self.live.queue = live_rows(self.live, np.asarray(self.project.reviews()) == "unreviewed", QUEUE_KEPT)
+        # the best checks by the head's doubt, ranked by what listens (the suggestions), kept in the same file
+        self.live.queue = live_ranking(self.live, np.asarray(self.project.reviews()) == "unreviewed", QUEUE_KEPT)
         self.live.meta.update({"refits": self.refits, "corrections": self.project.corrections_version(),
                                "seed": self.cfg.seed, "changed": list(self.last_changed),
                                "config": {k: v for k, v in asdict(self.cfg).items() if k != "descriptors"}})
@@ -307,8 +309,9 @@ class LiveHead:
     # ---- what to check next -----------------------------------------------------------------
     def ranking(self) -> np.ndarray:
         """(S, 6) rows (image, superpixel, current, proposed, score, pixels) of every superpixel
-        worth a check, best first, by the head's doubt (:func:`spn_napari.suggest.live_rows`)."""
-        return live_rows(self.live, np.asarray(self.project.reviews()) == "unreviewed")
+        worth a check, best first, by the head's doubt, as the ranker ranks them
+        (:func:`spn_napari.label_events.live_ranking`: the suggestions' ``live_rows``)."""
+        return live_ranking(self.live, np.asarray(self.project.reviews()) == "unreviewed", None)
 
 def propagate(project: Project, cfg: PropagateConfig = PropagateConfig(), *, recompute: bool = False) -> Iterator[Event]:
     """The batch step (``spn-napari propagate``): make the descriptors if missing (``recompute``:

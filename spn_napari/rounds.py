@@ -30,13 +30,13 @@ from .errors import ProjectError, SpnError
 from .evaluate import round_metrics
 from .events import Event
 from .features import feature_cache
+from .label_events import labels_changed
 from .labels import present_classes, pseudo_method, round0_method, training_target_and_set
 from .models.decoupled import IGNORE, DecoupledNet, decoupled_loss
 from .propagate import propagate
 from .round_inference import predict_round_labels, round_views
 from .runtime import load_decoupled, load_spn, resolve_device
 from .store import Project
-from .suggest import write_index
 from .train import autocast, batch_inputs, compile_convs, drop_state, fit, seed_everything, training_scales
 
 __all__ = ["RoundConfig", "WEIGHT_ON", "weighed_by_image", "run_round", "round0_source", "round0_method_for", "ensure_round0"]
@@ -242,8 +242,7 @@ def run_round(project: Project, cfg: RoundConfig = RoundConfig()) -> Iterator[Ev
     project.reload()
     entry["metrics"] = round_metrics(project, k, parent)  # corrections saved meanwhile (the GUI) count
     project.add_round(entry, uncertainty)
-    if project.artifact(kinds.SP_CAM) and project.artifact(kinds.SUPERPIXELS):
-        write_index(project)  # the suggestions for the new labels (spn_napari.suggest)
+    labels_changed(project)
     if project.artifact(kinds.live_labels(parent)) is not None:  # the parent's labels were propagated:
         yield from _propagated(project)  # so are the round's, with every correction (a round alone lowered them)
     drop_state(cfg.state)

@@ -23,7 +23,7 @@ ROOT = Path(spn_napari.__file__).parent
 LAYERS = {
     # 0 foundations: no import from the package
     "__init__": 0, "errors": 0, "events": 0, "kinds": 0, "metrics": 0, "cam": 0, "pixels": 0, "distributed": 0,
-    "ops": 0, "colours": 0, "durable": 0, "json_lines": 0,
+    "ops": 0, "colours": 0, "durable": 0, "json_lines": 0, "label_events": 0,
     # 1 plain readers (data sets, images, canvas transforms), the database, progress, child commands
     "data": 1, "project_db": 1, "progress": 1, "job_progress": 1, "jobs": 1, "versions": 1,
     "project_format": 1.5,  # a new project from a data set (data/) in the database (project_db)
@@ -287,6 +287,18 @@ def test_predicting_imports_no_training_loop(package, start):
     entered = {m: via[m] for m in TRAINING if m in via}
     assert not entered, f"{start} reaches the training loop: " + ", ".join(
         f"{m} (from {v})" for m, v in sorted(entered.items()))
+
+
+@pytest.mark.parametrize("compute", [f"{PACKAGE}.inference", f"{PACKAGE}.rounds", f"{PACKAGE}.train",
+                                     f"{PACKAGE}.propagate"])
+def test_compute_steps_reach_no_review_code(package, compute):
+    """The compute steps announce changed labels (spn_napari.label_events); they never import the
+    review queue, the annotator or the simulated person."""
+    _, imports, _ = package
+    via = reachable(imports, compute)
+    review = [m for m in (f"{PACKAGE}.suggest", f"{PACKAGE}.annotator", f"{PACKAGE}.effort", f"{PACKAGE}.simulate")
+              if m in via]
+    assert not review, f"{compute} reaches " + ", ".join(f"{m} (from {via[m]})" for m in review)
 
 
 def test_the_checks_find_what_they_look_for():
