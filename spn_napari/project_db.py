@@ -203,6 +203,32 @@ class ProjectDB:
                 return rows[0][0]
         return None
 
+    # ---- reviews and corrections -------------------------------------------------------------
+    @staticmethod
+    def set_review(conn: sqlite3.Connection, i: int, status: str) -> None:
+        conn.execute("UPDATE images SET review = ? WHERE id = ?", (status, i))
+
+    @staticmethod
+    def put_correction(conn: sqlite3.Connection, i: int, where: str, review: str | None) -> str | None:
+        """Image i's correction is at ``where`` now (and its review ``review``, unless None); the
+        corrections' counter moves on. Returns where the replaced correction was (None: none)."""
+        (old,) = conn.execute("SELECT correction FROM images WHERE id = ?", (i,)).fetchone()
+        conn.execute("UPDATE images SET correction = ?, review = COALESCE(?, review) WHERE id = ?", (where, review, i))
+        ProjectDB._corrections_saved(conn)
+        return old
+
+    @staticmethod
+    def reset_reviews(conn: sqlite3.Connection) -> list[str]:
+        """Every image unreviewed and without a correction; returns where the corrections were."""
+        old = [w for (w,) in conn.execute("SELECT correction FROM images WHERE correction IS NOT NULL")]
+        conn.execute("UPDATE images SET review = 'unreviewed', correction = NULL")
+        ProjectDB._corrections_saved(conn)
+        return old
+
+    @staticmethod
+    def _corrections_saved(conn: sqlite3.Connection) -> None:
+        ProjectDB.set_meta(conn, "corrections_saved", ProjectDB.get_meta(conn, "corrections_saved", 0) + 1)
+
     # ---- artifacts -------------------------------------------------------------------------
     @staticmethod
     def artifacts(conn: sqlite3.Connection) -> dict[str, dict]:
@@ -218,6 +244,10 @@ class ProjectDB:
         conn.execute("INSERT OR REPLACE INTO artifacts VALUES (?, ?, ?, ?, ?, ?)",
                      (kind, entry["version"], json.dumps(loc), entry["created"], json.dumps(entry["meta"]),
                       json.dumps(entry["depends"])))
+
+    @staticmethod
+    def drop_artifacts(conn: sqlite3.Connection, kinds: list[str]) -> None:
+        conn.executemany("DELETE FROM artifacts WHERE kind = ?", [(k,) for k in kinds])
 
     def read_artifacts(self) -> dict[str, dict]:
         with self._lock:

@@ -245,15 +245,13 @@ class Project:
             raise ProjectError(f"review status {status!r}: use one of {', '.join(REVIEW_STATES)}.")
         i = self._check_index(i)
         with self._saving(f"the review of {self._images[i].name}"), self._db.transaction() as conn:
-            conn.execute("UPDATE images SET review = ? WHERE id = ?", (status, i))
+            ProjectDB.set_review(conn, i, status)
 
     def reset_reviews(self) -> None:
         """Forget every correction and review status (one transaction; the corrections' pixels
         are deleted after it). For simulations on a copy of a project."""
         with self._saving("the reset"), self._db.transaction() as conn:
-            old = [w for (w,) in conn.execute("SELECT correction FROM images WHERE correction IS NOT NULL")]
-            conn.execute("UPDATE images SET review = 'unreviewed', correction = NULL")
-            ProjectDB.set_meta(conn, "corrections_saved", ProjectDB.get_meta(conn, "corrections_saved", 0) + 1)
+            old = ProjectDB.reset_reviews(conn)
         for where in old:
             shutil.rmtree(self.root / ZARR / where, ignore_errors=True)
 
@@ -319,11 +317,7 @@ class Project:
                 group.create_array("labels", shape=labels.shape, dtype=np.uint8, chunks=labels.shape)[...] = labels
                 group.create_array("set", shape=set_mask.shape, dtype=bool, chunks=set_mask.shape)[...] = set_mask
                 with self._db.transaction() as conn:
-                    (old,) = conn.execute("SELECT correction FROM images WHERE id = ?", (i,)).fetchone()
-                    conn.execute("UPDATE images SET correction = ?, review = COALESCE(?, review) WHERE id = ?",
-                                 (where, review, i))
-                    ProjectDB.set_meta(conn, "corrections_saved",
-                                       ProjectDB.get_meta(conn, "corrections_saved", 0) + 1)
+                    old = ProjectDB.put_correction(conn, i, where, review)
         except BaseException:
             shutil.rmtree(self.root / ZARR / where, ignore_errors=True)
             raise
@@ -426,7 +420,7 @@ class Project:
                           "depends": {d: arts[d]["version"] for d in depends}}
             ProjectDB.put_artifact(conn, kind, arts[kind])
             dropped = drop_dependents(arts, kind)
-            conn.executemany("DELETE FROM artifacts WHERE kind = ?", [(k,) for k, _ in dropped])
+            ProjectDB.drop_artifacts(conn, [k for k, _ in dropped])
         self.reload()
         for entry in ([old] if old else []) + [e for _, e in dropped]:
             self._delete_data(entry)

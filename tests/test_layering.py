@@ -337,3 +337,11 @@ def test_the_checks_find_what_they_look_for():
     assert set(reachable(imports, f"{PACKAGE}.segmenter")) & TRAINING == {f"{PACKAGE}.train", f"{PACKAGE}.batches"}
     with pytest.raises(KeyError, match="no layer"):
         layer_of(f"{PACKAGE}.unplaced", layers)
+
+
+def test_the_schemas_sql_is_in_project_db_alone(package):
+    """One module owns the database: no other one writes SQL."""
+    modules, _, _ = package
+    sql = re.compile(r"[\"'](SELECT|UPDATE|INSERT|DELETE FROM|CREATE TABLE|ALTER TABLE) ")  # a string opening with SQL
+    outside = [m for m, (text, _) in modules.items() if m != f"{PACKAGE}.project_db" and sql.search(text)]
+    assert outside == []
