@@ -1,11 +1,14 @@
 """mIoU against clicks: fixing whole images (at random, least certain first) against checking suggestions.
 
     python benchmarks/effort.py PROJECT [--rounds 3] [--correct-fraction 0.1] [--epochs E] [--work DIR]
-        [--out benchmarks/results/effort.json] [--png docs/effort.png] [--resume] [--redraw]
+        [--out benchmarks/results/effort.json] [--png docs/effort.png] [--resume] [--redraw] [--window N]
 
 PROJECT: a project with ground truth, superpixels and pseudo-labels (e.g. runs/real_photos/project,
 which ``benchmarks/real_photos.py`` leaves; any round history it has is rolled back on the copies).
-The committed curves were run on one made with the defaults, about 20 minutes on 2 cores:
+The suggestion curves take the queue in the dock's order (:func:`spn_napari.suggest.by_photo`: a
+photo's suggestions together, in passes of ``--window`` checks, default
+:data:`spn_napari.suggest.WINDOW`; 1 is the ranking as it is). The committed curves were run on
+one made with the defaults, about 20 minutes on 2 cores:
 ``spn-napari init runs/real_photos/project --from ../shared/data/msrc-dev --no-background``, then
 ``superpixels``, ``train-spn`` and ``pseudo-labels`` on it (pseudo-labels at 0.623 to 0.624 mIoU:
 two such rebuilds differ a little). A curve that starts more than 0.002 from the others (a base that
@@ -16,9 +19,9 @@ Each curve is one ``simulate`` (:mod:`spn_napari.simulate`) on its own copy, ``-
 
 - *whole images, random* and *whole images, least certain first*: ``--correct-fraction`` of the
   photos fixed whole before each round (every superpixel looked at, each wrong one clicked);
-- *suggestions, same clicks*: the suggestion queue taken top-down before each round with the
+- *suggestions, same clicks*: the suggestion queue taken in its order before each round with the
   clicks the random whole-image run spent in that round as the budget;
-- *suggestions, a third of the clicks*: the same with a third of them — the issue's goal is that
+- *suggestions, a third of the clicks*: the same with a third of them — the goal is that
   this reaches the mIoU of three whole-image rounds.
 
 Full supervision (the same net on every mask) and the superpixel oracle (every superpixel its true
@@ -56,7 +59,7 @@ from spn_napari.rounds import WEIGHT_ON, RoundConfig
 from spn_napari.runtime import default_threads
 from spn_napari.simulate import SimulateConfig, simulate
 from spn_napari.store import Project
-from spn_napari.suggest import WEIGHTS
+from spn_napari.suggest import WEIGHTS, WINDOW
 
 from _machine import command_line, cpu_model, write_results  # benchmarks/ is on sys.path when run as a script
 
@@ -244,6 +247,9 @@ def main() -> int:
     ap.add_argument("--again", action="store_true",
                     help="with --only: run the named curves even where --out holds them (the old one stays until "
                          "the new one lands; e.g. after the ranking changed)")
+    ap.add_argument("--window", type=int, default=WINDOW,
+                    help="checks in one pass of the suggestion queue (spn_napari.suggest.by_photo; recorded per "
+                         "curve under rankings; 1: the ranking as it is)")
     ap.add_argument("--redraw", action="store_true",
                     help="run nothing: rewrite the summary of --out and its PNG (e.g. after the plot changed)")
     a = ap.parse_args()
@@ -272,8 +278,11 @@ def main() -> int:
                                 "commands": {}, "results": {}})
     rc = RoundConfig(device=a.device, reviewed_weight_on=a.reviewed_weight_on)
     rc = rc if a.epochs is None else replace(rc, epochs=a.epochs)
+    if a.window < 1:
+        print(f"--window {a.window}: a pass takes at least one suggestion, e.g. --window {WINDOW}.", file=sys.stderr)
+        return 2
     base = SimulateConfig(rounds=a.rounds, correct_fraction=a.correct_fraction, full_supervision=False,
-                          round_config=rc)
+                          round_config=rc, window=a.window)
 
     def config(name: str, res: dict) -> SimulateConfig | None:
         if name == "whole images, random":
@@ -339,7 +348,7 @@ def main() -> int:
             if name in NEEDS_BUDGET:  # the clicks a round this curve ran with (the random curve may be rerun later)
                 res.setdefault("budgets", {})[name] = cfg.budget
             if cfg.annotator == "suggestions":  # which ranking made this curve: curves from older code differ
-                res.setdefault("rankings", {})[name] = {"every_round": asdict(WEIGHTS)}
+                res.setdefault("rankings", {})[name] = {"every_round": asdict(WEIGHTS), "window": cfg.window}
             res["results"][name] = {k: got[k] for k in ("superpixel_oracle_miou", "full_supervision_miou")}
             summarise(res)
             write_results(out, res)

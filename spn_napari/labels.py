@@ -23,14 +23,14 @@ import numpy as np
 
 from . import kinds
 from .cam import METHODS
-from .errors import ProjectError
+from .errors import ProjectError, SpnError
 from .evidence import unsure_evidence
 from .live_labels import live_doubt, overlay, read_live
 from .metrics import IGNORE
 from .store import Project
 
 __all__ = ["base_kind", "pseudo_method", "base_labels", "current_labels", "apply_correction", "labels_reader", "training_target",
-           "training_target_and_set", "round0_method", "present_classes", "unsure_pixels", "superpixel_majority"]
+           "training_target_and_set", "round0_method", "round0_source", "present_classes", "unsure_pixels", "superpixel_majority"]
 
 def superpixel_majority(sp: np.ndarray, labels: np.ndarray, n_labels: int = 256,
                         ignore: int | None = None) -> np.ndarray:
@@ -99,11 +99,31 @@ def labels_reader(project: Project, kind: str | None) -> Callable[[int], np.ndar
     return lambda i: project.read(kind, i)
 
 
-def round0_method(project: Project) -> str | None:
-    """The pseudo-label method round 0's labels came from ('fused', 'sp-cam' or 'cam'); before
-    any round, the method the project's pseudo-labels have (:func:`pseudo_method`; None without)."""
+def round0_method(project: Project, start_from: str = "auto") -> str | None:
+    """The pseudo-label method round 0's labels come from ('fused', 'sp-cam' or 'cam'): the one
+    recorded with round 0 when the project has it; before, ``start_from`` as a round's
+    ``--start-from`` says it, checked: "auto" is the method the project's pseudo-labels have
+    (:func:`pseudo_method`; None without any)."""
     zero = next((e for e in project.rounds() if e["round"] == 0), None)
-    return zero["config"]["start_from"] if zero else pseudo_method(project)
+    if zero:
+        return zero["config"]["start_from"]
+    if start_from == "auto":
+        return pseudo_method(project)
+    if start_from not in METHODS:
+        raise SpnError(f"--start-from {start_from}: use auto, {', '.join(METHODS)}.")
+    return start_from
+
+
+def round0_source(project: Project, start_from: str = "auto") -> str:
+    """The pseudo-labels round 0 copies (``pseudo/<method>``, method by :func:`round0_method`); a
+    ProjectError naming the step to run when the project does not have them."""
+    method = round0_method(project, start_from)
+    source = kinds.pseudo_labels(method or "fused")
+    if project.artifact(source) is None:
+        what, option = (f"{method} pseudo-labels", f" --method {method}") if method else ("pseudo-labels", "")
+        raise ProjectError(f"{project.root}: no {what} in this project yet — run "
+                           f"`spn-napari pseudo-labels {project.root}{option}` first.")
+    return source
 
 
 def training_target(project: Project, i: int, kind: str | None = None, *,

@@ -25,13 +25,12 @@ from torch.utils.data import DataLoader
 
 from . import distributed, kinds
 from .batches import FigureGroundSamples, MultiScaleBatches, collate
-from .cam import METHODS
 from .errors import ProjectError, SpnError
 from .evaluate import round_metrics
 from .events import Event
 from .features import feature_cache
 from .label_events import labels_changed
-from .labels import present_classes, pseudo_method, round0_method, training_target_and_set
+from .labels import present_classes, round0_method, round0_source, training_target_and_set
 from .models.decoupled import IGNORE, DecoupledNet, decoupled_loss
 from .propagate import propagate
 from .round_inference import predict_round_labels, round_views
@@ -39,7 +38,7 @@ from .runtime import load_decoupled, load_spn, resolve_device
 from .store import Project
 from .train import autocast, batch_inputs, compile_convs, drop_state, fit, seed_everything, training_scales
 
-__all__ = ["RoundConfig", "WEIGHT_ON", "weighed_by_image", "run_round", "round0_source", "round0_method_for", "ensure_round0"]
+__all__ = ["RoundConfig", "WEIGHT_ON", "weighed_by_image", "run_round", "ensure_round0"]
 
 
 @dataclass(frozen=True)
@@ -105,29 +104,11 @@ class _Targets:
         return target, person if i in self.weigh else None
 
 
-def round0_method_for(project: Project, method: str) -> str:
-    """``--start-from`` resolved: "auto" is the project's pseudo-label method (labels.pseudo_method)."""
-    if method == "auto":
-        return pseudo_method(project) or "fused"
-    if method not in METHODS:
-        raise SpnError(f"--start-from {method}: use auto, {', '.join(METHODS)}.")
-    return method
-
-
-def round0_source(project: Project, method: str) -> str:
-    method = round0_method_for(project, method)
-    source = kinds.pseudo_labels(method)
-    if project.artifact(source) is None:
-        raise ProjectError(f"{project.root}: no {method} pseudo-labels in this project yet — run "
-                           f"`spn-napari pseudo-labels {project.root} --method {method}` first.")
-    return source
-
-
 def ensure_round0(project: Project, method: str) -> None:
     """Record the SPN's pseudo-labels as round 0 (a copy, so re-running the SPN cannot change it)."""
     if project.rounds():
         return
-    method = round0_method_for(project, method)
+    method = round0_method(project, method)
     source = round0_source(project, method)
     with project.writer(kinds.round_labels(0), meta={"source": source}) as w:
         for i in range(len(project)):

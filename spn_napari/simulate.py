@@ -21,18 +21,18 @@ from pathlib import Path
 
 import numpy as np
 
-from .effort import fix_whole_image, superpixel_majority, superpixel_oracle
+from .effort import fix_whole_image, superpixel_oracle
 from .errors import ProjectError, SpnError
 from .evaluate import evaluate_labels, round_metrics
 from .events import Event
 from .evidence import evidence_maps
 from .kinds import SUPERPIXELS
-from .labels import current_labels
+from .labels import current_labels, round0_method, round0_source, superpixel_majority
 from .propagate import LiveHead, PropagateConfig
-from .round_history import history, rollback, round_uncertainty
-from .rounds import RoundConfig, ensure_round0, round0_method_for, round0_source, run_round
+from .round_history import rollback, round_uncertainty
+from .rounds import RoundConfig, ensure_round0, run_round
 from .store import Project
-from .suggest import answer, suggest
+from .suggest import WINDOW, answer, by_photo, ranked_rows
 
 __all__ = ["SimulateConfig", "simulate", "live_batch", "SELECT", "ANNOTATORS"]
 
@@ -52,6 +52,7 @@ class SimulateConfig:
     budget: int | None = None  # "suggestions": clicks per round
     propagate: bool = False  # "suggestions": the live head relabels every photo after each refit_every clicks
     refit_every: int = 95  # clicks between two refits of the live head
+    window: int = WINDOW  # "suggestions": checks in one pass of the queue (spn_napari.suggest.by_photo)
     propagate_config: PropagateConfig = field(default_factory=PropagateConfig)
     round_config: RoundConfig = field(default_factory=RoundConfig)  # each round's DecoupledNet training
 
@@ -72,7 +73,7 @@ def _uncertainty(project: Project, method: str) -> list[float]:
     unc = round_uncertainty(project)
     if unc is not None:
         return unc.tolist()
-    method = round0_method_for(project, method)
+    method = round0_method(project, method)
     return [_sp_cam_uncertainty(project, i, method) for i in range(len(project))]
 
 
@@ -97,29 +98,31 @@ def _fix_whole(project: Project, images: list[int]) -> tuple[int, int]:
     return clicks, looks
 
 
-def _check_suggestions(project: Project, budget: int) -> tuple[int, int]:
-    """A person takes the suggestion queue (:func:`spn_napari.suggest.suggest`) top-down until
-    ``budget`` clicks are spent: a wrong superpixel costs a click and is set to its true class, a
-    right one a look and is marked correct (a superpixel without truth: a look, no answer). The
-    answers are saved per image as partial corrections (one save each); returns (clicks, looks)."""
-    queue = suggest(project, None)
+def _check_suggestions(project: Project, budget: int, window: int = WINDOW) -> tuple[int, int]:
+    """A person takes the dock's suggestion queue (the ranking in
+    :func:`spn_napari.suggest.by_photo`'s order: a photo's suggestions together, in passes of
+    ``window`` checks) until ``budget`` clicks are spent: a wrong superpixel costs a click and is
+    set to its true class, a right one a look and is marked correct (a superpixel without truth: a
+    look, no answer). The answers are saved per image as partial corrections (one save each);
+    returns (clicks, looks)."""
+    rows = by_photo(ranked_rows(project), window=window)  # (M, 6): image, superpixel, current, ...
     clicks = looks = 0
     answers: dict[int, dict[int, int]] = {}
     truth_of: dict[int, np.ndarray] = {}
-    for s in queue:
+    for image, superpixel, current in rows[:, :3].astype(np.int64).tolist():
         if clicks >= budget:
             break
-        if s.image not in truth_of:
-            truth_of[s.image] = superpixel_majority(project.read(SUPERPIXELS, s.image), project.ground_truth(s.image),
-                                                    ignore=255)
-        truth = int(truth_of[s.image][s.superpixel])
-        if truth == 255 or truth == s.current:
+        if image not in truth_of:
+            truth_of[image] = superpixel_majority(project.read(SUPERPIXELS, image), project.ground_truth(image),
+                                                  ignore=255)
+        truth = int(truth_of[image][superpixel])
+        if truth == 255 or truth == current:
             looks += 1
             if truth != 255:
-                answers.setdefault(s.image, {})[s.superpixel] = s.current
+                answers.setdefault(image, {})[superpixel] = current
             continue
         clicks += 1
-        answers.setdefault(s.image, {})[s.superpixel] = truth
+        answers.setdefault(image, {})[superpixel] = truth
     for i, given in answers.items():
         answer(project, i, given)
     return clicks, looks
@@ -147,21 +150,30 @@ def _live_row(project: Project, clicks: int, looks: int, seconds: float, head: L
 
 
 def live_batch(head: LiveHead, truth: Callable[[int, int], int], budget: int, every: int, skipped: set,
-               allowed: np.ndarray | None = None) -> tuple[dict[int, dict[int, int]], int, int]:
+               allowed: np.ndarray | None = None, taken: list | None = None, window: int = WINDOW
+               ) -> tuple[dict[int, dict[int, int]], int, int]:
     """One batch of a simulated person's checks: the live head's suggestions (:meth:`LiveHead.ranking`)
-    top-down, as :func:`_check_suggestions` takes the queue, until ``every`` clicks or the
-    ``budget`` left are spent. A wrong superpixel costs a click and is set to its true class
-    (``truth(image, superpixel)``), a right one a look and is marked correct, one without truth
-    (255) a look and goes into ``skipped``; each answer is set on the head. ``allowed``: (n,) bool,
-    the photos that may be checked (all by default). Returns ({image: {superpixel: label}}, clicks,
-    looks)."""
+    in the dock's order (:func:`spn_napari.suggest.by_photo`), as :func:`_check_suggestions` takes
+    the queue, until ``every`` clicks or the ``budget`` left are spent. A wrong superpixel costs a
+    click and is set to its true class (``truth(image, superpixel)``), a right one a look and is
+    marked correct, one without truth (255) a look and goes into ``skipped``; each answer is set on
+    the head. ``allowed``: (n,) bool, the photos that may be checked (all by default). ``taken``:
+    every (image, superpixel) checked so far, in order, appended to here: the queue's place in its
+    pass, kept over refits as the dock keeps it over re-rankings (None: the batch starts a pass);
+    ``window``: the checks of a pass. Returns ({image: {superpixel: label}}, clicks, looks)."""
     answers: dict[int, dict[int, int]] = {}
     clicks = looks = 0
-    for image, superpixel, current in head.ranking()[:, :3].astype(np.int64).tolist():
+    taken = [] if taken is None else taken
+    rows = head.ranking()  # (S, 6), best first
+    out = np.zeros(len(rows), bool) if allowed is None else ~allowed[rows[:, 0].astype(np.int64)]
+    if skipped:
+        gone = np.asarray(sorted(skipped), np.int64)  # (k, 2)
+        out |= np.isin(rows[:, 0].astype(np.int64) * (1 << 32) + rows[:, 1].astype(np.int64),
+                       gone[:, 0] * (1 << 32) + gone[:, 1])
+    for image, superpixel, current in by_photo(rows[~out], taken, window=window)[:, :3].astype(np.int64).tolist():
         if clicks >= min(every, budget):
             break
-        if (allowed is not None and not allowed[image]) or (image, superpixel) in skipped:
-            continue
+        taken.append((image, superpixel))
         true = truth(image, superpixel)
         looks += int(true == 255 or true == current)
         if true == 255:  # no truth to answer with: looked at, left alone
@@ -174,13 +186,15 @@ def live_batch(head: LiveHead, truth: Callable[[int, int], int], budget: int, ev
 
 
 def _check_live(project: Project, head: LiveHead, budget: int, every: int, truth: _Truth, skipped: set,
-                spent: tuple[int, int]) -> Iterator[dict]:
+                spent: tuple[int, int], window: int = WINDOW) -> Iterator[dict]:
     """Batches of :func:`live_batch`, each saved as the answers' partial corrections, then the head
     refitted and every photo relabelled, until ``budget`` clicks are spent or nothing is left to
-    check. Yields a row (:func:`_live_row`) per refit, with ``spent`` (clicks, looks) before it added."""
+    check: one queue, its passes going on over the refits. Yields a row (:func:`_live_row`) per
+    refit, with ``spent`` (clicks, looks) before it added."""
     clicks = looks = 0
+    taken: list[tuple[int, int]] = []  # the queue's checks so far, in order
     while clicks < budget:
-        answers, c, k = live_batch(head, truth, budget - clicks, every, skipped)
+        answers, c, k = live_batch(head, truth, budget - clicks, every, skipped, taken=taken, window=window)
         clicks, looks = clicks + c, looks + k
         if not answers:
             return  # every photo checked
@@ -205,7 +219,7 @@ def _correct_exactly(project: Project, images: list[int]) -> None:
 def _reset(sim: Project) -> None:
     """The copy starts like a fresh project: no corrections, nothing reviewed, round 0 current."""
     sim.reset_reviews()
-    if history(sim):
+    if sim.rounds():
         rollback(sim, 0)
 
 
@@ -253,7 +267,7 @@ def simulate(project: Project, cfg: SimulateConfig = SimulateConfig(), *, work: 
     if not project.has_ground_truth:
         raise ProjectError(f"{project.root}: this project has no ground-truth masks, so there is nothing to "
                            f"simulate corrections with — import a data set with masks/ (e.g. the demo data).")
-    if not history(project):
+    if not project.rounds():
         round0_source(project, cfg.round_config.start_from)  # fail before copying anything
     root = project.root.resolve()
     work = Path(work) if work else root.with_name(f"{root.name}-simulate-{time.strftime('%Y%m%d-%H%M%S')}")
@@ -282,7 +296,7 @@ def simulate(project: Project, cfg: SimulateConfig = SimulateConfig(), *, work: 
         head.save()
         live.append({"round": r, **_live_row(sim, clicks, looks, seconds, head)})
         yield Event("sim_live", len(live), 0, {"row": live[-1]})
-        for row in _check_live(sim, head, budget, cfg.refit_every, truth, skipped, (clicks, looks)):
+        for row in _check_live(sim, head, budget, cfg.refit_every, truth, skipped, (clicks, looks), cfg.window):
             live.append({"round": r, **row})
             yield Event("sim_live", len(live), 0, {"row": live[-1]})
         return live[-1]["clicks"] - clicks, live[-1]["looks"] - looks
@@ -307,12 +321,12 @@ def simulate(project: Project, cfg: SimulateConfig = SimulateConfig(), *, work: 
             _correct_exactly(sim, _pick(sim, per_round, cfg, rng))
             c, k = 0, 0  # drawn, not clicked
         else:
-            c, k = _check_suggestions(sim, cfg.budget)
+            c, k = _check_suggestions(sim, cfg.budget, cfg.window)
         clicks, looks = clicks + c, looks + k
         t0 = time.perf_counter()
         for ev in run_round(sim, cfg.round_config):
             yield Event(ev.event, ev.step, ev.total, {**ev.data, "sim_round": r + 1})
-        m = history(sim)[-1]["metrics"]
+        m = sim.rounds()[-1]["metrics"]
         rows.append({"round": r + 1, "miou": m["miou"], "mean_class_accuracy": m.get("mean_class_accuracy"),
                      "miou_unreviewed": m["miou_unreviewed"],
                      "miou_model": m["miou_model"], "corrected": m["corrected"], "clicks": clicks, "looks": looks,
@@ -332,7 +346,7 @@ def simulate(project: Project, cfg: SimulateConfig = SimulateConfig(), *, work: 
         _correct_exactly(sim, [i for i in range(len(sim)) if sim.images[i].has_gt])
         for ev in run_round(sim, replace(cfg.round_config)):
             yield Event(ev.event, ev.step, ev.total, {**ev.data, "sim_round": "full"})
-        full = history(sim)[-1]["metrics"]
+        full = sim.rounds()[-1]["metrics"]
         result["full_supervision_miou"] = full["miou_model"]
         result["full_supervision_mean_class_accuracy"] = full.get("mean_class_accuracy_model")
     yield Event("done", cfg.rounds, cfg.rounds, result)

@@ -1,4 +1,4 @@
-"""Which superpixels a person should check next, across the whole project (issue 21).
+"""Which superpixels a person should check next, across the whole project.
 
 Each superpixel of an image nobody has reviewed is scored by how likely a check changes it, from
 what the project already has:
@@ -29,6 +29,10 @@ The ranking is kept in the project as one file (artifact ``suggestions/index``: 
 :data:`PER_IMAGE` best superpixels), written when pseudo-labels or a round end and whenever it is
 found stale, so a queue over 20,000 photos starts from one read instead of reading every photo.
 Photos corrected since it was written are scored afresh when it is read.
+
+A person checks them photo by photo (:func:`by_photo`): the ranking says which superpixels are
+worth a check, the order takes each photo's together, so that a scene is read once, not once a
+click.
 """
 
 from __future__ import annotations
@@ -39,20 +43,19 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from . import kinds
-from .cam import tag_scores
-from .effort import superpixel_majority
 from .errors import ProjectError, SpnError
-from .labels import apply_correction, base_kind, base_labels
-from .live_labels import KEEP, UNSET, LiveLabels, live_round, read_live
+from .evidence import evidence_candidates
+from .labels import apply_correction, base_kind, base_labels, superpixel_majority
+from .live_labels import KEEP, QUEUE_KEPT, UNSET, LiveLabels, live_round, read_live
 from .store import Project
 
-__all__ = ["Suggestion", "ScoreWeights", "WEIGHTS", "superpixel_parts", "image_suggestions", "suggest", "answer", "check_answer", "SuggestionQueue", "write_index", "PER_IMAGE"]
+__all__ = ["Suggestion", "ScoreWeights", "WEIGHTS", "superpixel_parts", "image_suggestions", "suggest", "answer", "check_answer", "SuggestionQueue", "write_index", "PER_IMAGE", "by_photo", "WINDOW",
+           "ranked_rows", "live_rows", "LIVE_QUEUE", "labels_changed"]
 
-THRESHOLD = 0.5  # with a background class: a tag's normalised score below this is background
 PER_IMAGE = 64  # superpixels of each photo the ranking keeps: more than a person checks before a round
 LIVE_QUEUE = 5000  # a queue over the live head's ranking holds its best this many, and ranks again at its end
 LIVE_PARTS = ("offsets", "labels", "second", "margin", "base", "person", "area")  # what live_rows reads
-QUEUE_KEPT = 2 * LIVE_QUEUE  # the live head's best rows kept with its labels (LiveLabels.queue)
+WINDOW = 100  # checks in one pass of by_photo: the best this many rows, grouped by photo
 
 
 @dataclass(frozen=True)
@@ -96,22 +99,6 @@ class ScoreWeights:
 WEIGHTS = ScoreWeights()
 """Chosen on held-out folds (``benchmarks/results/suggest_fit.json``); for a round's labels as for
 the pseudo-labels (the module's docstring says why)."""
-
-
-def evidence_candidates(project: Project, i: int) -> tuple[np.ndarray, np.ndarray]:
-    """Image i's candidate label values (K,) and each one's SP-CAM evidence on each superpixel
-    (K, N): each tag's scores over its peak (-1 for a tag without positive evidence; when no tag
-    has any, the raw scores over their largest magnitude), and with a background class value 0
-    at the threshold."""
-    scores = project.read(kinds.SP_CAM, i)  # (N, C)
-    cs, norm, ok = tag_scores(scores.T[:, :, None], project.images[i].tags, "max")  # (K, N, 1)
-    cand = norm[:, :, 0]  # (K, N) candidates' evidence
-    values = [c + 1 for c in cs]
-    if project.has_background:  # background competes at the threshold
-        cand = np.concatenate([np.full((1, cand.shape[1]), THRESHOLD, np.float32), cand])
-        values = [0] + values
-    cand = np.where(np.isfinite(cand), cand, -1.0) if ok else cand / max(float(np.abs(cand).max()), 1e-12)
-    return np.asarray(values), cand
 
 
 def superpixel_parts(project: Project, i: int) -> np.ndarray | None:
@@ -219,7 +206,7 @@ def write_index(project: Project) -> np.ndarray:
     return rows
 
 
-def _ranked_rows(project: Project) -> np.ndarray:
+def _indexed_rows(project: Project) -> np.ndarray:
     """Every unreviewed photo's rows, from the index when it is current (photos corrected since it
     was written scored afresh), else from a new index."""
     entry = project.artifact(kinds.SUGGESTIONS)
@@ -242,7 +229,7 @@ def _ranked_rows(project: Project) -> np.ndarray:
     return rows[unreviewed[rows[:, 0].astype(np.int64)]] if len(rows) else rows
 
 
-def _ranking(project: Project, limit: int | None = None) -> np.ndarray:
+def ranked_rows(project: Project, limit: int | None = None) -> np.ndarray:
     """(M, 6) rows of every unreviewed photo's suggestions, best first (ties: image, then superpixel):
     the live head's (:func:`live_rows`; ``limit``: the best that many) where it ran on the current
     round's labels, else the index's."""
@@ -259,7 +246,7 @@ def _ranking(project: Project, limit: int | None = None) -> np.ndarray:
             if len(rows) >= limit or len(kept) < QUEUE_KEPT:  # enough, or every one there was
                 return rows
         return live_rows(read_live(project, parts=LIVE_PARTS), unreviewed, limit)
-    rows = _ranked_rows(project)  # (M, 6): image, superpixel, current, proposed, score, pixels
+    rows = _indexed_rows(project)  # (M, 6): image, superpixel, current, proposed, score, pixels
     return rows[np.lexsort((rows[:, 1], rows[:, 0], -rows[:, 4]))]
 
 
@@ -268,8 +255,73 @@ def suggest(project: Project, n: int | None = 20) -> list[Suggestion]:
     at most :data:`PER_IMAGE` of each image), best first (ties: image then superpixel order)."""
     if n is not None and n < 1:
         raise SpnError(f"--n {n}: ask for at least one suggestion, e.g. --n 20.")
-    rows = _ranking(project, n)
+    rows = ranked_rows(project, n)
     return [_suggestion(project, int(r[0]), r[1:]) for r in (rows if n is None else rows[:n])]
+
+
+def _keys(image: np.ndarray, superpixel: np.ndarray) -> np.ndarray:
+    """One int64 key per (image, superpixel) pair."""
+    return image.astype(np.int64) * (1 << 32) + superpixel.astype(np.int64)
+
+
+def _grouped(image: np.ndarray, window: int, first: int | None = None) -> np.ndarray:
+    """The order that takes ranked rows of ``image`` (k,) (best first) in passes of ``window`` rows:
+    within a pass each photo once, in the order of its best row there (``first``, the photo the
+    person is on, before the others in the first pass), with its rows there in rank order."""
+    pos = np.arange(len(image))  # (k,)
+    group = (pos // window) * (int(image.max(initial=0)) + 1) + image  # (k,): a photo within a pass
+    _, start, inverse = np.unique(group, return_index=True, return_inverse=True)
+    key = start[inverse]  # (k,): where the row's photo starts in its pass; passes never interleave
+    if first is not None:
+        key = np.where((pos < window) & (image == first), -1, key)
+    return np.lexsort((pos, key))
+
+
+def by_photo(rows: np.ndarray, taken=(), *, window: int = WINDOW) -> np.ndarray:
+    """The order a person checks ranked ``rows`` in, a photo's suggestions together; the one order
+    of the dock's queue (:class:`SuggestionQueue`) and of the simulated person
+    (:mod:`spn_napari.simulate`), so that the effort curve measures what the dock shows.
+
+    ``rows``: (M, K) with K ≥ 2, image and superpixel first, best first (:func:`ranked_rows`, a live
+    head's ranking). ``taken``: the (image, superpixel) pairs checked so far (answered or
+    skipped), in the order they were; they are left out, and they say where the current pass
+    stands. Returns the other rows (M', K), reordered.
+
+    The checks go in passes of ``window``: a pass takes the best ``window`` rows of the photos it
+    has not finished, the photo of the best one first with its other rows among them in rank
+    order, then the next best photo's; a photo it left is not shown again before the next pass,
+    which starts from the best rows left, every photo open again. A pass that went on over a
+    re-ranking (the live head relabelled) takes its photo in progress (the last one ``taken``)
+    first, and then the best rows left to it of the photos it has not finished.
+
+    Why a window: what is worth a check is spread over photos. A window as wide as the ranking
+    would give the first photo all its rows, weak ones included, before the second photo's best
+    one; a window of 1 is the ranking as it is, a new photo almost every check. A pass over a
+    ranking that did not change checks exactly its best ``window`` rows, only in another order;
+    what a wide pass costs is the photos it finished, whose rows a re-ranking puts on top but
+    which wait for the next pass. :data:`WINDOW` (100) was chosen on the effort curve with live
+    propagation (``benchmarks/effort.py --window``, ``benchmarks/results/effort_window.json``):
+    100 gave the ranked order's mIoU per click, 250 and 1000 lost some, and it still takes the
+    live head's first 20 suggestions on a handful of photos where the ranked order visits one
+    photo after another."""
+    if window < 1:
+        raise SpnError(f"window {window}: a pass takes at least one suggestion.")
+    rows = np.asarray(rows)
+    image = rows[:, 0].astype(np.int64)  # (M,)
+    taken = [(int(i), int(s)) for i, s in taken]
+    if taken:
+        done = np.asarray(taken, np.int64)  # (T, 2)
+        keep = ~np.isin(_keys(image, rows[:, 1]), _keys(done[:, 0], done[:, 1]))
+        rows, image = rows[keep], image[keep]
+    into = len(taken) % window  # checks the current pass has made
+    if not into:
+        return rows[_grouped(image, window)]
+    photo = taken[-1][0]
+    left = {i for i, _ in taken[-into:]} - {photo}  # photos the current pass has finished
+    here = np.flatnonzero(~np.isin(image, list(left)))[:window - into]  # the rest of this pass
+    rest = np.setdiff1d(np.arange(len(rows)), here)  # the later passes', ranked
+    first = here[_grouped(image[here], window, photo)]
+    return np.concatenate([rows[first], rows[rest][_grouped(image[rest], window)]])
 
 
 def check_answer(project: Project, sp: np.ndarray, superpixel: int, value: int) -> None:
@@ -306,32 +358,32 @@ def answer(project: Project, i: int, answers: dict[int, int]) -> None:
 
 
 class SuggestionQueue:
-    """The suggestions a person works through in the dock, best first, with what they cost.
+    """The suggestions a person works through in the dock, in :func:`by_photo`'s order (a photo's
+    together, the best photo first), with what they cost.
 
-    Built once from :func:`suggest` (every unreviewed image); :meth:`next` gives the next one not
-    yet answered or skipped, :meth:`answer_current` saves an answer at once (:func:`answer`) and
-    counts it: a *click* when it changes the superpixel's label (the proposal, or another class),
-    a *look* when it confirms it (marked correct). Skipping costs nothing."""
+    Built once from the ranking over every unreviewed image (:func:`ranked_rows`: the live head's when
+    it ran); :meth:`next` gives the next one not yet answered or skipped, :meth:`answer_current`
+    saves an answer at once (:func:`answer`) and counts it: a *click* when it changes the
+    superpixel's label (the proposal, or another class), a *look* when it confirms it (marked
+    correct). Skipping costs nothing. ``window``: the checks of one pass (:data:`WINDOW`)."""
 
-    def __init__(self, project: Project) -> None:
+    def __init__(self, project: Project, *, window: int = WINDOW) -> None:
         self.project = project
-        self._rows = _ranking(project, LIVE_QUEUE)  # (M, 6), best first; a Suggestion is made when it is reached
+        self.window = window
+        self._taken: list[tuple[int, int]] = []  # (image, superpixel) answered or skipped, in order
+        self._rows = by_photo(ranked_rows(project, LIVE_QUEUE), window=window)  # (M, 6); a Suggestion when reached
         self._at = -1
-        self._passed: set[tuple[int, int]] = set()  # (image, superpixel) answered or skipped in this pass
         self._answered: list[tuple[np.ndarray, int]] = []  # (row, value) of each answer, the last one last
         self.answers = self.clicks = self.looks = 0
 
     def rerank(self) -> None:
         """Rank again from the project (the live head relabelled it): the current suggestion stays
-        current, those answered or skipped in this pass stay out, the rest follow the new order."""
-        rows = _ranking(self.project, LIVE_QUEUE + len(self._passed))  # (M, 6)
-        current = self._rows[self._at:self._at + 1] if 0 <= self._at < len(self._rows) else rows[:0]
-        out = self._passed | {(int(r[0]), int(r[1])) for r in current}
-        if out and len(rows):
-            gone = np.array(sorted(out), np.int64)
-            keys = rows[:, 0].astype(np.int64) * (1 << 32) + rows[:, 1].astype(np.int64)
-            rows = rows[~np.isin(keys, gone[:, 0] * (1 << 32) + gone[:, 1])]
-        self._rows = np.concatenate([current, rows])
+        current and its photo goes on, those answered or skipped stay out, the photos this pass
+        finished stay out until the next pass, the rest follow the new ranking (:func:`by_photo`)."""
+        current = self._rows[self._at:self._at + 1] if 0 <= self._at < len(self._rows) else self._rows[:0]
+        here = [(int(r[0]), int(r[1])) for r in current]
+        rows = ranked_rows(self.project, LIVE_QUEUE + len(self._taken) + 1)  # (M, 6)
+        self._rows = np.concatenate([current, by_photo(rows, self._taken + here, window=self.window)])
         self._at = 0 if len(current) else -1
 
     def __len__(self) -> int:
@@ -352,13 +404,12 @@ class SuggestionQueue:
     def next(self) -> Suggestion | None:
         """Move on to the next suggestion (None at the end)."""
         if 0 <= self._at < len(self._rows):
-            self._passed.add((int(self._rows[self._at, 0]), int(self._rows[self._at, 1])))
+            self._taken.append((int(self._rows[self._at, 0]), int(self._rows[self._at, 1])))
         self._at = min(self._at + 1, len(self._rows))
         if self._at == len(self._rows) and len(self._rows) >= LIVE_QUEUE:  # the live ranking's best are done
-            self._at -= 1
+            self._rows, self._at = self._rows[:0], -1
             self.rerank()
-            self._at = 1 if len(self._rows) > 1 else len(self._rows)
-            return self.current
+            self._at = 0 if len(self._rows) else -1
         return self.current
 
     def answer_current(self, value: int, save=None) -> Suggestion:
@@ -381,8 +432,8 @@ class SuggestionQueue:
 
     def undo(self) -> Suggestion | None:
         """Take the last answer back (None when there is none): it is not counted any more, and
-        its suggestion becomes the current one again (the caller restores the superpixel's pixels,
-        e.g. :meth:`spn_napari.annotator.Annotator.undo_answer`)."""
+        its suggestion becomes the current one again, its photo the one in progress (the caller
+        restores the superpixel's pixels, e.g. :meth:`spn_napari.annotator.Annotator.undo_answer`)."""
         if not self._answered:
             return None
         row, value = self._answered.pop()
@@ -391,9 +442,17 @@ class SuggestionQueue:
             self.looks -= 1
         else:
             self.clicks -= 1
-        self._passed.discard((int(row[0]), int(row[1])))
-        keys = self._rows[:, 0] * (1 << 32) + self._rows[:, 1]
+        key = (int(row[0]), int(row[1]))
+        if key in self._taken:
+            del self._taken[len(self._taken) - 1 - self._taken[::-1].index(key)]
         rest = self._rows[max(self._at, 0):]
-        rest = rest[keys[max(self._at, 0):] != row[0] * (1 << 32) + row[1]]
+        rest = rest[_keys(rest[:, 0], rest[:, 1]) != _keys(row[:1], row[1:2])[0]]
         self._rows, self._at = np.concatenate([row[None], rest]), 0
         return self.current
+
+
+def labels_changed(project: Project) -> None:
+    """A compute step changed the project's labels (:mod:`spn_napari.label_events`): rank their
+    superpixels for checks (:func:`write_index`), when the project has what the ranking reads."""
+    if project.artifact(kinds.SP_CAM) and project.artifact(kinds.SUPERPIXELS):
+        write_index(project)

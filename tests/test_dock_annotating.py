@@ -196,9 +196,10 @@ def test_checking_suggestions_with_keys_saves_each_answer(widget, labelled_proje
     proposed class chosen); Y, C, a tag's number and S answer as a person would, each answer shown
     at once and saved as a partial correction while the person looks at the next one (stopping
     writes what is left); the counter counts answers, clicks and looks."""
-    from spn_napari.suggest import suggest
+    from spn_napari.suggest import SuggestionQueue
     p = Project(labelled_project.root)
-    queue = suggest(p, None)
+    ahead = SuggestionQueue(p)  # the order the dock shows: a photo's suggestions together
+    queue = [ahead.next() for _ in range(4)]
     canvas = canvas_widget(widget.viewer)
     panel = widget.suggestions
     panel.button.click()

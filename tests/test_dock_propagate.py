@@ -15,7 +15,7 @@ from spn_napari.labels import current_labels
 from spn_napari.live_labels import read_live
 from spn_napari.propagate import propagate
 from spn_napari.store import Project
-from spn_napari.suggest import suggest
+from spn_napari.suggest import LIVE_QUEUE, by_photo, ranked_rows
 
 from conftest import open_dock
 
@@ -47,7 +47,8 @@ def test_an_answer_relabels_the_photos_and_backspace_takes_it_back(make_napari_v
     np.testing.assert_array_equal(np.asarray(w.labels_layer.data), current_labels(store, w.current))
     assert f"changed {ev['changed']} superpixels in {ev['photos']} photos" in panel.counter.text()
     shown = (panel.queue.current.image, panel.queue.current.superpixel)
-    rest = [(s.image, s.superpixel) for s in suggest(store, None) if (s.image, s.superpixel) != shown]
+    taken = [(first.image, first.superpixel), shown]  # answered, and shown now: the pass goes on from them
+    rest = [(int(r[0]), int(r[1])) for r in by_photo(ranked_rows(store, LIVE_QUEUE + len(taken)), taken)]
     queued = [(int(r[0]), int(r[1])) for r in panel.queue._rows[panel.queue._at + 1:]]
     assert queued == rest
     # Backspace: the answer is taken back, suggested again, and the head refits without it

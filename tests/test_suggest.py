@@ -192,14 +192,16 @@ def test_a_budget_below_one_is_one_line(budget, labelled_project, tmp_path, caps
 def test_an_answer_in_the_dock_s_view_is_written_as_the_engine_writes_it(labelled_project, tmp_path):
     """Annotator.answer (the dock: the view at once, the store later) leaves the store as
     suggest.answer does on a copy; a later answer stands; reading the image from the store
-    writes it first; the peeked suggestion is the one next() moves to."""
+    writes it first; the peeked suggestion is the one next() moves to, in by_photo's order."""
     import shutil
 
     from spn_napari.annotator import Annotator
-    from spn_napari.suggest import SuggestionQueue
+    from spn_napari.suggest import SuggestionQueue, by_photo
     p = Project(labelled_project.root)
     shutil.copytree(p.root, tmp_path / "copy")
-    top = suggest(p, 2)
+    ranked = suggest(p, None)  # best first
+    rows = np.array([[x.image, x.superpixel, k] for k, x in enumerate(ranked)])  # (M, 3): and the rank
+    top = [ranked[int(r[2])] for r in by_photo(rows)[:2]]  # a photo's suggestions together
     queue = SuggestionQueue(p)
     s = queue.next()
     assert s == top[0] and queue.peek() == top[1]
