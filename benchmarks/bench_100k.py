@@ -3,7 +3,7 @@
 
     python benchmarks/bench_100k.py [--images 100000] [--size 16] [--work DIR] [--json]
 
-The images are tiny generated ones (benchmarks/tiny_data.py) so that the run measures what a
+The images are tiny generated ones (``write_tiny_dataset`` in benchmarks/_shared.py) so that the run measures what a
 project of that many images costs, not pixels. The SPN is the small encoder trained for one
 epoch: it exists so that pseudo-labels have a model to run, not for its labels. Peak memory is
 the largest resident set of this process and, separately, of any child process (superpixels'
@@ -23,7 +23,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-from tiny_data import count_files, write_tiny_dataset
 
 from spn_napari import kinds
 from spn_napari.data.readers import read_dataset
@@ -34,7 +33,7 @@ from spn_napari.store import Project
 from spn_napari.superpixels import SuperpixelConfig, compute_superpixels
 from spn_napari.train import TrainConfig, train_spn
 
-from _machine import cpu_model  # benchmarks/ is on sys.path when run as a script
+from _shared import count_files, cpu_model, write_tiny_dataset  # benchmarks/ is on sys.path
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -58,79 +58,13 @@ import numpy as np
 from qtpy.QtCore import Qt
 from qtpy.QtWidgets import QApplication
 
-from spn_napari import kinds
-
-from _machine import cpu_model  # benchmarks/ is on sys.path when run as a script
+from _dock import SIDE, cached_project, settle
+from _shared import cpu_model  # benchmarks/ is on sys.path
 
 GOAL_RATIO = {"accept": 1.5, "next_unreviewed": 1.5}
 ACTIONS = ("accept", "next_unreviewed", "switch", "sort_confidence")
 STORE_CALLS = ("save_correction", "set_review", "review", "reviews", "next_with_review")
-CLASSES = ("cat", "dog", "bird")
-SIDE = 16
 RESULTS = Path(__file__).parent / "results" / "dock_scale.json"
-
-
-def build_project(root: Path, n: int, seed: int = 0) -> None:
-    """A project of n random SIDE×SIDE images with tags and pseudo-labels, made with the public API."""
-    from PIL import Image
-
-    from spn_napari.data.readers import read_dataset
-    from spn_napari.store import Project
-    work = Path(tempfile.mkdtemp(prefix="spn-bench-dock-data-", dir=root.parent))
-    try:
-        data = work / "data"
-        (data / "images").mkdir(parents=True)
-        (data / "classes.txt").write_text("\n".join(CLASSES) + "\n")
-        rng = np.random.default_rng(seed)
-        lines, tags = ["image,labels"], []
-        for i in range(n):
-            pixels = rng.integers(0, 256, (SIDE, SIDE, 3), dtype=np.uint8)
-            Image.fromarray(pixels).save(data / "images" / f"im{i:05d}.png")
-            t = sorted(rng.choice(len(CLASSES), size=int(rng.integers(1, 3)), replace=False).tolist())
-            tags.append(t)
-            lines.append(f"im{i:05d}.png,{';'.join(CLASSES[c] for c in t)}")
-        (data / "labels.csv").write_text("\n".join(lines) + "\n")
-        project = Project.create(root, read_dataset(data))
-        with project.writer(kinds.pseudo_labels("sp-cam")) as w:
-            for i, t in enumerate(tags):
-                labels = np.zeros((SIDE, SIDE), np.uint8)  # background, a block of each tagged class
-                for k, c in enumerate(t):
-                    labels[4 * k + 2:4 * k + 8, 3:12] = c + 1
-                w.put(i, labels)
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
-
-
-def add_superpixels(root: Path, ids: np.ndarray, seed: int = 1) -> None:
-    """Give every photo of the project at ``root`` the superpixels ``ids`` (SIDE, SIDE) and
-    random SP-CAM scores, one row per superpixel (what suggestions and propagation read)."""
-    from spn_napari.store import Project
-    project = Project(root)
-    rng = np.random.default_rng(seed)
-    n_sp = int(ids.max()) + 1
-    with project.writer(kinds.SUPERPIXELS) as w:
-        for i in range(len(project)):
-            w.put(i, ids)
-    with project.writer(kinds.SP_CAM) as w:
-        for i in range(len(project)):
-            w.put(i, rng.random((n_sp, len(project.classes)), dtype=np.float32))
-
-
-def cached_project(cache: Path, n: int, build=build_project) -> Path:
-    """The n-image project in ``cache``, made by ``build(root, n)`` on first use."""
-    root = cache / f"n{n}" / "project"
-    if not (root.parent / "ready").exists():
-        shutil.rmtree(root.parent, ignore_errors=True)
-        root.parent.mkdir(parents=True)
-        t0 = time.perf_counter()
-        build(root, n)
-        (root.parent / "ready").write_text(f"{time.perf_counter() - t0:.1f} s to build\n")
-    return root
-
-
-def settle(app: QApplication) -> None:
-    app.processEvents()
-    app.processEvents()
 
 
 class StoreClock:

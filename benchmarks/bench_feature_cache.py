@@ -30,23 +30,10 @@ from spn_napari.store import Project
 from spn_napari.superpixels import compute_superpixels
 from spn_napari.train import DEFAULT_EPOCHS, TrainConfig, train_spn
 
-from _machine import command_line, cpu_model, write_results  # benchmarks/ is on sys.path when run as a script
+from _shared import command_line, cpu_model, subset, write_results  # benchmarks/ is on sys.path
 
 ROOT = Path(__file__).resolve().parents[1]
 EPOCHS = DEFAULT_EPOCHS["lite0"]
-
-
-def _subset(data: Path, n: int, out: Path) -> Path:
-    """The first ``n`` images of a generic data set (sorted names), copied to ``out``."""
-    lines = (data / "labels.csv").read_text(encoding="utf-8").splitlines()
-    rows = sorted(lines[1:])[:n]
-    (out / "images").mkdir(parents=True)
-    for row in rows:
-        name = Path(row.split(",", 1)[0]).stem
-        shutil.copy(next((data / "images").glob(f"{name}.*")), out / "images")
-    (out / "labels.csv").write_text("\n".join([lines[0], *rows]) + "\n", encoding="utf-8")
-    shutil.copy(data / "classes.txt", out / "classes.txt")
-    return out
 
 
 def _train(project: Project, cfg: TrainConfig) -> dict:
@@ -77,7 +64,7 @@ def main() -> int:
     default_threads()
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        base = init_project(tmp / "base", _subset(Path(a.data), a.images, tmp / "data"), background=False)
+        base = init_project(tmp / "base", subset(Path(a.data), a.images, tmp / "data"), background=False)
         run(compute_superpixels(base))
         res = {}
         for name, cache in (("cached", True), ("no cache", False)):

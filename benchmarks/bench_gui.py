@@ -55,12 +55,13 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from qtpy.QtCore import QElapsedTimer, QEventLoop, QTimer
+from qtpy.QtCore import QEventLoop
 from qtpy.QtWidgets import QApplication
 
 from spn_napari import kinds
 
-from _machine import command_line, cpu_model, write_results  # benchmarks/ is on sys.path when run as a script
+from _dock import Ticker, run_loop, settle
+from _shared import command_line, cpu_model, write_results  # benchmarks/ is on sys.path
 
 GOALS = {"switch_cached_ms": 100.0, "sp_cam_refresh_s": 1.5, "event_loop_block_ms": 50.0, "cancel_s": 2.0,
          "result_loading_ms": 50.0, "segment_block_ms": 50.0, "segment_first_block_ms": 50.0}
@@ -77,11 +78,6 @@ def project_root(arg: str | None) -> Path:
     sample_project()
     import os
     return Path(os.environ.get("SPN_NAPARI_CACHE", Path.home() / ".cache" / "spn-napari")) / "sample-project"
-
-
-def settle(app: QApplication) -> None:
-    app.processEvents()
-    app.processEvents()
 
 
 def time_switches(widget, app, images: list[int]) -> dict:
@@ -136,33 +132,6 @@ def time_sp_cam_refresh(widget, app, root: Path, repeat: int = 5) -> dict:
     return {"sp_cam_refresh_s": statistics.median(times), "sp_cam_side": side, "superpixels": int(sp.max() + 1)}
 
 
-class Ticker:
-    """A 1 ms QTimer whose tick times show how long the event loop was away between ticks."""
-
-    def __init__(self, interval_ms: int = 1) -> None:
-        self.clock, self.ticks, self.interval = QElapsedTimer(), [], interval_ms
-        self.timer = QTimer()
-        self.timer.setInterval(interval_ms)
-        self.timer.timeout.connect(lambda: self.ticks.append(self.now()))
-        self.clock.start()
-        self.timer.start()
-
-    def now(self) -> float:
-        return self.clock.nsecsElapsed() / 1e6
-
-    def worst(self, start: float, end: float) -> float:
-        """When (ms on the clock) the longest gap within [start, end] began."""
-        t = [(b - a, a) for a, b in zip(self.ticks, self.ticks[1:]) if a >= start and b <= end]
-        return max(t)[1]
-
-    def blocks(self, start: float = 0.0, end: float = float("inf"), *, ending_after: bool = False) -> list[float]:
-        """Gaps minus the interval, in ms, of the tick pairs that lie within [start, end] (with
-        ``ending_after``: that begin there, however late they end)."""
-        t = self.ticks
-        return [b - a - self.interval for a, b in zip(t, t[1:])
-                if a >= start and (a <= end if ending_after else b <= end)]
-
-
 class FullCollections:
     """Python's full (generation 2) garbage collections on the ticker's clock: each one stops the
     event loop for as long as it walks every live object (a napari process holds ~440k)."""
@@ -186,16 +155,6 @@ class FullCollections:
 
     def longest(self, start: float, end: float) -> float:
         return max((d for a, d in self.spans if start <= a <= end), default=0.0)
-
-
-def run_loop(until_signal=None, ms: int | None = None) -> None:
-    """Run a real Qt event loop (as napari does) until the signal fires or ms pass."""
-    loop = QEventLoop()
-    if until_signal is not None:
-        until_signal.connect(loop.quit)
-    if ms is not None:
-        QTimer.singleShot(ms, loop.quit)
-    loop.exec()
 
 
 @contextmanager

@@ -25,10 +25,11 @@ import tempfile
 import time
 from pathlib import Path
 
+import torch  # noqa: F401  (loaded in the measured viewer process, as when this took Ticker from bench_gui.py)
 from qtpy.QtWidgets import QApplication
 
-from _machine import command_line, cpu_model, write_results  # benchmarks/ is on sys.path when run as a script
-from bench_gui import Ticker, run_loop
+from _dock import Ticker, run_loop
+from _shared import command_line, cpu_model, write_results  # benchmarks/ is on sys.path
 
 
 def main() -> int:

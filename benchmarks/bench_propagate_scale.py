@@ -31,8 +31,8 @@ from spn_napari import kinds
 from spn_napari.live_labels import read_live
 from spn_napari.runtime import default_threads
 
-from _machine import command_line, cpu_model, write_results  # benchmarks/ is on sys.path when run as a script
-from bench_dock_scale import SIDE, add_superpixels, build_project, cached_project
+from _dock import SIDE, add_superpixels, build_project, cached_project
+from _shared import command_line, cpu_model, write_results  # benchmarks/ is on sys.path
 
 RESULTS = Path(__file__).parent / "results" / "propagate_scale.json"
 PERSON = 100  # superpixels a person set before the timed refits

@@ -38,7 +38,7 @@ from pathlib import Path
 
 from spn_napari import kinds
 
-from _machine import command_line, cpu_model, write_results  # benchmarks/ is on sys.path when run as a script
+from _shared import command_line, cpu_model, write_results  # benchmarks/ is on sys.path
 
 GOAL_RATIO = 1.2
 CKPT_IMAGES = 16

@@ -28,7 +28,7 @@ from PIL import Image
 from spn_napari.jobs import CHILD_NICE, child_threads, predict_command, serve_command
 from spn_napari.store import Project
 
-from _machine import cpu_model, write_results  # benchmarks/ is on sys.path when run as a script
+from _shared import cpu_model, write_results  # benchmarks/ is on sys.path
 
 
 def main() -> int:

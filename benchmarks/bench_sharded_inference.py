@@ -26,9 +26,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench_feature_cache import _subset
-
-from _machine import cpu_model  # benchmarks/ is on sys.path when run as a script
+from _shared import cpu_model, subset  # benchmarks/ is on sys.path
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -55,7 +53,7 @@ def main(argv=None) -> int:
     cores = os.cpu_count() or 1
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        data = _subset(Path(a.data), a.images, tmp / "data")
+        data = subset(Path(a.data), a.images, tmp / "data")
         base = tmp / "base"
         _cli(["init", str(base), "--from", str(data), "--no-background", "--progress", "none"], threads=cores)
         _cli(["superpixels", str(base), "--progress", "none"], threads=cores)

@@ -51,7 +51,7 @@ from spn_napari.models.spn import build_spn
 from spn_napari.ops import label_canvas, superpixel_pool
 from spn_napari.superpixels import SuperpixelConfig, slic_labels
 
-from _machine import command_line, cpu_model, write_results  # benchmarks/ is on sys.path when run as a script
+from _shared import command_line, cpu_model, write_results  # benchmarks/ is on sys.path
 
 GOAL_S = 1.5  # per image, CPU, small encoder, 500x500
 

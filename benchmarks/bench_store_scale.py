@@ -2,7 +2,7 @@
 
     python benchmarks/bench_store_scale.py [--small 200] [--large 20000] [--repeat 50] [--json]
 
-Both projects hold tiny generated images (16×16 px, benchmarks/tiny_data.py), so pixels cost
+Both projects hold tiny generated images (16×16 px, ``write_tiny_dataset`` in benchmarks/_shared.py), so pixels cost
 nothing and what is measured is the bookkeeping: ``init`` time per image, ``save_correction`` and
 ``set_review`` (median of ``--repeat`` calls on random images: what the dock's Accept and
 autosave cost), the next unreviewed image, one image's superpixels, opening the project (which
@@ -23,7 +23,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-from tiny_data import count_files, write_tiny_dataset
 
 from spn_napari import kinds
 from spn_napari.data.readers import read_dataset
@@ -31,7 +30,7 @@ from spn_napari.events import run
 from spn_napari.store import Project
 from spn_napari.superpixels import SuperpixelConfig, compute_superpixels
 
-from _machine import cpu_model  # benchmarks/ is on sys.path when run as a script
+from _shared import count_files, cpu_model, write_tiny_dataset  # benchmarks/ is on sys.path
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -28,8 +28,8 @@ from pathlib import Path
 import numpy as np
 from qtpy.QtWidgets import QApplication
 
-from _machine import command_line, cpu_model, write_results  # benchmarks/ is on sys.path when run as a script
-from bench_dock_scale import SIDE, add_superpixels, build_project, cached_project, settle
+from _dock import SIDE, add_superpixels, build_project, cached_project, settle
+from _shared import command_line, cpu_model, write_results  # benchmarks/ is on sys.path
 
 RESULTS = Path(__file__).parent / "results" / "suggest_scale.json"
 LOOK_S = 0.3  # a person's look at a suggestion before answering (untimed); real looks take longer

@@ -38,7 +38,7 @@ import torch.nn.functional as F
 
 from spn_napari.ops.superpixel_pool import superpixel_pool
 
-from _machine import command_line, cpu_model, write_results  # benchmarks/ is on sys.path when run as a script
+from _shared import command_line, cpu_model, write_results  # benchmarks/ is on sys.path
 
 CASES = {
     "lowres": dict(b=8, k=128, h=16, w=16, hh=256, ww=256, n=300),

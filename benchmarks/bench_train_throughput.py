@@ -35,7 +35,7 @@ from spn_napari.runtime import resolve_device
 from spn_napari.superpixels import SuperpixelConfig, slic_labels
 from spn_napari.train import autocast
 
-from _machine import command_line, cpu_model, write_results  # benchmarks/ is on sys.path when run as a script
+from _shared import command_line, cpu_model, write_results  # benchmarks/ is on sys.path
 
 C = 4
 

@@ -34,8 +34,7 @@ from spn_napari.segmenter import Segmenter
 from spn_napari.superpixels import compute_superpixels
 from spn_napari.train import TrainConfig, train_spn
 
-from _machine import cpu_model  # benchmarks/ is on sys.path when run as a script
-from evidence_ablation import folds
+from _shared import cpu_model, folds  # benchmarks/ is on sys.path
 
 ROOT = Path(__file__).resolve().parents[1]
 

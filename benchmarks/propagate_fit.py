@@ -41,8 +41,7 @@ from spn_napari.runtime import default_threads
 from spn_napari.simulate import live_batch
 from spn_napari.store import Project
 
-from _machine import command_line, cpu_model, write_results  # benchmarks/ is on sys.path when run as a script
-from evidence_ablation import folds
+from _shared import command_line, cpu_model, folds, write_results  # benchmarks/ is on sys.path
 
 
 def grid(sources, dims, paints, weights, samples, iters) -> list[dict]:

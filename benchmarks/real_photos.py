@@ -46,8 +46,8 @@ from spn_napari.store import Project
 from spn_napari.superpixels import compute_superpixels
 from spn_napari.train import TrainConfig, train_spn
 
-from _machine import cpu_model  # benchmarks/ is on sys.path when run as a script
-from evidence_ablation import print_ablation, run_ablation
+from _evidence import print_ablation, run_ablation
+from _shared import cpu_model  # benchmarks/ is on sys.path
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -30,8 +30,8 @@ from spn_napari.round_inference import view_probabilities
 from spn_napari.runtime import default_threads, load_decoupled, resolve_device
 from spn_napari.store import Project
 
-from _machine import cpu_model, write_results  # benchmarks/ is on sys.path when run as a script
-from evidence_ablation import FACTORS, cross_validate, scores, view_sides
+from _evidence import FACTORS, cross_validate, scores, view_sides
+from _shared import cpu_model, write_results  # benchmarks/ is on sys.path
 
 
 def candidates(sides: dict[float, int]) -> dict[str, list[tuple[int, bool]]]:

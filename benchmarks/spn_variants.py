@@ -39,7 +39,7 @@ from spn_napari.runtime import default_threads
 from spn_napari.store import Project
 from spn_napari.train import seed_everything
 
-from _machine import command_line, cpu_model, write_results  # benchmarks/ is on sys.path when run as a script
+from _shared import command_line, cpu_model, write_results  # benchmarks/ is on sys.path
 
 
 def _variant(text: str) -> dict:

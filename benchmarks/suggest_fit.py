@@ -13,7 +13,7 @@ looks alike. The weights (:class:`spn_napari.suggest.ScoreWeights`, a grid) are 
 folds of the photos and scored on the held-out fold, fold by fold; a random order, the current
 default (:data:`spn_napari.suggest.WEIGHTS`) and the hand-set weights it replaced are scored the
 same way beside them. Run on the base project (``suggest_fit.json``) and on a project after round 1
-(``suggest_fit_round1.json``: the "suggestions, same clicks" copy of ``benchmarks/effort.py``
+(``suggest_fit_round1.json``: the "suggestions, same clicks" copy of ``benchmarks/effort_curves.py``
 after its first round; there the folds chose disagreement alone, which ran behind on the effort
 curve, whose budget is clicks, not checks: see :mod:`spn_napari.suggest`). The masks choose among the grid only on the
 training folds.
@@ -33,8 +33,7 @@ from spn_napari.labels import superpixel_majority
 from spn_napari.store import Project
 from spn_napari.suggest import PER_IMAGE, WEIGHTS, ScoreWeights, superpixel_parts
 
-from _machine import command_line, write_results  # benchmarks/ is on sys.path when run as a script
-from evidence_ablation import folds
+from _shared import command_line, folds, write_results  # benchmarks/ is on sys.path
 
 GRID = [ScoreWeights(disagree=d, margin=m, size=a)
         for d, m, a in itertools.product((0.0, 0.5, 1.0, 2.0, 4.0, 8.0), (0.0, 0.5, 1.0, 2.0),

@@ -24,7 +24,7 @@ from spn_napari.effort import superpixel_majority
 from spn_napari.store import Project
 from spn_napari.suggest import image_suggestions, suggest
 
-from _machine import command_line, write_results  # benchmarks/ is on sys.path when run as a script
+from _shared import command_line, write_results  # benchmarks/ is on sys.path
 
 
 def main() -> int:

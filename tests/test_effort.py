@@ -84,12 +84,12 @@ def test_simulate_reports_clicks_and_looks(labelled_project, tmp_path, capsys):
 
 
 def _effort_script(monkeypatch):
-    """benchmarks/effort.py as a module (it imports its neighbour _machine, as when run as a script)."""
+    """benchmarks/effort_curves.py as a module (it imports its neighbour _shared, as when run as a script)."""
     import importlib.util
     from pathlib import Path
     bench = Path(__file__).resolve().parents[1] / "benchmarks"
     monkeypatch.syspath_prepend(str(bench))
-    spec = importlib.util.spec_from_file_location("effort_script", bench / "effort.py")
+    spec = importlib.util.spec_from_file_location("effort_script", bench / "effort_curves.py")
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     return mod

@@ -191,7 +191,7 @@ def test_auto_draws_reviewed_photos_more_often_and_weighs_the_set_pixels_of_part
     reviewed_weight times as often with weights of 1; an unreviewed photo with a correction (checked
     suggestions, a stroke) is drawn once an epoch with its set pixels weighing reviewed_weight;
     while every correction is reviewed, the round samples and weighs exactly as "images" does, and
-    while none is, exactly as "pixels" does (so effort.py's curves can be compared across the two)."""
+    while none is, exactly as "pixels" does (so effort_curves.py's curves can be compared across the two)."""
     from spn_napari.rounds import weighed_by_image
     assert RoundConfig().reviewed_weight_on == "auto"
     cfg = RoundConfig()

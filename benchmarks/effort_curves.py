@@ -1,6 +1,6 @@
 """mIoU against clicks: fixing whole images (at random, least certain first) against checking suggestions.
 
-    python benchmarks/effort.py PROJECT [--rounds 3] [--correct-fraction 0.1] [--epochs E] [--work DIR]
+    python benchmarks/effort_curves.py PROJECT [--rounds 3] [--correct-fraction 0.1] [--epochs E] [--work DIR]
         [--out benchmarks/results/effort.json] [--png docs/effort.png] [--resume] [--redraw] [--window N]
 
 PROJECT: a project with ground truth, superpixels and pseudo-labels (e.g. runs/real_photos/project,
@@ -61,7 +61,7 @@ from spn_napari.simulate import SimulateConfig, simulate
 from spn_napari.store import Project
 from spn_napari.suggest import WEIGHTS, WINDOW
 
-from _machine import command_line, cpu_model, write_results  # benchmarks/ is on sys.path when run as a script
+from _shared import command_line, cpu_model, write_results  # benchmarks/ is on sys.path
 
 COLOURS = {"whole images, random": (31, 119, 180), "whole images, least certain first": (255, 127, 14),
            "suggestions, same clicks": (44, 160, 44), "suggestions, a third of the clicks": (214, 39, 40),
