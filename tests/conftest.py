@@ -166,3 +166,14 @@ def widget(make_napari_viewer, labelled_project):
     w = open_dock(make_napari_viewer(), labelled_project.root)
     yield w
     w.timer.stop()
+
+
+def click_row(widget, qtbot, row: int) -> None:
+    """Click the image list's ``row`` where a person would: on the view, scrolled into sight."""
+    from qtpy.QtCore import Qt
+    t = widget.table
+    widget.viewer.window.show()
+    index = widget.image_list.index(row, 0)
+    t.scrollTo(index)
+    qtbot.waitUntil(lambda: t.viewport().rect().contains(t.visualRect(index).center()))
+    qtbot.mouseClick(t.viewport(), Qt.MouseButton.LeftButton, pos=t.visualRect(index).center())

@@ -14,6 +14,8 @@ import sys
 import numpy as np
 import pytest
 
+from conftest import click_row
+
 pytest.importorskip("napari")
 
 SCRIPT = r'''
@@ -87,17 +89,6 @@ def test_closing_after_a_segment_and_during_a_round_stops_both_children(labelled
 
 
 # ---- keys go to the dock wherever the focus is; the list's selection is the shown photo ----------
-def _click_row(widget, qtbot, row: int) -> None:
-    """Click the image list's ``row`` where a person would (the list takes the focus)."""
-    from qtpy.QtCore import Qt
-    t = widget.table
-    widget.viewer.window.show()
-    index = widget.image_list.index(row, 0)
-    t.scrollTo(index)
-    qtbot.waitUntil(lambda: t.viewport().rect().contains(t.visualRect(index).center()))
-    qtbot.mouseClick(t.viewport(), Qt.MouseButton.LeftButton, pos=t.visualRect(index).center())
-
-
 def _shown_row(widget) -> int:
     return widget.table.currentIndex().row()
 
@@ -105,7 +96,7 @@ def _shown_row(widget) -> int:
 def test_keys_after_clicking_a_list_row_are_the_docks(widget, labelled_project, qtbot):
     from qtpy.QtCore import Qt
     p = labelled_project
-    _click_row(widget, qtbot, 3)
+    click_row(widget, qtbot, 3)
     i = widget.image_list.image_at(3)
     assert widget.current == i
     tags = p.images[i].tags

@@ -15,6 +15,8 @@ import pytest
 from spn_napari.napari_io import get_reader, read_project_layers
 from spn_napari.store import Project
 
+from conftest import click_row
+
 pytest.importorskip("napari")
 from spn_napari._widgets.annotator_widget import AnnotatorWidget  # noqa: E402
 from spn_napari._widgets.napari_adapter import canvas_widget, main_window  # noqa: E402
@@ -235,17 +237,6 @@ def _cells(model) -> list[list[str]]:
     return [[model.data(model.index(r, c)) for c in range(model.columnCount())] for r in range(model.rowCount())]
 
 
-def _click_row(widget, qtbot, row: int) -> None:
-    """Click the image list's ``row`` where a person would: on the view, scrolled into sight."""
-    from qtpy.QtCore import Qt
-    t = widget.table
-    widget.viewer.window.show()
-    index = widget.image_list.index(row, 0)
-    t.scrollTo(index)
-    qtbot.waitUntil(lambda: t.viewport().rect().contains(t.visualRect(index).center()))
-    qtbot.mouseClick(t.viewport(), Qt.MouseButton.LeftButton, pos=t.visualRect(index).center())
-
-
 def test_image_list_sorts_and_a_click_shows_that_image(widget, labelled_project, qtbot):
     from qtpy.QtCore import Qt
     widget.accept()  # image 0 reviewed: the status column shows it
@@ -262,7 +253,7 @@ def test_image_list_sorts_and_a_click_shows_that_image(widget, labelled_project,
         assert p.images[model.image_at(r)].name == row[0] and model.row_of(model.image_at(r)) == r
         assert model.data(model.index(r, 0), Qt.ItemDataRole.UserRole) == model.image_at(r)
     row = model.rowCount() - 1  # the first image by name, now last
-    _click_row(widget, qtbot, row)
+    click_row(widget, qtbot, row)
     assert widget.current == model.image_at(row) == [im.name for im in p.images].index(names[-1])
     assert widget.table.currentIndex().row() == row  # the shown image's row is the selected one
 
@@ -323,7 +314,7 @@ def test_sorting_by_confidence_follows_the_round_and_a_click_shows_that_image(
         assert (np.diff(ref) <= 0).all() if order == Qt.SortOrder.DescendingOrder else (np.diff(ref) >= 0).all()
         assert w.table.currentIndex().row() == model.row_of(2) and model.image_at(model.row_of(2)) == 2
     row = 0 if model.image_at(0) != 2 else 1  # the least confident image (not the shown one)
-    _click_row(w, qtbot, row)
+    click_row(w, qtbot, row)
     assert w.current == model.image_at(row) != 2
     np.testing.assert_array_equal(w.viewer.layers["image"].data, p.image(w.current))
 

@@ -91,10 +91,11 @@ def _canvas_to_image(viewer, shot_shape, image_shape) -> tuple[np.ndarray, np.nd
 
 def test_the_dock_shows_a_tags_evidence_where_its_class_is(msrc_project, make_napari_viewer, tmp_path):
     """On rendered pixels of real photos with two tags, for each tag chosen (as keys 1 and 2 do),
-    with the labels filled and as outlines, for SP-CAM and CAM: what the evidence layer adds to
-    the picture (rendered with and without it, the photo hidden so its colours do not mask the
-    overlay) follows the class's evidence map (correlation), and pooled over the photos and their
-    tags it is brighter inside the class's true region than outside."""
+    with the labels filled and as outlines, for SP-CAM and CAM: how much of the photo the evidence
+    layer leaves lit (rendered with and without it, over the photo rendered alone: the layer dims
+    the photo where the class has little evidence) follows the class's evidence map (correlation),
+    and pooled over the photos and their tags more is lit inside the class's true region than
+    outside."""
     pytest.importorskip("napari")
     from qtpy.QtWidgets import QApplication
 
@@ -119,7 +120,11 @@ def test_the_dock_shows_a_tags_evidence_where_its_class_is(msrc_project, make_na
 
     for i in photos:
         w.show_image(i)
-        viewer.layers["image"].visible = viewer.layers["superpixels"].visible = False
+        viewer.layers["superpixels"].visible = False
+        for name in ("SP-CAM", "CAM", "labels"):
+            viewer.layers[name].visible = False
+        photo = shot().sum(-1)  # (h, w) the photo alone
+        viewer.layers["labels"].visible = True
         gt, view = p.ground_truth(i), w.annotator.view(i)
         for n, tag in enumerate(view.tags):
             w.choose_tag(n)
@@ -138,10 +143,11 @@ def test_the_dock_shows_a_tags_evidence_where_its_class_is(msrc_project, make_na
                         on = shot()
                         viewer.layers[name].visible = False
                         off = shot()
-                    assert off.shape == on.shape, "the window kept resizing between two screenshots"
-                    added = (on - off).sum(-1)  # (h, w) what the evidence layer adds
+                    assert off.shape == on.shape == photo.shape[:2] + (3,), "the window kept resizing"
+                    # (h, w) the share of the photo the layer leaves lit: 1 - its opacity there
+                    added = 1 - (off - on).sum(-1) / np.maximum(photo, 1.0)
                     ys, xs = _canvas_to_image(viewer, added.shape, gt.shape)
-                    seen = ys >= 0
+                    seen = (ys >= 0) & (photo > 60)  # on the photo, where it is bright enough to dim
                     evidence = view.evidence[name.lower()][tag][ys[seen], xs[seen]]
                     assert np.corrcoef(evidence, added[seen])[0, 1] > 0.5, (i, tag, name, outlines)
                     truth = gt[ys[seen], xs[seen]]
