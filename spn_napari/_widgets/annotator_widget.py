@@ -778,8 +778,8 @@ class AnnotatorWidget(QWidget):
         if self.suggestions.active:
             self.suggestions.relabelled(changed, photos)
         elif self._round_note:  # the round's labels propagated with the corrections: the announcement stays
-            self.status.setText(f"{self._round_note}\nPropagate: {changed} superpixels in {photos} photos relabelled "
-                                f"from your corrections")
+            self.status.setText(f"{self._round_note}\nPropagate: the round's labels carry your corrections"
+                                + (f" ({changed} superpixels in {photos} photos relabelled)" if changed else ""))
         else:
             self.status.setText(f"propagated: your last corrections changed {changed} superpixels in {photos} "
                                 f"photos ({ev.get('seconds', 0.0):.1f} s)")
@@ -869,7 +869,9 @@ class AnnotatorWidget(QWidget):
             text += f": mIoU {m:.3f}"
         elif entry.get("metrics", {}).get("changed") is not None:
             text += f": {100 * entry['metrics']['changed']:.1f} % of the pixels changed"
-        self.notify(text)  # napari's notification shows its first words: the numbers come first
+        short = f"round {r} done" + (f": mIoU {m:.3f} (round {entry['parent']}: {pm:.3f})" if m is not None
+                                     and pm is not None else "")
+        self.notify(short if short != f"round {r} done" else text)  # a notification shows its first words only
         lower = m is not None and pm is not None and m < pm
         self._round_note = text + (" — lower: Roll back (Rounds) brings the previous labels back" if lower
                                    else " — its labels are shown")
