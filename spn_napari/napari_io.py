@@ -8,6 +8,7 @@ not a project is declined (``None``), as napari expects, so other readers can tr
 
 from __future__ import annotations
 
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -55,8 +56,26 @@ EVIDENCE_COLORMAP = {"name": "spn evidence", "controls": [0.0, 0.35, 0.7, 1.0],
                      "colors": [[0.0, 0.0, 0.0, 0.75], [0.0, 0.0, 0.0, 0.6], [0.0, 0.0, 0.0, 0.2],
                                 [0.0, 0.0, 0.0, 0.0]]}
 
-# The Unsure layer: magenta where the evidence's best two tags are close, transparent elsewhere.
-UNSURE_COLORMAP = {"name": "spn unsure", "colors": [[1.0, 0.0, 1.0, 0.0], [1.0, 0.0, 1.0, 1.0]]}
+# The Unsure layer: white and black diagonal stripes where the evidence's best two tags are close,
+# transparent elsewhere (values 0, 1 black, 2 white: see unsure_stripes). No hue, so it is never
+# read as a class colour, and a pattern reads on every class colour and every photo.
+UNSURE_COLORMAP = {"name": "spn unsure", "controls": [0.0, 0.5, 1.0],
+                   "colors": [[0.0, 0.0, 0.0, 0.0], [0.0, 0.0, 0.0, 0.5], [1.0, 1.0, 1.0, 0.9]]}
+STRIPE = 3  # pixels of each stripe of the Unsure layer
+
+
+@lru_cache(maxsize=4)
+def _stripes(shape: tuple[int, int]) -> np.ndarray:
+    """(H, W) bool, True on every other diagonal stripe of :data:`STRIPE` pixels."""
+    yy, xx = np.indices(shape)
+    return ((yy + xx) // STRIPE) % 2 == 0
+
+
+def unsure_stripes(mask: np.ndarray) -> np.ndarray:
+    """(H, W) uint8 for :data:`UNSURE_COLORMAP`: 0 outside ``mask``, inside it 2 (white) and 1
+    (black) in diagonal stripes; nonzero exactly where ``mask`` is."""
+    on = np.asarray(mask).astype(bool)
+    return np.where(on, np.where(_stripes(on.shape), 2, 1), 0).astype(np.uint8)
 
 LABELS_OPACITY = 0.5  # filled; drawn as outlines (the dock's O key) the labels are opaque lines
 
@@ -88,8 +107,9 @@ def layer_specs(project, view, klass: int | None = None) -> list[tuple]:
                                    "contrast_limits": evidence_limits(maps[tag]), "blending": "translucent",
                                    "visible": method == "sp-cam", "metadata": meta}, "image"))
     if view.unsure is not None:
-        layers.append((view.unsure, {"name": "Unsure", "colormap": UNSURE_COLORMAP, "opacity": 0.6,
-                                     "contrast_limits": (0, 1), "visible": False, "metadata": meta}, "image"))
+        layers.append((unsure_stripes(view.unsure), {"name": "Unsure", "colormap": UNSURE_COLORMAP, "opacity": 0.8,
+                                                      "contrast_limits": (0, 2), "visible": False, "metadata": meta},
+                       "image"))
     layers.append((view.labels.copy(), {"name": "labels", "opacity": LABELS_OPACITY, **labels_style(project),
                                         "metadata": meta}, "labels"))
     return layers

@@ -179,6 +179,17 @@ def test_evidence_and_the_suggestion_outline_have_no_hue_to_share_with_a_class(w
                                                                  & sp[1:-1, :-2] & sp[1:-1, 2:]].any()
 
 
+def test_the_unsure_layer_is_hatched_without_hue_exactly_where_round_1_is_unsure(widget):
+    from spn_napari.napari_io import unsure_stripes
+    layer = widget.viewer.layers["Unsure"]
+    mask = widget.annotator.view(widget.current).unsure.astype(bool)
+    data = np.asarray(layer.data)
+    np.testing.assert_array_equal(data, unsure_stripes(mask))
+    assert ((data > 0) == mask).all() and set(np.unique(data[mask])) <= {1, 2}
+    rgb = np.asarray(layer.colormap.colors)[:, :3]
+    assert np.allclose(rgb, rgb[:, :1])
+
+
 def test_the_status_line_counts_the_pixels_a_person_set(widget, qtbot):
     assert "nothing corrected yet" in widget.status.text()
     layer = widget.labels_layer

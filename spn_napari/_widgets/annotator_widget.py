@@ -159,7 +159,7 @@ class AnnotatorWidget(QWidget):
         self.outlines.setToolTip("draw the labels as outlines over the photo instead of filled")
         self.outlines.toggled.connect(self._outlines_toggled)
         self.unsure = QCheckBox("unsure (U)")
-        self.unsure.setToolTip("show in magenta the pixels whose evidence for their best two tags is close: "
+        self.unsure.setToolTip("hatch in white and black the pixels whose evidence for their best two tags is close: "
                                "the ones round 1 does not learn from unless you set them")
         self.unsure.toggled.connect(self._unsure_toggled)
         self.sp_fill = QCheckBox("Superpixel fill (click/drag paints whole superpixels)")
