@@ -100,6 +100,7 @@ class SuggestionsPanel(QWidget):
 
     def stop(self) -> None:
         self.queue = None
+        self.counter.setText(self.counter.text().split("\n")[0])  # the counts stay; a note of the pass goes
         self._ahead.stop()
         self._write.stop()
         self.host.save()  # the answers not written yet
