@@ -32,6 +32,7 @@ from .store import Project
 __all__ = ["base_kind", "pseudo_method", "base_labels", "current_labels", "apply_correction", "labels_reader", "training_target",
            "training_target_and_set", "round0_method", "round0_source", "present_classes", "unsure_pixels", "superpixel_majority"]
 
+
 def superpixel_majority(sp: np.ndarray, labels: np.ndarray, n_labels: int = 256,
                         ignore: int | None = None) -> np.ndarray:
     """(N,) the most frequent value of ``labels`` in each superpixel of ``sp`` (H, W, ids 0..N-1);

@@ -32,7 +32,7 @@ from .propagate import LiveHead, PropagateConfig
 from .round_history import rollback, round_uncertainty
 from .rounds import RoundConfig, ensure_round0, run_round
 from .store import Project
-from .suggest import WINDOW, answer, by_photo, ranked_rows
+from .suggest import WINDOW, answer, by_photo, pair_keys, ranked_rows
 
 __all__ = ["SimulateConfig", "simulate", "live_batch", "SELECT", "ANNOTATORS"]
 
@@ -168,8 +168,7 @@ def live_batch(head: LiveHead, truth: Callable[[int, int], int], budget: int, ev
     out = np.zeros(len(rows), bool) if allowed is None else ~allowed[rows[:, 0].astype(np.int64)]
     if skipped:
         gone = np.asarray(sorted(skipped), np.int64)  # (k, 2)
-        out |= np.isin(rows[:, 0].astype(np.int64) * (1 << 32) + rows[:, 1].astype(np.int64),
-                       gone[:, 0] * (1 << 32) + gone[:, 1])
+        out |= np.isin(pair_keys(rows[:, 0], rows[:, 1]), pair_keys(gone[:, 0], gone[:, 1]))
     for image, superpixel, current in by_photo(rows[~out], taken, window=window)[:, :3].astype(np.int64).tolist():
         if clicks >= min(every, budget):
             break

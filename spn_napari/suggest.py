@@ -50,7 +50,7 @@ from .live_labels import KEEP, QUEUE_KEPT, UNSET, LiveLabels, live_round, read_l
 from .store import Project
 
 __all__ = ["Suggestion", "ScoreWeights", "WEIGHTS", "superpixel_parts", "image_suggestions", "suggest", "answer", "check_answer", "SuggestionQueue", "write_index", "PER_IMAGE", "by_photo", "WINDOW",
-           "ranked_rows", "live_rows", "LIVE_QUEUE", "labels_changed"]
+           "ranked_rows", "live_rows", "LIVE_QUEUE", "labels_changed", "pair_keys"]
 
 PER_IMAGE = 64  # superpixels of each photo the ranking keeps: more than a person checks before a round
 LIVE_QUEUE = 5000  # a queue over the live head's ranking holds its best this many, and ranks again at its end
@@ -259,8 +259,8 @@ def suggest(project: Project, n: int | None = 20) -> list[Suggestion]:
     return [_suggestion(project, int(r[0]), r[1:]) for r in (rows if n is None else rows[:n])]
 
 
-def _keys(image: np.ndarray, superpixel: np.ndarray) -> np.ndarray:
-    """One int64 key per (image, superpixel) pair."""
+def pair_keys(image: np.ndarray, superpixel: np.ndarray) -> np.ndarray:
+    """One int64 key per (image, superpixel) pair, to match pairs with ``np.isin``."""
     return image.astype(np.int64) * (1 << 32) + superpixel.astype(np.int64)
 
 
@@ -300,7 +300,7 @@ def by_photo(rows: np.ndarray, taken=(), *, window: int = WINDOW) -> np.ndarray:
     ranking that did not change checks exactly its best ``window`` rows, only in another order;
     what a wide pass costs is the photos it finished, whose rows a re-ranking puts on top but
     which wait for the next pass. :data:`WINDOW` (100) was chosen on the effort curve with live
-    propagation (``benchmarks/effort.py --window``, ``benchmarks/results/effort_window.json``):
+    propagation (``benchmarks/effort_curves.py --window``, ``benchmarks/results/effort_window.json``):
     100 gave the ranked order's mIoU per click, 250 and 1000 lost some, and it still takes the
     live head's first 20 suggestions on a handful of photos where the ranked order visits one
     photo after another."""
@@ -311,7 +311,7 @@ def by_photo(rows: np.ndarray, taken=(), *, window: int = WINDOW) -> np.ndarray:
     taken = [(int(i), int(s)) for i, s in taken]
     if taken:
         done = np.asarray(taken, np.int64)  # (T, 2)
-        keep = ~np.isin(_keys(image, rows[:, 1]), _keys(done[:, 0], done[:, 1]))
+        keep = ~np.isin(pair_keys(image, rows[:, 1]), pair_keys(done[:, 0], done[:, 1]))
         rows, image = rows[keep], image[keep]
     into = len(taken) % window  # checks the current pass has made
     if not into:
@@ -446,7 +446,7 @@ class SuggestionQueue:
         if key in self._taken:
             del self._taken[len(self._taken) - 1 - self._taken[::-1].index(key)]
         rest = self._rows[max(self._at, 0):]
-        rest = rest[_keys(rest[:, 0], rest[:, 1]) != _keys(row[:1], row[1:2])[0]]
+        rest = rest[pair_keys(rest[:, 0], rest[:, 1]) != pair_keys(row[:1], row[1:2])[0]]
         self._rows, self._at = np.concatenate([row[None], rest]), 0
         return self.current
 

@@ -129,10 +129,10 @@ class AnnotatorWidget(QWidget):
         header.setSectionResizeMode(TAGS, QHeaderView.ResizeMode.Stretch)  # the tags get what is left
         for col, widest in ((STATUS, "unreviewed"), (CONFIDENCE, "confidence")):
             header.resizeSection(col, self.table.fontMetrics().horizontalAdvance(widest) + 2 * CELL_PAD)
-        self.table.horizontalHeader().setSortIndicator(0, Qt.SortOrder.AscendingOrder)
+        header.setSortIndicator(0, Qt.SortOrder.AscendingOrder)
         self.table.setSortingEnabled(True)  # sorts by name; a header click sorts by its column
         # a new order starts at its top (the shown image's row stays selected; key G scrolls to it)
-        self.table.horizontalHeader().sortIndicatorChanged.connect(lambda *_: self.table.scrollToTop())
+        header.sortIndicatorChanged.connect(lambda *_: self.table.scrollToTop())
         self.table.setWordWrap(False)
         self.table.verticalHeader().setDefaultSectionSize(self.table.fontMetrics().height() + 6)
         self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
@@ -220,7 +220,7 @@ class AnnotatorWidget(QWidget):
         self.timer = QTimer(self)
         self.timer.timeout.connect(self.save)
         self.timer.start(AUTOSAVE_MS)
-        self._bind_keys(self.viewer)
+        self.bind_keys(self.viewer)
         self._keys = dict(self._dock_keys())
         for child in [self, *self.findChildren(QWidget)]:
             if not isinstance(child, (QLineEdit, QAbstractSpinBox, QTextEdit)):  # text fields keep their typing
@@ -574,7 +574,7 @@ class AnnotatorWidget(QWidget):
             self._hooked["labels"] = layer
             layer.mouse_drag_callbacks.append(self._sp_fill_drag)
             layer.events.selected_label.connect(self._label_picked)
-            self._bind_keys(layer)  # layer keys win over viewer keys while the layer is selected
+            self.bind_keys(layer)  # layer keys win over viewer keys while the layer is selected
             self._show_outlines(layer, self.outlines.isChecked())
         unsure = self.viewer.layers["Unsure"] if "Unsure" in self.viewer.layers else None
         self.unsure.setEnabled(unsure is not None)
@@ -594,15 +594,12 @@ class AnnotatorWidget(QWidget):
         return keys + [(str(k), lambda k=k: checking.tag(k - 1) if checking.active else self.choose_tag(k - 1))
                        for k in range(1, 10)]
 
-    def _bind_keys(self, target) -> None:
+    def bind_keys(self, target) -> None:
         """The dock's keys on the viewer or a layer (a layer's keys win over the viewer's while it
-        is selected: the dock's own layers and those it adds carry them)."""
+        is selected: the dock's own layers and those it adds, a segmentation or a round to compare,
+        carry them)."""
         for key, fn in self._dock_keys():
             target.bind_key(key, lambda _target, fn=fn: fn(), overwrite=True)
-
-    def bind_keys(self, layer) -> None:
-        """Give a layer the dock adds (a segmentation, a round to compare) the dock's keys."""
-        self._bind_keys(layer)
 
     def eventFilter(self, obj, event) -> bool:  # noqa: N802 (Qt's name)
         """The dock's keys on its own widgets (the image list, the class box, a button): a key the
@@ -862,17 +859,17 @@ class AnnotatorWidget(QWidget):
         m = entry.get("metrics", {}).get("miou")
         parent = entries.get(entry.get("parent"), {})
         pm = parent.get("metrics", {}).get("miou")
+        both = m is not None and pm is not None
         text = f"round {r} is done"
-        if m is not None and pm is not None:
+        if both:
             text += f": mIoU {m:.3f}, round {entry['parent']} had {pm:.3f} ({'+' if m >= pm else '−'}{abs(m - pm):.3f})"
         elif m is not None:
             text += f": mIoU {m:.3f}"
         elif entry.get("metrics", {}).get("changed") is not None:
             text += f": {100 * entry['metrics']['changed']:.1f} % of the pixels changed"
-        short = f"round {r} done" + (f": mIoU {m:.3f} (round {entry['parent']}: {pm:.3f})" if m is not None
-                                     and pm is not None else "")
-        self.notify(short if short != f"round {r} done" else text)  # a notification shows its first words only
-        lower = m is not None and pm is not None and m < pm
+        # a notification shows its first words only: with both numbers, they come first, short
+        self.notify(f"round {r} done: mIoU {m:.3f} (round {entry['parent']}: {pm:.3f})" if both else text)
+        lower = both and m < pm
         self._round_note = text + (" — lower: Roll back (Rounds) brings the previous labels back" if lower
                                    else " — its labels are shown")
         self.status.setText(self._round_note)

@@ -220,7 +220,7 @@ class SuggestionsPanel(QWidget):
         except SpnError as exc:
             self.host.notify(str(exc), error=True)
             return
-        self._count(f"\nyour last answers changed {changed} superpixels in {photos} photos")
+        self.note(f"your last answers changed {changed} superpixels in {photos} photos")
 
     def note(self, text: str) -> None:
         """Say ``text`` on the counter's second line (the status line holds the suggestion's question)."""
