@@ -17,7 +17,7 @@ import numpy as np
 from qtpy.QtCore import QElapsedTimer, QEventLoop, QTimer
 from qtpy.QtWidgets import QApplication
 
-from spn_napari import kinds
+from spn_napari.project import kinds
 
 CLASSES = ("cat", "dog", "bird")
 SIDE = 16
@@ -28,7 +28,7 @@ def build_project(root: Path, n: int, seed: int = 0) -> None:
     from PIL import Image
 
     from spn_napari.data.readers import read_dataset
-    from spn_napari.store import Project
+    from spn_napari.project.store import Project
     work = Path(tempfile.mkdtemp(prefix="spn-bench-dock-data-", dir=root.parent))
     try:
         data = work / "data"
@@ -57,7 +57,7 @@ def build_project(root: Path, n: int, seed: int = 0) -> None:
 def add_superpixels(root: Path, ids: np.ndarray, seed: int = 1) -> None:
     """Give every photo of the project at ``root`` the superpixels ``ids`` (SIDE, SIDE) and
     random SP-CAM scores, one row per superpixel (what suggestions and propagation read)."""
-    from spn_napari.store import Project
+    from spn_napari.project.store import Project
     project = Project(root)
     rng = np.random.default_rng(seed)
     n_sp = int(ids.max()) + 1

@@ -4,9 +4,9 @@ folds. ``evidence_ablation.py`` prints this; ``real_photos.py`` runs it; ``round
 its sides, folds and scores.
 
 Every image's evidence is computed once per view (the middle training side, 1.25×, 1.5× and 2× it,
-each also mirrored) with the engine's own :func:`spn_napari.inference.view_evidence`; each setting
-averages its views (:func:`~spn_napari.inference.aggregate_evidence`) and labels them with
-:func:`~spn_napari.inference.label_evidence`, the path `pseudo-labels` and `predict` take.
+each also mirrored) with the engine's own :func:`spn_napari.evidence.pseudo_labels.view_evidence`; each setting
+averages its views (:func:`~spn_napari.evidence.pseudo_labels.aggregate_evidence`) and labels them with
+:func:`~spn_napari.evidence.pseudo_labels.label_evidence`, the path `pseudo-labels` and `predict` take.
 """
 
 from __future__ import annotations
@@ -16,13 +16,13 @@ import time
 import numpy as np
 import torch
 
-from spn_napari import kinds
-from spn_napari.evidence import EvidenceSettings, evidence_sides, label_evidence
-from spn_napari.inference import aggregate_evidence, view_evidence
+from spn_napari.evidence.maps import EvidenceSettings, evidence_sides, label_evidence
+from spn_napari.evidence.pseudo_labels import aggregate_evidence, view_evidence
 from spn_napari.metrics import confusion_matrix, mean_class_accuracy, mean_iou
 from spn_napari.ops import label_canvas
+from spn_napari.project import kinds
+from spn_napari.project.store import Project
 from spn_napari.runtime import load_spn, resolve_device
-from spn_napari.store import Project
 
 from _shared import folds
 

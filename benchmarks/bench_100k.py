@@ -24,13 +24,13 @@ from pathlib import Path
 
 import numpy as np
 
-from spn_napari import kinds
 from spn_napari.data.readers import read_dataset
 from spn_napari.events import run
-from spn_napari.inference import PseudoLabelConfig, make_pseudo_labels
+from spn_napari.evidence.pseudo_labels import PseudoLabelConfig, make_pseudo_labels
+from spn_napari.evidence.superpixels import SuperpixelConfig, compute_superpixels
+from spn_napari.project import kinds
+from spn_napari.project.store import Project
 from spn_napari.runtime import default_threads
-from spn_napari.store import Project
-from spn_napari.superpixels import SuperpixelConfig, compute_superpixels
 from spn_napari.train import TrainConfig, train_spn
 
 from _shared import count_files, cpu_model, write_tiny_dataset  # benchmarks/ is on sys.path

@@ -24,10 +24,10 @@ from pathlib import Path
 
 import torch
 
+from spn_napari.evidence.superpixels import compute_superpixels
 from spn_napari.pipeline import init_project, run
+from spn_napari.project.store import Project
 from spn_napari.runtime import default_threads
-from spn_napari.store import Project
-from spn_napari.superpixels import compute_superpixels
 from spn_napari.train import DEFAULT_EPOCHS, TrainConfig, train_spn
 
 from _shared import command_line, cpu_model, subset, write_results  # benchmarks/ is on sys.path

@@ -58,7 +58,7 @@ import torch
 from qtpy.QtCore import QEventLoop
 from qtpy.QtWidgets import QApplication
 
-from spn_napari import kinds
+from spn_napari.project import kinds
 
 from _dock import Ticker, run_loop, settle
 from _shared import command_line, cpu_model, write_results  # benchmarks/ is on sys.path
@@ -70,7 +70,7 @@ GOALS = {"switch_cached_ms": 100.0, "sp_cam_refresh_s": 1.5, "event_loop_block_m
 def project_root(arg: str | None) -> Path:
     if arg:
         return Path(arg)
-    from spn_napari.store import is_project
+    from spn_napari.project.store import is_project
     demo = Path("runs/demo/project")
     if is_project(demo):
         return demo
@@ -103,12 +103,12 @@ def time_switches(widget, app, images: list[int]) -> dict:
 
 
 def time_sp_cam_refresh(widget, app, root: Path, repeat: int = 5) -> dict:
-    from spn_napari.cam import paint_superpixels
     from spn_napari.data.synthetic import generate_demo_image
-    from spn_napari.inference import image_evidence
+    from spn_napari.evidence.cam import paint_superpixels
+    from spn_napari.evidence.pseudo_labels import image_evidence
+    from spn_napari.evidence.superpixels import SuperpixelConfig, slic_labels
+    from spn_napari.project.store import Project
     from spn_napari.runtime import load_spn
-    from spn_napari.store import Project
-    from spn_napari.superpixels import SuperpixelConfig, slic_labels
     project = Project(root)
     model, ckpt = load_spn(project, torch.device("cpu"))
     side = project.artifact(kinds.SP_CAM)["meta"]["sides"][0]

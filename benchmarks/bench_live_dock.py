@@ -43,10 +43,10 @@ def main() -> int:
     from qtpy.QtCore import Qt
     from qtpy.QtTest import QTest
 
-    from spn_napari import kinds
     from spn_napari._widgets.annotator_widget import AnnotatorWidget
     from spn_napari._widgets.napari_adapter import canvas_widget
-    from spn_napari.store import Project
+    from spn_napari.project import kinds
+    from spn_napari.project.store import Project
     work = Path(tempfile.mkdtemp(prefix="spn-bench-live-"))
     root = work / "project"
     subprocess.run(["cp", "-r", a.project, str(root)], check=True)

@@ -27,8 +27,8 @@ from pathlib import Path
 
 import numpy as np
 
-from spn_napari import kinds
-from spn_napari.live_labels import read_live
+from spn_napari.project import kinds
+from spn_napari.project.live_labels import read_live
 from spn_napari.runtime import default_threads
 
 from _dock import SIDE, add_superpixels, build_project, cached_project
@@ -40,7 +40,7 @@ PERSON = 100  # superpixels a person set before the timed refits
 
 def build(dims: int):
     def make(root: Path, n: int) -> None:
-        from spn_napari.store import Project
+        from spn_napari.project.store import Project
         build_project(root, n)
         add_superpixels(root, np.arange(SIDE * SIDE, dtype=np.int32).reshape(SIDE, SIDE))  # a pixel a superpixel
         project = Project(root)
@@ -62,9 +62,9 @@ def timed(fn) -> float:
 
 def measure(root: Path, repeat: int) -> dict:
     from spn_napari.labels import current_labels
-    from spn_napari.propagate import LiveHead, PropagateConfig
-    from spn_napari.store import Project
-    from spn_napari.suggest import LIVE_QUEUE, _ranking
+    from spn_napari.live.head import LiveHead, PropagateConfig
+    from spn_napari.project.store import Project
+    from spn_napari.review.suggest import LIVE_QUEUE, _ranking
     project = Project(root)
     n = len(project)
     gen = LiveHead.open(project, PropagateConfig())
@@ -114,7 +114,7 @@ def main() -> int:
     small, large = (res["sizes"][str(n)] for n in a.sizes)
     res["ratio"] = {k: large[k] / small[k] for k in large if k.endswith("median_s") or k == "open_s"}
     if a.real:
-        from spn_napari.store import Project
+        from spn_napari.project.store import Project
         real = Project(a.real)
         res["real"] = {"project": a.real, "bytes_per_photo": real.file(kinds.DESCRIPTORS).stat().st_size / len(real),
                        "dims": (real.artifact(kinds.DESCRIPTORS) or {}).get("meta", {}).get("dims")}

@@ -36,7 +36,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from spn_napari import kinds
+from spn_napari.project import kinds
 
 from _shared import command_line, cpu_model, write_results  # benchmarks/ is on sys.path
 
@@ -86,7 +86,7 @@ def measured_child(cmd: list[str], log: Path) -> dict:
 
 def prepare(workdir: Path, n: int, image_size: int, log: Path) -> Path:
     """demo-data + init + superpixels for N images, reusing what a previous run left."""
-    from spn_napari.store import Project, is_project
+    from spn_napari.project.store import Project, is_project
     data, proj = workdir / f"data-{n}", workdir / f"proj-{n}"
     if not is_project(proj):
         if not (data / "classes.txt").is_file():
@@ -99,7 +99,7 @@ def prepare(workdir: Path, n: int, image_size: int, log: Path) -> Path:
 
 def checkpoint(workdir: Path, image_size: int, device: str, log: Path) -> tuple[bytes, dict]:
     """A 1-epoch SPN from a 16-image project (trained once, reused): file bytes and its meta."""
-    from spn_napari.store import Project
+    from spn_napari.project.store import Project
     proj = prepare(workdir, CKPT_IMAGES, image_size, log)
     if Project(proj).artifact("spn") is not None:
         import torch
@@ -120,7 +120,7 @@ def give_checkpoint(proj: Path, data: bytes, meta: dict) -> None:
     """Commit the shared checkpoint into proj. Done on every run: committing a new 'spn' drops the
     CAMs and pseudo-labels of an earlier run (outside the measurement), so every measured run
     starts from the same state."""
-    from spn_napari.store import Project
+    from spn_napari.project.store import Project
     Project(proj).commit_file(kinds.SPN, data, suffix=".pt", depends=(kinds.SUPERPIXELS,),
                               meta={**meta, "copied_from": f"ckpt-{CKPT_IMAGES} (bench_pseudo_memory)"})
 
@@ -148,7 +148,8 @@ def main(argv: list[str] | None = None) -> None:
     log = workdir / "bench.log"
 
     data, meta = checkpoint(workdir, a.image_size, a.device, log)
-    baseline = measured_child([sys.executable, "-c", "import torch, spn_napari.cli, spn_napari.inference"], log)
+    baseline = measured_child([sys.executable, "-c", "import torch, spn_napari.cli, spn_napari.evidence.pseudo_labels"],
+                              log)
     rows = []
     for n in sizes:
         proj = prepare(workdir, n, a.image_size, log)

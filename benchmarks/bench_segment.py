@@ -26,7 +26,7 @@ from pathlib import Path
 from PIL import Image
 
 from spn_napari.jobs import CHILD_NICE, child_threads, predict_command, serve_command
-from spn_napari.store import Project
+from spn_napari.project.store import Project
 
 from _shared import cpu_model, write_results  # benchmarks/ is on sys.path
 

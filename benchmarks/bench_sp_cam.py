@@ -9,10 +9,10 @@ waits long for a recomputed mask. This script prints the goal and measured / goa
 
 What is timed (median of --repeat runs after one warm-up run, CUDA synchronised; the total and
 the instrumented breakdown run alternately, so machine load affects both alike):
-  total        ``spn_napari.inference.image_evidence`` for the image (forward at the inference
+  total        ``spn_napari.evidence.pseudo_labels.image_evidence`` for the image (forward at the inference
                side(s), superpixel pooling at full image resolution, SP-CAM scores, image
                probabilities and the CAM baseline, max over sides), then
-               ``spn_napari.cam.paint_superpixels`` and ``threshold_maps`` over the image's tags
+               ``spn_napari.evidence.cam.paint_superpixels`` and ``threshold_maps`` over the image's tags
                -- exactly what ``pseudo-labels`` does per image, minus the store reads/writes.
   breakdown    the same calls, timed part by part in an instrumented copy of image_evidence
                (so its sum is close to, not identical with, the total):
@@ -20,11 +20,11 @@ the instrumented breakdown run alternately, so machine load affects both alike):
                  pooling+scores   superpixel canvas, ``superpixel_pool``, ``superpixel_scores``,
                                   probabilities, CAM, max over sides, copy to numpy
                  paint+threshold  ``paint_superpixels`` + ``threshold_maps``
-  slic         ``spn_napari.superpixels.slic_labels`` with the default SuperpixelConfig, reported
+  slic         ``spn_napari.evidence.superpixels.slic_labels`` with the default SuperpixelConfig, reported
                separately: superpixels are computed once per image and cached in the project.
 
 Setup: ``build_spn(4, encoder="small")`` in eval mode with random weights (weights do not change
-the time); the inference side is the middle of ``auto_scales([size])`` as inference.py picks it
+the time); the inference side is the middle of ``auto_scales([size])`` as evidence/pseudo_labels.py picks it
 (``--multi-scale``: all six sides); the image is ``generate_demo_image(default_rng(0), size)``
 cropped / edge-padded to exactly size x size. Torch threads default to all cores, as the
 ``pseudo-labels`` command sets them (``--threads`` overrides).
@@ -43,13 +43,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from spn_napari.cam import paint_superpixels, threshold_maps
 from spn_napari.data.synthetic import generate_demo_image
 from spn_napari.data.transforms import auto_scales, fit_to_canvas
-from spn_napari.inference import image_evidence
+from spn_napari.evidence.cam import paint_superpixels, threshold_maps
+from spn_napari.evidence.pseudo_labels import image_evidence
+from spn_napari.evidence.superpixels import SuperpixelConfig, slic_labels
 from spn_napari.models.spn import build_spn
 from spn_napari.ops import label_canvas, superpixel_pool
-from spn_napari.superpixels import SuperpixelConfig, slic_labels
 
 from _shared import command_line, cpu_model, write_results  # benchmarks/ is on sys.path
 

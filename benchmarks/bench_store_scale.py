@@ -24,11 +24,11 @@ from pathlib import Path
 
 import numpy as np
 
-from spn_napari import kinds
 from spn_napari.data.readers import read_dataset
 from spn_napari.events import run
-from spn_napari.store import Project
-from spn_napari.superpixels import SuperpixelConfig, compute_superpixels
+from spn_napari.evidence.superpixels import SuperpixelConfig, compute_superpixels
+from spn_napari.project import kinds
+from spn_napari.project.store import Project
 
 from _shared import count_files, cpu_model, write_tiny_dataset  # benchmarks/ is on sys.path
 

@@ -5,7 +5,7 @@
 
 Projects: the tiny random-image projects of ``bench_dock_scale.py`` (16×16 px, 3 classes, one or two
 tags), plus what suggestions read: a 4×4 grid of 16 superpixels per image, SP-CAM scores per
-superpixel (random) and the ranking (``spn_napari.suggest.write_index``, as pseudo-labels writes it),
+superpixel (random) and the ranking (``spn_napari.review.suggest.write_index``, as pseudo-labels writes it),
 built once into --cache and copied afresh for each turn (answers write to them). In the real dock
 on a shown napari viewer, the sizes take turns (--rounds): the time from pressing *Check
 suggestions* to its first suggestion shown (the queue read from the ranking), then --answers
@@ -36,8 +36,8 @@ LOOK_S = 0.3  # a person's look at a suggestion before answering (untimed); real
 
 
 def build(root: Path, n: int) -> None:
-    from spn_napari.store import Project
-    from spn_napari.suggest import write_index
+    from spn_napari.project.store import Project
+    from spn_napari.review.suggest import write_index
     build_project(root, n)
     grid = (np.arange(SIDE)[:, None] // 4 * 4 + np.arange(SIDE)[None, :] // 4).astype(np.int32)  # (16, 16): 16 ids
     add_superpixels(root, grid)
@@ -139,7 +139,7 @@ def real_project(a) -> int:
     opening, the first suggestion and --answers answers; the goals are the module docstring's."""
     import napari
 
-    from spn_napari.store import Project
+    from spn_napari.project.store import Project
     viewer = napari.Viewer(show=True)
     app = QApplication.instance()
     one_turn(app, viewer, Path(a.project), 2)  # discarded: first draws and calls

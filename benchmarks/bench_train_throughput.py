@@ -29,10 +29,10 @@ import torch
 
 from spn_napari.data.synthetic import generate_demo_image
 from spn_napari.data.transforms import fit_to_canvas
+from spn_napari.evidence.superpixels import SuperpixelConfig, slic_labels
 from spn_napari.models.decoupled import DecoupledNet, decoupled_loss
 from spn_napari.models.spn import build_spn, spn_loss
 from spn_napari.runtime import resolve_device
-from spn_napari.superpixels import SuperpixelConfig, slic_labels
 from spn_napari.train import autocast
 
 from _shared import command_line, cpu_model, write_results  # benchmarks/ is on sys.path

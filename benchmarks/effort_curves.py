@@ -5,9 +5,9 @@
 
 PROJECT: a project with ground truth, superpixels and pseudo-labels (e.g. runs/real_photos/project,
 which ``benchmarks/real_photos.py`` leaves; any round history it has is rolled back on the copies).
-The suggestion curves take the queue in the dock's order (:func:`spn_napari.suggest.by_photo`: a
+The suggestion curves take the queue in the dock's order (:func:`spn_napari.review.suggest.by_photo`: a
 photo's suggestions together, in passes of ``--window`` checks, default
-:data:`spn_napari.suggest.WINDOW`; 1 is the ranking as it is). The committed curves were run on
+:data:`spn_napari.review.suggest.WINDOW`; 1 is the ranking as it is). The committed curves were run on
 one made with the defaults, about 20 minutes on 2 cores:
 ``spn-napari init runs/real_photos/project --from ../shared/data/msrc-dev --no-background``, then
 ``superpixels``, ``train-spn`` and ``pseudo-labels`` on it (pseudo-labels at 0.623 to 0.624 mIoU:
@@ -15,7 +15,7 @@ two such rebuilds differ a little). A curve that starts more than 0.002 from the
 differs more) is flagged under "warnings"; the goal's two curves are run on one base.
 Each curve's ``--reviewed-weight-on`` is recorded (``weight_on``), and what it did (``weighting``):
 the default, auto, acts as images on the whole-image curves and as pixels on the suggestion curves.
-Each curve is one ``simulate`` (:mod:`spn_napari.simulate`) on its own copy, ``--rounds`` rounds:
+Each curve is one ``simulate`` (:mod:`spn_napari.review.simulate`) on its own copy, ``--rounds`` rounds:
 
 - *whole images, random* and *whole images, least certain first*: ``--correct-fraction`` of the
   photos fixed whole before each round (every superpixel looked at, each wrong one clicked);
@@ -55,11 +55,11 @@ import torch
 from PIL import Image, ImageDraw
 
 from spn_napari.events import run
-from spn_napari.rounds import WEIGHT_ON, RoundConfig
+from spn_napari.project.store import Project
+from spn_napari.review.simulate import SimulateConfig, simulate
+from spn_napari.review.suggest import WEIGHTS, WINDOW
+from spn_napari.rounds.refine import WEIGHT_ON, RoundConfig
 from spn_napari.runtime import default_threads
-from spn_napari.simulate import SimulateConfig, simulate
-from spn_napari.store import Project
-from spn_napari.suggest import WEIGHTS, WINDOW
 
 from _shared import command_line, cpu_model, write_results  # benchmarks/ is on sys.path
 
@@ -248,7 +248,7 @@ def main() -> int:
                     help="with --only: run the named curves even where --out holds them (the old one stays until "
                          "the new one lands; e.g. after the ranking changed)")
     ap.add_argument("--window", type=int, default=WINDOW,
-                    help="checks in one pass of the suggestion queue (spn_napari.suggest.by_photo; recorded per "
+                    help="checks in one pass of the suggestion queue (spn_napari.review.suggest.by_photo; recorded per "
                          "curve under rankings; 1: the ranking as it is)")
     ap.add_argument("--redraw", action="store_true",
                     help="run nothing: rewrite the summary of --out and its PNG (e.g. after the plot changed)")

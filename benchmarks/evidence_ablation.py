@@ -5,9 +5,9 @@
 PROJECT: a project with a trained SPN and ground truth (e.g. the one `benchmarks/real_photos.py`
 leaves in runs/real_photos/project; that script runs this too). Every image's evidence is computed
 once per view — the middle training side, 1.25×, 1.5× and 2× it, each also mirrored — with the
-engine's own :func:`spn_napari.inference.view_evidence`; each candidate setting then averages its
-views (:func:`~spn_napari.inference.aggregate_evidence`) and labels them with
-:func:`~spn_napari.inference.label_evidence`, the path `pseudo-labels` and `predict` take.
+engine's own :func:`spn_napari.evidence.pseudo_labels.view_evidence`; each candidate setting then averages its
+views (:func:`~spn_napari.evidence.pseudo_labels.aggregate_evidence`) and labels them with
+:func:`~spn_napari.evidence.pseudo_labels.label_evidence`, the path `pseudo-labels` and `predict` take.
 
 Two outputs:
 
@@ -28,8 +28,8 @@ import sys
 
 import torch
 
+from spn_napari.project.store import Project
 from spn_napari.runtime import default_threads
-from spn_napari.store import Project
 
 from _evidence import print_ablation, run_ablation
 from _shared import cpu_model, write_results  # benchmarks/ is on sys.path

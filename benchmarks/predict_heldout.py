@@ -25,13 +25,13 @@ import torch
 
 from spn_napari.data.images import load_image, load_mask
 from spn_napari.data.readers import read_dataset
-from spn_napari.inference import PseudoLabelConfig, make_pseudo_labels
+from spn_napari.evidence.pseudo_labels import PseudoLabelConfig, make_pseudo_labels
+from spn_napari.evidence.superpixels import compute_superpixels
 from spn_napari.metrics import ConfusionMeter
 from spn_napari.pipeline import init_project, run
-from spn_napari.rounds import RoundConfig, run_round
+from spn_napari.predict.segmenter import Segmenter
+from spn_napari.rounds.refine import RoundConfig, run_round
 from spn_napari.runtime import default_threads
-from spn_napari.segmenter import Segmenter
-from spn_napari.superpixels import compute_superpixels
 from spn_napari.train import TrainConfig, train_spn
 
 from _shared import cpu_model, folds  # benchmarks/ is on sys.path

@@ -8,7 +8,7 @@ runs/real_photos/project). For each setting of the grid (``--sources``, ``--dims
 ``--weights``, ``--samples``, ``--iters``: the descriptors' source and length, which superpixels
 the head paints, a person's superpixel's weight, the unchecked superpixels a refit samples and its
 L-BFGS iterations) and each fold, a simulated person checks the live
-head's suggestions (:meth:`spn_napari.propagate.LiveHead.ranking`) on the photos *outside* the
+head's suggestions (:meth:`spn_napari.live.head.LiveHead.ranking`) on the photos *outside* the
 fold only, with the fold's share of ``--budget`` clicks removed, as ``simulate --propagate`` does
 (a wrong superpixel costs a click and is set to its true class, a right one a look); the head is
 refitted after every ``--every`` clicks. The fold's photos are never checked: their labels are what
@@ -30,16 +30,16 @@ from pathlib import Path
 
 import numpy as np
 
-from spn_napari import kinds
-from spn_napari.descriptors import DescriptorConfig, read_descriptors
 from spn_napari.events import run
+from spn_napari.evidence.descriptors import DescriptorConfig, read_descriptors
 from spn_napari.labels import base_kind, superpixel_majority
-from spn_napari.live_labels import KEEP, UNSET
+from spn_napari.live.head import LiveHead, PropagateConfig
 from spn_napari.metrics import ConfusionMeter
-from spn_napari.propagate import LiveHead, PropagateConfig
+from spn_napari.project import kinds
+from spn_napari.project.live_labels import KEEP, UNSET
+from spn_napari.project.store import Project
+from spn_napari.review.simulate import live_batch
 from spn_napari.runtime import default_threads
-from spn_napari.simulate import live_batch
-from spn_napari.store import Project
 
 from _shared import command_line, cpu_model, folds, write_results  # benchmarks/ is on sys.path
 
@@ -152,7 +152,7 @@ def main() -> int:
             sub = Project(copy_root)
             cfg = PropagateConfig(descriptors=DescriptorConfig(source=source, dims=dims))
             if sub.artifact(kinds.DESCRIPTORS) is None or read_descriptors(sub).meta.get("source") != source:
-                from spn_napari.descriptors import compute_descriptors
+                from spn_napari.evidence.descriptors import compute_descriptors
                 run(compute_descriptors(sub, cfg.descriptors))
             pristine = open_head(sub, cfg)
             for setting in (s for s in settings if s["source"] == source and s["dims"] == dims):

@@ -34,16 +34,16 @@ from pathlib import Path
 
 import torch
 
-from spn_napari import kinds
 from spn_napari.evaluate import evaluate_labels, largest_tag_labels, score_labels
-from spn_napari.inference import PseudoLabelConfig, make_pseudo_labels, resolve_settings
-from spn_napari.kinds import round_labels
+from spn_napari.evidence.pseudo_labels import PseudoLabelConfig, make_pseudo_labels, resolve_settings
+from spn_napari.evidence.superpixels import compute_superpixels
 from spn_napari.pipeline import init_project, run
-from spn_napari.rounds import RoundConfig, run_round
+from spn_napari.project import kinds
+from spn_napari.project.kinds import round_labels
+from spn_napari.project.store import Project
+from spn_napari.review.simulate import SimulateConfig, simulate
+from spn_napari.rounds.refine import RoundConfig, run_round
 from spn_napari.runtime import default_threads
-from spn_napari.simulate import SimulateConfig, simulate
-from spn_napari.store import Project
-from spn_napari.superpixels import compute_superpixels
 from spn_napari.train import TrainConfig, train_spn
 
 from _evidence import print_ablation, run_ablation

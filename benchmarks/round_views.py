@@ -5,9 +5,9 @@
 PROJECT: a project with a trained round and ground truth (e.g. runs/real_photos/project, which
 `benchmarks/real_photos.py` leaves). Every image is predicted once per view — the middle training
 side, 1.25×, 1.5× and 2× it, each also mirrored — with the engine's own
-:func:`spn_napari.round_inference.view_probabilities` (through the feature cache's float16, as the round
+:func:`spn_napari.rounds.predict.view_probabilities` (through the feature cache's float16, as the round
 itself predicts); each candidate view set averages its views' probabilities and takes the best of
-the image's tags per pixel, as :func:`spn_napari.round_inference.predict_labels` does.
+the image's tags per pixel, as :func:`spn_napari.rounds.predict.predict_labels` does.
 
 The choice: the photos are split into the same seeded folds as ``evidence_ablation.py``; for each
 fold the best view set on the *other* folds is scored on it. The held-out score is what the
@@ -23,12 +23,12 @@ import time
 import numpy as np
 import torch
 
-from spn_napari.features import cached_sides, view_maps, views
+from spn_napari.evidence.features import cached_sides, view_maps, views
 from spn_napari.labels import present_classes
 from spn_napari.metrics import confusion_matrix
-from spn_napari.round_inference import view_probabilities
+from spn_napari.project.store import Project
+from spn_napari.rounds.predict import view_probabilities
 from spn_napari.runtime import default_threads, load_decoupled, resolve_device
-from spn_napari.store import Project
 
 from _evidence import FACTORS, cross_validate, scores, view_sides
 from _shared import cpu_model, write_results  # benchmarks/ is on sys.path

@@ -25,18 +25,18 @@ import time
 import numpy as np
 import torch
 
-from spn_napari import kinds
 from spn_napari.batches import collate
-from spn_napari.cam import paint_superpixels, threshold_maps, upsample_cam
 from spn_napari.data.transforms import superpixel_canvas
 from spn_napari.evaluate import score_labels
-from spn_napari.features import read_features
-from spn_napari.inference import image_evidence
-from spn_napari.kinds import feature_maps
+from spn_napari.evidence.cam import paint_superpixels, threshold_maps, upsample_cam
+from spn_napari.evidence.features import read_features
+from spn_napari.evidence.pseudo_labels import image_evidence
 from spn_napari.models.encoders import LiteEncoder
 from spn_napari.models.spn import SPN, SPNConfig, spn_loss
+from spn_napari.project import kinds
+from spn_napari.project.kinds import feature_maps
+from spn_napari.project.store import Project
 from spn_napari.runtime import default_threads
-from spn_napari.store import Project
 from spn_napari.train import seed_everything
 
 from _shared import command_line, cpu_model, write_results  # benchmarks/ is on sys.path

@@ -4,19 +4,19 @@
 
 PROJECT: a project with ground truth, superpixels and evidence (e.g. runs/real_photos/project after
 ``pseudo-labels``). Every checkable superpixel of the unreviewed photos gets what its score is made
-of (:func:`spn_napari.suggest.superpixel_parts`: disagreement, margin, relative size) and what a
+of (:func:`spn_napari.review.suggest.superpixel_parts`: disagreement, margin, relative size) and what a
 check of it is worth: the pixels that become right when it is set to the true class most of its
-mask holds (:mod:`spn_napari.effort`), 0 when it is right already. A ranking over a set of photos
-(each photo's best :data:`~spn_napari.suggest.PER_IMAGE`, as the index keeps) is scored by the
+mask holds (:mod:`spn_napari.review.effort`), 0 when it is right already. A ranking over a set of photos
+(each photo's best :data:`~spn_napari.review.suggest.PER_IMAGE`, as the index keeps) is scored by the
 pixels its first ``--checks`` × photos checks fix — the person's time is the checks, clicks and
-looks alike. The weights (:class:`spn_napari.suggest.ScoreWeights`, a grid) are chosen on k-1
+looks alike. The weights (:class:`spn_napari.review.suggest.ScoreWeights`, a grid) are chosen on k-1
 folds of the photos and scored on the held-out fold, fold by fold; a random order, the current
-default (:data:`spn_napari.suggest.WEIGHTS`) and the hand-set weights it replaced are scored the
+default (:data:`spn_napari.review.suggest.WEIGHTS`) and the hand-set weights it replaced are scored the
 same way beside them. Run on the base project (``suggest_fit.json``) and on a project after round 1
 (``suggest_fit_round1.json``: the "suggestions, same clicks" copy of ``benchmarks/effort_curves.py``
 after its first round; there the folds chose disagreement alone, which ran behind on the effort
-curve, whose budget is clicks, not checks: see :mod:`spn_napari.suggest`). The masks choose among the grid only on the
-training folds.
+curve, whose budget is clicks, not checks: see :mod:`spn_napari.review.suggest`). The masks choose
+among the grid only on the training folds.
 """
 
 from __future__ import annotations
@@ -28,10 +28,10 @@ from collections import Counter
 
 import numpy as np
 
-from spn_napari import kinds
 from spn_napari.labels import superpixel_majority
-from spn_napari.store import Project
-from spn_napari.suggest import PER_IMAGE, WEIGHTS, ScoreWeights, superpixel_parts
+from spn_napari.project import kinds
+from spn_napari.project.store import Project
+from spn_napari.review.suggest import PER_IMAGE, WEIGHTS, ScoreWeights, superpixel_parts
 
 from _shared import command_line, folds, write_results  # benchmarks/ is on sys.path
 

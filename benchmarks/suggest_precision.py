@@ -4,11 +4,11 @@
 
 PROJECT: a project with ground truth and evidence (e.g. runs/real_photos/project: its current labels, the pseudo-labels or a round's).
 The unreviewed superpixels are ranked as ``spn-napari suggest`` ranks them
-(:func:`spn_napari.suggest.suggest`, which keeps each photo's best ``PER_IMAGE``); for the top k,
+(:func:`spn_napari.review.suggest.suggest`, which keeps each photo's best ``PER_IMAGE``); for the top k,
 the share whose current label is not their true class (the majority of their mask,
-:mod:`spn_napari.effort`), and among those the share whose proposed class is that true class. The
+:mod:`spn_napari.review.effort`), and among those the share whose proposed class is that true class. The
 share of wrong superpixels among *every* checkable superpixel of those photos
-(:func:`spn_napari.suggest.image_suggestions`) is the rate a random order would find. Nothing is
+(:func:`spn_napari.review.suggest.image_suggestions`) is the rate a random order would find. Nothing is
 fitted to the masks: they only score the ranking.
 """
 
@@ -19,10 +19,10 @@ import sys
 
 import numpy as np
 
-from spn_napari import kinds
-from spn_napari.effort import superpixel_majority
-from spn_napari.store import Project
-from spn_napari.suggest import image_suggestions, suggest
+from spn_napari.project import kinds
+from spn_napari.project.store import Project
+from spn_napari.review.effort import superpixel_majority
+from spn_napari.review.suggest import image_suggestions, suggest
 
 from _shared import command_line, write_results  # benchmarks/ is on sys.path
 

@@ -17,7 +17,7 @@ import argparse
 from pathlib import Path
 
 import spn_napari as spn
-from spn_napari import kinds
+from spn_napari.project import kinds
 
 
 def main(argv=None) -> None:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import spn_napari as spn
 from spn_napari.data.images import is_image_file, load_image
-from spn_napari.export import write_mask
+from spn_napari.predict.export import write_mask
 
 
 def main(argv=None) -> None:

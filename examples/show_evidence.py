@@ -13,8 +13,8 @@ import numpy as np
 from PIL import Image
 
 import spn_napari as spn
-from spn_napari import kinds
-from spn_napari.export import label_palette
+from spn_napari.predict.export import label_palette
+from spn_napari.project import kinds
 
 
 def _heat(m: np.ndarray) -> np.ndarray:

@@ -22,8 +22,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # the worktree's spn_napari, installed or not
 
-from spn_napari import kinds  # noqa: E402
 from spn_napari.napari_io import SAMPLE_ARCHIVE  # noqa: E402
+from spn_napari.project import kinds  # noqa: E402
 
 SKIP = (".lock", "-wal", "-shm", "-journal")  # SQLite's and the store's transient files
 STAMP = (2020, 1, 1, 0, 0, 0)  # every entry's time: the archive's bytes follow its content only
@@ -33,10 +33,10 @@ def make_project(work: Path, *, n: int, size: int, seed: int, epochs: int | None
     """Build the sample project under ``work``/project (the data set under ``work``/data)."""
     from spn_napari.data.synthetic import write_demo_dataset
     from spn_napari.evaluate import evaluate_labels
-    from spn_napari.inference import PseudoLabelConfig, make_pseudo_labels
+    from spn_napari.evidence.pseudo_labels import PseudoLabelConfig, make_pseudo_labels
+    from spn_napari.evidence.superpixels import SuperpixelConfig, compute_superpixels
     from spn_napari.pipeline import DEMO_ENCODER, init_project, run
     from spn_napari.runtime import default_threads
-    from spn_napari.superpixels import SuperpixelConfig, compute_superpixels
     from spn_napari.train import TrainConfig, train_spn
 
     default_threads()

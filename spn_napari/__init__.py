@@ -24,22 +24,23 @@ import importlib
 __version__ = "0.1.0"
 
 _API = {
-    "Project": "store", "is_project": "store",
+    "Project": "project.store", "is_project": "project.store",
     "read_dataset": "data.readers", "write_demo_dataset": "data.synthetic",
-    "SuperpixelConfig": "superpixels", "compute_superpixels": "superpixels",
+    "SuperpixelConfig": "evidence.superpixels", "compute_superpixels": "evidence.superpixels",
     "TrainConfig": "train", "train_spn": "train", "load_spn": "runtime",
-    "PseudoLabelConfig": "inference", "make_pseudo_labels": "inference", "evidence_maps": "evidence",
-    "image_evidence": "inference", "EvidenceSettings": "evidence",
-    "threshold_maps": "cam", "evaluate_labels": "evaluate", "export_labels": "export",
+    "PseudoLabelConfig": "evidence.pseudo_labels", "make_pseudo_labels": "evidence.pseudo_labels",
+    "evidence_maps": "evidence.maps",
+    "image_evidence": "evidence.pseudo_labels", "EvidenceSettings": "evidence.maps",
+    "threshold_maps": "evidence.cam", "evaluate_labels": "evaluate", "export_labels": "predict.export",
     "Event": "events", "run": "events", "init_project": "pipeline", "run_demo": "pipeline",
     "SpnError": "errors", "DatasetError": "errors", "ProjectError": "errors", "WeightsError": "errors",
     "build_spn": "models.spn", "superpixel_pool": "ops.superpixel_pool",
-    "RoundConfig": "rounds", "run_round": "rounds", "rollback": "round_history",
+    "RoundConfig": "rounds.refine", "run_round": "rounds.refine", "rollback": "project.history",
     "current_labels": "labels", "training_target": "labels",
-    "import_corrections": "corrections", "SimulateConfig": "simulate", "simulate": "simulate",
-    "DecoupledNet": "models.decoupled", "Segmenter": "segmenter",
-    "propagate": "propagate", "PropagateConfig": "propagate", "LiveHead": "propagate",
-    "suggest": "suggest", "Suggestion": "suggest", "superpixel_oracle": "effort",
+    "import_corrections": "review.corrections", "SimulateConfig": "review.simulate", "simulate": "review.simulate",
+    "DecoupledNet": "models.decoupled", "Segmenter": "predict.segmenter",
+    "propagate": "live.head", "PropagateConfig": "live.head", "LiveHead": "live.head",
+    "suggest": "review.suggest", "Suggestion": "review.suggest", "superpixel_oracle": "review.effort",
 }
 
 __all__ = sorted(_API)
@@ -47,8 +48,8 @@ __all__ = sorted(_API)
 # what listens when a compute step changes a project's labels (spn_napari.label_events)
 from . import label_events as _label_events  # noqa: E402
 
-_label_events.listen("spn_napari.suggest", "labels_changed")
-_label_events.rank_with("spn_napari.suggest", "live_rows")
+_label_events.listen("spn_napari.review.suggest", "labels_changed")
+_label_events.rank_with("spn_napari.review.suggest", "live_rows")
 
 
 def __getattr__(name: str):

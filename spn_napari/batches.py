@@ -19,10 +19,10 @@ import torch.nn.functional as F
 from torch.utils.data import Dataset, Sampler
 
 from .data.transforms import fit_mask_to_canvas, fit_to_canvas, superpixel_canvas
-from .features import read_features
-from .kinds import SUPERPIXELS
+from .evidence.features import read_features
 from .models.decoupled import IGNORE
-from .store import Project
+from .project.kinds import SUPERPIXELS
+from .project.store import Project
 
 __all__ = ["SuperpixelImages", "FigureGroundSamples", "MultiScaleBatches", "collate"]
 
@@ -43,7 +43,7 @@ class _StoreDataset(Dataset):
 class SuperpixelImages(_StoreDataset):
     """Item (i, side, flip) -> {x (3,S,S), sp (S,S), n, target (C,), index}; reads the store lazily.
 
-    With ``features`` ({side: artifact}, from :func:`spn_napari.features.cached_sides`) the item
+    With ``features`` ({side: artifact}, from :func:`spn_napari.evidence.features.cached_sides`) the item
     holds the frozen backbone's cached map ``f`` (Cb, g, g) instead of ``x``, and is never flipped.
     """
 

@@ -22,7 +22,7 @@ from .events import Event
 from .progress import Progress
 
 if TYPE_CHECKING:
-    from .store import Project
+    from .project.store import Project
 
 EXIT_USAGE = 2
 EXIT_CANCELLED = 130
@@ -35,7 +35,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _project(path: str):
-    from .store import Project
+    from .project.store import Project
     return Project(path)
 
 
@@ -96,7 +96,7 @@ def cmd_demo_data(a: argparse.Namespace) -> int:
 
 def cmd_init(a: argparse.Namespace) -> int:
     from .data.readers import read_dataset
-    from .store import Project
+    from .project.store import Project
     dataset = read_dataset(a.source)
     show = Progress(a.progress, "import")
     try:
@@ -111,7 +111,7 @@ def cmd_init(a: argparse.Namespace) -> int:
 
 
 def cmd_superpixels(a: argparse.Namespace) -> int:
-    from .superpixels import SuperpixelConfig, compute_superpixels
+    from .evidence.superpixels import SuperpixelConfig, compute_superpixels
 
     def job(project, device):
         cfg = SuperpixelConfig(n_segments=_positive("--n-segments", a.n_segments), compactness=a.compactness)
@@ -155,8 +155,8 @@ def _scales(text: str | None, flag: str = "--scales") -> tuple[int, ...] | None:
 
 
 def cmd_pseudo_labels(a: argparse.Namespace) -> int:
-    from .evidence import check_method, check_normalise
-    from .inference import PseudoLabelConfig, make_pseudo_labels
+    from .evidence.maps import check_method, check_normalise
+    from .evidence.pseudo_labels import PseudoLabelConfig, make_pseudo_labels
     if a.method != "auto":
         check_method(a.method)
     check_normalise(a.normalise)  # before the project is opened, as --method
@@ -177,7 +177,7 @@ def cmd_pseudo_labels(a: argparse.Namespace) -> int:
 
 def cmd_evaluate(a: argparse.Namespace) -> int:
     from .evaluate import evaluate_labels
-    from .kinds import method_of
+    from .project.kinds import method_of
     project = _project(a.project)
     kind = _labels_kind(a)
     name = a.method if a.method != "auto" or kind is None else method_of(kind) or kind
@@ -195,9 +195,9 @@ def cmd_evaluate(a: argparse.Namespace) -> int:
 def _labels_kind(a: argparse.Namespace) -> str | None:
     """--round R, or --method auto|fused|sp-cam|cam|current -> the artifact to read (None: current
     labels; auto: the project's pseudo-labels)."""
-    from .evidence import check_method
-    from .kinds import pseudo_labels, round_labels
+    from .evidence.maps import check_method
     from .labels import pseudo_method
+    from .project.kinds import pseudo_labels, round_labels
     if a.round is not None:
         return round_labels(a.round)
     if a.method == "auto":
@@ -211,7 +211,7 @@ def _labels_kind(a: argparse.Namespace) -> str | None:
 
 
 def cmd_export(a: argparse.Namespace) -> int:
-    from .export import export_labels
+    from .predict.export import export_labels
     project = _project(a.project)
     out = export_labels(project, a.out, kind=_labels_kind(a), fmt=a.format)
     print(f"exported {len(project)} label masks to {out}", file=sys.stderr)
@@ -219,7 +219,7 @@ def cmd_export(a: argparse.Namespace) -> int:
 
 
 def cmd_suggest(a: argparse.Namespace) -> int:
-    from .suggest import suggest
+    from .review.suggest import suggest
     project = _project(a.project)
     found = suggest(project, a.n)
     if a.json:
@@ -234,21 +234,21 @@ def cmd_suggest(a: argparse.Namespace) -> int:
 
 
 def cmd_serve(a: argparse.Namespace) -> int:
-    from .predict_server import serve
+    from .predict.server import serve
     _threads()
     _project(a.project)  # a missing or newer-format project: one line, exit 2, before "ready"
     return serve(a.project, a.device)
 
 
 def cmd_live(a: argparse.Namespace) -> int:
-    from .live_server import serve_live
+    from .live.server import serve_live
     _threads()
     _project(a.project)  # a missing or newer-format project: one line, exit 2, before "ready"
     return serve_live(a.project, _propagate_config(a))
 
 
 def cmd_predict(a: argparse.Namespace) -> int:
-    from .segmenter import Segmenter, predict_paths
+    from .predict.segmenter import Segmenter, predict_paths
 
     def job(project: Project, device: str | None) -> Iterable[Event]:
         segmenter = Segmenter.from_project(project, round_no=a.round, device=device or "auto")
@@ -264,7 +264,7 @@ def cmd_predict(a: argparse.Namespace) -> int:
 
 
 def cmd_import_corrections(a: argparse.Namespace) -> int:
-    from .corrections import import_corrections
+    from .review.corrections import import_corrections
     last = _run(a, "import corrections", lambda project, _: import_corrections(project, a.dir, review=a.review))
     print(f"imported {last.data['images']} correction masks ({a.review})", file=sys.stderr)
     return 0
@@ -277,7 +277,7 @@ def _band(value: float) -> float:
 
 
 def _round_config(a: argparse.Namespace, device: str | None = None):
-    from .rounds import RoundConfig
+    from .rounds.refine import RoundConfig
     return RoundConfig(epochs=_positive("--epochs", a.epochs), batch_size=_positive("--batch-size", a.batch_size),
                        lr=a.lr, device=device or a.device, seed=a.seed, workers=a.workers,
                        scales=_scales(a.scales), start_from=a.start_from, state=getattr(a, "state", None),
@@ -290,7 +290,7 @@ def _round_config(a: argparse.Namespace, device: str | None = None):
 
 
 def cmd_round(a: argparse.Namespace) -> int:
-    from .rounds import run_round
+    from .rounds.refine import run_round
     last = _run(a, "round", lambda project, device: run_round(project, _round_config(a, device)),
                 threads=True, distributed=True)
     if last is None or "metrics" not in last.data:  # not rank 0 of a torchrun job
@@ -322,14 +322,14 @@ def cmd_history(a: argparse.Namespace) -> int:
 
 
 def cmd_rollback(a: argparse.Namespace) -> int:
-    from .round_history import rollback
+    from .project.history import rollback
     entry = rollback(_project(a.project), a.to)
     print(f"round {entry['round']} is current again (later rounds are kept)", file=sys.stderr)
     return 0
 
 
 def cmd_simulate(a: argparse.Namespace) -> int:
-    from .simulate import SimulateConfig, simulate
+    from .review.simulate import SimulateConfig, simulate
 
     def job(project, device):
         cfg = SimulateConfig(rounds=a.rounds, correct_fraction=a.correct_fraction, select=a.select, seed=a.seed,
@@ -361,8 +361,8 @@ def cmd_simulate(a: argparse.Namespace) -> int:
 
 
 def _propagate_config(a: argparse.Namespace, device: str | None = None):
-    from .descriptors import DescriptorConfig
-    from .propagate import PropagateConfig
+    from .evidence.descriptors import DescriptorConfig
+    from .live.head import PropagateConfig
     d = PropagateConfig()
     return PropagateConfig(weight=a.person_weight, paint=a.paint, seed=getattr(a, "seed", d.seed),
                            descriptors=DescriptorConfig(source=a.descriptors, dims=a.dims,
@@ -370,7 +370,7 @@ def _propagate_config(a: argparse.Namespace, device: str | None = None):
 
 
 def cmd_propagate(a: argparse.Namespace) -> int:
-    from .propagate import propagate
+    from .live.head import propagate
 
     def job(project, device):
         return propagate(project, _propagate_config(a, device), recompute=a.recompute)
@@ -547,8 +547,8 @@ def _args_simulate(s: argparse.ArgumentParser) -> None:
 
 
 def _propagate_args(s: argparse.ArgumentParser) -> None:
-    from .descriptors import SOURCES, DescriptorConfig
-    from .propagate import PAINT, PropagateConfig
+    from .evidence.descriptors import SOURCES, DescriptorConfig
+    from .live.head import PAINT, PropagateConfig
     d, dd = PropagateConfig(), DescriptorConfig()
     s.add_argument("--descriptors", default=dd.source, choices=SOURCES,
                    help=f"what the superpixel descriptors are made from (default {dd.source})")
@@ -593,7 +593,7 @@ def _state_arg(s: argparse.ArgumentParser) -> None:
 
 
 def _round_args(s: argparse.ArgumentParser) -> None:
-    from .rounds import WEIGHT_ON, RoundConfig
+    from .rounds.refine import WEIGHT_ON, RoundConfig
     d = RoundConfig()
     s.add_argument("project")
     s.add_argument("--epochs", type=int, default=d.epochs)
@@ -648,13 +648,14 @@ COMMANDS: dict[str, _Command] = {  # in the order ``spn-napari --help`` lists th
                         "round's; the SPN before the first round): OUT/NAME.png per image, 0 background, i the "
                         "i-th class, in the project's colours"),
     "suggest": _Command(cmd_suggest, _args_suggest, "the superpixels most worth a check across every unreviewed "
-                        "image, each with the class it most likely should be (spn_napari.suggest)", progress=False),
+                        "image, each with the class it most likely should be (spn_napari.review.suggest)",
+                        progress=False),
     "serve": _Command(cmd_serve, _args_serve, "label images on request, the model kept loaded: one JSON request a "
                       "line on stdin, one JSON answer a line on stdout (the napari dock's Segment; see "
-                      "spn_napari.predict_server)", progress=False),
+                      "spn_napari.predict.server)", progress=False),
     "live": _Command(cmd_live, _args_live, "propagate on request, the live head kept in memory: one JSON request "
                      "a line on stdin (photos whose corrections changed), one JSON answer a line on stdout (the "
-                     "napari dock's Propagate; see spn_napari.live_server)", progress=False),
+                     "napari dock's Propagate; see spn_napari.live.server)", progress=False),
     "import-corrections": _Command(cmd_import_corrections, _args_import_corrections,
                                    "import correction masks (DIR/NAME.png: 0 background, i class i, 255 not set; "
                                    "no 0 in a project made with --no-background)"),
@@ -665,7 +666,7 @@ COMMANDS: dict[str, _Command] = {  # in the order ``spn-napari --help`` lists th
                          "full-supervision bound"),
     "propagate": _Command(cmd_propagate, _args_propagate, "relabel every unreviewed photo with the live head: a "
                           "linear layer over superpixel descriptors, fitted on the corrections and the labels "
-                          "(spn_napari.propagate)"),
+                          "(spn_napari.live.head)"),
     "history": _Command(cmd_history, _args_history, "list the rounds with their metrics (* = current)",
                         progress=False),
     "rollback": _Command(cmd_rollback, _args_rollback,

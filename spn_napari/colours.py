@@ -1,6 +1,6 @@
 """Class colours: one "#rrggbb" colour per class, distinct for any number of classes.
 
-A project stores its colours at ``init`` (see :mod:`spn_napari.store`); exports and the viewer
+A project stores its colours at ``init`` (see :mod:`spn_napari.project.store`); exports and the viewer
 use them, so a class keeps its colour everywhere.
 """
 

@@ -7,10 +7,10 @@ from collections.abc import Callable
 import numpy as np
 
 from .errors import ProjectError
-from .kinds import round_labels
 from .labels import apply_correction, labels_reader
 from .metrics import IGNORE, ConfusionMeter
-from .store import Project
+from .project.kinds import round_labels
+from .project.store import Project
 
 __all__ = ["evaluate_labels", "score_labels", "round_metrics", "largest_tag_labels"]
 

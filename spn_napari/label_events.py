@@ -3,7 +3,7 @@ labels listens.
 
 Pseudo-labels (before any round) and a finished round change a project's current labels, and the
 live head relabels them. The suggestion index and the live head's ranking of checks
-(:mod:`spn_napari.suggest`) are made from them, but the compute steps must not know about the
+(:mod:`spn_napari.review.suggest`) are made from them, but the compute steps must not know about the
 review queue: they call :func:`labels_changed` and :func:`live_ranking`, and the package's top
 level wires who answers (``spn_napari/__init__.py``), by name, so that no listener is imported
 before it is needed and no compute module imports one.
@@ -42,7 +42,7 @@ def labels_changed(project) -> None:
 def rank_with(module: str, function: str) -> None:
     """``module.function(live, unreviewed, limit)`` ranks the live head's labels for checks: the
     head keeps its best rows with its labels, in the same atomic file
-    (:attr:`spn_napari.live_labels.LiveLabels.queue`), so the dock's queue reads them at once."""
+    (:attr:`spn_napari.project.live_labels.LiveLabels.queue`), so the dock's queue reads them at once."""
     _RANKER[:] = [(module, function)]
 
 

@@ -6,9 +6,9 @@ Read top-down, one image's labels go:
 1. ``pseudo/fused``, ``pseudo/sp-cam`` or ``pseudo/cam``: the SPN's pseudo-labels, before any round
    (the method :func:`pseudo_method` names);
 2. ``round/0/labels``: a copy of them, made when the first round starts;
-3. ``round/k/labels``: round k's DecoupledNet prediction (:mod:`spn_napari.rounds`);
+3. ``round/k/labels``: round k's DecoupledNet prediction (:mod:`spn_napari.rounds.refine`);
 4. the live head's superpixel labels over them (:func:`base_labels`), where ``propagate`` or the
-   dock's live propagation ran (:mod:`spn_napari.propagate`);
+   dock's live propagation ran (:mod:`spn_napari.live.head`);
 5. the current labels (:func:`current_labels`): those with the pixels a person set in the image's
    correction painted over them — what the viewer shows, ``export`` writes and ``evaluate`` scores;
 6. the next round's target (:func:`training_target`): the same, without rejected images, and in
@@ -21,13 +21,13 @@ from collections.abc import Callable
 
 import numpy as np
 
-from . import kinds
-from .cam import METHODS
 from .errors import ProjectError, SpnError
-from .evidence import unsure_evidence
-from .live_labels import live_doubt, overlay, read_live
+from .evidence.cam import METHODS
+from .evidence.maps import unsure_evidence
 from .metrics import IGNORE
-from .store import Project
+from .project import kinds
+from .project.live_labels import live_doubt, overlay, read_live
+from .project.store import Project
 
 __all__ = ["base_kind", "pseudo_method", "base_labels", "current_labels", "apply_correction", "labels_reader", "training_target",
            "training_target_and_set", "round0_method", "round0_source", "present_classes", "unsure_pixels", "superpixel_majority"]
@@ -49,7 +49,7 @@ def superpixel_majority(sp: np.ndarray, labels: np.ndarray, n_labels: int = 256,
 
 def pseudo_method(project: Project) -> str | None:
     """The method of the project's pseudo-labels: the one ``pseudo-labels`` last wrote (recorded in
-    the project's settings), else the first of :data:`~spn_napari.cam.METHODS` that exists; None
+    the project's settings), else the first of :data:`~spn_napari.evidence.cam.METHODS` that exists; None
     when none does."""
     last = (project.settings.get("evidence") or {}).get("method")
     if last and project.artifact(kinds.pseudo_labels(last)):
@@ -73,7 +73,7 @@ def base_kind(project: Project) -> str:
 def base_labels(project: Project, i: int, sp: np.ndarray | None = None) -> np.ndarray:
     """(H, W) uint8 labels of image i before its correction: the current round's (or the
     pseudo-labels before any round), with the live head's superpixels over them where it ran
-    (:mod:`spn_napari.live_labels`; ``sp``: image i's superpixels, when the caller has them)."""
+    (:mod:`spn_napari.project.live_labels`; ``sp``: image i's superpixels, when the caller has them)."""
     return overlay(project, i, project.read(base_kind(project), i), sp)
 
 

@@ -18,7 +18,7 @@ __all__ = ["get_reader", "read_project_layers", "write_labels", "sample_project"
 
 
 def _project_root(path) -> Path | None:
-    from .store import is_project
+    from .project.store import is_project
     if isinstance(path, (list, tuple)):
         path = path[0] if len(path) == 1 else None
     if path is None:
@@ -116,8 +116,8 @@ def layer_specs(project, view, klass: int | None = None) -> list[tuple]:
 
 
 def read_project_layers(root) -> list[tuple]:
-    from .annotator import Annotator
-    from .store import Project
+    from .project.store import Project
+    from .review.annotator import Annotator
     ann = Annotator(Project(root))
     first = ann.next_unreviewed(len(ann.project) - 1)
     return layer_specs(ann.project, ann.view(0 if first is None else first))
@@ -127,7 +127,7 @@ def write_labels(path: str, data, meta: dict) -> list[str]:
     """npe2 writer hook: a labels layer as a palette PNG mask (0 background or no label, i class i),
     coloured as a project's classes are (:func:`spn_napari.colours.class_colors`)."""
     from .colours import class_colors
-    from .export import label_palette, write_mask
+    from .predict.export import label_palette, write_mask
     arr = np.asarray(data)
     if arr.max(initial=0) > 255 or arr.min(initial=0) < 0:
         raise ValueError(f"{path}: label values must lie in 0..255 to be saved as a PNG mask")
@@ -157,7 +157,7 @@ def unpack_sample(root: Path, archive: Path = SAMPLE_ARCHIVE) -> Path:
     import zipfile
 
     from .errors import SpnError
-    from .store import is_project
+    from .project.store import is_project
     if not archive.is_file():
         raise SpnError(f"{archive}: no sample project in this installation — make it with "
                        f"`python scripts/make_sample_project.py`, or open a project folder instead.")

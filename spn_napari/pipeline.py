@@ -19,7 +19,7 @@ def init_project(project_dir: Path | str, dataset_dir: Path | str, progress=None
     """Read a data set folder (generic or VOC, detected) and create a project from it;
     ``background=False``: the data set has no background class (see :meth:`Project.create`)."""
     from .data.readers import read_dataset
-    from .store import Project
+    from .project.store import Project
     return Project.create(project_dir, read_dataset(dataset_dir), progress=progress, background=background)
 
 
@@ -38,12 +38,12 @@ def run_demo(out: Path, *, n: int = 200, size: int = 160, epochs: int | None = N
 
     from .data.synthetic import write_demo_dataset
     from .evaluate import evaluate_labels
-    from .inference import PseudoLabelConfig, make_pseudo_labels
-    from .kinds import pseudo_labels, round_labels
-    from .rounds import RoundConfig, run_round
+    from .evidence.pseudo_labels import PseudoLabelConfig, make_pseudo_labels
+    from .evidence.superpixels import SuperpixelConfig, compute_superpixels
+    from .project.kinds import pseudo_labels, round_labels
+    from .project.store import Project, is_project
+    from .rounds.refine import RoundConfig, run_round
     from .runtime import default_threads
-    from .store import Project, is_project
-    from .superpixels import SuperpixelConfig, compute_superpixels
     from .train import TrainConfig, train_spn
 
     default_threads()

@@ -11,11 +11,11 @@ import os
 
 import torch
 
-from . import kinds
 from .errors import SpnError
 from .models.decoupled import DecoupledConfig, DecoupledNet
 from .models.spn import SPN, SPNConfig
-from .store import Project
+from .project import kinds
+from .project.store import Project
 
 __all__ = ["resolve_device", "default_threads", "load_checkpoint", "load_spn", "load_decoupled"]
 

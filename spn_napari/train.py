@@ -18,17 +18,18 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from . import distributed, kinds
+from . import distributed
 from .batches import MultiScaleBatches, SuperpixelImages, collate
 from .data.transforms import auto_scales
-from .durable import atomic_write_bytes
 from .errors import SpnError
 from .events import Event
-from .features import feature_cache
+from .evidence.features import feature_cache
 from .models.encoders import ENCODERS
 from .models.spn import build_spn, spn_loss
+from .project import kinds
+from .project.durable import atomic_write_bytes
+from .project.store import Project
 from .runtime import resolve_device
-from .store import Project
 
 __all__ = ["TrainConfig", "DEFAULT_EPOCHS", "train_spn", "training_scales", "fit", "resolve_encoder", "seed_everything",
            "autocast", "batch_inputs"]
@@ -44,7 +45,7 @@ class TrainConfig:
     weight_decay: float = 1e-4
     encoder: str = "auto"  # "auto" (lite0; vgg16 with weights) | "lite0" | "lite2" | "vgg16" | "small"
     weights: str | None = None  # torchvision VGG-16 state dict file (implies encoder="vgg16")
-    cache: bool = True  # a frozen encoder's maps computed once per image and side (spn_napari.features)
+    cache: bool = True  # a frozen encoder's maps computed once per image and side (spn_napari.evidence.features)
     scales: tuple[int, ...] | None = None  # canvas sides; None: the paper's, scaled to the data
     device: str = "auto"  # "auto" | "cpu" | "cuda" | "cuda:N"
     amp: bool = True  # mixed precision on CUDA (bf16 where supported)

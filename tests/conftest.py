@@ -16,9 +16,9 @@ import pytest
 from spn_napari.cli import main
 from spn_napari.data.readers import read_dataset
 from spn_napari.data.synthetic import write_demo_dataset
+from spn_napari.evidence.superpixels import SuperpixelConfig, compute_superpixels
 from spn_napari.pipeline import run
-from spn_napari.store import Project
-from spn_napari.superpixels import SuperpixelConfig, compute_superpixels
+from spn_napari.project.store import Project
 
 
 def pytest_sessionstart(session) -> None:
@@ -121,7 +121,7 @@ def assert_user_error(code: int, err: str, *needles: str) -> None:
 @pytest.fixture(scope="session")
 def _labelled_project(tmp_path_factory, _sp_project) -> Path:
     """A project with a 1-epoch SPN and SP-CAM + CAM pseudo-labels."""
-    from spn_napari.inference import PseudoLabelConfig, make_pseudo_labels
+    from spn_napari.evidence.pseudo_labels import PseudoLabelConfig, make_pseudo_labels
     from spn_napari.train import TrainConfig, train_spn
     root = tmp_path_factory.mktemp("labelled") / "project"
     project = _copy_project(_sp_project, root)
@@ -141,7 +141,7 @@ def labelled_project(_labelled_project, tmp_path) -> Project:
 def _round_project(tmp_path_factory, _labelled_project) -> Path:
     """The labelled project after one 1-epoch CPU refinement round (small sides): every image has a
     round's labels and confidence. Shared: read it, or copy it before writing."""
-    from spn_napari.rounds import RoundConfig, run_round
+    from spn_napari.rounds.refine import RoundConfig, run_round
     root = tmp_path_factory.mktemp("round") / "project"
     project = _copy_project(_labelled_project, root)
     run(run_round(project, RoundConfig(epochs=1, batch_size=4, device="cpu", scales=(48, 64))))

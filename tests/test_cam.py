@@ -7,7 +7,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from spn_napari.cam import paint_superpixels, threshold_maps, uncertain_pixels, upsample_cam
+from spn_napari.evidence.cam import paint_superpixels, threshold_maps, uncertain_pixels, upsample_cam
 
 # ---------------------------------------------------------------- threshold_maps, hand cases
 

@@ -26,11 +26,11 @@ import pytest
 from spn_napari.data.synthetic import write_demo_dataset
 from spn_napari.evaluate import evaluate_labels, round_metrics
 from spn_napari.events import run
-from spn_napari.inference import PseudoLabelConfig, make_pseudo_labels
-from spn_napari.kinds import pseudo_labels
+from spn_napari.evidence.pseudo_labels import PseudoLabelConfig, make_pseudo_labels
+from spn_napari.evidence.superpixels import SuperpixelConfig, compute_superpixels
 from spn_napari.pipeline import DEMO_ENCODER, init_project
-from spn_napari.rounds import RoundConfig, run_round
-from spn_napari.superpixels import SuperpixelConfig, compute_superpixels
+from spn_napari.project.kinds import pseudo_labels
+from spn_napari.rounds.refine import RoundConfig, run_round
 from spn_napari.train import TrainConfig, train_spn
 
 

@@ -18,7 +18,7 @@ import torch
 from PIL import Image
 
 from spn_napari.cli import main
-from spn_napari.store import Project
+from spn_napari.project.store import Project
 
 from conftest import assert_user_error, cli, tree_state
 

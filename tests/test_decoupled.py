@@ -12,7 +12,7 @@ from spn_napari.data.synthetic import generate_demo_image
 from spn_napari.data.transforms import fit_mask_to_canvas, fit_to_canvas
 from spn_napari.models.decoupled import IGNORE, DecoupledNet, decoupled_loss
 from spn_napari.models.spn import build_spn
-from spn_napari.round_inference import predict_labels
+from spn_napari.rounds.predict import predict_labels
 
 C = 4
 

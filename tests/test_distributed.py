@@ -20,11 +20,11 @@ import torch
 
 from spn_napari.batches import MultiScaleBatches, SuperpixelImages, collate
 from spn_napari.data.readers import read_dataset
-from spn_napari.features import cached_sides
+from spn_napari.evidence.features import cached_sides
+from spn_napari.evidence.superpixels import SuperpixelConfig, compute_superpixels
 from spn_napari.models.spn import build_spn, spn_loss
 from spn_napari.pipeline import run
-from spn_napari.store import Project
-from spn_napari.superpixels import SuperpixelConfig, compute_superpixels
+from spn_napari.project.store import Project
 from spn_napari.train import TrainConfig, seed_everything, train_spn, training_scales
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -139,9 +139,9 @@ _PREDICT_ROUND = """
 import json, sys, torch
 from spn_napari import distributed
 from spn_napari.models.decoupled import DecoupledNet
-from spn_napari.round_inference import predict_round_labels
+from spn_napari.rounds.predict import predict_round_labels
 from spn_napari.events import run
-from spn_napari.store import Project
+from spn_napari.project.store import Project
 from spn_napari.runtime import load_spn
 from spn_napari.train import seed_everything
 distributed.init_from_env("cpu")

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from spn_napari.store import Project
+from spn_napari.project.store import Project
 
 pytest.importorskip("napari")
 from spn_napari._widgets.annotator_widget import AnnotatorWidget  # noqa: E402
@@ -105,10 +105,10 @@ def test_o_draws_the_labels_as_outlines_and_back(widget, qtbot):
 def test_the_unsure_layer_is_what_round_1_leaves_out(widget, labelled_project, qtbot):
     """The Unsure layer marks exactly the pixels round 1's target ignores (the engine's ignore band
     around the same evidence), for every image; U shows and hides it."""
-    from spn_napari.kinds import round_labels
     from spn_napari.labels import training_target
     from spn_napari.metrics import IGNORE
-    from spn_napari.rounds import ensure_round0
+    from spn_napari.project.kinds import round_labels
+    from spn_napari.rounds.refine import ensure_round0
     p = Project(labelled_project.root)
     ensure_round0(p, "auto")  # round 0: the pseudo-labels the dock shows
     layer = widget.viewer.layers["Unsure"]
@@ -196,7 +196,7 @@ def test_checking_suggestions_with_keys_saves_each_answer(widget, labelled_proje
     proposed class chosen); Y, C, a tag's number and S answer as a person would, each answer shown
     at once and saved as a partial correction while the person looks at the next one (stopping
     writes what is left); the counter counts answers, clicks and looks."""
-    from spn_napari.suggest import SuggestionQueue
+    from spn_napari.review.suggest import SuggestionQueue
     p = Project(labelled_project.root)
     ahead = SuggestionQueue(p)  # the order the dock shows: a photo's suggestions together
     queue = [ahead.next() for _ in range(4)]

@@ -9,13 +9,13 @@ import subprocess
 import numpy as np
 import pytest
 
-from spn_napari import kinds
 from spn_napari.events import run
 from spn_napari.labels import current_labels
-from spn_napari.live_labels import read_live
-from spn_napari.propagate import propagate
-from spn_napari.store import Project
-from spn_napari.suggest import LIVE_QUEUE, by_photo, ranked_rows
+from spn_napari.live.head import propagate
+from spn_napari.project import kinds
+from spn_napari.project.live_labels import read_live
+from spn_napari.project.store import Project
+from spn_napari.review.suggest import LIVE_QUEUE, by_photo, ranked_rows
 
 from conftest import open_dock
 

@@ -1,4 +1,4 @@
-"""The annotator model in clicks and looks (spn_napari.effort), against plain loops and a hand case,
+"""The annotator model in clicks and looks (spn_napari.review.effort), against plain loops and a hand case,
 and simulate's report of it."""
 
 from __future__ import annotations
@@ -7,10 +7,10 @@ import json
 
 import numpy as np
 
-from spn_napari.effort import fix_whole_image, oracle_labels, superpixel_oracle
 from spn_napari.evaluate import score_labels
 from spn_napari.labels import superpixel_majority
-from spn_napari.store import Project
+from spn_napari.project.store import Project
+from spn_napari.review.effort import fix_whole_image, oracle_labels, superpixel_oracle
 
 from conftest import cli
 

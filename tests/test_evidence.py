@@ -13,15 +13,15 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from spn_napari.cam import fuse_scores, tag_scores, threshold_maps, uncertain_pixels
 from spn_napari.data.transforms import fit_to_canvas
 from spn_napari.errors import SpnError
-from spn_napari.evidence import EvidenceSettings, evidence_sides
-from spn_napari.inference import PseudoLabelConfig, image_evidence, make_pseudo_labels, resolve_settings
+from spn_napari.evidence.cam import fuse_scores, tag_scores, threshold_maps, uncertain_pixels
+from spn_napari.evidence.maps import EvidenceSettings, evidence_sides
+from spn_napari.evidence.pseudo_labels import PseudoLabelConfig, image_evidence, make_pseudo_labels, resolve_settings
 from spn_napari.models.spn import build_spn
 from spn_napari.pipeline import run
-from spn_napari.segmenter import Segmenter
-from spn_napari.store import Project
+from spn_napari.predict.segmenter import Segmenter
+from spn_napari.project.store import Project
 from spn_napari.train import TrainConfig, train_spn
 
 
@@ -183,7 +183,7 @@ def nb_trained(tmp_path, demo_dir) -> Project:
     import shutil
 
     from spn_napari.data.readers import read_dataset
-    from spn_napari.superpixels import SuperpixelConfig, compute_superpixels
+    from spn_napari.evidence.superpixels import SuperpixelConfig, compute_superpixels
     shutil.copytree(demo_dir, tmp_path / "data", ignore=shutil.ignore_patterns("masks"))
     p = Project.create(tmp_path / "project", read_dataset(tmp_path / "data"), background=False)
     run(compute_superpixels(p, SuperpixelConfig(n_segments=40), workers=1))

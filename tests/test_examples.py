@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from spn_napari.kinds import round_labels
 from spn_napari.labels import current_labels
-from spn_napari.store import Project
+from spn_napari.project.kinds import round_labels
+from spn_napari.project.store import Project
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -58,7 +58,7 @@ def test_labels_to_numpy_equals_the_projects_labels(own, tmp_path):
 def test_show_evidence_draws_one_row_per_image(own, tmp_path):
     out = tmp_path / "evidence.png"
     _example("show_evidence.py", own.root, out, "--images", "0", "1")
-    from spn_napari.export import label_palette
+    from spn_napari.predict.export import label_palette
     panel = np.asarray(Image.open(out))
     pal = np.array(label_palette(own.colors), np.uint8).reshape(256, 3)
     h0, w0 = own.images[0].height, own.images[0].width

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from spn_napari.napari_io import get_reader, read_project_layers
-from spn_napari.store import Project
+from spn_napari.project.store import Project
 
 from conftest import click_row
 
@@ -292,7 +292,7 @@ def test_sorting_by_confidence_follows_the_round_and_a_click_shows_that_image(
 
     from qtpy.QtCore import Qt
 
-    from spn_napari.round_history import round_uncertainty
+    from spn_napari.project.history import round_uncertainty
     root = tmp_path / "project"
     shutil.copytree(_round_project, root)
     p = Project(root)
@@ -411,7 +411,7 @@ def test_a_folder_that_is_not_a_project_is_a_notification(widget, tmp_path):
 def test_rounds_run_in_a_child_process_and_cancel_cleanly(widget, labelled_project, qtbot):
     """A short round runs to completion (new labels shown, history updated); a second one is
     cancelled mid-training: the child is gone and the project is exactly as before."""
-    from spn_napari.kinds import round_labels
+    from spn_napari.project.kinds import round_labels
 
     from conftest import tree_state
     widget.runs.epochs.value = 1
@@ -565,7 +565,7 @@ def test_a_project_from_a_newer_format_is_a_notification(widget, labelled_projec
     import shutil
     import sqlite3
 
-    from spn_napari.store import DB_NAME
+    from spn_napari.project.store import DB_NAME
     newer = tmp_path / "newer"
     shutil.copytree(labelled_project.root, newer)
     with sqlite3.connect(newer / DB_NAME) as db:  # the project's state, format version among it

@@ -6,10 +6,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from spn_napari.cam import threshold_maps
 from spn_napari.data.transforms import fit_to_canvas
-from spn_napari.evidence import evidence_maps
-from spn_napari.inference import PseudoLabelConfig, image_evidence, make_pseudo_labels
+from spn_napari.evidence.cam import threshold_maps
+from spn_napari.evidence.maps import evidence_maps
+from spn_napari.evidence.pseudo_labels import PseudoLabelConfig, image_evidence, make_pseudo_labels
 from spn_napari.models.spn import build_spn
 from spn_napari.pipeline import run
 from spn_napari.train import TrainConfig, train_spn

@@ -15,13 +15,13 @@ import pytest
 import torch
 from PIL import Image
 
-from spn_napari import inference
 from spn_napari.errors import DatasetError
 from spn_napari.evaluate import evaluate_labels
+from spn_napari.evidence import pseudo_labels as inference
 from spn_napari.pipeline import init_project, run
-from spn_napari.project_db import DB_NAME
-from spn_napari.project_format import FORMAT_VERSION
-from spn_napari.store import Project
+from spn_napari.project.db import DB_NAME
+from spn_napari.project.format import FORMAT_VERSION
+from spn_napari.project.store import Project
 
 from conftest import assert_user_error, cli
 
@@ -201,7 +201,7 @@ def test_evaluate_keeps_the_background_row_with_background(tmp_path, capsys):
 
 def test_round_metrics_without_background(labelled):
     from spn_napari.evaluate import round_metrics
-    from spn_napari.kinds import round_labels
+    from spn_napari.project.kinds import round_labels
     with labelled.writer(round_labels(0)) as w:
         for i, pred in enumerate(_hand_predictions()):
             w.put(i, pred)
@@ -236,7 +236,7 @@ class FakeNet:
 
 
 def test_predict_labels_drops_the_background_row():
-    from spn_napari.round_inference import predict_labels
+    from spn_napari.rounds.predict import predict_labels
     image = np.zeros((H, W, 3), np.uint8)
     left, right = np.s_[:, : W // 2], np.s_[:, W // 2:]
     labels, u = predict_labels(FakeNet(), image, [2, 0], W, torch.device("cpu"))
@@ -252,7 +252,7 @@ def test_predict_labels_drops_the_background_row():
 def test_predict_labels_flips_a_mirrored_view_back_and_averages_views():
     """A mirrored view's maps flip back: the halves swap. Averaged with the plain view every pixel
     is (.3, .3, .4) — cow, winning probability .4."""
-    from spn_napari.round_inference import predict_labels
+    from spn_napari.rounds.predict import predict_labels
     image = np.zeros((H, H, 3), np.uint8)  # square: the canvas is the image
     left, right = np.s_[:, : H // 2], np.s_[:, H // 2:]
     labels, _ = predict_labels(FakeNet(), image, [2, 0], [(H, True)], torch.device("cpu"))
@@ -262,7 +262,7 @@ def test_predict_labels_flips_a_mirrored_view_back_and_averages_views():
 
 
 def test_round_views_default_to_the_middle_training_side():
-    from spn_napari.round_inference import round_views
+    from spn_napari.rounds.predict import round_views
     scales = (208, 256, 304, 336, 384, 432)
     assert round_views(scales) == [(336, False)]
     assert round_views(scales, sides=(512, 416), flip=True) == [(512, False), (512, True), (416, False), (416, True)]

@@ -52,7 +52,7 @@ def test_the_engine_the_cli_and_the_trainers_import_no_viewer():
     code = f"""
 import runpy, sys
 import spn_napari as spn
-import spn_napari.cli, spn_napari.napari_io, spn_napari.rounds, spn_napari.simulate, spn_napari.evaluate
+import spn_napari.cli, spn_napari.napari_io, spn_napari.rounds.refine, spn_napari.review.simulate, spn_napari.evaluate
 [getattr(spn, name) for name in spn.__all__]
 for script in ("train_spn.py", "train_decoupled.py"):
     sys.argv = [script, "--help"]

@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from spn_napari import pixels
-from spn_napari.pixels import PackedReader, PackedWriter, merge_index
-from spn_napari.store import Project
-from spn_napari.superpixels import SuperpixelConfig, compute_superpixels
+from spn_napari.evidence.superpixels import SuperpixelConfig, compute_superpixels
+from spn_napari.project import pixels
+from spn_napari.project.pixels import PackedReader, PackedWriter, merge_index
+from spn_napari.project.store import Project
 
 
 def _arrays(rng, n, dtype=np.uint8, channels=None):

@@ -19,15 +19,15 @@ from PIL import Image
 from spn_napari.data.images import as_rgb, load_image
 from spn_napari.data.transforms import fit_to_canvas
 from spn_napari.errors import SpnError
-from spn_napari.export import label_palette
-from spn_napari.inference import PseudoLabelConfig, make_pseudo_labels
-from spn_napari.kinds import round_labels
+from spn_napari.evidence.pseudo_labels import PseudoLabelConfig, make_pseudo_labels
 from spn_napari.labels import base_kind
 from spn_napari.pipeline import run
-from spn_napari.round_history import rollback
-from spn_napari.rounds import RoundConfig, run_round
-from spn_napari.segmenter import Segmenter
-from spn_napari.store import Project
+from spn_napari.predict.export import label_palette
+from spn_napari.predict.segmenter import Segmenter
+from spn_napari.project.history import rollback
+from spn_napari.project.kinds import round_labels
+from spn_napari.project.store import Project
+from spn_napari.rounds.refine import RoundConfig, run_round
 from spn_napari.train import TrainConfig, train_spn
 
 from conftest import assert_user_error, cli
@@ -55,7 +55,7 @@ def _nb_project(tmp_path_factory, demo_dir) -> Path:
     """The demo images as a project without a background class (every pixel one of its tags),
     with a 1-epoch SPN, the default (fused) labels and one round; "spn-only" beside it before the round."""
     from spn_napari.data.readers import read_dataset
-    from spn_napari.superpixels import SuperpixelConfig, compute_superpixels
+    from spn_napari.evidence.superpixels import SuperpixelConfig, compute_superpixels
     base = tmp_path_factory.mktemp("predict-nb")
     shutil.copytree(demo_dir, base / "data", ignore=shutil.ignore_patterns("masks"))
     p = Project.create(base / "project", read_dataset(base / "data"), background=False)
@@ -323,7 +323,7 @@ def test_cli_progress_jsonl_names_each_mask(labelled_project, tmp_path, capsys):
 def test_single_tag_photos_confidence_is_the_classifiers_agreement(_nb_project):
     """Without background a one-tag photo's labels are certain, so its round uncertainty is
     1 - the classifier's probability of its tag (the dock's confidence column), not 0."""
-    from spn_napari.round_history import round_uncertainty
+    from spn_napari.project.history import round_uncertainty
     p = Project(_nb_project)
     seg = Segmenter.from_project(p.root, device="cpu")
     unc = round_uncertainty(p)

@@ -18,8 +18,7 @@ from skimage import data
 
 from spn_napari.data.transforms import fit_to_canvas, normalise
 from spn_napari.errors import WeightsError
-from spn_napari.features import cached_sides, compute_features, read_features
-from spn_napari.kinds import feature_maps
+from spn_napari.evidence.features import cached_sides, compute_features, read_features
 from spn_napari.models.efficientnet_lite import (
     LITE2_STAGES,
     EfficientNetLite,
@@ -30,6 +29,7 @@ from spn_napari.models.efficientnet_lite import (
 )
 from spn_napari.models.encoders import build_encoder
 from spn_napari.models.spn import SPN, SPNConfig, build_spn
+from spn_napari.project.kinds import feature_maps
 
 from conftest import assert_user_error, cli, tree_state
 

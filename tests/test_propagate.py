@@ -10,16 +10,16 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from spn_napari import kinds
-from spn_napari.descriptors import DescriptorConfig, compute_descriptors, pooled_views, read_descriptors
 from spn_napari.events import run
+from spn_napari.evidence.descriptors import DescriptorConfig, compute_descriptors, pooled_views, read_descriptors
 from spn_napari.labels import base_kind, current_labels, training_target
-from spn_napari.live_labels import KEEP, UNSET, read_live
-from spn_napari.propagate import LiveHead, PropagateConfig, person_labels, propagate
-from spn_napari.round_history import rollback
-from spn_napari.rounds import RoundConfig, run_round
-from spn_napari.store import Project
-from spn_napari.suggest import answer
+from spn_napari.live.head import LiveHead, PropagateConfig, person_labels, propagate
+from spn_napari.project import kinds
+from spn_napari.project.history import rollback
+from spn_napari.project.live_labels import KEEP, UNSET, read_live
+from spn_napari.project.store import Project
+from spn_napari.review.suggest import answer
+from spn_napari.rounds.refine import RoundConfig, run_round
 
 from conftest import assert_user_error, cli, tree_state
 
@@ -53,7 +53,7 @@ def test_descriptors_are_superpixel_means_of_the_upsampled_maps(labelled_project
     """pooled_views against a naive loop: each view's map bilinearly upsampled to the canvas,
     averaged over each superpixel's pixels (float64), then over the views; a mirrored view is
     flipped back first."""
-    from spn_napari.features import image_view_maps
+    from spn_napari.evidence.features import image_view_maps
     from spn_napari.runtime import load_spn
     p = labelled_project
     model, _ = load_spn(p, torch.device("cpu"))
@@ -201,7 +201,7 @@ def test_live_labels_are_what_a_round_trains_on_and_roll_back_with_it(labelled_p
 def test_the_live_ranking_is_by_the_head_s_doubt_and_size(labelled_project):
     """The live rows against a loop over every superpixel: unreviewed, no person's, two candidates
     or more; score (1 - margin) × (pixels / the photo's mean pixels)^0.75; best first."""
-    from spn_napari.suggest import suggest
+    from spn_napari.review.suggest import suggest
     p = labelled_project
     answer(p, 2, {0: int(current_labels(p, 2)[p.read(kinds.SUPERPIXELS, 2) == 0][0])})
     p.set_review(3, "reviewed")
@@ -305,7 +305,7 @@ def test_the_live_server_refits_on_request_and_answers_bad_requests_with_a_line(
     an error line for a request it cannot answer, and it goes on."""
     import io
 
-    from spn_napari.live_server import serve_live
+    from spn_napari.live.server import serve_live
     p = labelled_project
     s, true = _wrong_superpixel(p, 1)
     answer(p, 1, {s: true})

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from spn_napari.evaluate import evaluate_labels, largest_tag_labels, score_labels
-from spn_napari.store import Project
+from spn_napari.project.store import Project
 
 # ../shared/data/msrc-dev beside the repository, or where SPN_NAPARI_MSRC_DEV points
 MSRC = Path(os.environ.get("SPN_NAPARI_MSRC_DEV") or Path(__file__).resolve().parents[2] / "shared" / "data" / "msrc-dev")

@@ -17,14 +17,14 @@ from PIL import Image
 
 from spn_napari.batches import FigureGroundSamples, MultiScaleBatches
 from spn_napari.errors import SpnError
-from spn_napari.kinds import round_labels
 from spn_napari.labels import current_labels, training_target
 from spn_napari.models.decoupled import IGNORE
 from spn_napari.pipeline import run
-from spn_napari.round_history import rollback
-from spn_napari.rounds import RoundConfig, run_round
-from spn_napari.simulate import SimulateConfig, simulate
-from spn_napari.store import Project
+from spn_napari.project.history import rollback
+from spn_napari.project.kinds import round_labels
+from spn_napari.project.store import Project
+from spn_napari.review.simulate import SimulateConfig, simulate
+from spn_napari.rounds.refine import RoundConfig, run_round
 
 from conftest import assert_user_error, cli, read_line, tree_state
 
@@ -81,8 +81,8 @@ def test_targets_corrected_pixels_override_and_rejected_images_are_left_out(labe
 def test_round_one_ignores_pixels_whose_evidence_is_near_the_threshold(labelled_project):
     """Against a per-pixel loop: ignored where the best normalised SP-CAM score of the image's tags
     is within the band of 50 % — never where a person set the pixel, never after round 1's base."""
-    from spn_napari.evidence import evidence_maps
-    from spn_napari.rounds import ensure_round0
+    from spn_napari.evidence.maps import evidence_maps
+    from spn_napari.rounds.refine import ensure_round0
     p = labelled_project
     labels, set_mask = _stroke(p, 1, 4)
     p.save_correction(1, labels, set_mask, review="reviewed")
@@ -172,7 +172,7 @@ def test_by_pixels_a_person_s_pixels_weigh_more_and_no_image_is_drawn_more_often
         return item
     monkeypatch.setattr(FigureGroundSamples, "__getitem__", spy)
     loss = decoupled.decoupled_loss
-    monkeypatch.setattr("spn_napari.rounds.decoupled_loss",
+    monkeypatch.setattr("spn_napari.rounds.refine.decoupled_loss",
                         lambda logits, target, weight=None: weights.append(weight) or loss(logits, target, weight))
     epochs = 2
     run(run_round(p, dataclasses.replace(FAST, epochs=epochs, reviewed_weight=5, reviewed_weight_on="pixels")))
@@ -192,7 +192,7 @@ def test_auto_draws_reviewed_photos_more_often_and_weighs_the_set_pixels_of_part
     suggestions, a stroke) is drawn once an epoch with its set pixels weighing reviewed_weight;
     while every correction is reviewed, the round samples and weighs exactly as "images" does, and
     while none is, exactly as "pixels" does (so effort_curves.py's curves can be compared across the two)."""
-    from spn_napari.rounds import weighed_by_image
+    from spn_napari.rounds.refine import weighed_by_image
     assert RoundConfig().reviewed_weight_on == "auto"
     cfg = RoundConfig()
     corrected, reviews = [True, True, False, True], ["reviewed", "unreviewed", "reviewed", "rejected"]
@@ -474,7 +474,7 @@ def test_simulate_masks_gives_the_picked_images_their_exact_masks(labelled_proje
 
 
 def test_simulate_uncertain_picks_the_least_certain_images(labelled_project, tmp_path):
-    from spn_napari.simulate import _sp_cam_uncertainty
+    from spn_napari.review.simulate import _sp_cam_uncertainty
     p = labelled_project
     u = [_sp_cam_uncertainty(p, i, "sp-cam") for i in range(len(p))]
     events = simulate(p, SimulateConfig(rounds=1, correct_fraction=0.3, select="uncertain", full_supervision=False,
@@ -531,8 +531,8 @@ def test_round_0_is_a_parent_whose_model_is_the_spn(labelled_project, _round_pro
     """The next round grows from the SPN with no round yet and with round 0 current (round 0 is a
     parent, not "no parent"), and from the current round's DecoupledNet after that. The loaders
     are stopped at once, so nothing trains."""
-    import spn_napari.rounds as rounds
-    from spn_napari.rounds import ensure_round0
+    import spn_napari.rounds.refine as rounds
+    from spn_napari.rounds.refine import ensure_round0
 
     class Loaded(Exception):
         pass
@@ -566,7 +566,7 @@ def test_no_complete_batch_is_a_clear_error():
 
 
 def test_a_painted_class_missing_from_the_tags_is_predicted_too(labelled_project, monkeypatch):
-    import spn_napari.round_inference as round_inference
+    import spn_napari.rounds.predict as round_inference
     p = labelled_project
     i = next(k for k, im in enumerate(p.images) if 3 not in im.tags)
     labels, set_mask = _stroke(p, i, 4)  # class index 3, not among image i's tags

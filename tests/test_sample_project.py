@@ -18,7 +18,7 @@ import pytest
 
 from spn_napari.errors import SpnError
 from spn_napari.napari_io import SAMPLE_ARCHIVE, unpack_sample
-from spn_napari.store import Project
+from spn_napari.project.store import Project
 
 ROOT = Path(__file__).resolve().parents[1]
 LAYERS = ["image", "superpixels", "SP-CAM", "CAM", "Unsure", "labels"]
@@ -75,7 +75,7 @@ viewer.close()
     assert r.returncode == 0, r.stderr[-3000:]
     out = json.loads(r.stdout.strip().splitlines()[-1])
     assert out["layers"] == LAYERS
-    training = {"spn_napari.train", "spn_napari.batches", "spn_napari.rounds", "spn_napari.simulate",
+    training = {"spn_napari.train", "spn_napari.batches", "spn_napari.rounds.refine", "spn_napari.review.simulate",
                 "spn_napari.pipeline"}  # the training loops, their batches and the recipes that call them
     assert not training & set(out["loaded"]), out["loaded"]
     root, i = tmp_path / "cache" / "sample-project", out["meta"]["spn_image"]

@@ -16,10 +16,10 @@ import pytest
 from PIL import Image
 
 from spn_napari.data.images import as_rgb, load_mask
-from spn_napari.predict_server import serve
-from spn_napari.round_history import rollback
-from spn_napari.segmenter import Segmenter
-from spn_napari.store import Project
+from spn_napari.predict.segmenter import Segmenter
+from spn_napari.predict.server import serve
+from spn_napari.project.history import rollback
+from spn_napari.project.store import Project
 
 from conftest import open_dock
 

@@ -20,11 +20,11 @@ from spn_napari.colours import PALETTE, class_colors
 from spn_napari.data.images import load_image, load_mask
 from spn_napari.data.readers import read_dataset
 from spn_napari.errors import DatasetError, ProjectError
+from spn_napari.evidence.superpixels import SuperpixelConfig, compute_superpixels, superpixel_counts
 from spn_napari.pipeline import run
-from spn_napari.project_db import DB_NAME
-from spn_napari.project_format import FORMAT_VERSION, MANIFEST
-from spn_napari.store import Project
-from spn_napari.superpixels import SuperpixelConfig, compute_superpixels, superpixel_counts
+from spn_napari.project.db import DB_NAME
+from spn_napari.project.format import FORMAT_VERSION, MANIFEST
+from spn_napari.project.store import Project
 
 from conftest import read_line, tree_state
 
@@ -48,7 +48,7 @@ def test_import_keeps_pixels_tags_and_ground_truth_apart(tmp_path, demo_dir):
 def test_project_reopens_in_a_new_process(sp_project):
     code = textwrap.dedent(f"""
         import json, numpy as np
-        from spn_napari.store import Project
+        from spn_napari.project.store import Project
         p = Project({str(sp_project.root)!r})
         print(json.dumps({{"n": len(p), "classes": list(p.classes),
                           "sum": int(p.image(3).astype(np.int64).sum()),
@@ -89,7 +89,7 @@ def test_stopping_superpixels_early_keeps_the_old_version(sp_project):
 
 _WRITER = textwrap.dedent("""
     import sys, numpy as np
-    from spn_napari.store import Project
+    from spn_napari.project.store import Project
     p = Project(sys.argv[1])
     mode = sys.argv[2]
     if mode == "artifact":  # write a new version slowly; announce when half-way
@@ -352,7 +352,7 @@ def test_a_full_disk_during_a_correction_keeps_the_last_saved_one(sp_project, mo
 def test_a_full_database_keeps_the_last_committed_state(sp_project, monkeypatch):
     """SQLite's own "database or disk is full" (a page limit stands in for the disk): the
     transaction is rolled back and reported in one line."""
-    from spn_napari import project_db
+    from spn_napari.project import db as project_db
     sp_project.set_settings(kept=1)
     real = project_db._connect
 

@@ -1,4 +1,4 @@
-"""Suggestions (spn_napari.suggest): the ranking against a plain re-computation, answers saved as
+"""Suggestions (spn_napari.review.suggest): the ranking against a plain re-computation, answers saved as
 partial corrections (a later answer stands), the CLI, simulate with a click budget, bad input."""
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ import pytest
 
 from spn_napari.errors import SpnError
 from spn_napari.labels import current_labels
-from spn_napari.store import Project
-from spn_napari.suggest import (
+from spn_napari.project.store import Project
+from spn_napari.review.suggest import (
     PER_IMAGE,
     WEIGHTS,
     answer,
@@ -107,7 +107,7 @@ def test_the_ranking_is_kept_in_the_project_and_follows_answers_and_rounds(label
     """The first ranking writes the index; the next reads it (no new version); an answer rescores
     only its photo; a round's new labels make it stale, so it is written again."""
     from spn_napari.pipeline import run
-    from spn_napari.rounds import RoundConfig, run_round
+    from spn_napari.rounds.refine import RoundConfig, run_round
     p = labelled_project
     first = suggest(p, None)
     version = p.artifact("suggestions/index")["version"]
@@ -195,8 +195,8 @@ def test_an_answer_in_the_dock_s_view_is_written_as_the_engine_writes_it(labelle
     writes it first; the peeked suggestion is the one next() moves to, in by_photo's order."""
     import shutil
 
-    from spn_napari.annotator import Annotator
-    from spn_napari.suggest import SuggestionQueue, by_photo
+    from spn_napari.review.annotator import Annotator
+    from spn_napari.review.suggest import SuggestionQueue, by_photo
     p = Project(labelled_project.root)
     shutil.copytree(p.root, tmp_path / "copy")
     ranked = suggest(p, None)  # best first

@@ -1,4 +1,4 @@
-"""The order suggestions are checked in (spn_napari.suggest.by_photo): a photo's suggestions
+"""The order suggestions are checked in (spn_napari.review.suggest.by_photo): a photo's suggestions
 together, the best photo first, in passes of a window of rows; the dock's queue and the simulated
 person follow it, over re-rankings and undo."""
 
@@ -9,11 +9,11 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from spn_napari import simulate as simulate_mod
-from spn_napari import suggest as suggest_mod
 from spn_napari.errors import SpnError
-from spn_napari.store import Project
-from spn_napari.suggest import SuggestionQueue, by_photo
+from spn_napari.project.store import Project
+from spn_napari.review import simulate as simulate_mod
+from spn_napari.review import suggest as suggest_mod
+from spn_napari.review.suggest import SuggestionQueue, by_photo
 
 # (image, superpixel, current, proposed, score, pixels), best first
 RANKED = np.array([[1, 10, 1, 2, 0.9, 50], [2, 20, 1, 3, 0.8, 40], [1, 11, 2, 1, 0.7, 30], [3, 30, 1, 2, 0.6, 60],

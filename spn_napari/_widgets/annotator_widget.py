@@ -1,6 +1,6 @@
 """The "SPN annotator" dock: browse a project's images, review evidence, correct labels.
 
-A thin view over :class:`spn_napari.annotator.Annotator` (no torch here): the image list (a Qt
+A thin view over :class:`spn_napari.review.annotator.Annotator` (no torch here): the image list (a Qt
 model over the project's columns, :mod:`.image_list`: an Accept updates one row), the layers of
 the shown image, the correction tools (napari's paint/fill/erase, superpixel fill, class
 swap, accept/reject), autosave, and segmenting any open image layer with the project's model
@@ -47,9 +47,9 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from ..annotator import Annotator, superpixel_fill, swap_class
 from ..errors import SpnError
 from ..napari_io import LABELS_OPACITY, evidence_limits, layer_specs
+from ..review.annotator import Annotator, superpixel_fill, swap_class
 from .image_list import CONFIDENCE, STATUS, TAGS, ImageListModel
 from .live_worker import LiveWorker
 from .napari_adapter import adding_unselected, colormap_rebuilders, dims_updater, layer_list_views, reset_undo_history
@@ -251,7 +251,7 @@ class AnnotatorWidget(QWidget):
                 return
 
     def open_project(self, path, image: int | None = None) -> bool:
-        from ..store import Project, is_project
+        from ..project.store import Project, is_project
         if self._closed:
             return False
         if self.runs.running():

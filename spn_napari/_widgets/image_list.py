@@ -5,7 +5,7 @@ Why a model and not a QTableWidget: a QTableWidget holds an item object per cell
 list builds 4 × n of them, and refreshing it after an Accept rebuilt them all (0.2 s at 20,000
 images on a 2-core machine; 3 ms at 200). This model holds its columns as plain lists and one
 array, read in bulk once per project open or reload
-(:meth:`spn_napari.annotator.Annotator.columns`); the view asks only for the cells it draws. An
+(:meth:`spn_napari.review.annotator.Annotator.columns`); the view asks only for the cells it draws. An
 Accept or Reject changes one image's status: :meth:`ImageListModel.update_row` re-reads that
 status and signals that one cell.
 

@@ -1,5 +1,5 @@
 """The dock's "rounds" panel: the round history table, a per-round mIoU plot, and showing or
-rolling back to any earlier round (all through :mod:`spn_napari.rounds`)."""
+rolling back to any earlier round (all through :mod:`spn_napari.rounds.refine`)."""
 
 from __future__ import annotations
 
@@ -16,8 +16,8 @@ from qtpy.QtWidgets import (
 )
 
 from ..errors import SpnError
-from ..kinds import round_labels
-from ..round_history import rollback
+from ..project.history import rollback
+from ..project.kinds import round_labels
 from .line_plot import LinePlot
 from .napari_adapter import adding_unselected
 

@@ -28,7 +28,7 @@ BAR_STEPS = 1000  # the bar's range: the job's fraction done, in thousandths
 
 BUTTONS = (("superpixels", "Superpixels"), ("train-spn", "Train SPN"),
            ("pseudo-labels", "Pseudo-labels"), ("round", "Run refinement round"))
-METHODS = ("auto", "fused", "sp-cam", "cam")  # pseudo-labels --method (spn_napari.cam.METHODS and auto)
+METHODS = ("auto", "fused", "sp-cam", "cam")  # pseudo-labels --method (spn_napari.evidence.cam.METHODS and auto)
 
 
 class RunPanel(QWidget):

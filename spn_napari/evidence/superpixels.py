@@ -11,9 +11,9 @@ from multiprocessing import get_context
 import numpy as np
 from skimage.segmentation import slic
 
-from .events import Event
-from .kinds import SUPERPIXELS
-from .store import Project
+from ..events import Event
+from ..project.kinds import SUPERPIXELS
+from ..project.store import Project
 
 __all__ = ["SuperpixelConfig", "compute_superpixels", "slic_labels", "superpixel_counts"]
 

@@ -1,6 +1,6 @@
 """The dock's live propagation, kept in a child process: ``spn-napari live PROJECT``.
 
-The live head (:class:`~spn_napari.propagate.LiveHead`) stays in memory between requests, so each
+The live head (:class:`~spn_napari.live.head.LiveHead`) stays in memory between requests, so each
 answer costs a refit and a relabelling, not a re-read of every photo. One JSON line a request on
 stdin, one JSON event a line on stdout:
 
@@ -24,12 +24,12 @@ import sys
 import time
 from typing import IO
 
-from .errors import SpnError
-from .events import Event
-from .json_lines import answer_lines, emit
-from .live_labels import live_round
-from .propagate import LiveHead, PropagateConfig
-from .store import Project
+from ..errors import SpnError
+from ..events import Event
+from ..json_lines import answer_lines, emit
+from ..project.live_labels import live_round
+from ..project.store import Project
+from .head import LiveHead, PropagateConfig
 
 __all__ = ["serve_live"]
 

@@ -1,8 +1,8 @@
 """The live head's labels as the project keeps them: one file a round, read as an overlay.
 
-The live head (:mod:`spn_napari.propagate`) gives every superpixel of every photo nobody reviewed
+The live head (:mod:`spn_napari.live.head`) gives every superpixel of every photo nobody reviewed
 a class, from the descriptors and every check a person made. What it gives is kept as artifact
-``live/<r>`` (:func:`spn_napari.kinds.live_labels`; r is the current round, 0 also before any
+``live/<r>`` (:func:`spn_napari.project.kinds.live_labels`; r is the current round, 0 also before any
 round), one ``.npz`` file written atomically with the head's weights, so the labels are project
 state like any other: committed in one transaction, rolled back with the rounds (rolling back
 to round r brings ``live/r`` back), and what the next round trains on (:mod:`spn_napari.labels`
@@ -15,7 +15,7 @@ it is (best minus second probability); ``base`` (M,) uint8 the round's own label
 superpixel (its majority) and ``prior`` (M,) float16 how much the head trusts it; ``person`` (M,)
 uint8 the label a person gave the superpixel (:data:`UNSET`: none); ``area`` (M,) int32 its pixels;
 ``weight`` (L, D + 1) float32 the head (L label values); ``queue`` (S, 6) float64 the best
-superpixels to check when it was written (:func:`spn_napari.suggest.live_rows`), so the dock's
+superpixels to check when it was written (:func:`spn_napari.review.suggest.live_rows`), so the dock's
 queue reads a few hundred KB instead of ranking millions of superpixels.
 """
 
@@ -27,8 +27,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..errors import ProjectError
 from . import kinds
-from .errors import ProjectError
 from .store import Project
 
 __all__ = ["KEEP", "UNSET", "ARRAYS", "LiveLabels", "live_round", "read_live", "write_live", "overlay", "live_doubt"]
@@ -38,7 +38,7 @@ UNSET = 255  # a superpixel no person set
 _CACHE: OrderedDict[tuple, LiveLabels] = OrderedDict()  # by file path and parts: a committed version is a new file
 _CACHE_SIZE = 6
 QUEUE_KEPT = 10_000  # the best rows of the live head's ranking kept with its labels (LiveLabels.queue):
-# twice what the dock's queue takes at once (spn_napari.suggest.LIVE_QUEUE)
+# twice what the dock's queue takes at once (spn_napari.review.suggest.LIVE_QUEUE)
 ARRAYS = ("offsets", "labels", "second", "margin", "base", "prior", "person", "area", "weight", "queue")
 
 

@@ -1,5 +1,5 @@
 """The project folder's format: its names and version, a new folder written from a data set, and
-folders of older formats migrated to the current one. :class:`spn_napari.store.Project` opens
+folders of older formats migrated to the current one. :class:`spn_napari.project.store.Project` opens
 what this module writes.
 
 Format versions: 1 and 2 kept the state in a JSON manifest ``project.json`` (2 added the
@@ -21,11 +21,11 @@ from pathlib import Path
 
 import zarr
 
-from .colours import class_colors
+from ..colours import class_colors
+from ..errors import DatasetError, ProjectError
+from .db import DB_NAME, ProjectDB, create_db
 from .durable import fsync_path
-from .errors import DatasetError, ProjectError
 from .pixels import PackedWriter, merge_index
-from .project_db import DB_NAME, ProjectDB, create_db
 
 __all__ = ["FORMAT", "FORMAT_VERSION", "MANIFEST", "ZARR", "migrate_json_manifest", "write_new_project"]
 
@@ -38,12 +38,12 @@ ZARR = "data.zarr"
 def write_new_project(root: Path, dataset, progress: Callable[[int, int], None] | None = None, *,
                       background: bool = True) -> None:
     """Import ``dataset`` (a validated data set) into a new project folder at ``root``
-    (see :meth:`spn_napari.store.Project.create`).
+    (see :meth:`spn_napari.project.store.Project.create`).
 
     Written into a temporary sibling folder that is renamed into place at the end, so a failure
     (a corrupt image, a mask of the wrong size, a 0 without background) leaves no project behind.
     """
-    from .data.images import load_image, load_mask
+    from ..data.images import load_image, load_mask
 
     if root.exists() and (not root.is_dir() or any(root.iterdir())):
         raise ProjectError(f"{root}: already exists and is not empty — choose a new project folder "

@@ -18,10 +18,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .kinds import SUPERPIXELS
-from .labels import superpixel_majority
-from .metrics import IGNORE, ConfusionMeter
-from .store import Project
+from ..labels import superpixel_majority
+from ..metrics import IGNORE, ConfusionMeter
+from ..project.kinds import SUPERPIXELS
+from ..project.store import Project
 
 __all__ = ["WholeImageFix", "fix_whole_image", "oracle_labels", "superpixel_oracle"]
 

@@ -4,10 +4,10 @@ Layout of a project folder::
 
     project.db     classes, colours, whether label value 0 is a background class, settings,
                    images (name, size, tags, review, current correction), the manifest of
-                   committed artifacts and the rounds (see :mod:`spn_napari.project_db`)
+                   committed artifacts and the rounds (see :mod:`spn_napari.project.db`)
     data.zarr/     images (H, W, 3) uint8 and gt (H, W) uint8 of every image, one group per
                    artifact version, e.g. ``superpixels.3f2a9c`` (H, W) int32 per image, each
-                   packed into a few sharded arrays (:mod:`spn_napari.pixels`), and
+                   packed into a few sharded arrays (:mod:`spn_napari.project.pixels`), and
                    corrections/NNNNNN.TOKEN/{labels,set}, few, one group per image
     checkpoints/   model files named after their artifact version
 
@@ -23,8 +23,8 @@ background in a project with a background class (the default); in one made with
 or corrected value and only means "no label" where no class is possible (an image without tags).
 
 Beside it: the folder's format, creation and migration of older formats
-(:mod:`spn_napari.project_format`), class colours (:mod:`spn_napari.colours`), artifact versions
-and their writer (:mod:`spn_napari.versions`), atomic file writes (:mod:`spn_napari.durable`).
+(:mod:`spn_napari.project.format`), class colours (:mod:`spn_napari.colours`), artifact versions
+and their writer (:mod:`spn_napari.project.versions`), atomic file writes (:mod:`spn_napari.project.durable`).
 """
 
 from __future__ import annotations
@@ -43,12 +43,12 @@ from typing import Any
 import numpy as np
 import zarr
 
+from ..errors import ProjectError
 from . import kinds
+from .db import DB_NAME, ProjectDB
 from .durable import atomic_write_bytes
-from .errors import ProjectError
+from .format import FORMAT, FORMAT_VERSION, MANIFEST, ZARR, migrate_json_manifest, write_new_project
 from .pixels import PackedReader, is_packed, merge_index
-from .project_db import DB_NAME, ProjectDB
-from .project_format import FORMAT, FORMAT_VERSION, MANIFEST, ZARR, migrate_json_manifest, write_new_project
 from .versions import ArtifactWriter, drop_dependents, new_version
 
 __all__ = ["REVIEW_STATES", "ImageInfo", "Project", "is_project"]
@@ -191,7 +191,7 @@ class Project:
 
     # ---- pixels ----------------------------------------------------------------------------
     def _pixels(self, group: str, i: int) -> np.ndarray:
-        """Image i's array in zarr group ``group``: packed (:mod:`spn_napari.pixels`), or one
+        """Image i's array in zarr group ``group``: packed (:mod:`spn_napari.project.pixels`), or one
         array per image in groups written before packing (format 3 projects made before it, and
         every migrated format 1 or 2 project)."""
         if group not in self._packed:
@@ -327,7 +327,7 @@ class Project:
     # ---- rounds ----------------------------------------------------------------------------
     def rounds(self) -> list[dict]:
         """Every round's record, oldest first: round, parent, created, model, config, seed,
-        seconds, metrics (see :mod:`spn_napari.rounds`)."""
+        seconds, metrics (see :mod:`spn_napari.rounds.refine`)."""
         return self._db.rounds()
 
     def current_round(self) -> int | None:
@@ -464,7 +464,7 @@ class Project:
         value 0 is no class; a ground-truth mask holding 0 is refused. Written into a temporary
         sibling folder that is renamed into place at the end, so a failure (a corrupt image, a
         mask of the wrong size, a 0 without background) leaves no project behind
-        (:func:`spn_napari.project_format.write_new_project`).
+        (:func:`spn_napari.project.format.write_new_project`).
         """
         write_new_project(Path(root), dataset, progress, background=background)
         return cls(root)

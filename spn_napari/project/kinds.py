@@ -1,6 +1,6 @@
 """The names of a project's artifacts, built in one place (a rename is one edit here).
 
-An artifact kind names what :class:`~spn_napari.store.Project` keeps (``project.read(kind, i)``,
+An artifact kind names what :class:`~spn_napari.project.store.Project` keeps (``project.read(kind, i)``,
 ``project.file(kind)``): per-image arrays and files, each made by one ``spn-napari`` step.
 Constants for the fixed kinds, functions for the families. Corrections are not artifacts: the
 store keeps each as a group of its own (``Project.save_correction``), named in ``store.py`` alone.
@@ -24,11 +24,11 @@ CAM = "cams/cam"
 """(C, g, g) float32 CAM per image on the backbone's grid (``pseudo-labels``)."""
 
 SUGGESTIONS = "suggestions/index"
-"""The ranked superpixels to check, one .npz file (:mod:`spn_napari.suggest`)."""
+"""The ranked superpixels to check, one .npz file (:mod:`spn_napari.review.suggest`)."""
 
 
 DESCRIPTORS = "descriptors"
-"""Every superpixel's descriptor, one .npz file (:mod:`spn_napari.descriptors`)."""
+"""Every superpixel's descriptor, one .npz file (:mod:`spn_napari.evidence.descriptors`)."""
 
 
 def pseudo_labels(method: str) -> str:
@@ -54,13 +54,13 @@ def round_model(r: int) -> str:
 
 def feature_maps(encoder: str, side: int) -> str:
     """(Cb, g, g) float16 backbone maps of a frozen ``encoder`` at canvas ``side`` per image
-    (:mod:`spn_napari.features`)."""
+    (:mod:`spn_napari.evidence.features`)."""
     return f"features/{encoder}/{int(side)}"
 
 
 def live_labels(r: int) -> str:
     """The live head's labels for round r's labels (round 0 also before any round), one .npz file
-    (:mod:`spn_napari.live_labels`; ``propagate``)."""
+    (:mod:`spn_napari.project.live_labels`; ``propagate``)."""
     return f"live/{int(r)}"
 
 

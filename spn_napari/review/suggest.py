@@ -42,12 +42,12 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from . import kinds
-from .errors import ProjectError, SpnError
-from .evidence import evidence_candidates
-from .labels import apply_correction, base_kind, base_labels, superpixel_majority
-from .live_labels import KEEP, QUEUE_KEPT, UNSET, LiveLabels, live_round, read_live
-from .store import Project
+from ..errors import ProjectError, SpnError
+from ..evidence.maps import evidence_candidates
+from ..labels import apply_correction, base_kind, base_labels, superpixel_majority
+from ..project import kinds
+from ..project.live_labels import KEEP, QUEUE_KEPT, UNSET, LiveLabels, live_round, read_live
+from ..project.store import Project
 
 __all__ = ["Suggestion", "ScoreWeights", "WEIGHTS", "superpixel_parts", "image_suggestions", "suggest", "answer", "check_answer", "SuggestionQueue", "write_index", "PER_IMAGE", "by_photo", "WINDOW",
            "ranked_rows", "live_rows", "LIVE_QUEUE", "labels_changed", "pair_keys"]
@@ -173,7 +173,7 @@ def _rows(project: Project, images) -> np.ndarray:
 def live_rows(live: LiveLabels, unreviewed: np.ndarray, limit: int | None = None) -> np.ndarray:
     """(S, 6) float64 rows (image, superpixel, current, proposed, score, pixels), best first (ties:
     image, then superpixel), of the superpixels worth a check where the live head ran
-    (:mod:`spn_napari.propagate`): those of ``unreviewed`` (n,) photos no person set with two
+    (:mod:`spn_napari.live.head`): those of ``unreviewed`` (n,) photos no person set with two
     candidates or more, scored by :data:`WEIGHTS` with the head's margin (its best minus its
     second probability) and without disagreement (the head's class is the label), the proposal
     its second choice; ``limit``: the best that many only (a partial sort: 20,000 photos hold
@@ -280,7 +280,7 @@ def _grouped(image: np.ndarray, window: int, first: int | None = None) -> np.nda
 def by_photo(rows: np.ndarray, taken=(), *, window: int = WINDOW) -> np.ndarray:
     """The order a person checks ranked ``rows`` in, a photo's suggestions together; the one order
     of the dock's queue (:class:`SuggestionQueue`) and of the simulated person
-    (:mod:`spn_napari.simulate`), so that the effort curve measures what the dock shows.
+    (:mod:`spn_napari.review.simulate`), so that the effort curve measures what the dock shows.
 
     ``rows``: (M, K) with K ≥ 2, image and superpixel first, best first (:func:`ranked_rows`, a live
     head's ranking). ``taken``: the (image, superpixel) pairs checked so far (answered or
@@ -340,7 +340,7 @@ def answer(project: Project, i: int, answers: dict[int, int]) -> None:
     label). Each answered superpixel's pixels become set to that label in the image's correction,
     beside what it already holds, in one atomic save; a superpixel answered again takes the later
     answer. The image's review status is left as it is: the rest of it is still unchecked.
-    (The dock answers in its view first and writes after: :meth:`spn_napari.annotator.Annotator.answer`.)"""
+    (The dock answers in its view first and writes after: :meth:`spn_napari.review.annotator.Annotator.answer`.)"""
     if not answers:
         return
     sp = project.read(kinds.SUPERPIXELS, i)  # (H, W)
@@ -433,7 +433,7 @@ class SuggestionQueue:
     def undo(self) -> Suggestion | None:
         """Take the last answer back (None when there is none): it is not counted any more, and
         its suggestion becomes the current one again, its photo the one in progress (the caller
-        restores the superpixel's pixels, e.g. :meth:`spn_napari.annotator.Annotator.undo_answer`)."""
+        restores the superpixel's pixels, e.g. :meth:`spn_napari.review.annotator.Annotator.undo_answer`)."""
         if not self._answered:
             return None
         row, value = self._answered.pop()

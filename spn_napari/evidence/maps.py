@@ -4,7 +4,7 @@ viewer shows — for a project's pseudo-labels and for predicting a new photo al
 
 The settings are recorded in each evidence artifact's meta (``project.db``); a project made
 before they existed reads as what it did then (:meth:`EvidenceSettings.from_meta`). Computing
-the evidence (the SPN's forward passes) is :mod:`spn_napari.inference`.
+the evidence (the SPN's forward passes) is :mod:`spn_napari.evidence.pseudo_labels`.
 """
 
 from __future__ import annotations
@@ -14,7 +14,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import kinds
+from ..errors import SpnError
+from ..project import kinds
+from ..project.store import Project
 from .cam import (
     DEFAULT_NORMALISE,
     METHODS,
@@ -25,8 +27,6 @@ from .cam import (
     uncertain_pixels,
     upsample_cam,
 )
-from .errors import SpnError
-from .store import Project
 
 __all__ = ["check_method", "check_normalise", "EvidenceSettings", "EVIDENCE_FACTORS", "evidence_sides", "Evidence", "label_maps",
            "label_evidence", "project_settings", "evidence_maps", "unsure_evidence", "evidence_candidates",
@@ -94,7 +94,8 @@ def evidence_sides(scales: Sequence[int], factors: Sequence[float] = EVIDENCE_FA
 
 @dataclass
 class Evidence:
-    """One image's evidence (numpy; tensors for a single view, :func:`~spn_napari.inference.view_evidence`)."""
+    """One image's evidence (numpy; tensors for a single view,
+    :func:`~spn_napari.evidence.pseudo_labels.view_evidence`)."""
 
     sp_scores: np.ndarray  # (N, C) SP-CAM score of each superpixel
     cam: np.ndarray  # (C, h, w) CAM over the square canvas of side max(H, W)
@@ -104,7 +105,7 @@ class Evidence:
 def label_maps(sp_scores: np.ndarray | None, cam: np.ndarray | None, sp: np.ndarray | None, height: int, width: int,
                classes: Iterable[int], settings: EvidenceSettings) -> tuple[np.ndarray, str]:
     """The (C, H, W) maps the per-pixel choice is made on, and the normalisation to label them
-    with (:func:`~spn_napari.cam.threshold_maps`): one image's stored evidence (``cams/sp-cam``
+    with (:func:`~spn_napari.evidence.cam.threshold_maps`): one image's stored evidence (``cams/sp-cam``
     scores and superpixels, ``cams/cam``) under ``settings``. The one path from evidence to
     labels, for a project's pseudo-labels, their uncertainty and predicting new photos."""
     method = settings.method
@@ -164,7 +165,7 @@ def evidence_maps(project: Project, i: int, method: str) -> np.ndarray:
 
 def unsure_evidence(project: Project, i: int, method: str, band: float) -> np.ndarray:
     """(H, W) bool: image i's pixels whose ``method`` evidence, normalised as its labels were
-    made, has its best two tags within ``band`` (:func:`~spn_napari.cam.uncertain_pixels`)."""
+    made, has its best two tags within ``band`` (:func:`~spn_napari.evidence.cam.uncertain_pixels`)."""
     check_method(method)
     info = project.images[i]
     settings = project_settings(project, method)

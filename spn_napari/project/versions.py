@@ -1,5 +1,5 @@
 """Artifact versions: a fresh name for each, the writer of one version of a per-image artifact,
-and which artifacts a new version leaves stale. :class:`spn_napari.store.Project` commits them.
+and which artifacts a new version leaves stale. :class:`spn_napari.project.store.Project` commits them.
 
 A version is written under its own name (a zarr group or a checkpoint file) and becomes visible
 only when the project's manifest points at it, so a half-written version is never read.
@@ -28,12 +28,12 @@ def new_version(kind: str) -> str:
 class ArtifactWriter:
     """Writes one version of a per-image artifact; ``commit()`` makes it current atomically.
 
-    Made by :meth:`spn_napari.store.Project.writer`, which passes ``on_commit``: it makes this
+    Made by :meth:`spn_napari.project.store.Project.writer`, which passes ``on_commit``: it makes this
     writer's ``version`` of ``kind`` current in the project's manifest, recording ``depends`` and
     ``meta`` as they are then (a job may add to ``meta`` while writing). Under torchrun each rank
     writes its own images into one version: every rank makes its writer with the same ``version``
     (rank 0's, broadcast) and ``part=rank``, calls ``finish()``, and once all have (a barrier)
-    rank 0 calls :meth:`spn_napari.store.Project.commit_written`."""
+    rank 0 calls :meth:`spn_napari.project.store.Project.commit_written`."""
 
     def __init__(self, zarr_root: Path, kind: str, *, on_commit: Callable[[ArtifactWriter], None],
                  depends: tuple[str, ...] = (), meta: dict | None = None, version: str | None = None,

@@ -19,7 +19,7 @@ Tables::
     round_values (round, image) → uncertainty of the round's prediction of that image
                  (its confidence is 1 − uncertainty)
 
-Pixels stay in zarr (see :mod:`spn_napari.store`); this module knows nothing about them.
+Pixels stay in zarr (see :mod:`spn_napari.project.store`); this module knows nothing about them.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-from .errors import ProjectError
+from ..errors import ProjectError
 
 __all__ = ["DB_NAME", "SCHEMA", "ProjectDB", "create_db"]
 

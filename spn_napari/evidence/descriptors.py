@@ -11,7 +11,7 @@ image), then projected on the set's first ``dims`` principal components. Two map
   (trained on the tags).
 
 The principal components are fitted on up to :data:`PCA_IMAGES` photos' superpixels, so a project
-of any size costs one pass and a bit. Artifact ``descriptors`` (:data:`spn_napari.kinds.DESCRIPTORS`)
+of any size costs one pass and a bit. Artifact ``descriptors`` (:data:`spn_napari.project.kinds.DESCRIPTORS`)
 is one ``.npz`` file: ``offsets`` (n + 1,) int64, image i's superpixels being rows
 ``offsets[i]:offsets[i+1]``; ``area`` (M,) int32 pixels per superpixel; ``desc`` (M, D) float16
 (D = 64: 128 bytes a superpixel, about 31 KB for a photo of 238 superpixels).
@@ -28,13 +28,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from . import kinds
-from .errors import ProjectError, SpnError
-from .events import Event
+from ..errors import ProjectError, SpnError
+from ..events import Event
+from ..ops import label_canvas, superpixel_pool
+from ..project import kinds
+from ..project.store import Project
+from ..runtime import load_spn, resolve_device
 from .features import cached_sides, view_maps, views
-from .ops import label_canvas, superpixel_pool
-from .runtime import load_spn, resolve_device
-from .store import Project
 
 __all__ = ["SOURCES", "DescriptorConfig", "Descriptors", "compute_descriptors", "read_descriptors", "pooled_views"]
 

@@ -2,7 +2,7 @@
 
 Each round a share of the not-yet-reviewed images (picked at random, or those whose current labels
 are least certain) is fixed as a person fixes a whole image in the dock: every superpixel looked
-at, each whose label is not its true class set to it with one click (:mod:`spn_napari.effort`),
+at, each whose label is not its true class set to it with one click (:mod:`spn_napari.review.effort`),
 or (``--annotator masks``) given its exact true mask, sub-superpixel detail included and no clicks
 counted; then a refinement round runs. Each round reports the clicks and looks spent so far beside its
 mIoU, and the result the superpixel oracle (every superpixel its true class: what clicking whole
@@ -21,17 +21,17 @@ from pathlib import Path
 
 import numpy as np
 
+from ..errors import ProjectError, SpnError
+from ..evaluate import evaluate_labels, round_metrics
+from ..events import Event
+from ..evidence.maps import evidence_maps
+from ..labels import current_labels, round0_method, round0_source, superpixel_majority
+from ..live.head import LiveHead, PropagateConfig
+from ..project.history import rollback, round_uncertainty
+from ..project.kinds import SUPERPIXELS
+from ..project.store import Project
+from ..rounds.refine import RoundConfig, ensure_round0, run_round
 from .effort import fix_whole_image, superpixel_oracle
-from .errors import ProjectError, SpnError
-from .evaluate import evaluate_labels, round_metrics
-from .events import Event
-from .evidence import evidence_maps
-from .kinds import SUPERPIXELS
-from .labels import current_labels, round0_method, round0_source, superpixel_majority
-from .propagate import LiveHead, PropagateConfig
-from .round_history import rollback, round_uncertainty
-from .rounds import RoundConfig, ensure_round0, run_round
-from .store import Project
 from .suggest import WINDOW, answer, by_photo, pair_keys, ranked_rows
 
 __all__ = ["SimulateConfig", "simulate", "live_batch", "SELECT", "ANNOTATORS"]
@@ -52,7 +52,7 @@ class SimulateConfig:
     budget: int | None = None  # "suggestions": clicks per round
     propagate: bool = False  # "suggestions": the live head relabels every photo after each refit_every clicks
     refit_every: int = 95  # clicks between two refits of the live head
-    window: int = WINDOW  # "suggestions": checks in one pass of the queue (spn_napari.suggest.by_photo)
+    window: int = WINDOW  # "suggestions": checks in one pass of the queue (spn_napari.review.suggest.by_photo)
     propagate_config: PropagateConfig = field(default_factory=PropagateConfig)
     round_config: RoundConfig = field(default_factory=RoundConfig)  # each round's DecoupledNet training
 
@@ -88,7 +88,7 @@ def _pick(project: Project, count: int, cfg: SimulateConfig, rng: np.random.Gene
 
 
 def _fix_whole(project: Project, images: list[int]) -> tuple[int, int]:
-    """Fix each image whole with superpixel clicks (:func:`spn_napari.effort.fix_whole_image`) and
+    """Fix each image whole with superpixel clicks (:func:`spn_napari.review.effort.fix_whole_image`) and
     accept it (every pixel the person's, as the dock's Accept); returns (clicks, looks)."""
     clicks = looks = 0
     for i in images:
@@ -100,7 +100,7 @@ def _fix_whole(project: Project, images: list[int]) -> tuple[int, int]:
 
 def _check_suggestions(project: Project, budget: int, window: int = WINDOW) -> tuple[int, int]:
     """A person takes the dock's suggestion queue (the ranking in
-    :func:`spn_napari.suggest.by_photo`'s order: a photo's suggestions together, in passes of
+    :func:`spn_napari.review.suggest.by_photo`'s order: a photo's suggestions together, in passes of
     ``window`` checks) until ``budget`` clicks are spent: a wrong superpixel costs a click and is
     set to its true class, a right one a look and is marked correct (a superpixel without truth: a
     look, no answer). The answers are saved per image as partial corrections (one save each);
@@ -153,7 +153,7 @@ def live_batch(head: LiveHead, truth: Callable[[int, int], int], budget: int, ev
                allowed: np.ndarray | None = None, taken: list | None = None, window: int = WINDOW
                ) -> tuple[dict[int, dict[int, int]], int, int]:
     """One batch of a simulated person's checks: the live head's suggestions (:meth:`LiveHead.ranking`)
-    in the dock's order (:func:`spn_napari.suggest.by_photo`), as :func:`_check_suggestions` takes
+    in the dock's order (:func:`spn_napari.review.suggest.by_photo`), as :func:`_check_suggestions` takes
     the queue, until ``every`` clicks or the ``budget`` left are spent. A wrong superpixel costs a
     click and is set to its true class (``truth(image, superpixel)``), a right one a look and is
     marked correct, one without truth (255) a look and goes into ``skipped``; each answer is set on

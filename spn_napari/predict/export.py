@@ -10,9 +10,9 @@ import numpy as np
 import zarr
 from PIL import Image
 
-from .errors import SpnError
-from .labels import labels_reader
-from .store import Project
+from ..errors import SpnError
+from ..labels import labels_reader
+from ..project.store import Project
 
 __all__ = ["FORMATS", "export_labels", "label_palette", "write_mask"]
 

@@ -1,8 +1,8 @@
 """A round's DecoupledNet predicting labels: its test-time views, one image's probabilities and
 labels, and every project image's labels committed as an artifact.
 
-:func:`spn_napari.rounds.run_round` predicts the project's images with it after training; the
-:class:`~spn_napari.segmenter.Segmenter` predicts new photos exactly the same way, without importing
+:func:`spn_napari.rounds.refine.run_round` predicts the project's images with it after training; the
+:class:`~spn_napari.predict.segmenter.Segmenter` predicts new photos exactly the same way, without importing
 the training loop.
 """
 
@@ -13,14 +13,14 @@ from collections.abc import Iterator
 import numpy as np
 import torch
 
-from . import distributed
-from .cam import upsample_cam
-from .data.transforms import fit_to_canvas
-from .events import Event
-from .features import view_maps, views
-from .labels import present_classes
-from .models.decoupled import DecoupledNet
-from .store import Project
+from .. import distributed
+from ..data.transforms import fit_to_canvas
+from ..events import Event
+from ..evidence.cam import upsample_cam
+from ..evidence.features import view_maps, views
+from ..labels import present_classes
+from ..models.decoupled import DecoupledNet
+from ..project.store import Project
 
 __all__ = ["round_views", "view_probabilities", "predict_labels", "image_class_probabilities", "predict_round_labels"]
 

@@ -18,19 +18,19 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import kinds
-from .cam import paint_superpixels, upsample_cam
-from .errors import ProjectError
-from .labels import apply_correction, base_labels, pseudo_method, round0_method, unsure_pixels
-from .round_history import round_uncertainty
-from .store import Project
+from ..errors import ProjectError
+from ..evidence.cam import paint_superpixels, upsample_cam
+from ..labels import apply_correction, base_labels, pseudo_method, round0_method, unsure_pixels
+from ..project import kinds
+from ..project.history import round_uncertainty
+from ..project.store import Project
 from .suggest import check_answer
 
 __all__ = ["Annotator", "ImageView", "superpixel_fill", "swap_class", "contours", "tags_by_area", "UNSURE_BAND"]
 
 UNSURE_BAND = 0.2
 """The evidence band the dock's Unsure layer shows: the band round 1 leaves out of its loss
-(:attr:`spn_napari.rounds.RoundConfig.ignore_band`'s default), so the layer shows the pixels the
+(:attr:`spn_napari.rounds.refine.RoundConfig.ignore_band`'s default), so the layer shows the pixels the
 first round will not learn from unless a person sets them."""
 
 
@@ -163,7 +163,7 @@ class Annotator:
     # ---- answers (Check suggestions) ---------------------------------------------------------
     def answer(self, i: int, superpixel: int, value: int) -> ImageView:
         """Set superpixel ``superpixel`` of image i to label ``value`` in its view at once, as
-        :func:`spn_napari.suggest.answer` sets it in the store (its pixels become set to that
+        :func:`spn_napari.review.suggest.answer` sets it in the store (its pixels become set to that
         label; a later answer stands), and keep the correction for :meth:`write_answers`. The
         dock writes it while the person looks at the next suggestion, so the save (~20 ms) is
         not in their wait; every other read or write of the image writes it first."""
@@ -209,7 +209,7 @@ class Annotator:
         return written
 
     def relabelled(self, shown: int | None = None) -> None:
-        """The live head relabelled the project (:mod:`spn_napari.propagate`): take the store's new
+        """The live head relabelled the project (:mod:`spn_napari.live.head`): take the store's new
         snapshot; image ``shown``'s view reads its labels again now, the other cached views when
         they are next asked for (their photo, superpixels and evidence stay). The answers not
         written yet are written first."""

@@ -6,7 +6,7 @@ line on stdout:
 - on start: ``{"event": "ready"}``;
 - request ``{"id": 7, "image": "in.png", "out": "mask.png", "tags": ["cow", "grass"] | null,
   "round": 2 | null}``: the image file is labelled with the project's current model, or round
-  ``round``'s (:class:`~spn_napari.segmenter.Segmenter`; ``tags`` null: the model's classifier
+  ``round``'s (:class:`~spn_napari.predict.segmenter.Segmenter`; ``tags`` null: the model's classifier
   decides) and the mask written as a palette PNG, then
   ``{"event": "done", "id": 7, "out": "mask.png", "round": r, "seconds": s, "loaded": bool}``;
 - a request that cannot be answered: ``{"event": "error", "id": 7, "message": "one line"}``, and
@@ -26,12 +26,12 @@ import sys
 import time
 from typing import IO
 
-from .data.images import load_image
+from ..data.images import load_image
+from ..json_lines import answer_lines, emit
+from ..project.kinds import SPN
+from ..project.store import Project
 from .export import write_mask
-from .json_lines import answer_lines, emit
-from .kinds import SPN
 from .segmenter import Segmenter
-from .store import Project
 
 __all__ = ["serve", "model_key"]
 

@@ -9,7 +9,7 @@ round then grows from it, and later rounds stay in the history.
 
 Which labels each round trains on and what a user sees is :mod:`spn_napari.labels`; the rounds'
 records live in the project's database (:meth:`Project.add_round`, read through
-:mod:`spn_napari.round_history`); a round's net predicts through :mod:`spn_napari.round_inference`.
+:mod:`spn_napari.project.history`); a round's net predicts through :mod:`spn_napari.rounds.predict`.
 """
 
 from __future__ import annotations
@@ -23,20 +23,21 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from . import distributed, kinds
-from .batches import FigureGroundSamples, MultiScaleBatches, collate
-from .errors import ProjectError, SpnError
-from .evaluate import round_metrics
-from .events import Event
-from .features import feature_cache
-from .label_events import labels_changed
-from .labels import present_classes, round0_method, round0_source, training_target_and_set
-from .models.decoupled import IGNORE, DecoupledNet, decoupled_loss
-from .propagate import propagate
-from .round_inference import predict_round_labels, round_views
-from .runtime import load_decoupled, load_spn, resolve_device
-from .store import Project
-from .train import autocast, batch_inputs, compile_convs, drop_state, fit, seed_everything, training_scales
+from .. import distributed
+from ..batches import FigureGroundSamples, MultiScaleBatches, collate
+from ..errors import ProjectError, SpnError
+from ..evaluate import round_metrics
+from ..events import Event
+from ..evidence.features import feature_cache
+from ..label_events import labels_changed
+from ..labels import present_classes, round0_method, round0_source, training_target_and_set
+from ..live.head import propagate
+from ..models.decoupled import IGNORE, DecoupledNet, decoupled_loss
+from ..project import kinds
+from ..project.store import Project
+from ..runtime import load_decoupled, load_spn, resolve_device
+from ..train import autocast, batch_inputs, compile_convs, drop_state, fit, seed_everything, training_scales
+from .predict import predict_round_labels, round_views
 
 __all__ = ["RoundConfig", "WEIGHT_ON", "weighed_by_image", "run_round", "ensure_round0"]
 
@@ -64,7 +65,7 @@ class RoundConfig:
     # often for the unchecked rest of it); "auto" draws reviewed photos (fixed whole, or accepted)
     # more often and weighs the set pixels of the partly corrected rest
     ignore_band: float = 0.2  # round 1: ignore pixels whose SPN evidence is this close to the threshold
-    cache: bool = True  # train and predict from the frozen encoder's cached maps (spn_napari.features)
+    cache: bool = True  # train and predict from the frozen encoder's cached maps (spn_napari.evidence.features)
     predict_sides: tuple[int, ...] | None = None  # test-time sides; None: the middle training side (round_views)
     predict_flip: bool = False  # also predict each side's mirrored canvas, averaged
 
@@ -120,7 +121,7 @@ def ensure_round0(project: Project, method: str) -> None:
 
 
 def _propagated(project: Project) -> Iterator[Event]:
-    """The live head over the new round's labels, refitted on every correction (spn_napari.propagate)."""
+    """The live head over the new round's labels, refitted on every correction (spn_napari.live.head)."""
     for ev in propagate(project):
         if ev.event != "done":  # progress only: the round's own 'done' ends it
             yield ev
@@ -132,8 +133,9 @@ def run_round(project: Project, cfg: RoundConfig = RoundConfig()) -> Iterator[Ev
     Yields the training's 'start'/'step'/'epoch' events ('start' also says whether the labels will
     be propagated, for the progress shown), 'image' events while predicting, and 'done' with the
     round's record. When the parent round's labels were propagated (the live head,
-    :mod:`spn_napari.propagate`), the new round's are too, with every correction, before 'done'. Stopping the generator leaves the rounds as they were (the
-    first call records round 0, the pseudo-labels, before it trains).
+    :mod:`spn_napari.live.head`), the new round's are too, with every correction, before 'done'.
+    Stopping the generator leaves the rounds as they were (the first call records round 0, the
+    pseudo-labels, before it trains).
     """
     if cfg.reviewed_weight_on not in WEIGHT_ON:
         raise SpnError(f"--reviewed-weight-on {cfg.reviewed_weight_on}: use {', '.join(WEIGHT_ON)}.")

@@ -19,12 +19,19 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from . import distributed, kinds
-from .data.transforms import fit_to_canvas
+from .. import distributed
+from ..data.transforms import fit_to_canvas
+from ..errors import SpnError
+from ..events import Event
+from ..label_events import labels_changed
+from ..models.spn import SPN
+from ..ops import label_canvas, superpixel_pool
+from ..project import kinds
+from ..project.store import Project
+from ..runtime import load_spn, resolve_device
 from .descriptors import DescriptorConfig, compute_descriptors
-from .errors import SpnError
-from .events import Event
-from .evidence import (
+from .features import feature_cache, view_maps, views
+from .maps import (
     Evidence,
     EvidenceSettings,
     check_method,
@@ -32,12 +39,6 @@ from .evidence import (
     evidence_sides,
     label_evidence,
 )
-from .features import feature_cache, view_maps, views
-from .label_events import labels_changed
-from .models.spn import SPN
-from .ops import label_canvas, superpixel_pool
-from .runtime import load_spn, resolve_device
-from .store import Project
 
 __all__ = ["PseudoLabelConfig", "resolve_settings", "view_evidence", "aggregate_evidence",
            "image_evidence", "view_backbones", "make_pseudo_labels"]
@@ -134,7 +135,7 @@ def image_evidence(model: SPN, image: np.ndarray | None, sp: np.ndarray, sides: 
 def view_backbones(project: Project, model: SPN, i: int, settings: EvidenceSettings, cache: dict[int, str] | None,
                    device: torch.device) -> dict | None:
     """{(side, mirrored): (Cb, g, g)} backbone maps of image i for every view of a cacheable
-    (frozen) encoder (:func:`~spn_napari.features.view_maps`); None for other encoders (the SPN
+    (frozen) encoder (:func:`~spn_napari.evidence.features.view_maps`); None for other encoders (the SPN
     runs on the image)."""
     if not getattr(model.encoder, "cacheable", False):
         return None
@@ -146,7 +147,7 @@ def make_pseudo_labels(project: Project, cfg: PseudoLabelConfig = PseudoLabelCon
 
     Artifacts: 'cams/sp-cam', 'cams/cam' and 'pseudo/<method>', each recording the
     :class:`EvidenceSettings` in its meta, and the superpixel descriptors when the project has
-    none (:mod:`spn_napari.descriptors`); streams one image at a time. Under torchrun each rank
+    none (:mod:`spn_napari.evidence.descriptors`); streams one image at a time. Under torchrun each rank
     computes and writes its share of the images ('image' events count that share) and rank 0
     commits once all are written.
     """

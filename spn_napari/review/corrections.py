@@ -15,10 +15,10 @@ from pathlib import Path
 
 import numpy as np
 
-from .data.images import is_image_file, load_mask
-from .errors import DatasetError
-from .events import Event
-from .store import Project
+from ..data.images import is_image_file, load_mask
+from ..errors import DatasetError
+from ..events import Event
+from ..project.store import Project
 
 __all__ = ["import_corrections", "NOT_SET"]
 

@@ -3,8 +3,9 @@
 A frozen encoder (lite0) gives the same backbone map for the same image at the same side every
 time, so recomputing it in every epoch, in SP-CAM/CAM inference and in every DecoupledNet round
 is wasted work: it is most of a training step's cost on a CPU. This module computes the maps
-once — artifact ``features/<encoder>/<side>`` (:func:`spn_napari.kinds.feature_maps`), one (Cb, g, g) float16 array per image, g the
-canvas side over the backbone's stride — and the trainers and inference read them back.
+once — artifact ``features/<encoder>/<side>`` (:func:`spn_napari.project.kinds.feature_maps`), one
+(Cb, g, g) float16 array per image, g the canvas side over the backbone's stride — and the trainers
+and inference read them back.
 
 The maps depend only on the images and the encoder's (fixed, pretrained) weights, so they have
 no artifact dependencies; a new encoder or side is a new artifact beside the others. Training
@@ -20,12 +21,12 @@ from collections.abc import Iterable, Iterator
 import numpy as np
 import torch
 
-from . import distributed
-from .data.transforms import fit_to_canvas
-from .errors import SpnError
-from .events import Event
-from .kinds import feature_maps
-from .store import Project
+from .. import distributed
+from ..data.transforms import fit_to_canvas
+from ..errors import SpnError
+from ..events import Event
+from ..project.kinds import feature_maps
+from ..project.store import Project
 
 __all__ = ["cached_sides", "compute_features", "feature_cache", "read_features", "backbone_map", "views",
            "view_maps", "image_view_maps"]

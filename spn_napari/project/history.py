@@ -2,7 +2,7 @@
 
 Which rounds a project has and which one is current are the project's own answers
 (:meth:`Project.rounds`, :meth:`Project.current_round`); this module acts on them apart from
-:mod:`spn_napari.rounds`, which trains them, so the dock and predicting a photo roll back and read
+:mod:`spn_napari.rounds.refine`, which trains them, so the dock and predicting a photo roll back and read
 uncertainty without importing the training loop.
 """
 
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .errors import ProjectError
+from ..errors import ProjectError
 from .store import Project
 
 __all__ = ["round_uncertainty", "rollback"]

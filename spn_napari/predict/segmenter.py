@@ -4,12 +4,12 @@ predictor shape), and the batch over image files that ``spn-napari predict`` run
 Which model predicts:
 
 - a round r ≥ 1: its DecoupledNet, with the test-time views the round predicted the project's
-  own images with (:func:`spn_napari.round_inference.round_views`; a round made before them: the middle
-  of its training sides), exactly as the round did (:func:`spn_napari.round_inference.predict_labels`);
+  own images with (:func:`spn_napari.rounds.predict.round_views`; a round made before them: the middle
+  of its training sides), exactly as the round did (:func:`spn_napari.rounds.predict.predict_labels`);
 - before the first round, and round 0 (whose labels are the SPN's pseudo-labels): the SPN, with
   the project's pseudo-label method (round 0's ``start_from``; before it the method
   ``pseudo-labels`` last wrote) and the evidence settings those were made with (sides, mirrored
-  views, normalisation: :class:`~spn_napari.evidence.EvidenceSettings`, from ``project.db``).
+  views, normalisation: :class:`~spn_napari.evidence.maps.EvidenceSettings`, from ``project.db``).
   SP-CAM needs superpixels: they are computed for the new image with the SLIC settings of the
   project's own, so a project image gets the superpixels it has in the project.
 
@@ -19,7 +19,7 @@ image-level classifier decides (probability > 0.5): the DecoupledNet's frozen cl
 
 So a project image predicted with its tags gets the labels its round stored for it, pixel for
 pixel: with a frozen encoder whose maps the project caches (lite0) the backbone map goes through
-the cache's float16 as well (:func:`spn_napari.features.backbone_map`).
+the cache's float16 as well (:func:`spn_napari.evidence.features.backbone_map`).
 """
 
 from __future__ import annotations
@@ -31,23 +31,23 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from . import kinds
-from .cam import METHODS
-from .data.generic import label_rows, resolve_image_name
-from .data.images import IMAGE_SUFFIXES, as_rgb, is_image_file, load_image
-from .errors import ProjectError, SpnError
-from .events import Event
-from .evidence import EvidenceSettings, label_evidence
+from ..data.generic import label_rows, resolve_image_name
+from ..data.images import IMAGE_SUFFIXES, as_rgb, is_image_file, load_image
+from ..errors import ProjectError, SpnError
+from ..events import Event
+from ..evidence.cam import METHODS
+from ..evidence.features import image_view_maps, views
+from ..evidence.maps import EvidenceSettings, label_evidence
+from ..evidence.pseudo_labels import image_evidence
+from ..evidence.superpixels import SuperpixelConfig, slic_labels
+from ..labels import pseudo_method
+from ..models.decoupled import DecoupledNet
+from ..models.spn import SPN
+from ..project import kinds
+from ..project.store import Project
+from ..rounds.predict import image_class_probabilities, predict_labels
+from ..runtime import load_decoupled, load_spn, resolve_device
 from .export import label_palette, write_mask
-from .features import image_view_maps, views
-from .inference import image_evidence
-from .labels import pseudo_method
-from .models.decoupled import DecoupledNet
-from .models.spn import SPN
-from .round_inference import image_class_probabilities, predict_labels
-from .runtime import load_decoupled, load_spn, resolve_device
-from .store import Project
-from .superpixels import SuperpixelConfig, slic_labels
 
 __all__ = ["Segmenter", "predict_paths"]
 
@@ -150,7 +150,7 @@ class Segmenter:
 
     @property
     def palette(self) -> list[int]:
-        """The 768-entry PNG palette of the project's colours (see :func:`spn_napari.export.label_palette`)."""
+        """The 768-entry PNG palette of the project's colours (see :func:`spn_napari.predict.export.label_palette`)."""
         return label_palette(self._colors)
 
     def class_indices(self, tags: Iterable[str | int] | str) -> list[int]:

@@ -1,7 +1,7 @@
 """Live label propagation: every check a person makes relabels the whole project, between rounds.
 
 A *live head* is one multinomial linear layer over every superpixel's descriptor
-(:mod:`spn_napari.descriptors`), each superpixel's choice restricted to its photo's tags (with a
+(:mod:`spn_napari.evidence.descriptors`), each superpixel's choice restricted to its photo's tags (with a
 background class, background too). It is fitted on
 
 - every superpixel a person set (more than half its pixels in the photo's correction: an answered
@@ -16,7 +16,7 @@ Then it relabels every superpixel of every unreviewed photo that no person set, 
 round's labels there (:attr:`PropagateConfig.paint`): the pseudo-labels are replaced where the
 head is surer, so a click teaches every photo at once instead of after a round. A person's pixels
 are never changed: corrections are painted over everything. The result is kept as ``live/<r>``
-(:mod:`spn_napari.live_labels`): atomic, rolled back with the rounds, and what a round trains on.
+(:mod:`spn_napari.project.live_labels`): atomic, rolled back with the rounds, and what a round trains on.
 Every refit starts from zero weights and is deterministic, so the labels are a function of what is
 saved: the same corrections, round and seed give the same labels, and undoing an answer undoes its
 propagation at the next refit.
@@ -35,15 +35,15 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 import torch
 
-from . import kinds
-from .descriptors import DescriptorConfig, Descriptors, compute_descriptors, read_descriptors
-from .errors import ProjectError, SpnError
-from .events import Event
-from .evidence import evidence_candidates
-from .label_events import live_ranking
-from .labels import base_kind
-from .live_labels import ARRAYS, KEEP, QUEUE_KEPT, UNSET, LiveLabels, live_round, read_live, write_live
-from .store import Project
+from ..errors import ProjectError, SpnError
+from ..events import Event
+from ..evidence.descriptors import DescriptorConfig, Descriptors, compute_descriptors, read_descriptors
+from ..evidence.maps import evidence_candidates
+from ..label_events import live_ranking
+from ..labels import base_kind
+from ..project import kinds
+from ..project.live_labels import ARRAYS, KEEP, QUEUE_KEPT, UNSET, LiveLabels, live_round, read_live, write_live
+from ..project.store import Project
 
 __all__ = ["PropagateConfig", "LiveHead", "propagate", "PAINT"]
 
@@ -82,7 +82,7 @@ def _majority(sp: np.ndarray, labels: np.ndarray, n: int, mask: np.ndarray | Non
 
 def person_labels(project: Project, i: int, sp: np.ndarray, n: int) -> np.ndarray:
     """(N,) uint8 the label a person gave each superpixel of image i: the majority of its set
-    pixels where more than half of it is set, else :data:`~spn_napari.live_labels.UNSET`."""
+    pixels where more than half of it is set, else :data:`~spn_napari.project.live_labels.UNSET`."""
     corr = project.correction(i)
     if corr is None:
         return np.full(n, UNSET, np.uint8)
@@ -94,7 +94,7 @@ def person_labels(project: Project, i: int, sp: np.ndarray, n: int) -> np.ndarra
 def _prior(values: np.ndarray, cand: np.ndarray, base: np.ndarray, floor: float) -> np.ndarray:
     """(N,) how much the head trusts each superpixel's round label ``base`` (N,): the evidence's
     margin of that label over the best other candidate (``values`` (K,), ``cand`` (K, N) from
-    :func:`~spn_napari.evidence.evidence_candidates`), in [floor, 1]; 1 for a photo's only
+    :func:`~spn_napari.evidence.maps.evidence_candidates`), in [floor, 1]; 1 for a photo's only
     candidate, 0 for a label that is no candidate."""
     lut = np.full(256, -1, np.int64)
     lut[values] = np.arange(len(values))

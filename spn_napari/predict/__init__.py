@@ -1,0 +1,1 @@
+"""Predicting new photos with a project's model, and exporting labels."""

@@ -1,0 +1,1 @@
+"""The project on disk: its SQLite state, its pixel arrays, artifact versions and the round history."""

@@ -1,0 +1,1 @@
+"""Refinement rounds: a DecoupledNet trained on the current labels, and its predictions."""
