@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import gc
 import weakref
-from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -52,7 +51,7 @@ from ..napari_io import LABELS_OPACITY, evidence_limits, layer_specs
 from ..review.annotator import Annotator, superpixel_fill, swap_class
 from .image_list import CONFIDENCE, STATUS, TAGS, ImageListModel
 from .live_worker import LiveWorker
-from .napari_adapter import adding_unselected, colormap_rebuilders, dims_updater, layer_list_views, reset_undo_history
+from .photo_layers import PhotoLayers
 from .rounds_panel import RoundsPanel
 from .run_panel import RunPanel
 from .section import Section
@@ -73,12 +72,6 @@ def keep_heap_quiet() -> None:
     this moment is kept (small: the viewer's start-up and the last project's)."""
     gc.freeze()
 
-
-def _set_contrast_limits(layer, limits) -> None:
-    """Set an image layer's contrast limits unless they are already these: each set redraws its
-    thumbnail."""
-    if tuple(layer.contrast_limits) != tuple(limits):
-        layer.contrast_limits = limits
 
 class _ImageTable(QTableView):
     """The image list's view without type-ahead: a typed letter is a dock key (N, A, …), never a
@@ -108,8 +101,7 @@ class AnnotatorWidget(QWidget):
         self.current: int | None = None
         self.unsaved_error: str | None = None
         self._opening: Path | None = None  # the project an 'init' child is creating
-        self._fitted: tuple | None = None  # _fit_state() right after the last reset_view
-        self._list_refs: tuple = (lambda: None, [])  # (window, [its QListViews]) as weakrefs
+        self.photo_layers = PhotoLayers(napari_viewer, self)
         self._hooked: dict = {}  # layer name -> the layer object the dock has connected to
         self._setting_label = False  # the dock itself is setting the paint label
         self.live: LiveWorker | None = None  # the live head's child (Propagate)
@@ -348,8 +340,7 @@ class AnnotatorWidget(QWidget):
         its evidence is what the layers show, set once.
 
         A cached switch costs napari's layer updates and the window frame that follows (~40 ms
-        here, under a software OpenGL), so nothing else is done: see ``_set_layers``,
-        ``_fit_view`` and ``_one_frame``."""
+        here, under a software OpenGL), so nothing else is done: see :class:`.PhotoLayers`."""
         if self.annotator is None or i is None:
             return
         self.save(answers=False)  # answers are written on their own timer (SuggestionsPanel)
@@ -359,14 +350,14 @@ class AnnotatorWidget(QWidget):
         view = self.annotator.view(i)
         c = self._fill_classes(view, klass)
         self._fill_swap(view)
-        self._set_layers(layer_specs(self.annotator.project, view, klass=c - 1 if c else None))
+        self.photo_layers.set_layers(layer_specs(self.annotator.project, view, klass=c - 1 if c else None))
         self._hook_labels_layer()
         self._set_selected_label(c or 0)
         self.labels_layer.mode = "paint"
         self.viewer.layers.selection.active = self.labels_layer
-        self._fit_view()
+        self.photo_layers.fit_view()
         self._show_image_status()
-        self._one_frame()
+        self.photo_layers.one_frame()
 
     def _show_image_status(self) -> None:
         """The status line for the shown photo: its review status, the pixels set by a person as
@@ -419,92 +410,10 @@ class AnnotatorWidget(QWidget):
         if n < len(tags):
             self.choose_class(tags[n] + 1)
 
-    def _set_layers(self, specs) -> None:
-        """Set each layer of ``specs`` (napari LayerData tuples) to its data, adding missing ones,
-        with napari's dims recomputed once at most (:meth:`_replacing_data`). Added layers are not
-        selected (:func:`.napari_adapter.adding_unselected`): ``show_image`` selects the labels once."""
-        with self._replacing_data(list(self.viewer.layers)), adding_unselected(self.viewer):
-            for data, kwargs, kind in specs:
-                name = kwargs["name"]
-                if name not in self.viewer.layers:
-                    getattr(self.viewer, f"add_{kind}")(data, **kwargs)  # napari updates the dims
-                    continue
-                layer = self.viewer.layers[name]
-                layer.data = data
-                layer.metadata = kwargs["metadata"]
-                if "contrast_limits" in kwargs:
-                    _set_contrast_limits(layer, kwargs["contrast_limits"])
-                if name == "labels":
-                    reset_undo_history(layer)  # undo does not cross images
-
     def set_layer_data(self, name: str, data: np.ndarray, contrast_limits=None) -> None:
-        """Replace layer ``name``'s data (and its contrast limits, when given) as :meth:`_set_layers`
-        does: the evidence of another class, a suggestion's outline."""
-        layer = self.viewer.layers[name]
-        with self._replacing_data([layer]):
-            layer.data = data
-        if contrast_limits is not None:
-            _set_contrast_limits(layer, contrast_limits)
-
-    @contextmanager
-    def _replacing_data(self, layers: list):
-        """While ``layers``' data is replaced: napari's dims are recomputed once, after, and only if
-        a layer's shape changed (each recomputation costs ~3-8 ms; the dims follow the layers'
-        extents alone). napari's vispy Labels layer rebuilds its colormap on every data event
-        (~10 ms under a software OpenGL), though the colours depend only on the colormap and the
-        data's dtype; so that rebuild is skipped. Both handlers are napari internals, reached
-        through :mod:`.napari_adapter`: where they are missing, only the time is lost."""
-        update = dims_updater(self.viewer)
-        shapes = [np.shape(layer.data) for layer in layers]
-        with ExitStack() as stack:
-            for layer in layers:
-                for cb in ([update] if update is not None else []) + colormap_rebuilders(layer):
-                    stack.enter_context(layer.events.data.blocker(cb))
-            yield
-        if update is not None and shapes != [np.shape(layer.data) for layer in layers]:
-            update()
-
-    @property
-    def _camera(self):
-        return self.viewer.scene.camera
-
-    def _fit_state(self) -> tuple:
-        """What ``reset_view`` depends on (the layers' extents via the dims, the canvas size) and
-        what it sets (the camera)."""
-        v, cam = self.viewer, self._camera
-        return (tuple(v.dims.range), v.dims.ndisplay, tuple(v.canvas.size), tuple(cam.center), cam.zoom,
-                tuple(cam.angles))
-
-    def _fit_view(self) -> None:
-        """Fit the camera to the layers (``reset_view``), unless it still shows the fit made last
-        for the same extents and canvas (an image of the previous one's shape, a camera nobody
-        moved): a refit would change nothing and costs ~5-12 ms of camera and transform events."""
-        if self._fitted != self._fit_state():
-            self.viewer.reset_view()
-            self._fitted = self._fit_state()
-
-    def _one_frame(self) -> None:
-        """Let the window repaint everything this switch changed in one frame, not two (each frame
-        recomposes the whole window: ~12 ms under a software OpenGL). The layer list repaints
-        changed rows after a zero-time timer (Qt's deferred item layout), which runs after the
-        window's next frame; laying it out now puts its rows into that frame. napari's canvas
-        sets each layer's scale factor (1 / zoom) while it draws, and a new value would repaint
-        the list again, after the frame: the layers get that same value now."""
-        for layer in self.viewer.layers:
-            layer.scale_factor = 1 / self._camera.zoom
-        for view in self._list_views():
-            if view.isVisible():
-                view.doItemsLayout()
-
-    def _list_views(self) -> list:
-        """The QListViews of this widget's window (napari's layer list among them:
-        :func:`.napari_adapter.layer_list_views`), looked up once per window (~3 ms). Weak references, as the window
-        owns this widget and must not be kept alive by it; those to views that Python does not
-        hold (Qt's own, inside combo boxes) die at once, and are not needed."""
-        window = self.window()
-        if self._list_refs[0]() is not window:
-            self._list_refs = (weakref.ref(window), [weakref.ref(v) for v in layer_list_views(window)])
-        return [view for view in (ref() for ref in self._list_refs[1]) if view is not None]
+        """Replace layer ``name``'s data (see :meth:`.PhotoLayers.set_data`): the evidence of another
+        class, a suggestion's outline, a repeated Segment."""
+        self.photo_layers.set_data(name, data, contrast_limits)
 
     @property
     def labels_layer(self):
@@ -643,7 +552,7 @@ class AnnotatorWidget(QWidget):
     def _sp_fill_toggled(self, on: bool) -> None:
         if "labels" in self.viewer.layers:
             self.labels_layer.mode = "pan_zoom" if on else "paint"
-        self._camera.mouse_pan = not on
+        self.viewer.scene.camera.mouse_pan = not on
 
     def _sp_fill_drag(self, layer, event):
         if not self.sp_fill.isChecked():

@@ -19,7 +19,7 @@ the function degrades to what napari does by itself (only the time is lost), nev
   layer it adds, and each selection switches the layer-controls panel (~15-25 ms of Qt layout per
   switch); the dock adds its layers in a batch and selects the one it paints on once, after.
 - :func:`layer_list_views` — napari's layer list is a ``QListView`` inside the main window: the
-  dock lays its rows out before the next frame (see ``AnnotatorWidget._one_frame``).
+  dock lays its rows out before the next frame (see ``PhotoLayers.one_frame``).
 - :func:`main_window` and :func:`canvas_widget` — ``Window._qt_window`` and the vispy canvas's
   native Qt widget (``Window._qt_viewer.canvas.native``): scripts size the window for a
   screenshot, and GUI tests press keys and click where a person does, on the canvas.
