@@ -347,3 +347,15 @@ def test_the_schemas_sql_is_in_project_db_alone(package):
     sql = re.compile(r"[\"'](SELECT|UPDATE|INSERT|DELETE FROM|CREATE TABLE|ALTER TABLE) ")  # a string opening with SQL
     outside = [m for m, (text, _) in modules.items() if m != f"{PACKAGE}.project.db" and sql.search(text)]
     assert outside == []
+
+
+def test_the_module_map_names_every_module():
+    """docs/method.md's module map names each module of the package (a subpackage's __init__,
+    which holds its docstring alone, aside)."""
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "method.md").read_text(encoding="utf-8")
+    start = doc.index("```\nspn_napari/")
+    layout = doc[start:doc.index("```", start + 4)]
+    unnamed = [str(p.relative_to(ROOT)) for p in sorted(ROOT.rglob("*.py"))
+               if not (p.name == "__init__.py" and p.parent != ROOT)
+               and not re.search(rf"(?<![\w.]){re.escape(p.name)}(?![\w])", layout)]
+    assert unnamed == []
