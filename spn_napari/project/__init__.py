@@ -1,1 +1,2 @@
-"""The project on disk: its SQLite state, its pixel arrays, artifact versions and the round history."""
+"""The project on disk: its SQLite state, its pixel arrays, artifact versions, the round history
+and the live head's labels as kept."""
