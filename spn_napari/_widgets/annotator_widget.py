@@ -410,11 +410,6 @@ class AnnotatorWidget(QWidget):
         if n < len(tags):
             self.choose_class(tags[n] + 1)
 
-    def set_layer_data(self, name: str, data: np.ndarray, contrast_limits=None) -> None:
-        """Replace layer ``name``'s data (see :meth:`.PhotoLayers.set_data`): the evidence of another
-        class, a suggestion's outline, a repeated Segment."""
-        self.photo_layers.set_data(name, data, contrast_limits)
-
     @property
     def labels_layer(self):
         return self.viewer.layers["labels"]
@@ -432,7 +427,7 @@ class AnnotatorWidget(QWidget):
         view = self.annotator.view(self.current)
         for method, maps in view.evidence.items():
             if method.upper() in self.viewer.layers and c > 0:
-                self.set_layer_data(method.upper(), maps[c - 1], contrast_limits=evidence_limits(maps[c - 1]))
+                self.photo_layers.set_data(method.upper(), maps[c - 1], evidence_limits(maps[c - 1]))
         if "labels" in self.viewer.layers:
             self._set_selected_label(c)
 

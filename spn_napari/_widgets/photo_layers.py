@@ -54,7 +54,7 @@ class PhotoLayers:
 
     def set_data(self, name: str, data: np.ndarray, contrast_limits=None) -> None:
         """Replace layer ``name``'s data (and its contrast limits, when given) as :meth:`set_layers`
-        does."""
+        does: the evidence of another class, a suggestion's outline, a repeated Segment."""
         layer = self.viewer.layers[name]
         with self.replacing_data([layer]):
             layer.data = data

@@ -29,7 +29,7 @@ OVERLAYS = ("superpixels", "SP-CAM", "CAM", "Unsure", "Suggestion")  # the dock'
 
 class SegmentPanel(QWidget):
     """An image-layer choice and a Segment button. ``host`` is the AnnotatorWidget: its
-    ``annotator``, ``viewer``, ``runs`` (the run panel), ``set_layer_data()``, ``bind_keys()`` and
+    ``annotator``, ``viewer``, ``runs`` (the run panel), ``photo_layers``, ``bind_keys()`` and
     ``notify()``."""
 
     def __init__(self, host, parent=None) -> None:
@@ -169,7 +169,7 @@ class SegmentPanel(QWidget):
         if old is not None and self._same_classes(old, style) and np.shape(old.data) == mask.shape:
             # the same classes and size: new pixels in the layer (a new layer costs ~0.2-0.3 s of
             # napari's layer and visual set-up); as the dock replaces its own layers' data
-            self.host.set_layer_data(target, mask)
+            self.host.photo_layers.set_data(target, mask)
             for key, value in place.items():
                 if tuple(getattr(old, key))[-2:] != tuple(value):
                     setattr(old, key, value)

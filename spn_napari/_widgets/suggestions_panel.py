@@ -44,7 +44,7 @@ def two_tone_outline(mask: np.ndarray) -> np.ndarray:
 
 class SuggestionsPanel(QWidget):
     """``host`` is the AnnotatorWidget: its ``annotator``, ``viewer``, ``show_image()``,
-    ``choose_class()``, ``set_layer_data()``, ``save()``, ``refresh_shown_labels()`` and ``notify()``."""
+    ``choose_class()``, ``photo_layers``, ``save()``, ``refresh_shown_labels()`` and ``notify()``."""
 
     def __init__(self, host, parent=None) -> None:
         super().__init__(parent)
@@ -129,7 +129,7 @@ class SuggestionsPanel(QWidget):
         outline = two_tone_outline(sp == s.superpixel)  # (H, W)
         viewer = host.viewer
         if LAYER in viewer.layers:
-            host.set_layer_data(LAYER, outline)
+            host.photo_layers.set_data(LAYER, outline)
         else:
             with adding_unselected(viewer):  # the labels stay selected: the person paints on them
                 viewer.add_image(outline, name=LAYER, colormap=OUTLINE, contrast_limits=(0, 2),
