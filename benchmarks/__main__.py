@@ -35,6 +35,7 @@ BENCHMARKS = {
     "bench_train_throughput": "a few minutes",
     "effort_curves": "hours (about an hour a curve)",
     "evidence_ablation": "about 20 minutes",
+    "live_round_blend": "about 20 minutes (a minute on an existing copy)",
     "predict_heldout": "about 75 minutes",
     "propagate_fit": "about 15 minutes (--iters 40)",
     "real_photos": "about 70 minutes",

@@ -79,6 +79,16 @@ def write_results(path, res: dict) -> Path:
     return path
 
 
+def returned(events):
+    """Drain an engine generator and give what it returns (``head = yield from LiveHead.open(…)``'s
+    value, outside a generator)."""
+    try:
+        while True:
+            next(events)
+    except StopIteration as stop:
+        return stop.value
+
+
 # -- data: folds, subsets, generated data sets ------------------------------------------------
 
 def folds(n: int, k: int, seed: int = 0) -> list[np.ndarray]:

@@ -32,7 +32,7 @@ from spn_napari.project.live_labels import read_live
 from spn_napari.runtime import default_threads
 
 from _dock import SIDE, add_superpixels, build_project, cached_project
-from _shared import command_line, cpu_model, write_results  # benchmarks/ is on sys.path
+from _shared import command_line, cpu_model, returned, write_results  # benchmarks/ is on sys.path
 
 RESULTS = Path(__file__).parent / "results" / "propagate_scale.json"
 PERSON = 100  # superpixels a person set before the timed refits
@@ -67,13 +67,8 @@ def measure(root: Path, repeat: int) -> dict:
     from spn_napari.review.suggest import LIVE_QUEUE, _ranking
     project = Project(root)
     n = len(project)
-    gen = LiveHead.open(project, PropagateConfig())
     t0 = time.perf_counter()
-    try:
-        while True:
-            next(gen)
-    except StopIteration as stop:
-        head = stop.value
+    head = returned(LiveHead.open(project, PropagateConfig()))
     opening = time.perf_counter() - t0
     rng = np.random.default_rng(0)
     for r in rng.choice(len(head.live.labels), PERSON, replace=False):

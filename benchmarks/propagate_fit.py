@@ -41,7 +41,7 @@ from spn_napari.project.store import Project
 from spn_napari.review.simulate import live_batch
 from spn_napari.runtime import default_threads
 
-from _shared import command_line, cpu_model, folds, write_results  # benchmarks/ is on sys.path
+from _shared import command_line, cpu_model, folds, returned, write_results  # benchmarks/ is on sys.path
 
 
 def grid(sources, dims, paints, weights, samples, iters) -> list[dict]:
@@ -57,12 +57,7 @@ def key(setting: dict) -> str:
 
 
 def open_head(project: Project, cfg: PropagateConfig) -> LiveHead:
-    gen = LiveHead.open(project, cfg)
-    try:
-        while True:
-            next(gen)
-    except StopIteration as stop:
-        return stop.value
+    return returned(LiveHead.open(project, cfg))
 
 
 class Photos:
