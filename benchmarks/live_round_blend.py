@@ -38,7 +38,7 @@ from spn_napari.evidence.features import feature_cache, view_maps
 from spn_napari.labels import apply_correction, present_classes
 from spn_napari.metrics import ConfusionMeter
 from spn_napari.project import kinds
-from spn_napari.project.live_labels import KEEP, read_live
+from spn_napari.project.live_labels import read_live
 from spn_napari.project.store import Project
 from spn_napari.review.simulate import SimulateConfig, simulate
 from spn_napari.rounds.predict import round_views, view_probabilities
@@ -68,13 +68,6 @@ def head_probabilities(live, desc, rows: slice, allowed: np.ndarray) -> np.ndarr
     return torch.softmax(z, 1).numpy()
 
 
-def live_labels(live, i: int, sp: np.ndarray, base: np.ndarray) -> np.ndarray:
-    """(H, W) the labels a ``live/<r>`` table shows over its round's ``base`` labels."""
-    rows = live.rows(i)
-    painted = live.labels[rows] != KEEP  # (N,)
-    return np.where(painted[sp], live.labels[rows][sp], base).astype(np.uint8)
-
-
 def score(sim: Project, alphas: list[float]) -> dict[str, list[np.ndarray]]:
     """{labels' name: per fold (L, L) confusion matrix} of every way of labelling (module docstring)."""
     n_labels = len(sim.classes) + 1
@@ -99,11 +92,11 @@ def score(sim: Project, alphas: list[float]) -> dict[str, list[np.ndarray]]:
         if gt is None:
             continue
         sp, corr = sim.read(kinds.SUPERPIXELS, i), sim.correction(i)  # (H, W)
-        before = live_labels(heads["head before"], i, sp, sim.read(kinds.round_labels(0), i))
+        before = heads["head before"].over(i, sim.read(kinds.round_labels(0), i), sp)
         net_labels = sim.read(kinds.round_labels(1), i)
         add("before", i, apply_correction(before, corr))
         add("round", i, apply_correction(net_labels, corr))
-        add("propagated", i, apply_correction(live_labels(heads["head after"], i, sp, net_labels), corr))
+        add("propagated", i, apply_correction(heads["head after"].over(i, net_labels, sp), corr))
         if reviews[i] != "unreviewed":  # a reviewed photo keeps its labels whatever blends
             for name in blends:
                 add(name, i, apply_correction(before, corr))

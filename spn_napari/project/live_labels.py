@@ -66,6 +66,12 @@ class LiveLabels:
         """(M,) int64: the image each row belongs to."""
         return np.repeat(np.arange(len(self.offsets) - 1), np.diff(self.offsets))
 
+    def over(self, i: int, base: np.ndarray, sp: np.ndarray) -> np.ndarray:
+        """(H, W) uint8: image i's round labels ``base`` with this table's superpixels painted over
+        them (``sp`` (H, W): image i's superpixels)."""
+        painted = self.labels[self.rows(i)][sp]  # (H, W)
+        return np.where(painted != KEEP, painted, base).astype(np.uint8)
+
     def current(self) -> np.ndarray:
         """(M,) uint8 each superpixel's label before corrections: the head's, else the round's."""
         return np.where(self.labels != KEEP, self.labels, self.base)
@@ -126,8 +132,7 @@ def overlay(project: Project, i: int, base: np.ndarray, sp: np.ndarray | None = 
     if not (given != KEEP).any():
         return base
     sp = project.read(kinds.SUPERPIXELS, i) if sp is None else sp  # (H, W) ids 0..N-1
-    painted = given[sp]  # (H, W)
-    return np.where(painted != KEEP, painted, base).astype(np.uint8)
+    return live.over(i, base, sp)
 
 
 def live_doubt(project: Project, i: int, band: float, sp: np.ndarray | None = None
