@@ -97,6 +97,8 @@ def test_segment_labels_a_layer_twice_with_one_child(widget, served, qtbot):
     widget.viewer.add_image(gray, name="photo", scale=(2.0, 2.0), translate=(5.0, -3.0))
     panel = widget.segmenting
     assert panel.image_layers() == ["image", "photo"]
+    from napari.utils.notifications import notification_manager
+    popups = len(notification_manager.records)
     first = _segment(widget, qtbot, "photo")
     pid = panel.worker.pid()
     assert first["event"] == "done" and first["loaded"] and first["round"] == 1
@@ -106,6 +108,9 @@ def test_segment_labels_a_layer_twice_with_one_child(widget, served, qtbot):
     assert tuple(out.scale) == (2.0, 2.0) and tuple(out.translate) == (5.0, -3.0)
     assert list(out.features["class"]) == ["background", *served.classes]
     assert not Path(first["out"]).parent.exists()  # the temporary folder is gone
+    # started and done are told on the status line; napari's pop-up is kept for problems
+    assert widget.status.text().startswith("photo segmentation: labelled")
+    assert len(notification_manager.records) == popups
     tag = served.classes[served.images[5].tags[0]]
     panel.tags.value = f" {tag} ;"
     second = _segment(widget, qtbot, "photo")
@@ -113,6 +118,30 @@ def test_segment_labels_a_layer_twice_with_one_child(widget, served, qtbot):
     np.testing.assert_array_equal(np.asarray(widget.viewer.layers["photo segmentation"].data),
                                   ref.predict(as_rgb(gray), [tag]))
     assert widget.current == 0 and "labels" in widget.viewer.layers  # the project was not reloaded
+
+
+def test_the_click_adds_the_layer_empty_and_an_error_takes_it_away(widget, served, qtbot):
+    """Segment's click adds "<layer> segmentation", empty, unselected and placed over its image;
+    the answer fills it. An answer that is an error (a tag the project lacks) removes the empty
+    layer it was for, and leaves a filled one as it was."""
+    gray = np.asarray(served.image(5)[:50, :60].mean(2), np.uint8)  # (50, 60)
+    widget.viewer.add_image(gray, name="photo", scale=(2.0, 2.0))
+    panel, selected = widget.segmenting, widget.viewer.layers.selection.active
+    panel.tags.value = "no such class"
+    rid = panel.segment("photo")
+    empty = widget.viewer.layers["photo segmentation"]
+    assert np.shape(empty.data) == (50, 60) and not np.asarray(empty.data).any()
+    assert tuple(empty.scale) == (2.0, 2.0) and widget.viewer.layers.selection.active is selected
+    with qtbot.waitSignal(panel.worker.answered, timeout=120_000, check_params_cb=lambda a: a.get("id") == rid):
+        pass
+    assert "photo segmentation" not in widget.viewer.layers
+    panel.tags.value = ""
+    assert _segment(widget, qtbot, "photo")["event"] == "done"
+    filled = np.asarray(widget.viewer.layers["photo segmentation"].data).copy()
+    np.testing.assert_array_equal(filled, Segmenter.from_project(served.root, device="cpu").predict(as_rgb(gray)))
+    panel.tags.value = "no such class"
+    assert _segment(widget, qtbot, "photo")["event"] == "error"
+    np.testing.assert_array_equal(np.asarray(widget.viewer.layers["photo segmentation"].data), filled)
 
 
 def test_a_killed_child_is_replaced_with_a_notice_and_a_rollback_is_followed(widget, served, qtbot):

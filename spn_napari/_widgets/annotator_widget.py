@@ -834,6 +834,14 @@ class AnnotatorWidget(QWidget):
         QTimer.singleShot(0, rest)
 
     def notify(self, message: str, *, error: bool = False) -> None:
+        """A notification in the viewer (napari's pop-up) and the dock's status line: for errors
+        and what a person must not miss (a round's end)."""
         from napari.utils.notifications import show_error, show_info
         (show_error if error else show_info)(message)
+        self.status.setText(message)
+
+    def say(self, message: str) -> None:
+        """The dock's status line alone: for news that answers the click just made (Segment
+        started, done). napari's pop-up slides in and fades over several frames, each a repaint
+        of the window over the canvas; a routine message must not cost the viewer those frames."""
         self.status.setText(message)

@@ -2,8 +2,9 @@
 
 The layer's pixels go to a temporary PNG, a long-lived child (``spn-napari serve``,
 :mod:`.predict_worker`: no torch in the viewer's process, the model kept loaded between requests)
-labels it, and the mask comes back as a Labels layer "<layer> segmentation" with the project's
-class names and colours, placed over its image (same scale and translation). The child follows
+labels it, and the mask comes back into a Labels layer "<layer> segmentation" with the project's
+class names and colours, placed over its image (same scale and translation); the click adds that
+layer, empty, and the answer fills it. The child follows
 the project's current round by itself; it is replaced when another project opens or the device
 changes, and stopped with the dock. The settings (layer, round, tags) are a magicgui form."""
 
@@ -29,8 +30,8 @@ OVERLAYS = ("superpixels", "SP-CAM", "CAM", "Unsure", "Suggestion")  # the dock'
 
 class SegmentPanel(QWidget):
     """An image-layer choice and a Segment button. ``host`` is the AnnotatorWidget: its
-    ``annotator``, ``viewer``, ``runs`` (the run panel), ``photo_layers``, ``bind_keys()`` and
-    ``notify()``."""
+    ``annotator``, ``viewer``, ``runs`` (the run panel), ``photo_layers``, ``bind_keys()``,
+    ``notify()`` (problems) and ``say()`` (Segment started, done: the status line alone)."""
 
     def __init__(self, host, parent=None) -> None:
         super().__init__(parent)
@@ -104,17 +105,18 @@ class SegmentPanel(QWidget):
         tags = [t.strip() for t in self.tags.value.replace(",", ";").split(";") if t.strip()] or None
         tmp = Path(tempfile.mkdtemp(prefix="spn-segment-"))
         try:
-            Image.fromarray(image).save(tmp / "image.png")
+            Image.fromarray(image).save(tmp / "image.png", compress_level=0)  # raw: ~1 ms, not ~25 ms on the click
         except OSError as exc:
             shutil.rmtree(tmp, ignore_errors=True)
             host.notify(f"{tmp}: cannot save the image for the model ({exc.strerror or exc}) — free some space",
                         error=True)
             return None
+        self._result_layer(name, layer, image.shape[:2])  # before the child starts and takes a core
         worker = self._worker()
         first = not worker.running()
         rid = worker.request(tmp / "image.png", tmp / "mask.png", tags, self.round.value)
         self._pending[rid] = (name, tmp, layer)
-        host.notify(f"Segment: labelling {name}" + (" (loading the model first: a few seconds)" if first else ""))
+        host.say(f"Segment: labelling {name}" + (" (loading the model first: a few seconds)" if first else ""))
         return rid
 
     def _worker(self) -> PredictWorker:
@@ -133,9 +135,12 @@ class SegmentPanel(QWidget):
             self.worker.stop()
             self.worker.deleteLater()
             self.worker = None
+        names = {name for name, _, _ in self._pending.values()}
         for _, tmp, _ in self._pending.values():
             shutil.rmtree(tmp, ignore_errors=True)
         self._pending.clear()
+        for name in names:
+            self._drop_empty(name)
 
     def _answered(self, answer: dict) -> None:
         pending = self._pending.pop(answer.get("id"), None)
@@ -146,8 +151,10 @@ class SegmentPanel(QWidget):
             if answer["event"] == "done":
                 self._show(name, load_mask(Path(answer["out"])), layer, answer.get("round"))
             else:
+                self._drop_empty(name)
                 self.host.notify(f"Segment {name}: {answer.get('message', 'failed')}", error=True)
         except SpnError as exc:
+            self._drop_empty(name)
             self.host.notify(str(exc), error=True)
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
@@ -160,24 +167,44 @@ class SegmentPanel(QWidget):
         except (KeyError, AttributeError):
             return False
 
-    def _show(self, name: str, mask: np.ndarray, layer, model_round: int | None = None) -> None:
-        """Put ``mask`` (H, W) uint8 into the Labels layer "<name> segmentation" over ``layer``."""
+    def _result_layer(self, name: str, layer, shape: tuple[int, int]):
+        """The Labels layer "<name> segmentation" over image layer ``layer``, ready for a (H, W)
+        mask of ``shape``: the one there when it shows the project's classes at that size (placed
+        over ``layer`` again), else a new, empty one. Made on Segment's click, not when
+        the answer comes: napari's set-up of a new Labels layer (its visual, overlays and controls,
+        ~0.1 s on a 2-core CPU with software OpenGL) then lands on the click the person waits on,
+        never in the middle of a stroke; the answer only fills pixels."""
         viewer, target = self.host.viewer, f"{name} segmentation"
         place = {"scale": tuple(layer.scale)[-2:], "translate": tuple(layer.translate)[-2:]}
         style = labels_style(self.host.annotator.project)
         old = viewer.layers[target] if target in viewer.layers else None
-        if old is not None and self._same_classes(old, style) and np.shape(old.data) == mask.shape:
-            # the same classes and size: new pixels in the layer (a new layer costs ~0.2-0.3 s of
-            # napari's layer and visual set-up); as the dock replaces its own layers' data
-            self.host.photo_layers.set_data(target, mask)
+        if old is not None and self._same_classes(old, style) and np.shape(old.data) == tuple(shape):
             for key, value in place.items():
                 if tuple(getattr(old, key))[-2:] != tuple(value):
                     setattr(old, key, value)
-        else:
-            if old is not None:  # another project's classes, or another size
-                viewer.layers.remove(target)
-            with adding_unselected(viewer):  # the dock's labels stay selected: keys 1–9 keep choosing classes
-                viewer.add_labels(mask, name=target, opacity=0.6, **style, **place)
-            self.host.bind_keys(viewer.layers[target])
+            return old
+        if old is not None:  # another project's classes, or another size
+            viewer.layers.remove(target)
+        with adding_unselected(viewer):  # the dock's labels stay selected: keys 1–9 keep choosing classes
+            new = viewer.add_labels(np.zeros(shape, np.uint8), name=target, opacity=0.6, **style, **place)
+        new.metadata["spn_empty"] = True  # no answer in it yet
+        self.host.bind_keys(new)
+        return new
+
+    def _drop_empty(self, name: str) -> None:
+        """Remove "<name> segmentation" when it is still the empty layer the click made (the
+        answer was an error): no empty result is left behind."""
+        target = f"{name} segmentation"
+        layers = self.host.viewer.layers
+        if target in layers and layers[target].metadata.get("spn_empty") \
+                and not any(n == name for n, _, _ in self._pending.values()):
+            layers.remove(target)
+
+    def _show(self, name: str, mask: np.ndarray, layer, model_round: int | None = None) -> None:
+        """Put ``mask`` (H, W) uint8 into the Labels layer "<name> segmentation" over ``layer``
+        (the one the click made, or a new one when it was removed or no longer fits)."""
+        target = self._result_layer(name, layer, mask.shape).name
+        self.host.photo_layers.set_data(target, mask)
+        self.host.viewer.layers[target].metadata.pop("spn_empty", None)
         model = "the SPN" if not model_round else f"round {model_round}"
-        self.host.notify(f"{target}: labelled with the project's current model ({model})")
+        self.host.say(f"{target}: labelled with the project's current model ({model})")
