@@ -4,9 +4,9 @@ The layer's pixels go to a temporary PNG, a long-lived child (``spn-napari serve
 :mod:`.predict_worker`: no torch in the viewer's process, the model kept loaded between requests)
 labels it, and the mask comes back into a Labels layer "<layer> segmentation" with the project's
 class names and colours, placed over its image (same scale and translation); the click adds that
-layer, empty, and the answer fills it. The child follows
-the project's current round by itself; it is replaced when another project opens or the device
-changes, and stopped with the dock. The settings (layer, round, tags) are a magicgui form."""
+layer, empty, and the answer fills it. The child follows the project's current round by itself;
+it is replaced when another project opens or the device changes, and stopped with the dock. The
+settings (layer, round, tags) are a magicgui form."""
 
 from __future__ import annotations
 
@@ -111,7 +111,7 @@ class SegmentPanel(QWidget):
             host.notify(f"{tmp}: cannot save the image for the model ({exc.strerror or exc}) — free some space",
                         error=True)
             return None
-        self._result_layer(name, layer, image.shape[:2])  # before the child starts and takes a core
+        self._result_layer(name, layer, image.shape[:2])  # napari's set-up of a new layer, on the click
         worker = self._worker()
         first = not worker.running()
         rid = worker.request(tmp / "image.png", tmp / "mask.png", tags, self.round.value)
@@ -170,9 +170,9 @@ class SegmentPanel(QWidget):
     def _result_layer(self, name: str, layer, shape: tuple[int, int]):
         """The Labels layer "<name> segmentation" over image layer ``layer``, ready for a (H, W)
         mask of ``shape``: the one there when it shows the project's classes at that size (placed
-        over ``layer`` again), else a new, empty one. Made on Segment's click, not when
-        the answer comes: napari's set-up of a new Labels layer (its visual, overlays and controls,
-        ~0.1 s on a 2-core CPU with software OpenGL) then lands on the click the person waits on,
+        over ``layer`` again), else a new, empty one. Made on Segment's click, not when the answer
+        comes: napari's set-up of a new Labels layer (its visual, overlays and controls; the
+        first Segment's block in docs/plugin.md) then lands on the click the person waits on,
         never in the middle of a stroke; the answer only fills pixels."""
         viewer, target = self.host.viewer, f"{name} segmentation"
         place = {"scale": tuple(layer.scale)[-2:], "translate": tuple(layer.translate)[-2:]}
