@@ -234,7 +234,7 @@ def time_segment(widget, repeat: int = 3) -> dict:
         ticker, answered = Ticker(), QEventLoop()
         t0, span = ticker.now(), []
 
-        def click() -> None:
+        def click(ticker=ticker, span=span, answered=answered) -> None:
             span.append(ticker.now())
             widget.segmenting.segment("image")
             span.append(ticker.now())
@@ -266,7 +266,7 @@ def time_redraw(widget, repeat: int = 3) -> float:
         ticker = Ticker()
         t0 = ticker.now()
         zoom = camera.zoom
-        QTimer.singleShot(0, lambda: setattr(camera, "zoom", zoom * 1.0001))
+        QTimer.singleShot(0, lambda zoom=zoom: setattr(camera, "zoom", zoom * 1.0001))
         run_loop(ms=300)
         camera.zoom = zoom
         blocks.append(max(ticker.blocks(t0)))
