@@ -260,7 +260,7 @@ def time_redraw(widget, repeat: int = 3) -> float:
     """The event loop's block for one repaint of the canvas and nothing else (the camera nudged
     by a ten-thousandth of its zoom, and back), median of ``repeat``: the floor under any action
     that changes pixels, set by the OpenGL in use (a software one under Xvfb)."""
-    camera, blocks = widget.viewer.camera, []
+    camera, blocks = widget.viewer.scene.camera, []
     for _ in range(repeat):
         run_loop(ms=300)
         ticker = Ticker()
