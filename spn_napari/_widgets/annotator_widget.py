@@ -838,7 +838,7 @@ class AnnotatorWidget(QWidget):
         and what a person must not miss (a round's end)."""
         from napari.utils.notifications import show_error, show_info
         (show_error if error else show_info)(message)
-        self.status.setText(message)
+        self.say(message)
 
     def say(self, message: str) -> None:
         """The dock's status line alone: for news that answers the click just made (Segment

@@ -105,7 +105,7 @@ class SegmentPanel(QWidget):
         tags = [t.strip() for t in self.tags.value.replace(",", ";").split(";") if t.strip()] or None
         tmp = Path(tempfile.mkdtemp(prefix="spn-segment-"))
         try:
-            Image.fromarray(image).save(tmp / "image.png", compress_level=0)  # raw: ~1 ms, not ~25 ms on the click
+            Image.fromarray(image).save(tmp / "image.png", compress_level=0)  # uncompressed: a few ms, not ~25 ms, on the click
         except OSError as exc:
             shutil.rmtree(tmp, ignore_errors=True)
             host.notify(f"{tmp}: cannot save the image for the model ({exc.strerror or exc}) — free some space",
@@ -203,8 +203,8 @@ class SegmentPanel(QWidget):
     def _show(self, name: str, mask: np.ndarray, layer, model_round: int | None = None) -> None:
         """Put ``mask`` (H, W) uint8 into the Labels layer "<name> segmentation" over ``layer``
         (the one the click made, or a new one when it was removed or no longer fits)."""
-        target = self._result_layer(name, layer, mask.shape).name
-        self.host.photo_layers.set_data(target, mask)
-        self.host.viewer.layers[target].metadata.pop("spn_empty", None)
+        result = self._result_layer(name, layer, mask.shape)
+        self.host.photo_layers.set_data(result.name, mask)
+        result.metadata.pop("spn_empty", None)
         model = "the SPN" if not model_round else f"round {model_round}"
-        self.host.say(f"{target}: labelled with the project's current model ({model})")
+        self.host.say(f"{result.name}: labelled with the project's current model ({model})")
